@@ -1,0 +1,1 @@
+"""The command-line shell over the simsearch library (the library never imports it)."""

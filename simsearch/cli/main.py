@@ -1,0 +1,277 @@
+"""The `simsearch` command: parses arguments, calls the library, prints tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from simsearch.cli.output import (
+    console, err_console, fail, handle_errors, human_size, progress_bar, print_score_table, warn_skip,
+)
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
+
+DEFAULT_INDEX = Path("artifacts/index")
+
+IndexOption = typer.Option(DEFAULT_INDEX, "--index", "-i", help="Index folder.")
+WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
+JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
+
+
+def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
+    runtime = {}
+    if batch_size:
+        runtime["batch_size"] = batch_size
+    if device:
+        runtime["device"] = device
+    return runtime
+
+
+def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
+                    device: Optional[str] = None):
+    from simsearch.inspector import Inspector
+    return Inspector.load(index, weights=weights, **_embedder_runtime(batch_size, device))
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+@app.command("build-index")
+def build_index(
+    good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
+    defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
+    out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
+    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style) or image (whole-image vectors)."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model, or KIND:ARG."),
+    weights: Optional[Path] = WeightsOption,
+    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
+    image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
+    k: int = typer.Option(1, "--k", help="Neighbours averaged into a score."),
+    coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Build an index of good exemplars (and optional defect exemplars) from image folders."""
+    with handle_errors():
+        from simsearch.datasets import good_image_files, typed_defect_samples
+        from simsearch.embedder import create_embedder
+        from simsearch.inspector import Inspector
+
+        if mode not in ("patch", "image"):
+            fail(f"--mode must be patch or image, not {mode!r}")
+        for path in good + ([defects] if defects else []):
+            if not path.exists():
+                fail(f"{path}: no such file or folder")
+        if out.exists() and not out.is_dir():
+            fail(f"{out} is a file; choose a folder for --out")
+        good_files = good_image_files(good)
+        if not good_files:
+            fail(f"no images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif .tiff)")
+        defect_samples = typed_defect_samples([defects]) if defects else []
+        if defects and not defect_samples:
+            fail(f"no images found in {defects}")
+        start = time.perf_counter()
+        embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
+                                   pretrained=not no_pretrained, image_size=image_size,
+                                   **_embedder_runtime(batch_size, device))
+        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
+        total = len(good_files) + len(defect_samples)
+        with progress_bar("embedding", total) as advance:
+            inspector.fit(good_files, on_progress=advance, on_skip=warn_skip)
+            if defect_samples:
+                inspector.add([s.path for s in defect_samples], "defect",
+                              defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
+                              on_skip=warn_skip)
+        inspector.save(out)
+        elapsed = time.perf_counter() - start
+        index = inspector.index_
+        summary = {"index": str(out), **index.counts(), "dim": index.dim, "mode": index.mode,
+                   "embedder": embedder.config, "fingerprint": embedder.fingerprint,
+                   "seconds": round(elapsed, 2), "bytes": _folder_size(out)}
+        if as_json:
+            typer.echo(json.dumps(summary))
+            return
+        console.print(f"[bold]built[/] {out}: {summary['good']} good and {summary['defect']} defect exemplars, "
+                      f"{summary['dim']}-d vectors, mode {mode}"
+                      + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
+                      + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+
+
+@app.command()
+def score(
+    paths: List[Path] = typer.Argument(..., help="Images or folders to score."),
+    index: Path = IndexOption,
+    weights: Optional[Path] = WeightsOption,
+    as_json: bool = JsonOption,
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Score images against an index: anomaly score, verdict, nearest exemplars."""
+    with handle_errors():
+        from simsearch.images import list_image_files
+
+        files = list_image_files(paths)
+        if not files:
+            fail(f"no images found in {', '.join(map(str, paths))}")
+        inspector = _load_inspector(index, weights, batch_size, device)
+        results = []
+        with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
+            for result in inspector.iter_score(files, on_progress=advance, on_skip=warn_skip):
+                if heatmap is not None:
+                    _write_heatmap(inspector, result, heatmap)
+                if as_json:
+                    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+                results.append(result)
+        if not as_json:
+            print_score_table(results)
+
+
+def _write_heatmap(inspector, result, folder: Path) -> None:
+    from simsearch.maps import write_overlay
+    write_overlay(inspector, result, folder)
+
+
+@app.command()
+def add(
+    index: Path = typer.Argument(..., help="Index folder."),
+    paths: List[Path] = typer.Argument(..., help="Images or folders to add."),
+    label: str = typer.Option("good", "--label", help="good or defect."),
+    defect_type: Optional[str] = typer.Option(None, "--type", help="Defect type (with --label defect)."),
+    weights: Optional[Path] = WeightsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
+    with handle_errors():
+        from simsearch.datasets import normalise_label
+        from simsearch.images import list_image_files
+
+        label = normalise_label(label)
+        if defect_type and label != "defect":
+            fail("--type is only for --label defect")
+        files = list_image_files(paths)
+        if not files:
+            fail(f"no images found in {', '.join(map(str, paths))}")
+        inspector = _load_inspector(index, weights)
+        with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
+            ids = inspector.add(files, label, defect_type=defect_type, on_progress=advance, on_skip=warn_skip)
+        inspector.save(index)
+        if as_json:
+            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type}))
+        else:
+            console.print(f"added {len(ids)} {label} exemplar(s) to {index}: ids {_id_ranges(ids)}")
+
+
+def _id_ranges(ids: list[int]) -> str:
+    return ", ".join(map(str, ids)) if len(ids) <= 6 else f"{ids[0]}..{ids[-1]}"
+
+
+@app.command()
+def remove(
+    index: Path = typer.Argument(..., help="Index folder."),
+    ids: List[int] = typer.Argument(None, help="Exemplar ids (see `simsearch info --exemplars`)."),
+    path: Optional[List[str]] = typer.Option(None, "--path", help="Remove exemplars added from this path."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove exemplars by id or source path (saved atomically)."""
+    with handle_errors():
+        from simsearch.index import ExemplarIndex
+
+        store = ExemplarIndex.load(index)
+        chosen = list(ids or [])
+        for wanted in path or []:
+            matches = [e.id for e in store.exemplars.values() if e.path == wanted or Path(e.path) == Path(wanted)]
+            if not matches:
+                fail(f"no exemplar in {index} was added from {wanted}")
+            chosen.extend(matches)
+        if not chosen:
+            fail("name the exemplars to remove: ids, or --path")
+        store.remove(chosen)
+        store.save(index)
+        if as_json:
+            typer.echo(json.dumps({"removed": chosen}))
+        else:
+            console.print(f"removed {len(chosen)} exemplar(s) from {index}")
+
+
+@app.command()
+def info(
+    index: Path = typer.Argument(DEFAULT_INDEX, help="Index folder."),
+    exemplars: bool = typer.Option(False, "--exemplars", help="List every exemplar."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Describe an index: embedder, mode, counts, threshold, size."""
+    with handle_errors():
+        from simsearch.cli.output import print_info
+        from simsearch.index import ExemplarIndex
+
+        store = ExemplarIndex.load(index)
+        manifest = store.manifest()
+        manifest.update({"generation": store.generation, "bytes": _folder_size(index),
+                         "defect_types": store.defect_types()})
+        if exemplars:
+            manifest["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
+        if as_json:
+            typer.echo(json.dumps(manifest, ensure_ascii=False))
+        else:
+            print_info(index, manifest)
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="Labelled folder (good/defect) or MVTec category / test tree."),
+    index: Path = IndexOption,
+    weights: Optional[Path] = WeightsOption,
+    as_json: bool = JsonOption,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Score a labelled set and report image AUROC (and pixel AUROC where masks exist)."""
+    with handle_errors():
+        from simsearch.cli.output import print_evaluation
+        from simsearch.datasets import discover_samples
+        from simsearch.workflows import evaluate_dataset
+
+        samples = discover_samples(dataset)
+        inspector = _load_inspector(index, weights, batch_size, device)
+        with progress_bar("scoring", len(samples)) as advance:
+            evaluation = evaluate_dataset(inspector, samples, on_progress=advance, on_skip=warn_skip)
+        if as_json:
+            typer.echo(json.dumps(evaluation.to_dict()))
+        else:
+            print_evaluation(evaluation)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("artifacts/demo"), "--out", help="Where the demo's images and index go."),
+    as_json: bool = JsonOption,
+) -> None:
+    """No set-up: make a small synthetic inspection set, index it, score it, print the AUROC."""
+    with handle_errors():
+        from simsearch.cli.output import print_evaluation
+        from simsearch.demo import run_demo
+
+        with progress_bar("demo", None) as advance:
+            evaluation = run_demo(out, on_progress=advance)
+        if as_json:
+            typer.echo(json.dumps(evaluation.to_dict()))
+            return
+        print_score_table(evaluation.results, title="demo: synthetic test images")
+        print_evaluation(evaluation)
+        console.print(f"index and images under {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

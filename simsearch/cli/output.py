@@ -1,0 +1,192 @@
+"""Terminal output for the CLI: rich tables and progress bars on stderr, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_ERROR = 1  # unexpected failure
+EXIT_BAD_INPUT = 2  # missing path, unreadable image, bad option (typer uses 2 for usage errors too)
+EXIT_INDEX = 3  # index missing, damaged, of another embedder or format, unwritable
+EXIT_WEIGHTS = 4  # pretrained weights unavailable or unfit
+
+
+class CliFailure(Exception):
+    """An error already phrased for the user."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """Stop the command with a one-line error."""
+    raise CliFailure(message, code)
+
+
+def _exit_code(error: BaseException) -> int:
+    from simsearch.datasets import DatasetError
+    from simsearch.embedder.weights import WeightsError
+    from simsearch.images import ImageError
+    from simsearch.index import IndexMismatchError, StorageError
+
+    if isinstance(error, CliFailure):
+        return error.code
+    if isinstance(error, WeightsError):
+        return EXIT_WEIGHTS
+    if isinstance(error, (IndexMismatchError, StorageError)):
+        return EXIT_INDEX
+    if isinstance(error, (ImageError, DatasetError, FileNotFoundError, ValueError)):
+        return EXIT_BAD_INPUT
+    return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn library errors into `error: ...` on stderr and a meaningful exit code, never a traceback."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", style="red", highlight=False)
+        raise typer.Exit(130)
+    except MemoryError:
+        err_console.print("error: out of memory; use a smaller --batch-size or --image-size", highlight=False)
+        raise typer.Exit(EXIT_ERROR)
+    except Exception as error:  # the last line of defence: one line, no traceback
+        code = _exit_code(error)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        if code == EXIT_ERROR:
+            message = f"{error.__class__.__name__}: {message} (please report this)"
+        err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields advance(n). Hidden when stderr is not a terminal-like stream."""
+    if not enabled:
+        yield lambda n: None
+        return
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def warn_skip(path: str, reason: str) -> None:
+    """One warning line for a file that was skipped."""
+    err_console.print(f"warning: skipped {reason}" if reason.startswith(str(path)) else
+                      f"warning: skipped {path}: {reason}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def _short(path: str | None, width: int = 40) -> str:
+    """The file name with its folder (e.g. broken_large/003.png), trimmed from the left to fit."""
+    if path is None:
+        return "-"
+    parts = Path(path).parts
+    text = "/".join(parts[-2:]) if len(parts) >= 2 else path
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None) -> None:
+    """One row per scored image."""
+    table = Table(title=title, show_lines=False)
+    table.add_column("image")
+    table.add_column("score", justify="right")
+    table.add_column("normalised", justify="right")
+    table.add_column("verdict")
+    table.add_column("nearest good (distance)")
+    table.add_column("nearest defect (type, distance)")
+    shown = results if limit is None else results[:limit]
+    for result in shown:
+        verdict = "-" if result.is_anomaly is None else ("[red]REJECT[/]" if result.is_anomaly else "[green]pass[/]")
+        good = result.nearest[0] if result.nearest else None
+        defect = result.nearest_defect
+        table.add_row(
+            _short(result.path), f"{result.score:.4f}",
+            "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
+            f"{_short(good.path, 28)} ({good.distance:.3f})" if good else "-",
+            f"{defect.defect_type or '-'}, {defect.distance:.3f}" if defect else "-")
+    console.print(table)
+    if limit is not None and len(results) > limit:
+        console.print(f"... and {len(results) - limit} more (use --json for all)")
+
+
+def print_info(folder: Path, manifest: dict) -> None:
+    """A readable summary of an index manifest."""
+    table = Table(title=f"index {folder}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    embedder = manifest["embedder"]
+    config = embedder["config"]
+    counts = manifest["counts"]
+    rows = [
+        ("embedder", f"{config.get('kind')}: {config.get('backbone', '')} {'+'.join(config.get('layers', []))}"),
+        ("weights", str(config.get("weights_source", "-"))),
+        ("fingerprint", embedder["fingerprint"]),
+        ("mode", f"{manifest['mode']} (k={manifest['k']}, coreset ratio {manifest['coreset_ratio']})"),
+        ("vectors", f"{manifest['dim']}-d" + (f", patch grid {manifest['patch_grid']}" if manifest.get("patch_grid") else "")),
+        ("exemplars", f"{counts['good']} good, {counts['defect']} defect, {counts['patches']} patches in the bank"),
+        ("defect types", ", ".join(f"{k}: {v}" for k, v in manifest["defect_types"].items()) or "-"),
+        ("threshold", _threshold_text(manifest.get("threshold"))),
+        ("format", f"version {manifest['format_version']}, generation {manifest['generation']}"),
+        ("size on disk", human_size(manifest["bytes"])),
+        ("updated", manifest.get("updated", "-")),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for exemplar in manifest.get("exemplars", []):
+        console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {exemplar['defect_type'] or '-':<14}  "
+                      f"{exemplar['path']}", highlight=False, markup=False)
+
+
+def _threshold_text(threshold: dict | None) -> str:
+    if not threshold:
+        return "none (run `simsearch calibrate`)"
+    return f"{threshold['value']:.6g} ({threshold.get('policy', '?')})"
+
+
+def print_evaluation(evaluation) -> None:
+    """AUROC, confusion matrix and per-type recall of an evaluation."""
+    data = evaluation.to_dict()
+    auroc = data["image_auroc"]
+    console.print(f"[bold]{data['images']} images[/] ({data['good']} good, {data['defect']} defect): image AUROC "
+                  + (f"[bold]{auroc:.4f}[/]" if auroc is not None else "n/a (one class only)"))
+    for key, name in (("pixel_auroc", "pixel AUROC"), ("pixel_pro", "pixel PRO (FPR<=0.3)")):
+        if data.get(key) is not None:
+            console.print(f"{name}: [bold]{data[key]:.4f}[/]")
+    if data["confusion"] is not None:
+        (tn, fp), (fn, tp) = data["confusion"]
+        table = Table(title=f"at threshold {data['threshold']:.6g}")
+        table.add_column("")
+        table.add_column("predicted good", justify="right")
+        table.add_column("predicted defect", justify="right")
+        table.add_row("good", str(tn), str(fp))
+        table.add_row("defect", str(fn), str(tp))
+        console.print(table)
+        if data["recall_by_type"]:
+            console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))

@@ -1,0 +1,10 @@
+"""Vectors -> index: exemplars in FAISS with a SQLite catalogue, saved atomically."""
+
+from simsearch.index.catalogue import Exemplar
+from simsearch.index.coreset import greedy_coreset, greedy_coreset_reference
+from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
+from simsearch.index.storage import StorageError
+from simsearch.index.vectors import VectorStore, gpu_count
+
+__all__ = ["Exemplar", "ExemplarIndex", "IndexMismatchError", "NewExemplar", "StorageError", "VectorStore",
+           "gpu_count", "greedy_coreset", "greedy_coreset_reference"]

@@ -1,0 +1,125 @@
+"""Greedy k-centre coreset selection (PatchCore's memory-bank reduction), exact but pruned.
+
+Plain greedy k-centre touches all N points for each of the K centres it picks (O(N*K*D)), which is
+where anomalib's PatchCore spends most of its build. Here the points are first grouped into cells
+(k-means); a cell whose points cannot come closer to the new centre than their current distances (by
+the triangle inequality, |c - q| - radius >= the cell's largest distance) is skipped. The result is the
+same selection as the plain algorithm; only the work is smaller.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def random_projection(points: np.ndarray, dim: int | None, seed: int = 0) -> np.ndarray:
+    """Johnson-Lindenstrauss Gaussian projection to `dim` columns (unchanged when dim is None or >= D)."""
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    if dim is None or points.shape[1] <= dim:
+        return points
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((points.shape[1], dim)).astype(np.float32) / np.sqrt(dim)
+    return np.ascontiguousarray(points @ matrix)
+
+
+def _initial_distances(points: np.ndarray, existing: np.ndarray | None) -> np.ndarray:
+    if existing is None or len(existing) == 0:
+        return np.full(len(points), np.inf, dtype=np.float32)
+    index = faiss.IndexFlatL2(points.shape[1])
+    index.add(np.ascontiguousarray(existing, dtype=np.float32))
+    squared, _ = index.search(points, 1)
+    return np.sqrt(np.maximum(squared[:, 0], 0.0)).astype(np.float32)
+
+
+def _distances_to(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    return np.sqrt(((points - centre) ** 2).sum(axis=1, dtype=np.float32))
+
+
+def greedy_coreset_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
+                             seed: int = 0) -> np.ndarray:
+    """Plain greedy k-centre, O(N*K*D): the textbook algorithm, kept for tests and benchmarks."""
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    n_select = min(int(n_select), len(points))
+    min_dist = _initial_distances(points, existing)
+    current = int(np.random.default_rng(seed).integers(len(points))) if existing is None or len(existing) == 0 \
+        else int(np.argmax(min_dist))
+    selected = []
+    for _ in range(n_select):
+        if min_dist[current] <= 0.0:
+            break
+        selected.append(current)
+        np.minimum(min_dist, _distances_to(points, points[current]), out=min_dist)
+        current = int(np.argmax(min_dist))
+    return np.asarray(selected, dtype=np.int64)
+
+
+def greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
+                   seed: int = 0, points_per_cell: int = 128) -> np.ndarray:
+    """Indices of up to n_select points picked by greedy k-centre, continuing from `existing` centres.
+
+    Same selection as greedy_coreset_reference; stops early once every point is itself selected.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    count = len(points)
+    n_select = min(int(n_select), count)
+    if n_select <= 0:
+        return np.zeros(0, dtype=np.int64)
+    min_dist_orig = _initial_distances(points, existing)
+    if existing is None or len(existing) == 0:
+        first = int(np.random.default_rng(seed).integers(count))
+    else:
+        first = int(np.argmax(min_dist_orig))
+
+    # Cells: a quick k-means, then points sorted so each cell is one contiguous slice.
+    n_cells = max(1, min(count // points_per_cell, 4096))
+    if n_cells > 1:
+        kmeans = faiss.Kmeans(points.shape[1], n_cells, niter=6, seed=seed, max_points_per_centroid=64,
+                              verbose=False)
+        kmeans.train(points)
+        _, assign = kmeans.index.search(points, 1)
+        assign = assign[:, 0]
+    else:
+        assign = np.zeros(count, dtype=np.int64)
+    order = np.argsort(assign, kind="stable")
+    sorted_points = points[order]
+    min_dist = min_dist_orig[order]
+    sizes = np.bincount(assign, minlength=n_cells)
+    sizes = sizes[sizes > 0]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    ends = starts + sizes
+    cell_of = np.repeat(np.arange(len(sizes)), sizes)
+    centroids = np.add.reduceat(sorted_points, starts, axis=0) / sizes[:, None].astype(np.float32)
+    radius = np.maximum.reduceat(_distances_to_cells(sorted_points, centroids, cell_of), starts)
+    cell_max = np.maximum.reduceat(min_dist, starts)
+
+    position_of = np.empty(count, dtype=np.int64)
+    position_of[order] = np.arange(count)
+    current = int(position_of[first])
+    selected: list[int] = []
+    for _ in range(n_select):
+        if min_dist[current] <= 0.0:
+            break
+        selected.append(current)
+        centre = sorted_points[current]
+        reach = np.sqrt(((centroids - centre) ** 2).sum(axis=1)) - radius
+        cells = np.flatnonzero(reach < cell_max)
+        if len(cells) > 64:
+            rows = np.flatnonzero(np.isin(cell_of, cells, assume_unique=False)) if len(cells) < len(sizes) \
+                else np.arange(count)
+        else:
+            rows = np.concatenate([np.arange(starts[c], ends[c]) for c in cells])
+        min_dist[rows] = np.minimum(min_dist[rows], _distances_to(sorted_points[rows], centre))
+        offsets = np.concatenate([[0], np.cumsum(sizes[cells])[:-1]]).astype(np.int64)
+        cell_max[cells] = np.maximum.reduceat(min_dist[rows], offsets)
+        best_cell = int(np.argmax(cell_max))
+        current = int(starts[best_cell] + np.argmax(min_dist[starts[best_cell]:ends[best_cell]]))
+    return order[np.asarray(selected, dtype=np.int64)]
+
+
+def _distances_to_cells(points: np.ndarray, centroids: np.ndarray, cell_of: np.ndarray) -> np.ndarray:
+    out = np.empty(len(points), dtype=np.float32)
+    for start in range(0, len(points), 65536):
+        block = slice(start, start + 65536)
+        out[block] = np.sqrt(((points[block] - centroids[cell_of[block]]) ** 2).sum(axis=1))
+    return out
