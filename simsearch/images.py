@@ -63,7 +63,9 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             return to_rgb_array(image)
     except ImageError as error:
         raise ImageError(f"{path}: {error}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a readable image (unknown format or corrupt)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as error:
         raise ImageError(f"{path}: not a readable image ({error})") from None
 

@@ -77,7 +77,7 @@ def handle_errors() -> Iterator[None]:
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields advance(n). Hidden when stderr is not a terminal-like stream."""
-    if not enabled:
+    if not enabled or not err_console.is_terminal:
         yield lambda n: None
         return
     columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,0 +1,103 @@
+"""The CLI as a user runs it: commands, JSON output, exit codes and one-line errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from simsearch.cli.main import app
+from simsearch.cli.output import EXIT_BAD_INPUT, EXIT_INDEX
+
+runner = CliRunner()
+FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def built(part_folder, tmp_path):
+    index = tmp_path / "index"
+    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--out", index, *FAST)
+    assert result.exit_code == 0, result.output
+    return index
+
+
+def test_build_score_json_info_add_remove(built, part_folder):
+    result = _run("score", part_folder / "defect", part_folder / "good" / "00.png", "--index", built, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 5
+    assert {"path", "score", "is_anomaly", "nearest"} <= set(rows[0])
+    assert rows[0]["is_anomaly"] is None and isinstance(rows[0]["score"], float)
+    assert {"path", "label", "distance"} <= set(rows[0]["nearest"][0])
+    assert rows[0]["nearest_defect"]["type"] == "spot"
+
+    info = json.loads(_run("info", built, "--json").stdout)
+    assert info["counts"] == {"good": 12, "defect": 4, "patches": info["counts"]["patches"]}
+
+    added = _run("add", built, part_folder / "good" / "01.png", "--label", "defect", "--type", "dent", "--json")
+    assert added.exit_code == 0, added.output
+    new_id = json.loads(added.stdout)["added"][0]
+    assert json.loads(_run("info", built, "--json").stdout)["defect_types"]["dent"] == 1
+    assert _run("remove", built, new_id).exit_code == 0
+    assert "dent" not in json.loads(_run("info", built, "--json").stdout)["defect_types"]
+
+
+def test_evaluate_prints_auroc(built, part_folder):
+    result = _run("evaluate", part_folder, "--index", built, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["good"] == 12 and report["defect"] == 4 and 0.0 <= report["image_auroc"] <= 1.0
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_images", "corrupt"])
+def test_bad_inputs_give_one_line_errors(case, tmp_path):
+    target = tmp_path / "input"
+    if case != "missing":
+        target.mkdir()
+    if case == "no_images":
+        (target / "notes.txt").write_text("hi")
+    if case == "corrupt":
+        target = tmp_path / "only.png"
+        target.write_bytes(b"junk")
+    result = _run("build-index", target, "--out", tmp_path / "idx", *FAST)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "idx").exists()
+
+
+def test_corrupt_file_in_folder_is_skipped_with_a_warning(part_folder, tmp_path):
+    (part_folder / "good" / "zz_broken.png").write_bytes(b"junk")
+    result = _run("build-index", part_folder / "good", "--out", tmp_path / "idx", *FAST)
+    assert result.exit_code == 0
+    assert "warning: skipped" in result.stderr and "zz_broken.png" in result.stderr
+
+
+def test_index_of_another_embedder_is_refused(built, part_folder):
+    import shutil
+    from simsearch.index import ExemplarIndex
+    index = ExemplarIndex.load(built)
+    index.embedder_config = {**index.embedder_config, "image_size": 96}  # a different embedder's vectors
+    shutil.rmtree(built)
+    index.save(built)
+    result = _run("score", part_folder / "good" / "00.png", "--index", built)
+    assert result.exit_code == EXIT_INDEX and "another embedder" in result.stderr
+
+
+def test_missing_index_and_unwritable_output(part_folder, tmp_path):
+    result = _run("score", part_folder / "good" / "00.png", "--index", tmp_path / "nope")
+    assert result.exit_code == EXIT_INDEX and "build-index" in result.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = _run("build-index", part_folder / "good", "--out", blocker / "idx", *FAST)
+    assert result.exit_code != 0 and result.stderr.startswith("error: ")
+
+
+def test_failed_add_leaves_index_unchanged(built, tmp_path):
+    before = (built / "manifest.json").read_text()
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    result = _run("add", built, tmp_path / "bad.png")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert (built / "manifest.json").read_text() == before

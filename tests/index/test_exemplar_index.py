@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from simsearch.index import ExemplarIndex, IndexMismatchError, NewExemplar, StorageError
+from simsearch.index import storage
+
+DIM = 8
+
+
+def _clusters(seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    good = rng.normal(0, 1, (n, DIM)).astype(np.float32)
+    outliers = rng.normal(6, 1, (5, DIM)).astype(np.float32)
+    return good, outliers
+
+
+def _image_index(good, mode="image", k=3):
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp-a", mode=mode, k=k)
+    index.add([NewExemplar(f"good/{i}.png", "good", None, f"h{i}") for i in range(len(good))], good)
+    return index
+
+
+def test_add_search_remove_by_stable_id():
+    good, outliers = _clusters()
+    index = _image_index(good)
+    distances, ids = index.nearest_good(good[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(distances, 0, atol=1e-3)
+    index.remove([1])
+    _, ids = index.nearest_good(good[1:2], 1)
+    assert ids[0, 0] != 1 and 1 not in index.exemplars
+    new_ids = index.add([NewExemplar("defect/x.png", "defect", "scratch", "hx")], outliers[:1])
+    assert new_ids == [len(good)]  # ids are never reused
+    _, defect_ids = index.nearest_defect(outliers[:1], 1)
+    assert index.exemplars[int(defect_ids[0, 0])].defect_type == "scratch"
+    with pytest.raises(IndexMismatchError, match="no exemplar with id 999"):
+        index.remove([999])
+
+
+def test_scores_rank_planted_outliers_above_inliers():
+    from simsearch.embedder.base import Embeddings
+    from simsearch.scoring import score_embeddings
+
+    good, outliers = _clusters()
+    index = _image_index(good[:30])
+    held_out = good[30:]
+    results = score_embeddings(index, Embeddings(np.concatenate([held_out, outliers])))
+    scores = np.array([r.score for r in results])
+    assert scores[len(held_out):].min() > scores[:len(held_out)].max()
+    assert results[0].nearest[0].label == "good" and len(results[0].nearest) == 3
+
+
+def test_patch_mode_keeps_a_coreset_and_removes_an_exemplars_patches():
+    rng = np.random.default_rng(0)
+    grids = rng.normal(0, 1, (6, 4, 4, DIM)).astype(np.float32)
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="patch", coreset_ratio=0.5)
+    index.add([NewExemplar(f"{i}.png") for i in range(6)], grids.mean(axis=(1, 2)), grids)
+    assert len(index.patches) == 48
+    maps, owners = index.nearest_patches(grids[:1])
+    assert maps.shape == (1, 4, 4) and set(np.unique(owners)) <= set(range(6))
+    before = len(index.patches)
+    index.remove([0])
+    assert len(index.patches) < before
+    _, owners = index.nearest_patches(grids[:1])
+    assert 0 not in owners
+
+
+def test_save_load_round_trip(tmp_path):
+    good, _ = _clusters()
+    index = _image_index(good)
+    index.threshold = {"value": 1.5, "low": 0.5, "high": 3.0, "policy": "f1"}
+    index.save(tmp_path / "idx")
+    loaded = ExemplarIndex.load(tmp_path / "idx", fingerprint="fp-a")
+    assert loaded.exemplars == index.exemplars and loaded.threshold == index.threshold
+    assert np.array_equal(loaded.nearest_good(good[:5], 2)[1], index.nearest_good(good[:5], 2)[1])
+    assert loaded.next_id == index.next_id
+
+
+def test_fingerprint_mismatch_is_refused(tmp_path):
+    good, _ = _clusters()
+    _image_index(good).save(tmp_path / "idx")
+    with pytest.raises(IndexMismatchError, match="another embedder"):
+        ExemplarIndex.load(tmp_path / "idx", fingerprint="fp-b")
+
+
+def test_newer_format_is_refused(tmp_path):
+    import json
+    good, _ = _clusters()
+    _image_index(good).save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx/manifest.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "idx/manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match="newer"):
+        ExemplarIndex.load(tmp_path / "idx")
+
+
+def test_exception_during_save_leaves_previous_index_readable(tmp_path, monkeypatch):
+    good, outliers = _clusters()
+    index = _image_index(good)
+    index.save(tmp_path / "idx")
+    index.add([NewExemplar("more.png")], outliers[:1])
+
+    def crash(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("simsearch.index.exemplar_index.write_bytes_atomic", crash)
+    with pytest.raises(StorageError, match="No space left"):
+        index.save(tmp_path / "idx")
+    monkeypatch.undo()
+    reloaded = ExemplarIndex.load(tmp_path / "idx")
+    assert len(reloaded) == len(good)  # the old index, whole
+    reloaded.add([NewExemplar("more.png")], outliers[:1])
+    reloaded.save(tmp_path / "idx")  # and the next save cleans up and works
+    assert len(ExemplarIndex.load(tmp_path / "idx")) == len(good) + 1
+    assert len([p for p in (tmp_path / "idx").iterdir() if p.name.endswith(".tmp")]) == 0
+
+
+def test_refuses_to_save_over_a_folder_that_is_not_an_index(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    good, _ = _clusters()
+    with pytest.raises(StorageError, match="not a simsearch index"):
+        _image_index(good).save(tmp_path / "photos")
+    assert (tmp_path / "photos" / "holiday.jpg").exists()
+
+
+def test_missing_index_folder_says_how_to_build_one(tmp_path):
+    with pytest.raises(StorageError, match="build-index"):
+        storage.read_manifest(tmp_path / "nowhere")

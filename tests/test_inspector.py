@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from simsearch.inspector import Inspector
+from tests.conftest import part_image
+
+
+def test_fit_score_predict_on_arrays(small_embedder):
+    rng = np.random.default_rng(0)
+    good = [part_image(rng) for _ in range(10)]
+    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(good)
+    assert inspector.fit(good) is inspector and inspector.index_.counts()["good"] == 10
+    test = [part_image(rng) for _ in range(4)] + [part_image(rng, defect=True) for _ in range(4)]
+    scores = inspector.score_samples(test)
+    assert scores[4:].min() > scores[:4].max()
+    with pytest.raises(RuntimeError, match="calibrate"):
+        inspector.predict(test)
+    inspector.index_.threshold = {"value": float((scores[3] + scores[4]) / 2), "low": float(scores.min()),
+                                  "high": float(scores.max()), "policy": "test"}
+    assert inspector.predict(test).tolist() == [0] * 4 + [1] * 4
+    assert (inspector.decision_function(test)[4:] > 0).all()
+
+
+def test_image_mode_and_defect_neighbours(small_embedder, part_folder):
+    inspector = Inspector(small_embedder, mode="image", k=2).fit(part_folder / "good")
+    inspector.add(part_folder / "defect", "defect", defect_type="spot")
+    result = inspector.score([part_folder / "defect" / "spot" / "00.png"])[0]
+    assert result.nearest_defect is not None and result.nearest_defect.defect_type == "spot"
+    assert result.nearest_defect.distance < 1e-3  # it is itself an exemplar
+    assert result.to_dict()["nearest"][0]["label"] == "good"
+
+
+def test_save_load_scores_the_same(small_embedder, part_folder, tmp_path):
+    inspector = Inspector(small_embedder).fit(part_folder / "good")
+    inspector.save(tmp_path / "idx")
+    loaded = Inspector.load(tmp_path / "idx", device="cpu")
+    images = sorted((part_folder / "defect").rglob("*.png"))
+    assert np.allclose(loaded.score_samples(images), inspector.score_samples(images), atol=1e-4)
+
+
+def test_add_is_all_or_nothing(small_embedder, part_folder, tmp_path):
+    from simsearch.images import ImageError
+    inspector = Inspector(small_embedder).fit(part_folder / "good")
+    before = len(inspector.index_)
+    (tmp_path / "bad.png").write_bytes(b"broken")
+    with pytest.raises(ImageError):
+        inspector.add([tmp_path / "bad.png"])
+    assert len(inspector.index_) == before
