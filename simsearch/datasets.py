@@ -170,6 +170,36 @@ def count_by_class(samples: Sequence[Sample]) -> dict[str, int]:
 
 __all__ = [
     "DEFECT", "GOOD", "DatasetError", "Sample", "count_by_class", "discover_samples", "good_image_files",
-    "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "read_label_csv",
-    "typed_defect_samples",
+    "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "parse_fold", "read_label_csv",
+    "select_fold", "typed_defect_samples",
 ]
+
+
+def select_fold(samples: Sequence[Sample], fold: int, n_folds: int, seed: int = 0) -> list[Sample]:
+    """Fold `fold` (1-based) of `n_folds`, stratified by class (good, or defect type), shuffled by seed:
+    e.g. calibrate on fold 1/2 of a test set and evaluate on fold 2/2."""
+    import numpy as np
+
+    if not 1 <= fold <= n_folds:
+        raise DatasetError(f"fold must be between 1 and {n_folds}, not {fold}")
+    chosen: list[Sample] = []
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(GOOD if sample.label == GOOD else (sample.defect_type or DEFECT), []).append(sample)
+    for key in sorted(groups):
+        members = groups[key]
+        order = rng.permutation(len(members))
+        chosen.extend(members[i] for i in order if i % n_folds == fold - 1)
+    return sorted(chosen, key=lambda s: str(s.path))
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """'1/2' -> (1, 2)."""
+    try:
+        fold, total = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise DatasetError(f"--fold takes I/N, e.g. 1/2, not {text!r}") from None
+    if total < 1 or not 1 <= fold <= total:
+        raise DatasetError(f"--fold {text}: I must be between 1 and N")
+    return fold, total

@@ -61,3 +61,40 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
             rows = [i for i, s in enumerate(samples) if s.is_defect and (s.defect_type or "defect") == kind]
             evaluation.recall_by_type[kind] = float(predicted[rows].mean())
     return evaluation
+
+
+def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float | None:
+    """ROC AUC over all pixels of all maps, defect pixels as positives."""
+    truth = masks.ravel().astype(int)
+    if truth.min() == truth.max():
+        return None
+    return float(roc_auc_score(truth, maps.ravel()))
+
+
+def pro_score(maps: np.ndarray, masks: np.ndarray, max_fpr: float = 0.3, steps: int = 200) -> float | None:
+    """Per-region overlap (MVTec AD's PRO): mean overlap of each connected defect region, integrated over
+    the false-positive rate from 0 to max_fpr and divided by max_fpr."""
+    from scipy import ndimage
+
+    regions = np.zeros(masks.shape, dtype=np.int64)
+    offset = 0
+    for number, mask in enumerate(masks):
+        labels, count = ndimage.label(mask)
+        regions[number] = np.where(labels > 0, labels + offset, 0)
+        offset += count
+    if offset == 0 or (~masks.astype(bool)).sum() == 0:
+        return None
+    flat_regions, flat_maps = regions.ravel(), maps.ravel()
+    region_size = np.bincount(flat_regions, minlength=offset + 1)[1:].astype(np.float64)
+    good = flat_regions == 0
+    good_values = np.sort(flat_maps[good])
+    # thresholds spread evenly in false-positive rate, from 0 to max_fpr
+    fprs = np.linspace(0.0, max_fpr, steps)
+    thresholds = np.quantile(good_values, 1.0 - fprs)
+    overlaps = []
+    for threshold in thresholds:
+        hit = flat_maps >= threshold
+        per_region = np.bincount(flat_regions[hit & ~good], minlength=offset + 1)[1:] / region_size
+        overlaps.append(per_region.mean())
+    actual_fpr = 1.0 - np.searchsorted(good_values, thresholds, side="left") / len(good_values)
+    return float(np.trapezoid(overlaps, actual_fpr) / max_fpr)

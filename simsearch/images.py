@@ -141,3 +141,11 @@ def iter_readable_images(
         yield path, array
     if paths and not readable:
         raise ImageError(f"none of the {len(paths)} files could be read as an image")
+
+
+def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A ground-truth mask resized to (height, width) as booleans (defect = nonzero)."""
+    with Image.open(path) as mask:
+        check_pixel_count(*mask.size)
+        gray = mask.convert("L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(gray) >= 128

@@ -18,9 +18,11 @@ from PIL import Image
 from simsearch.datasets import good_image_files
 from simsearch.embedder import Embedder, create_embedder, embedder_from_config
 from simsearch.embedder.base import Embeddings
+from simsearch.files import file_sha256
 from simsearch.images import ImageError, ImageLike, as_rgb_array, list_image_files
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.storage import read_manifest
+from simsearch.maps import add_map_and_boxes
 from simsearch.scoring import ScoreResult, score_embeddings
 from simsearch.threshold import is_anomalous, normalise_scores
 
@@ -38,14 +40,6 @@ class _Item:
     pixels: np.ndarray
     sha256: str
     position: int  # index in the input list
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
@@ -68,7 +62,7 @@ def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None) -> It
         try:
             pixels = as_rgb_array(image)
             if isinstance(image, (str, Path)):
-                item = _Item(str(image), pixels, _sha256_file(Path(image)), position)
+                item = _Item(str(image), pixels, file_sha256(image), position)
             else:
                 item = _Item(None, pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), position)
         except ImageError as error:
@@ -205,6 +199,7 @@ class Inspector:
         if threshold:
             result.normalised_score = float(normalise_scores([result.score], threshold)[0])
             result.is_anomaly = bool(is_anomalous([result.score], threshold)[0])
+        add_map_and_boxes(result, threshold)
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""

@@ -52,6 +52,7 @@ class ScoreResult:
     normalised_score: float | None = None
     is_anomaly: bool | None = None
     patch_map: np.ndarray | None = field(default=None, repr=False)  # (h, w) patch distances, patch mode
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # smoothed map (see simsearch.maps)
     image_size: tuple[int, int] | None = None  # (height, width) of the original image
     boxes: list[Box] = field(default_factory=list)
 
@@ -75,16 +76,18 @@ def _neighbours(index: ExemplarIndex, distances: np.ndarray, ids: np.ndarray) ->
     return found
 
 
-def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw image scores (N,) and, in patch mode, the patch distance maps (N, h, w)."""
+def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings,
+                   exclude: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw image scores (N,) and, in patch mode, the patch distance maps (N, h, w). With `exclude`, the
+    exemplar of that id is left out (leave-one-out scoring of the index's own exemplars)."""
     if len(index.good) == 0:
         raise ValueError("the index holds no good exemplars to score against; add some first")
     if index.mode == "patch":
         if embeddings.patches is None:
             raise ValueError("patch mode needs patch vectors, and this embedder gives none")
-        maps, _ = index.nearest_patches(embeddings.patches, index.k)
+        maps, _ = index.nearest_patches(embeddings.patches, index.k, exclude=exclude)
         return maps.reshape(len(maps), -1).max(axis=1), maps
-    distances, _ = index.nearest_good(embeddings.image, index.k)
+    distances, _ = index.nearest_good(embeddings.image, index.k, exclude=exclude)
     return distances.mean(axis=1), None
 
 

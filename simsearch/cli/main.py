@@ -123,10 +123,12 @@ def score(
             fail(f"no images found in {', '.join(map(str, paths))}")
         inspector = _load_inspector(index, weights, batch_size, device)
         results = []
+        if heatmap is not None:
+            heatmap.mkdir(parents=True, exist_ok=True)
         with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
-            for result in inspector.iter_score(files, on_progress=advance, on_skip=warn_skip):
+            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=warn_skip)):
                 if heatmap is not None:
-                    _write_heatmap(inspector, result, heatmap)
+                    _write_heatmap(inspector, result, heatmap, number)
                 if as_json:
                     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
                 results.append(result)
@@ -134,9 +136,11 @@ def score(
             print_score_table(results)
 
 
-def _write_heatmap(inspector, result, folder: Path) -> None:
-    from simsearch.maps import write_overlay
-    write_overlay(inspector, result, folder)
+def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
+    from simsearch.images import read_image
+    from simsearch.maps import overlay_image, overlay_name
+    overlay_image(read_image(result.path), result, inspector.index_.threshold).save(
+        folder / overlay_name(result.path, number))
 
 
 @app.command()
@@ -224,10 +228,63 @@ def info(
             print_info(index, manifest)
 
 
+FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
+                                                 "2/2 to evaluate).")
+
+
+def _labelled_samples(dataset: Path, fold: Optional[str]):
+    from simsearch.datasets import discover_samples, parse_fold, select_fold
+    samples = discover_samples(dataset)
+    return select_fold(samples, *parse_fold(fold)) if fold else samples
+
+
+@app.command()
+def calibrate(
+    valdir: Optional[Path] = typer.Argument(None, help="Labelled folder or MVTec tree; none: the index's own "
+                                                       "good exemplars, left out one at a time."),
+    index: Path = IndexOption,
+    policy: Optional[str] = typer.Option(None, "--policy", help="f1 (default with defects), target-recall, "
+                                                                "max-false-alarm, good-only."),
+    target_recall: Optional[float] = typer.Option(None, "--target-recall", help="Catch at least this share of "
+                                                                               "defects, e.g. 0.99."),
+    max_false_alarm: Optional[float] = typer.Option(None, "--max-false-alarm", help="Reject at most this share "
+                                                                                   "of good parts, e.g. 0.01."),
+    fold: Optional[str] = FoldOption,
+    weights: Optional[Path] = WeightsOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Choose and store the reject threshold, and show what it gives."""
+    with handle_errors():
+        from simsearch.cli.output import print_calibration
+        from simsearch.workflows import calibrate_index
+
+        if target_recall is not None and max_false_alarm is not None:
+            fail("give --target-recall or --max-false-alarm, not both")
+        chosen_policy, target = policy, None
+        if target_recall is not None:
+            chosen_policy, target = policy or "target-recall", target_recall
+        elif max_false_alarm is not None:
+            chosen_policy, target = policy or "max-false-alarm", max_false_alarm
+        samples = _labelled_samples(valdir, fold) if valdir is not None else None
+        inspector = _load_inspector(index, weights)
+        total = len(samples) if samples is not None else inspector.index_.counts()["good"]
+        with progress_bar("scoring", total) as advance:
+            calibration = calibrate_index(inspector, samples, chosen_policy, target,
+                                          source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
+                                          on_progress=advance, on_skip=warn_skip,
+                                          warn=lambda m: err_console.print(f"warning: {m}", style="yellow"))
+        inspector.save(index)
+        if as_json:
+            typer.echo(json.dumps(inspector.index_.threshold))
+        else:
+            print_calibration(calibration, index)
+
+
 @app.command()
 def evaluate(
     dataset: Path = typer.Argument(..., help="Labelled folder (good/defect) or MVTec category / test tree."),
     index: Path = IndexOption,
+    fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -236,10 +293,9 @@ def evaluate(
     """Score a labelled set and report image AUROC (and pixel AUROC where masks exist)."""
     with handle_errors():
         from simsearch.cli.output import print_evaluation
-        from simsearch.datasets import discover_samples
         from simsearch.workflows import evaluate_dataset
 
-        samples = discover_samples(dataset)
+        samples = _labelled_samples(dataset, fold)
         inspector = _load_inspector(index, weights, batch_size, device)
         with progress_bar("scoring", len(samples)) as advance:
             evaluation = evaluate_dataset(inspector, samples, on_progress=advance, on_skip=warn_skip)

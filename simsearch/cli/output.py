@@ -190,3 +190,24 @@ def print_evaluation(evaluation) -> None:
         console.print(table)
         if data["recall_by_type"]:
             console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+
+
+def print_calibration(calibration, index: Path) -> None:
+    """The chosen threshold, why, and its metrics on the calibration set."""
+    metrics = calibration.metrics
+    console.print(f"[bold]threshold {calibration.value:.6g}[/] ({calibration.policy}) stored in {index}")
+    console.print(f"why: {calibration.reason}", highlight=False)
+
+    def percent(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    table = Table(title="on the calibration set", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for name, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
+                      ("balanced accuracy", "balanced_accuracy"), ("false-alarm rate", "false_alarm_rate"),
+                      ("image AUROC", "image_auroc")):
+        table.add_row(name, percent(metrics.get(key)))
+    (tn, fp), (fn, tp) = metrics["confusion"]
+    table.add_row("confusion", f"TN {tn}  FP {fp}  FN {fn}  TP {tp}")
+    console.print(table)

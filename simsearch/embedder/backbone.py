@@ -12,8 +12,8 @@ import torchvision
 from torch import nn
 
 from simsearch.embedder.base import Embedder, Embeddings, tensor_digest
-from simsearch.embedder.weights import WeightsError, file_sha256, load_partial_state, read_state_dict, \
-    torchvision_state_dict
+from simsearch.embedder.weights import WeightsError, load_partial_state, read_state_dict, torchvision_state_dict
+from simsearch.files import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import urllib.error
 from pathlib import Path
 from typing import Iterable
@@ -14,15 +13,6 @@ from torch import nn
 
 class WeightsError(RuntimeError):
     """Weights that cannot be found, read or fitted to the model."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torchvision_cache_dir() -> Path:

@@ -149,21 +149,24 @@ class ExemplarIndex:
         return [e for e in self.exemplars.values() if e.sha256 == sha256]
 
     # -- search -----------------------------------------------------------------------------------
-    def nearest_good(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Distances and ids of the k nearest good exemplars by image vector."""
-        return self.good.search(vectors, k)
+    def nearest_good(self, vectors: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and ids of the k nearest good exemplars by image vector (leaving out id `exclude`)."""
+        return self.good.search(vectors, k, None if exclude is None else (exclude, exclude + 1))
 
     def nearest_defect(self, vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest defect exemplars by image vector."""
         return self.defect.search(vectors, k)
 
-    def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1,
+                        exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For patch grids (N, h, w, D): each patch's mean distance to its k nearest good patches, and the
-        id of the exemplar its nearest patch came from, both (N, h, w)."""
+        id of the exemplar its nearest patch came from, both (N, h, w). Patches of exemplar `exclude` are
+        left out (leave-one-out)."""
         if self.patches is None:
             raise IndexMismatchError("this index was built in image mode and has no patch bank")
         shape = patch_vectors.shape[:3]
-        distances, patch_ids = self.patches.search(patch_vectors.reshape(-1, self.dim), k)
+        excluded = None if exclude is None else (exclude << PATCH_ID_BITS, (exclude + 1) << PATCH_ID_BITS)
+        distances, patch_ids = self.patches.search(patch_vectors.reshape(-1, self.dim), k, excluded)
         owners = np.where(patch_ids[:, 0] >= 0, patch_ids[:, 0] >> PATCH_ID_BITS, -1)
         return distances.mean(axis=1).reshape(shape), owners.reshape(shape)
 

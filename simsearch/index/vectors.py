@@ -69,15 +69,22 @@ class VectorStore:
     def vectors(self) -> np.ndarray:
         return self.index.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), np.float32)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Euclidean distances and ids of the k nearest vectors (N, k); id -1 where there are fewer."""
+    def search(self, queries: np.ndarray, k: int,
+               exclude_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Euclidean distances and ids of the k nearest vectors (N, k); id -1 where there are fewer.
+        Ids in exclude_range [low, high) are left out (leave-one-out scoring; CPU search)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if len(self) == 0 or k <= 0:
             return (np.full((len(queries), max(k, 0)), np.inf, np.float32),
                     np.full((len(queries), max(k, 0)), -1, np.int64))
-        if self._search_index is None:
-            self._search_index = _to_gpu(self.index) if gpu_count() else self.index
-        squared, ids = self._search_index.search(queries, min(k, len(self)))
+        if exclude_range is not None:
+            selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude_range[0]), int(exclude_range[1])))
+            squared, ids = self.index.search(queries, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
+            squared = np.where(ids >= 0, squared, np.inf)
+        else:
+            if self._search_index is None:
+                self._search_index = _to_gpu(self.index) if gpu_count() else self.index
+            squared, ids = self._search_index.search(queries, min(k, len(self)))
         distances = np.sqrt(np.maximum(squared, 0.0))
         if k > len(self):
             pad = k - len(self)
