@@ -1,0 +1,43 @@
+import json
+
+import numpy as np
+
+from simsearch.datasets import discover_samples, select_fold
+from simsearch.inspector import Inspector
+from simsearch.workflows import calibrate_index, evaluate_dataset, leave_one_out_scores
+
+
+def test_leave_one_out_never_scores_an_exemplar_against_itself(small_embedder, part_folder):
+    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=1.0).fit(part_folder / "good")
+    loo = leave_one_out_scores(inspector)
+    plain = inspector.score_samples(part_folder / "good")
+    # scored against itself an image is ~0 (float error only); left out, it lies clearly farther
+    assert len(loo) == 12 and plain.max() < 0.05 and (loo > 5 * plain.max()).all()
+
+
+def test_good_only_calibration_stores_a_threshold(small_embedder, part_folder, tmp_path):
+    inspector = Inspector(small_embedder, mode="image").fit(part_folder / "good")
+    calibration = calibrate_index(inspector, None, target=0.25)
+    assert calibration.policy == "good-only" and inspector.index_.threshold["value"] == calibration.value
+    inspector.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["threshold"]["policy"] == "good-only"
+    results = inspector.score(part_folder / "defect")
+    assert all(r.is_anomaly is not None and 0 <= r.normalised_score <= 1 for r in results)
+
+
+def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_embedder, part_folder):
+    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(sorted((part_folder / "good").glob("*"))[:6])
+    samples = discover_samples(part_folder)
+    warnings = []
+    calibrate_index(inspector, samples, "f1", warn=warnings.append)
+    assert warnings and "left out 6" in warnings[0]
+    evaluation = evaluate_dataset(inspector, samples)
+    assert evaluation.confusion is not None and sum(map(sum, evaluation.confusion)) == 16
+
+
+def test_folds_are_stratified_and_disjoint(part_folder):
+    samples = discover_samples(part_folder)
+    first, second = select_fold(samples, 1, 2), select_fold(samples, 2, 2)
+    assert not set(first) & set(second) and len(first) + len(second) == len(samples)
+    assert sum(s.is_defect for s in first) == 2 and sum(s.is_defect for s in second) == 2
