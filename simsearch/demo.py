@@ -12,7 +12,7 @@ from simsearch.datasets import discover_samples
 from simsearch.embedder.backbone import BackboneEmbedder
 from simsearch.evaluation import Evaluation
 from simsearch.inspector import Inspector, Progress
-from simsearch.workflows import evaluate_dataset
+from simsearch.workflows import calibrate_index, evaluate_dataset
 
 SIZE = 160
 
@@ -77,5 +77,7 @@ def run_demo(out: str | Path = "artifacts/demo", on_progress: Progress | None = 
     data = make_demo_dataset(out / "data")
     embedder = BackboneEmbedder("resnet18", image_size=SIZE, pretrained=False)
     inspector = Inspector(embedder, mode="patch", coreset_ratio=0.25).fit(data, on_progress=on_progress)
+    # no defects are needed to set a threshold: 5% false alarms from the good exemplars, left out one at a time
+    calibrate_index(inspector, None, "good-only", 0.05, on_progress=on_progress)
     inspector.save(out / "index")
     return evaluate_dataset(inspector, discover_samples(data), on_progress=on_progress)

@@ -42,6 +42,16 @@ def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
+FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
+                                                 "2/2 to evaluate).")
+
+
+def _labelled_samples(dataset: Path, fold: Optional[str]):
+    from simsearch.datasets import discover_samples, parse_fold, select_fold
+    samples = discover_samples(dataset)
+    return select_fold(samples, *parse_fold(fold)) if fold else samples
+
+
 @app.command("build-index")
 def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
@@ -54,6 +64,8 @@ def build_index(
     image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
     k: int = typer.Option(1, "--k", help="Neighbours averaged into a score."),
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
+    fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
+                                                            "this stratified part, I/N (e.g. 1/3)."),
     batch_size: int = typer.Option(16, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     as_json: bool = JsonOption,
@@ -71,7 +83,12 @@ def build_index(
                 fail(f"{path}: no such file or folder")
         if out.exists() and not out.is_dir():
             fail(f"{out} is a file; choose a folder for --out")
-        good_files = good_image_files(good)
+        if fold:
+            if len(good) != 1:
+                fail("--fold takes one labelled folder")
+            good_files = [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect]
+        else:
+            good_files = good_image_files(good)
         if not good_files:
             fail(f"no images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif .tiff)")
         defect_samples = typed_defect_samples([defects]) if defects else []
@@ -226,16 +243,6 @@ def info(
             typer.echo(json.dumps(manifest, ensure_ascii=False))
         else:
             print_info(index, manifest)
-
-
-FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
-                                                 "2/2 to evaluate).")
-
-
-def _labelled_samples(dataset: Path, fold: Optional[str]):
-    from simsearch.datasets import discover_samples, parse_fold, select_fold
-    samples = discover_samples(dataset)
-    return select_fold(samples, *parse_fold(fold)) if fold else samples
 
 
 @app.command()
