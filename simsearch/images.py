@@ -120,27 +120,25 @@ def list_image_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def iter_readable_images(
-    paths: Sequence[Path],
-    on_skip: Callable[[Path, str], None] | None = None,
-) -> Iterator[tuple[Path, np.ndarray]]:
-    """Yield (path, RGB array) for each readable file; unreadable ones go to on_skip.
-
-    A single unreadable file given on its own is an error, and so is a list where none is readable.
-    """
+    images: Sequence[ImageLike],
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (position, RGB array) for each readable input (path, PIL image or array); unreadable ones go
+    to on_skip(name, reason). A single unreadable input is an error, and so is a list where none is readable."""
     readable = 0
-    for path in paths:
+    for position, image in enumerate(images):
         try:
-            array = read_image(path)
+            array = as_rgb_array(image)
         except ImageError as error:
-            if len(paths) == 1:
+            if len(images) == 1:
                 raise
             if on_skip is not None:
-                on_skip(path, str(error))
+                on_skip(str(image) if isinstance(image, (str, Path)) else f"input {position}", str(error))
             continue
         readable += 1
-        yield path, array
-    if paths and not readable:
-        raise ImageError(f"none of the {len(paths)} files could be read as an image")
+        yield position, array
+    if images and not readable:
+        raise ImageError(f"none of the {len(images)} inputs could be read as an image")
 
 
 def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from simsearch.datasets import good_image_files
 from simsearch.embedder import Embedder, create_embedder, embedder_from_config
 from simsearch.embedder.base import Embeddings
 from simsearch.files import file_sha256
-from simsearch.images import ImageError, ImageLike, as_rgb_array, list_image_files
+from simsearch.images import ImageError, ImageLike, iter_readable_images, list_image_files
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.storage import read_manifest
 from simsearch.maps import add_map_and_boxes
@@ -56,25 +56,13 @@ def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 
 def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None) -> Iterator[_Item]:
-    """Read inputs one by one; unreadable files are reported and skipped unless one was given alone."""
-    readable = 0
-    for position, image in enumerate(images):
-        try:
-            pixels = as_rgb_array(image)
-            if isinstance(image, (str, Path)):
-                item = _Item(str(image), pixels, file_sha256(image), position)
-            else:
-                item = _Item(None, pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), position)
-        except ImageError as error:
-            if len(images) == 1:
-                raise
-            if on_skip is not None:
-                on_skip(str(image), str(error))
-            continue
-        readable += 1
-        yield item
-    if images and not readable:
-        raise ImageError(f"none of the {len(images)} inputs could be read as an image")
+    """Read inputs one by one with their hashes; unreadable files are reported and skipped."""
+    for position, pixels in iter_readable_images(images, on_skip):
+        source = images[position]
+        if isinstance(source, (str, Path)):
+            yield _Item(str(source), pixels, file_sha256(source), position)
+        else:
+            yield _Item(None, pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), position)
 
 
 def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,

@@ -64,8 +64,8 @@ def test_folder_walk_is_recursive_and_skips_bad_files(tmp_path):
     files = list_image_files([tmp_path])
     assert [f.name for f in files] == ["x.png", "broken.png", "y.bmp"]  # sorted by path parts
     skipped = []
-    kept = list(iter_readable_images(files, on_skip=lambda p, r: skipped.append(p.name)))
-    assert [p.name for p, _ in kept] == ["x.png", "y.bmp"] and skipped == ["broken.png"]
+    kept = list(iter_readable_images(files, on_skip=lambda name, reason: skipped.append(name)))
+    assert [files[i].name for i, _ in kept] == ["x.png", "y.bmp"] and skipped == [str(files[1])]
 
 
 def test_only_input_unreadable_is_an_error(tmp_path):
