@@ -8,7 +8,7 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -37,7 +37,7 @@ class _Item:
     """An input image once read: where it came from, its pixels and their hash."""
 
     path: str | None
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     sha256: str
     position: int  # index in the input list
 
@@ -150,7 +150,7 @@ class Inspector:
         items: list[_Item] = []
         parts: list[Embeddings] = []
         for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
-            items.extend(batch)
+            items.extend(replace(item, pixels=None) for item in batch)  # keep hashes, not pixels
             parts.append(embeddings)
         if not items:
             raise ImageError("nothing to add: no readable image")

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 import torch.nn.functional as F
 import torchvision
 from torch import nn
@@ -55,12 +56,12 @@ def default_device() -> torch.device:
 
 
 def preprocess(images: Sequence[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
-    """RGB uint8 arrays of any size -> a normalised (N, 3, size, size) float batch."""
-    batch = []
-    for image in images:
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1)[None].float() / 255.0
-        batch.append(F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
-    pixels = torch.cat(batch)
+    """RGB uint8 arrays of any size -> a normalised (N, 3, size, size) float batch.
+
+    Resizing runs in PIL on uint8 (antialiased bilinear, several times faster than on float tensors)."""
+    resized = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+                        for image in images])
+    pixels = torch.from_numpy(resized).to(device).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return (pixels - mean) / std

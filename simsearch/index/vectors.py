@@ -5,6 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from simsearch.index.pruned_search import CellPartition, build_partition, pruned_search
+
 
 def gpu_count() -> int:
     """Number of GPUs FAISS can use (0 for CPU-only builds or machines)."""
@@ -27,19 +29,25 @@ def _to_gpu(index: faiss.Index) -> faiss.Index:
         return index
 
 
+PRUNED_MIN_SIZE = 8192  # below this a flat search is already fast
+
+
 class VectorStore:
-    """Vectors with int64 ids in an exact (flat L2) FAISS index; searched on a GPU when there is one."""
+    """Vectors with int64 ids in an exact (flat L2) FAISS index; searched on a GPU when there is one, and
+    on a CPU through cell pruning (same answers, a fraction of the distances) once it is large."""
 
     def __init__(self, dim: int, index: faiss.Index | None = None):
         self.dim = int(dim)
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
         self._search_index: faiss.Index | None = None
+        self._partition: CellPartition | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
     def _changed(self) -> None:
         self._search_index = None
+        self._partition = None
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add (N, D) vectors under the given ids."""
@@ -81,6 +89,10 @@ class VectorStore:
             selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude_range[0]), int(exclude_range[1])))
             squared, ids = self.index.search(queries, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
             squared = np.where(ids >= 0, squared, np.inf)
+        elif len(self) >= PRUNED_MIN_SIZE and len(queries) >= 64 and not gpu_count():
+            if self._partition is None:
+                self._partition = build_partition(self.vectors(), self.ids())
+            squared, ids = pruned_search(self._partition, queries, min(k, len(self)))
         else:
             if self._search_index is None:
                 self._search_index = _to_gpu(self.index) if gpu_count() else self.index

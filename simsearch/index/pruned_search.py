@@ -1,0 +1,106 @@
+"""Exact k-nearest-neighbour search that skips most of the bank: vectors are grouped into k-means cells, and
+a cell is searched for a query only if the triangle inequality allows it to hold something closer than
+the k-th neighbour already found (|q - centroid| - radius < bound). Same answers as a flat search; on
+PatchCore patch banks it computes a small fraction of the distances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+SLACK = 1e-4  # relative margin on the bound, so float rounding can never prune a true neighbour
+
+
+@dataclass
+class CellPartition:
+    """Vectors sorted by k-means cell, with each cell's centroid, radius and slice."""
+
+    vectors: np.ndarray  # (N, D) sorted by cell
+    squared_norms: np.ndarray  # (N,)
+    ids: np.ndarray  # (N,) the external ids, in the same order
+    centroids: np.ndarray  # (C, D)
+    radius: np.ndarray  # (C,)
+    starts: np.ndarray  # (C,)
+    ends: np.ndarray  # (C,)
+
+
+def build_partition(vectors: np.ndarray, ids: np.ndarray, points_per_cell: int = 64, seed: int = 0) -> CellPartition:
+    """Group vectors into about N / points_per_cell k-means cells."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n_cells = int(np.clip(len(vectors) // points_per_cell, 1, 1024))
+    kmeans = faiss.Kmeans(vectors.shape[1], n_cells, niter=10, seed=seed, max_points_per_centroid=128)
+    kmeans.train(vectors)
+    _, assign = kmeans.index.search(vectors, 1)
+    assign = assign[:, 0]
+    order = np.argsort(assign, kind="stable")
+    sizes = np.bincount(assign, minlength=n_cells)
+    keep = sizes > 0
+    sorted_vectors = vectors[order]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[keep]
+    ends = starts + sizes[keep]
+    centroids = np.ascontiguousarray(kmeans.centroids[keep])
+    cell_of = np.repeat(np.arange(len(starts)), sizes[keep])
+    spread = np.sqrt(((sorted_vectors - centroids[cell_of]) ** 2).sum(axis=1))
+    radius = np.maximum.reduceat(spread, starts)
+    return CellPartition(sorted_vectors, (sorted_vectors ** 2).sum(axis=1), np.asarray(ids)[order],
+                         centroids, radius.astype(np.float32), starts, ends)
+
+
+def _squared_distances(queries: np.ndarray, query_norms: np.ndarray, part: CellPartition, start: int,
+                       end: int) -> np.ndarray:
+    block = part.vectors[start:end]
+    squared = query_norms[:, None] + part.squared_norms[None, start:end] - 2.0 * (queries @ block.T)
+    return np.maximum(squared, 0.0)
+
+
+def _merge(best_d: np.ndarray, best_i: np.ndarray, new_d: np.ndarray, new_i: np.ndarray, k: int) -> tuple:
+    distances = np.concatenate([best_d, new_d], axis=1)
+    positions = np.concatenate([best_i, new_i], axis=1)
+    if distances.shape[1] > k:
+        top = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        distances = np.take_along_axis(distances, top, axis=1)
+        positions = np.take_along_axis(positions, top, axis=1)
+    return distances, positions
+
+
+def pruned_search(part: CellPartition, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Exact squared L2 distances and ids of the k nearest vectors, nearest first."""
+    # many small matrix products: BLAS threads cost more to wake than they save here
+    with threadpool_limits(1, user_api="blas"):
+        return _pruned_search(part, queries, k)
+
+
+def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    count = len(queries)
+    k = min(k, len(part.vectors))
+    query_norms = (queries ** 2).sum(axis=1)
+    to_centroid = np.sqrt(np.maximum(query_norms[:, None] + (part.centroids ** 2).sum(axis=1)[None]
+                                     - 2.0 * queries @ part.centroids.T, 0.0))
+    best_d = np.full((count, k), np.inf, dtype=np.float32)
+    best_i = np.full((count, k), -1, dtype=np.int64)
+    # first the nearest cell of each query: a tight bound from the start
+    first = np.argmin(to_centroid, axis=1)
+    for cell in np.unique(first):
+        rows = np.flatnonzero(first == cell)
+        start, end = part.starts[cell], part.ends[cell]
+        distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
+        positions = np.broadcast_to(np.arange(start, end), distances.shape)
+        best_d[rows], best_i[rows] = _merge(best_d[rows], best_i[rows], distances, positions, k)
+    # then every other cell that the bound cannot rule out
+    bound = np.sqrt(best_d.max(axis=1)) * (1 + SLACK) + 1e-6
+    needed = (to_centroid - part.radius[None]) < bound[:, None]
+    needed[np.arange(count), first] = False
+    for cell in np.flatnonzero(needed.any(axis=0)):
+        rows = np.flatnonzero(needed[:, cell])
+        start, end = part.starts[cell], part.ends[cell]
+        distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
+        positions = np.broadcast_to(np.arange(start, end), distances.shape)
+        best_d[rows], best_i[rows] = _merge(best_d[rows], best_i[rows], distances, positions, k)
+    order = np.argsort(best_d, axis=1)
+    best_d = np.take_along_axis(best_d, order, axis=1)
+    best_i = np.take_along_axis(best_i, order, axis=1)
+    return best_d, np.where(best_i >= 0, part.ids[np.maximum(best_i, 0)], -1)

@@ -1,0 +1,34 @@
+import faiss
+import numpy as np
+
+from simsearch.index.pruned_search import build_partition, pruned_search
+from simsearch.index.vectors import PRUNED_MIN_SIZE, VectorStore
+
+
+def _clustered(n, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (40, d))
+    return (centres[rng.integers(0, 40, n)] + rng.normal(0, 1, (n, d))).astype(np.float32)
+
+
+def test_same_neighbours_as_flat_search():
+    bank, queries = _clustered(5000), _clustered(700, seed=1)
+    flat = faiss.IndexFlatL2(bank.shape[1])
+    flat.add(bank)
+    expected_d, expected_i = flat.search(queries, 3)
+    ids = np.arange(len(bank)) * 7  # external ids come back, not positions
+    got_d, got_i = pruned_search(build_partition(bank, ids, points_per_cell=32), queries, 3)
+    assert np.array_equal(got_i, expected_i * 7)
+    assert np.allclose(got_d, expected_d, rtol=1e-3, atol=1e-3)
+
+
+def test_store_uses_it_for_large_banks_and_forgets_it_on_change():
+    bank = _clustered(PRUNED_MIN_SIZE + 10)
+    store = VectorStore(bank.shape[1])
+    store.add(bank, np.arange(len(bank)))
+    _, ids = store.search(bank[:100], 1)
+    assert store._partition is not None and np.array_equal(ids[:, 0], np.arange(100))
+    store.remove_ids(np.arange(50))
+    assert store._partition is None
+    _, ids = store.search(bank[:100], 1)
+    assert not np.isin(ids, np.arange(50)).any()
