@@ -39,13 +39,24 @@ def part_image(rng: np.random.Generator, size: int = 64, defect: bool = False) -
     return np.repeat(image.clip(0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
-@pytest.fixture
-def part_folder(tmp_path):
-    """good/ (12) and defect/spot/ (4) PNG folders of synthetic parts."""
-    rng = np.random.default_rng(1)
-    for label, count in (("good", 12), ("defect/spot", 4)):
-        folder = tmp_path / "parts" / label
+def write_parts(root: Path, seed: int, n_good: int = 12, n_defect: int = 4) -> Path:
+    """good/ and defect/spot/ PNG folders of synthetic parts under root."""
+    rng = np.random.default_rng(seed)
+    for label, count in (("good", n_good), ("defect/spot", n_defect)):
+        folder = root / label
         folder.mkdir(parents=True)
         for i in range(count):
             Image.fromarray(part_image(rng, defect=label != "good")).save(folder / f"{i:02d}.png")
-    return tmp_path / "parts"
+    return root
+
+
+@pytest.fixture
+def part_folder(tmp_path):
+    """good/ (12) and defect/spot/ (4) PNG folders of synthetic parts."""
+    return write_parts(tmp_path / "parts", seed=1)
+
+
+@pytest.fixture
+def fresh_parts(tmp_path):
+    """Other synthetic parts (8 good, 4 defect), for calibrating an index built on part_folder."""
+    return write_parts(tmp_path / "fresh", seed=2, n_good=8)

@@ -279,7 +279,8 @@ def calibrate(
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
                                           on_progress=advance, on_skip=warn_skip,
-                                          warn=lambda m: err_console.print(f"warning: {m}", style="yellow"))
+                                          warn=lambda m: err_console.print(f"warning: {m}", style="yellow", soft_wrap=True,
+                                                                           highlight=False, markup=False))
         inspector.save(index)
         if as_json:
             typer.echo(json.dumps(inspector.index_.threshold))

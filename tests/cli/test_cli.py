@@ -101,3 +101,30 @@ def test_failed_add_leaves_index_unchanged(built, tmp_path):
     result = _run("add", built, tmp_path / "bad.png")
     assert result.exit_code == EXIT_BAD_INPUT
     assert (built / "manifest.json").read_text() == before
+
+
+def test_calibrate_then_score_gives_verdicts_boxes_and_overlays(built, part_folder, fresh_parts, tmp_path):
+    result = _run("calibrate", fresh_parts, "--index", built, "--target-recall", "1.0", "--json")
+    assert result.exit_code == 0, result.output
+    threshold = json.loads(result.stdout)
+    assert threshold["policy"] == "target-recall" and threshold["metrics"]["recall"] == 1.0
+    overlays = tmp_path / "overlays"
+    result = _run("score", part_folder / "defect", "--index", built, "--json", "--heatmap", overlays)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(isinstance(r["is_anomaly"], bool) and 0.0 <= r["normalised_score"] <= 1.0 for r in rows)
+    assert all(set(b) == {"x0", "y0", "x1", "y1", "score"} for r in rows for b in r["boxes"])
+    assert sorted(p.name for p in overlays.iterdir()) == [f"spot_{i:02d}_overlay.png" for i in range(4)]
+
+
+def test_policy_that_cannot_be_met_is_an_error(built, fresh_parts, tmp_path):
+    import shutil
+    shutil.copytree(fresh_parts / "good", tmp_path / "only" / "good")
+    result = _run("calibrate", tmp_path / "only", "--index", built, "--target-recall", "0.9")
+    assert result.exit_code == EXIT_BAD_INPUT and "needs defect images" in result.stderr
+
+
+def test_good_only_calibration_without_a_folder(built):
+    result = _run("calibrate", "--index", built, "--max-false-alarm", "0.1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["policy"] == "good-only"
