@@ -32,8 +32,8 @@ def check_pixel_count(width: int, height: int, max_pixels: int = MAX_PIXELS) -> 
     """Raise ImageTooLargeError when an image is larger than the pixel cap."""
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the cap of "
-            f"{max_pixels / 1e6:.0f}; downscale it or set SIMSEARCH_MAX_PIXELS"
+            f"image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over the cap of "
+            f"{max_pixels / 1e6:.3g}; downscale it or set SIMSEARCH_MAX_PIXELS"
         )
 
 
@@ -62,10 +62,11 @@ def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.n
             return to_rgb_array(image)
     except ImageError as error:
         raise type(error)(f"{name}: {error}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(f"{name}: {error}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown format or corrupt)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{name}: not a readable image ({error})") from None
 
 

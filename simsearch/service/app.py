@@ -17,7 +17,7 @@ from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import MicroBatcher
 from simsearch.service.metrics import Metrics
-from simsearch.service.middleware import BodyReadTimeoutMiddleware, RequestMetricsMiddleware
+from simsearch.service.middleware import RequestMetricsMiddleware, UploadGuardMiddleware
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
 from simsearch.service.state import IndexState
@@ -76,7 +76,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         log.info("stopped; index %s at generation %s", folder, state.snapshot.index_.generation)
 
     app = FastAPI(title="simsearch", version=simsearch.__version__,
-                  description=DESCRIPTION, lifespan=lifespan, max_body_size=settings.max_body_bytes)
+                  description=DESCRIPTION, lifespan=lifespan)
     app.state.service = Service(settings, state, batcher, metrics)
     app.include_router(api)
     app.include_router(open_routes)
@@ -91,6 +91,6 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         return JSONResponse({"detail": f"internal error ({error.__class__.__name__}); see the server log"},
                             status_code=500)
 
-    app.add_middleware(BodyReadTimeoutMiddleware, timeout=settings.read_timeout_s)
+    app.add_middleware(UploadGuardMiddleware, max_body_bytes=settings.max_body_bytes, timeout=settings.read_timeout_s)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status
     return app

@@ -65,8 +65,9 @@ async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.nd
         raise HTTPException(413, f"the upload is over the limit of {limit / 1e6:.0f} MB")
     try:
         pixels = await run_in_threadpool(read_image_bytes, data, svc.settings.max_pixels, image.filename or "upload")
-    except ImageTooLargeError as error:
-        raise HTTPException(413, str(error)) from None
+    except ImageTooLargeError as error:  # the CLI's advice (an environment variable) is not the client's to take
+        raise HTTPException(413, f"{str(error).split(';')[0]}; this server accepts at most "
+                                 f"{svc.settings.max_pixels / 1e6:.3g} megapixels") from None
     except ImageError as error:
         raise HTTPException(415, str(error)) from None
     return data, pixels
