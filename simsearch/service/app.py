@@ -20,7 +20,7 @@ from simsearch.service.metrics import Metrics
 from simsearch.service.middleware import RequestMetricsMiddleware, UploadGuardMiddleware
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
-from simsearch.service.state import IndexState
+from simsearch.service.state import ConflictError, IndexState
 
 log = logging.getLogger("simsearch.service")
 
@@ -80,6 +80,10 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     app.state.service = Service(settings, state, batcher, metrics)
     app.include_router(api)
     app.include_router(open_routes)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, error: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, error: StorageError) -> JSONResponse:

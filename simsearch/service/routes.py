@@ -16,7 +16,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from simsearch.datasets import DatasetError, normalise_label
 from simsearch.images import ImageError, ImageTooLargeError, read_image_bytes
 from simsearch.service.batcher import BatcherUnavailable
-from simsearch.service.state import ConflictError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,7 +103,10 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     return JSONResponse(body)
 
 
-@api.post("/exemplars", summary="Add an exemplar", responses=UPLOAD_ERRORS)
+CONFLICT = {409: _error(409, "the index folder was changed by another writer; restart the server")}
+
+
+@api.post("/exemplars", summary="Add an exemplar", responses=UPLOAD_ERRORS | CONFLICT)
 async def add_exemplar(request: Request, image: UploadFile = File(..., description="The exemplar image."),
                        label: str = Form(..., description="good or defect (also ok/ng/bad/anomaly)."),
                        type: str | None = Form(None, description="Defect type, with label=defect.")):
@@ -136,15 +138,13 @@ async def get_exemplar(request: Request, exemplar_id: int):
 
 @api.delete("/exemplars/{exemplar_id}", summary="Remove an exemplar",
             responses={404: _error(404, "no exemplar with this id"),
-                       409: _error(409, "the last good exemplar cannot be removed")})
+                       409: _error(409, "the last good exemplar cannot be removed, or the folder changed")})
 async def remove_exemplar(request: Request, exemplar_id: int):
     """Remove one exemplar; saved to the index on disk (atomically) before this answers."""
     try:
         exemplar = await run_in_threadpool(service(request).state.remove, exemplar_id)
     except KeyError:
         raise HTTPException(404, f"no exemplar with id {exemplar_id}") from None
-    except ConflictError as error:
-        raise HTTPException(409, str(error)) from None
     return {"removed": exemplar.to_dict()}
 
 

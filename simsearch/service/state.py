@@ -13,6 +13,7 @@ import numpy as np
 
 from simsearch.index.catalogue import Exemplar
 from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
+from simsearch.index.storage import read_manifest
 from simsearch.index.vectors import VectorStore
 from simsearch.inspector import Inspector
 from simsearch.scoring import ScoreResult
@@ -83,7 +84,14 @@ class IndexState:
             self._commit(index)
             return exemplar
 
+    def _check_folder_unchanged(self) -> None:
+        on_disk = read_manifest(self.folder).get("generation", 0) if (self.folder / "manifest.json").is_file() else 0
+        if int(on_disk) != self._current.index_.generation:
+            raise ConflictError(f"{self.folder} was changed by another writer (generation {on_disk}, this server "
+                                f"holds {self._current.index_.generation}); restart the server to pick it up")
+
     def _commit(self, index: ExemplarIndex) -> None:
+        self._check_folder_unchanged()  # never overwrite what `simsearch add` or another server wrote
         index.save(self.folder)  # atomic: a crash before the rename leaves the previous generation
         published = copy.copy(self._current)
         published.index_ = index

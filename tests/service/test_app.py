@@ -197,3 +197,12 @@ def test_readyz_is_503_once_scoring_stopped(index_copy):
     response = raw.post("/score", files=_file(np.zeros((32, 32, 3), np.uint8)))
     assert response.status_code == 503 and "detail" in response.json()
     assert sys.modules["simsearch.service.app"]
+
+
+def test_add_after_another_writer_changed_the_folder_is_409(client, index_copy, images):
+    _, folder = index_copy
+    other = ExemplarIndex.load(folder)
+    other.remove([1])
+    other.save(folder)
+    response = client.post("/exemplars", files=_file(images["good"]), data={"label": "good"})
+    assert response.status_code == 409 and "another writer" in response.json()["detail"]

@@ -47,11 +47,29 @@ def test_remove_unknown_and_last_good(index_copy):
     assert state.wait_for_writes(timeout=1.0)
 
 
-def test_failed_save_changes_nothing(index_copy, tmp_path):
-    inspector, _ = index_copy
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    state = IndexState(inspector, blocker)  # saving there fails
-    with pytest.raises(OSError):
+def test_failed_save_changes_nothing(index_copy, monkeypatch):
+    from simsearch.index.storage import StorageError
+
+    inspector, folder = index_copy
+    state = IndexState(inspector, folder)
+    generation = ExemplarIndex.load(folder).generation
+
+    def disk_full(self, folder):
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(ExemplarIndex, "save", disk_full)
+    with pytest.raises(StorageError):
         state.add(part_image(np.random.default_rng(1)), "good", None, "upload:y.png", "cd" * 32)
     assert state.snapshot is inspector and len(state.snapshot.index_) == 12
+    assert ExemplarIndex.load(folder).generation == generation
+
+
+def test_a_folder_changed_by_another_writer_is_not_overwritten(index_copy):
+    inspector, folder = index_copy
+    state = IndexState(inspector, folder)
+    other = ExemplarIndex.load(folder)
+    other.remove([0])
+    other.save(folder)  # e.g. `simsearch remove` while the server runs
+    with pytest.raises(ConflictError, match="another writer"):
+        state.add(part_image(np.random.default_rng(2)), "good", None, "upload:z.png", "ef" * 32)
+    assert 0 not in ExemplarIndex.load(folder).exemplars
