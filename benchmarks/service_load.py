@@ -7,15 +7,22 @@ SIGKILL-during-adds crash test. Bounded in requests and time; talks only to 127.
 
 Without --index it builds one from ../shared/data/mvtec_bottle/train/good (cached under
 artifacts/service_bench/), or a small synthetic random-weight one when ../shared is absent.
+
+OMP_WAIT_POLICY=PASSIVE is set (unless already set) for the server and the in-process baseline alike:
+with torch's and FAISS's OpenMP thread pools both spinning on a few shared cores, scoring is several
+times slower (see docs/service.md).
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before anything loads an OpenMP runtime
 
 import argparse
 import asyncio
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -173,7 +180,8 @@ def main() -> None:
     source, weights, score_files, add_files = ensure_index(args)
     uploads = [encode(p, args.upload_size) for p in score_files[:24]]
     additions = [encode(p, args.upload_size)[0] for p in add_files[:64]]
-    report: dict = {"index": str(source), "upload_size": args.upload_size, "cpu_cores": os.cpu_count()}
+    report: dict = {"index": str(source), "upload_size": args.upload_size, "cpu_cores": os.cpu_count(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
     # in-process baseline: the same pixels through Inspector.score, one by one and in one batch
     from simsearch.index import ExemplarIndex
@@ -277,7 +285,8 @@ def main() -> None:
         print(json.dumps(report))
         return
     base = report["in_process"]
-    print(f"index {report['index']}, uploads {args.upload_size or 'original'} px PNG, {report['cpu_cores']} cores")
+    print(f"index {report['index']}, uploads {args.upload_size or 'original'} px PNG, {report['cpu_cores']} cores, "
+          f"OMP_WAIT_POLICY={report['omp_wait_policy']}")
     print(f"in-process Inspector.score: {base['one_by_one_per_s']} img/s one by one ({base['one_by_one_ms']} ms), "
           f"{base['batched_per_s']} img/s in one batch")
     print(f"server vs in-process: largest score difference {report['max_score_difference']:.2e} "
