@@ -49,16 +49,15 @@ def index_copy(served_index, tmp_path):
 
 
 def make_client(index_copy, **settings):
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # newer Starlette nags about httpx vs httpx2; both work for these tests
+        warnings.filterwarnings("ignore", message="Using `httpx` with")
+        from fastapi.testclient import TestClient
 
     from simsearch.service.app import create_app
     from simsearch.service.settings import ServiceSettings
 
     inspector, folder = index_copy
-    app = create_app(inspector, ServiceSettings(**settings), folder=folder)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return TestClient(app)
+    return TestClient(create_app(inspector, ServiceSettings(**settings), folder=folder))
 
 
 @pytest.fixture

@@ -88,7 +88,8 @@ def _read_response(connection: socket.socket) -> tuple[int, bytes]:
             break
         data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length")]
         if length and len(body) >= length[0]:
             break
     return int(data.split(b" ", 2)[1]), data.partition(b"\r\n\r\n")[2]
