@@ -218,7 +218,6 @@ def main() -> None:
 
             levels = []
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                before = httpx.get(f"{server.url}/metrics").text.count("\n")  # noqa: F841 (warm the client)
                 jobs = [("/score", uploads[i % len(uploads)][0], {}) for i in range(args.requests)]
                 run = asyncio.run(drive(server.url, jobs, concurrency, args.deadline))
                 levels.append({"concurrency": concurrency, "requests": run["done"],

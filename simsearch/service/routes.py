@@ -61,7 +61,7 @@ async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.nd
     limit = svc.settings.max_upload_bytes
     data = await image.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"the upload is over the limit of {limit / 1e6:.0f} MB")
+        raise HTTPException(413, f"the upload is over the limit of {limit / 2**20:g} MB")
     try:
         pixels = await run_in_threadpool(read_image_bytes, data, svc.settings.max_pixels, image.filename or "upload")
     except ImageTooLargeError as error:  # the CLI's advice (an environment variable) is not the client's to take
