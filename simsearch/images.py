@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -23,12 +24,16 @@ class ImageError(ValueError):
     """An input that is not a readable image."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image over the pixel or byte cap."""
+
+
 def check_pixel_count(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
-    """Raise ImageError when an image is larger than the pixel cap."""
+    """Raise ImageTooLargeError when an image is larger than the pixel cap."""
     if width * height > max_pixels:
-        raise ImageError(
-            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the cap of "
-            f"{max_pixels / 1e6:.0f}; downscale it or set SIMSEARCH_MAX_PIXELS"
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over the cap of "
+            f"{max_pixels / 1e6:.3g}; downscale it or set SIMSEARCH_MAX_PIXELS"
         )
 
 
@@ -46,6 +51,25 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
+    """Open (header only), check the pixel count, then decode to RGB; errors are prefixed with name."""
+    try:
+        with Image.open(source) as image:
+            check_pixel_count(*image.size, max_pixels=max_pixels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image.load()
+            return to_rgb_array(image)
+    except ImageError as error:
+        raise type(error)(f"{name}: {error}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(f"{name}: {error}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (unknown format or corrupt)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{name}: not a readable image ({error})") from None
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file into an (H, W, 3) uint8 RGB array; ImageError when it cannot."""
     path = Path(path)
@@ -53,21 +77,16 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise ImageError(f"{path}: file is {size / 1e6:.0f} MB, over the cap of {MAX_FILE_BYTES / 1e6:.0f} MB")
-    try:
-        with Image.open(path) as image:
-            check_pixel_count(*image.size, max_pixels=max_pixels)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.load()
-            return to_rgb_array(image)
-    except ImageError as error:
-        raise ImageError(f"{path}: {error}") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a readable image (unknown format or corrupt)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{path}: not a readable image ({error})") from None
+        raise ImageTooLargeError(f"{path}: file is {size / 1e6:.0f} MB, over the cap of "
+                                 f"{MAX_FILE_BYTES / 1e6:.0f} MB")
+    return _decode(path, str(path), max_pixels)
+
+
+def read_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "upload") -> np.ndarray:
+    """Decode an encoded image held in memory (e.g. an HTTP upload) like read_image does a file."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name, max_pixels)
 
 
 def as_rgb_array(image: ImageLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:

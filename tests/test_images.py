@@ -80,3 +80,21 @@ def test_arrays_and_pil_images_are_accepted():
     assert as_rgb_array(Image.new("RGBA", (6, 5))).shape == (5, 6, 3)
     with pytest.raises(ImageError):
         as_rgb_array(np.zeros((2, 3, 7)))
+
+
+def test_read_image_bytes_decodes_like_read_image_and_checks_pixels_first(tmp_path):
+    import io as _io
+
+    from simsearch.images import ImageError, ImageTooLargeError, read_image, read_image_bytes
+
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    Image.fromarray(pixels).save(path)
+    assert np.array_equal(read_image_bytes(path.read_bytes()), read_image(path))
+    buffer = _io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    with pytest.raises(ImageTooLargeError, match="megapixels"):
+        read_image_bytes(buffer.getvalue(), max_pixels=100, name="shot.png")
+    with pytest.raises(ImageError) as error:
+        read_image_bytes(b"not an image", name="notes.txt")
+    assert not isinstance(error.value, ImageTooLargeError) and "notes.txt" in str(error.value)

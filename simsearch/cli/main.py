@@ -333,6 +333,9 @@ def demo(
         console.print(f"index and images under {out}")
 
 
+from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,64 @@
+"""`simsearch serve`: the HTTP service over an index (arguments only; the work is in simsearch.service)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from simsearch.cli.output import err_console, fail, handle_errors
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command."""
+
+    @app.command()
+    def serve(
+        index: Path = typer.Option(Path("artifacts/index"), "--index", "-i", help="Index folder to serve."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+        port: int = typer.Option(8000, "--port", help="Port (0: any free port, printed at start)."),
+        token_file: Optional[Path] = typer.Option(None, "--token-file",
+                                                  help="File holding the bearer token clients must send."),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest accepted upload."),
+        max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Largest accepted image."),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        max_batch: int = typer.Option(16, "--max-batch", help="Most concurrent scores per model call."),
+        max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="Wait for more scores to batch, at most."),
+        read_timeout: float = typer.Option(30.0, "--read-timeout", help="Seconds a stalled upload may stall."),
+        max_connections: int = typer.Option(512, "--max-connections", help="Beyond this, new requests get 503."),
+        access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    ) -> None:
+        """Serve an index over HTTP: POST /score, /exemplars; GET /info, /metrics, /docs (see docs/service.md)."""
+        with handle_errors():
+            from simsearch.service.app import create_app
+            from simsearch.service.server import bind, serve as run
+            from simsearch.service.settings import ServiceSettings, read_token_file
+
+            if not 0 <= port <= 65535:
+                fail(f"--port must be 0..65535, not {port}")
+            token = read_token_file(token_file) if token_file is not None else None
+            if token is None and host not in LOOPBACK:
+                err_console.print(f"warning: serving on {host} without --token-file: anyone who can reach it "
+                                  "can add and remove exemplars", style="yellow", highlight=False)
+            settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                                       max_pixels=int(max_megapixels * 1_000_000), token=token,
+                                       max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout)
+            application = create_app(index, settings, weights=weights, device=device)
+            sock = bind(host, port)
+            bound_host, bound_port = sock.getsockname()[:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+
+            def announce() -> None:
+                # On stdout, flushed: scripts starting the server with --port 0 read the port from here.
+                print(f"simsearch serving {index} on http://{shown}:{bound_port} (API docs at /docs)", flush=True)
+
+            try:
+                run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce)
+            finally:
+                sock.close()
+            sys.stdout.flush()

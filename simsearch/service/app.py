@@ -1,0 +1,100 @@
+"""The FastAPI application: model and index loaded once, a micro-batcher for scores, copy-on-write index
+state for adds and removes, body limits, metrics, JSON errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+import simsearch
+from simsearch.index.storage import StorageError
+from simsearch.inspector import Inspector
+from simsearch.service.batcher import MicroBatcher
+from simsearch.service.metrics import Metrics
+from simsearch.service.middleware import RequestMetricsMiddleware, UploadGuardMiddleware
+from simsearch.service.routes import api, open_routes
+from simsearch.service.settings import ServiceSettings
+from simsearch.service.state import ConflictError, IndexState
+
+log = logging.getLogger("simsearch.service")
+
+DESCRIPTION = """Score inspection images against a simsearch exemplar index, and add or remove exemplars
+while serving. Errors are JSON `{"detail": ...}` with a 4xx/5xx status. When the server was started with
+`--token-file`, send `Authorization: Bearer <token>` (not needed for /healthz, /readyz and the docs)."""
+
+
+@dataclass
+class Service:
+    """What the handlers use: settings, the index state, the score batcher and the metrics."""
+
+    settings: ServiceSettings
+    state: IndexState
+    batcher: MicroBatcher
+    metrics: Metrics
+
+
+def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str | Path | None = None,
+                   device: str | None = None) -> Inspector:
+    """Open an index with its embedder, batch size matched to the batcher's."""
+    runtime = {"batch_size": settings.max_batch, **({"device": device} if device else {})}
+    return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, **runtime)
+
+
+def create_app(source: Inspector | str | Path, settings: ServiceSettings | None = None,
+               folder: str | Path | None = None, weights: str | Path | None = None,
+               device: str | None = None) -> FastAPI:
+    """The app over an index folder (loaded now), or over a fitted Inspector saved to `folder`."""
+    settings = settings or ServiceSettings()
+    if isinstance(source, Inspector):
+        if folder is None:
+            raise ValueError("serving an Inspector needs the index folder its changes are saved to")
+        inspector = source
+    else:
+        folder = Path(source) if folder is None else folder
+        inspector = load_inspector(source, settings, weights, device)
+    state = IndexState(inspector, folder)
+    metrics = Metrics()
+    batcher = MicroBatcher(state.score, settings.max_batch, settings.max_wait_ms, settings.max_queue,
+                           on_batch=metrics.observe_batch)
+    metrics.gauge("simsearch_exemplars", lambda: {k: float(v) for k, v in state.snapshot.index_.counts().items()})
+    metrics.gauge("simsearch_queue_waiting", lambda: {"": float(batcher.waiting)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        log.info("serving %s (%s exemplars)", folder, state.snapshot.index_.counts())
+        yield
+        # uvicorn has stopped taking connections and let in-flight requests finish; drain and close.
+        await batcher.stop()
+        state.wait_for_writes()
+        log.info("stopped; index %s at generation %s", folder, state.snapshot.index_.generation)
+
+    app = FastAPI(title="simsearch", version=simsearch.__version__,
+                  description=DESCRIPTION, lifespan=lifespan)
+    app.state.service = Service(settings, state, batcher, metrics)
+    app.include_router(api)
+    app.include_router(open_routes)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, error: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(StorageError)
+    async def storage_error(request: Request, error: StorageError) -> JSONResponse:
+        return JSONResponse({"detail": f"the index could not be saved; nothing changed: {error}"}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({error.__class__.__name__}); see the server log"},
+                            status_code=500)
+
+    app.add_middleware(UploadGuardMiddleware, max_body_bytes=settings.max_body_bytes, timeout=settings.read_timeout_s)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status
+    return app

@@ -1,0 +1,182 @@
+"""The HTTP endpoints: score, exemplars, info, health, readiness and metrics. Handlers only translate
+between HTTP and the service objects; every failure becomes a status with a JSON `detail`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from simsearch.datasets import DatasetError, normalise_label
+from simsearch.images import ImageError, ImageTooLargeError, read_image_bytes
+from simsearch.service.batcher import BatcherUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from simsearch.service.app import Service
+
+_bearer = HTTPBearer(auto_error=False, description="The token of `simsearch serve --token-file`.")
+
+
+def _error(status: int, detail: str) -> dict[str, Any]:
+    return {"description": detail, "content": {"application/json": {"example": {"detail": detail}}}}
+
+
+AUTH_ERRORS = {401: _error(401, "missing or wrong bearer token")}
+UPLOAD_ERRORS = {
+    413: _error(413, "upload or image over the size or pixel limit"),
+    415: _error(415, "the upload is not a readable image"),
+    422: _error(422, "a required field is missing or invalid"),
+    503: _error(503, "the server is busy or shutting down; retry"),
+}
+
+
+def service(request: Request) -> "Service":
+    return request.app.state.service
+
+
+def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """When a token is configured, the request must carry it (compared in constant time)."""
+    expected = service(request).settings.token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+api = APIRouter(dependencies=[Depends(require_token)], responses=AUTH_ERRORS)
+open_routes = APIRouter()
+
+
+async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.ndarray"]:
+    """The upload's bytes and RGB pixels; 413 over the limits, 415 when it is not an image."""
+    limit = svc.settings.max_upload_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"the upload is over the limit of {limit / 2**20:g} MB")
+    try:
+        pixels = await run_in_threadpool(read_image_bytes, data, svc.settings.max_pixels, image.filename or "upload")
+    except ImageTooLargeError as error:  # the CLI's advice (an environment variable) is not the client's to take
+        raise HTTPException(413, f"{str(error).split(';')[0]}; this server accepts at most "
+                                 f"{svc.settings.max_pixels / 1e6:.3g} megapixels") from None
+    except ImageError as error:
+        raise HTTPException(415, str(error)) from None
+    return data, pixels
+
+
+def _heatmap_png(pixels: "np.ndarray", result) -> bytes:
+    try:
+        from simsearch.maps import overlay_png
+    except ImportError:
+        raise HTTPException(501, "heatmaps are not available in this build of simsearch (no simsearch.maps)")
+    return overlay_png(pixels, result)
+
+
+@api.post("/score", summary="Score one image", responses=UPLOAD_ERRORS | {
+    409: _error(409, "the index cannot score (no good exemplars)"),
+    501: _error(501, "heatmaps are not available in this build")})
+async def score(request: Request, image: UploadFile = File(..., description="The image (PNG, JPEG, BMP, TIFF)."),
+                heatmap: bool = Query(False, description="Also return the overlay PNG, base64, as heatmap_png.")):
+    """The JSON of `simsearch score --json` for the uploaded image: score, normalised score, verdict,
+    nearest exemplars, boxes. `path` is the upload's file name."""
+    svc = service(request)
+    _, pixels = await _read_upload(svc, image)
+    try:
+        result = await svc.batcher.submit(pixels)
+    except BatcherUnavailable as error:
+        raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
+    except ValueError as error:
+        raise HTTPException(409, str(error)) from None
+    result.path = image.filename
+    body = result.to_dict()
+    if heatmap:
+        png = await run_in_threadpool(_heatmap_png, pixels, result)
+        body["heatmap_png"] = base64.b64encode(png).decode("ascii")
+    return JSONResponse(body)
+
+
+CONFLICT = {409: _error(409, "the index folder was changed by another writer; restart the server")}
+
+
+@api.post("/exemplars", summary="Add an exemplar", responses=UPLOAD_ERRORS | CONFLICT)
+async def add_exemplar(request: Request, image: UploadFile = File(..., description="The exemplar image."),
+                       label: str = Form(..., description="good or defect (also ok/ng/bad/anomaly)."),
+                       type: str | None = Form(None, description="Defect type, with label=defect.")):
+    """Add one exemplar; it is saved to the index on disk (atomically) before this answers. Returns it
+    with its new id."""
+    svc = service(request)
+    try:
+        label = normalise_label(label)
+    except DatasetError as error:
+        raise HTTPException(422, str(error)) from None
+    if type and label != "defect":
+        raise HTTPException(422, "type is only for label=defect")
+    data, pixels = await _read_upload(svc, image)
+    source = f"upload:{(image.filename or 'image')[:200]}"
+    exemplar = await run_in_threadpool(svc.state.add, pixels, label, type or None, source,
+                                       hashlib.sha256(data).hexdigest())
+    return exemplar.to_dict()
+
+
+@api.get("/exemplars/{exemplar_id}", summary="Describe an exemplar",
+         responses={404: _error(404, "no exemplar with this id")})
+async def get_exemplar(request: Request, exemplar_id: int):
+    """The catalogue entry of one exemplar: path, label, type, sha256, when it was added."""
+    exemplar = service(request).state.get(exemplar_id)
+    if exemplar is None:
+        raise HTTPException(404, f"no exemplar with id {exemplar_id}")
+    return exemplar.to_dict()
+
+
+@api.delete("/exemplars/{exemplar_id}", summary="Remove an exemplar",
+            responses={404: _error(404, "no exemplar with this id"),
+                       409: _error(409, "the last good exemplar cannot be removed, or the folder changed")})
+async def remove_exemplar(request: Request, exemplar_id: int):
+    """Remove one exemplar; saved to the index on disk (atomically) before this answers."""
+    try:
+        exemplar = await run_in_threadpool(service(request).state.remove, exemplar_id)
+    except KeyError:
+        raise HTTPException(404, f"no exemplar with id {exemplar_id}") from None
+    return {"removed": exemplar.to_dict()}
+
+
+@api.get("/info", summary="Describe the served index")
+async def info(request: Request):
+    """Embedder, mode, exemplar counts, threshold, limits and batching of this server."""
+    svc = service(request)
+    settings = svc.settings
+    return {**svc.state.describe(),
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                       "read_timeout_s": settings.read_timeout_s},
+            "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
+                         "max_queue": settings.max_queue, "waiting": svc.batcher.waiting},
+            "auth": settings.token is not None}
+
+
+@api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(request: Request):
+    """Requests by route and status, latency histograms, errors, batch sizes, exemplar counts."""
+    return PlainTextResponse(service(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@open_routes.get("/healthz", summary="Liveness")
+async def healthz():
+    """200 while the process serves HTTP."""
+    return {"status": "ok"}
+
+
+@open_routes.get("/readyz", summary="Readiness", responses={503: _error(503, "not ready")})
+async def readyz(request: Request):
+    """200 when the model and index are loaded and scoring is accepted; 503 while starting or stopping."""
+    svc = service(request)
+    if not svc.batcher.running:
+        return JSONResponse({"status": "not ready", "detail": "scoring is not running"}, status_code=503)
+    return {"status": "ready", "exemplars": svc.state.snapshot.index_.counts()}

@@ -1,0 +1,44 @@
+"""Service settings, the token file, and `simsearch serve`'s refusals before it listens."""
+
+import pytest
+from typer.testing import CliRunner
+
+from simsearch.cli.main import app
+from simsearch.cli.output import EXIT_BAD_INPUT, EXIT_INDEX
+from simsearch.service.settings import ServiceSettings, TokenFileError, read_token_file
+
+
+def test_token_file_rules(tmp_path):
+    good = tmp_path / "token"
+    good.write_text("  0123456789abcdef0123  \n")
+    good.chmod(0o600)
+    assert read_token_file(good) == "0123456789abcdef0123"
+    short = tmp_path / "short"
+    short.write_text("abc")
+    short.chmod(0o600)
+    with pytest.raises(TokenFileError, match="at least 16"):
+        read_token_file(short)
+    good.chmod(0o644)
+    with pytest.raises(TokenFileError, match="readable by everyone"):
+        read_token_file(good)
+    with pytest.raises(TokenFileError, match="cannot read"):
+        read_token_file(tmp_path / "missing")
+
+
+def test_settings_refuse_nonsense():
+    assert ServiceSettings().max_body_bytes > ServiceSettings().max_upload_bytes == 50 * 1024 * 1024
+    with pytest.raises(ValueError):
+        ServiceSettings(max_upload_bytes=0)
+    with pytest.raises(ValueError):
+        ServiceSettings(read_timeout_s=0)
+
+
+def test_serve_fails_in_one_line_before_listening(tmp_path, served_index):
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--index", str(tmp_path / "nowhere"), "--port", "0"])
+    assert result.exit_code == EXIT_INDEX and result.stderr.strip().startswith("error:")
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["serve", "--index", str(served_index[1]), "--token-file", str(tmp_path / "none")])
+    assert result.exit_code == EXIT_BAD_INPUT and "token file" in result.stderr
+    result = runner.invoke(app, ["serve", "--index", str(served_index[1]), "--port", "70000"])
+    assert result.exit_code == EXIT_BAD_INPUT and "--port" in result.stderr
