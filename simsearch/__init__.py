@@ -3,7 +3,13 @@
 images -> embedder -> vectors -> index -> scores -> threshold -> verdict
 """
 
-from simsearch.datasets import Sample, discover_samples
+import os
+
+# torch and FAISS each keep an OpenMP thread pool; spinning, they starve each other on small CPUs (about 8x
+# slower scoring on 2 cores). Set before either loads; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from simsearch.datasets import Sample, discover_samples  # noqa: E402
 from simsearch.embedder import Embedder, create_embedder
 from simsearch.index import ExemplarIndex
 from simsearch.inspector import Inspector

@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from simsearch.datasets import DatasetError, normalise_label
 from simsearch.images import ImageError, ImageTooLargeError, read_image_bytes
+from simsearch.maps import overlay_png
 from simsearch.service.batcher import BatcherUnavailable
 
 if TYPE_CHECKING:
@@ -72,17 +73,8 @@ async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.nd
     return data, pixels
 
 
-def _heatmap_png(pixels: "np.ndarray", result) -> bytes:
-    try:
-        from simsearch.maps import overlay_png
-    except ImportError:
-        raise HTTPException(501, "heatmaps are not available in this build of simsearch (no simsearch.maps)")
-    return overlay_png(pixels, result)
-
-
 @api.post("/score", summary="Score one image", responses=UPLOAD_ERRORS | {
-    409: _error(409, "the index cannot score (no good exemplars)"),
-    501: _error(501, "heatmaps are not available in this build")})
+    409: _error(409, "the index cannot score (no good exemplars)")})
 async def score(request: Request, image: UploadFile = File(..., description="The image (PNG, JPEG, BMP, TIFF)."),
                 heatmap: bool = Query(False, description="Also return the overlay PNG, base64, as heatmap_png.")):
     """The JSON of `simsearch score --json` for the uploaded image: score, normalised score, verdict,
@@ -98,7 +90,8 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     result.path = image.filename
     body = result.to_dict()
     if heatmap:
-        png = await run_in_threadpool(_heatmap_png, pixels, result)
+        threshold = svc.state.snapshot.index_.threshold
+        png = await run_in_threadpool(overlay_png, pixels, result, threshold)
         body["heatmap_png"] = base64.b64encode(png).decode("ascii")
     return JSONResponse(body)
 

@@ -44,13 +44,8 @@ def test_score_matches_in_process_scoring(client, index_copy, images):
         client.post("/score", files=_file(images["good"])).json()["score"]
 
 
-def test_score_heatmap_is_png_or_clear_501(client, images):
+def test_score_heatmap_is_a_png(client, images):
     response = client.post("/score?heatmap=true", files=_file(images["defect"]))
-    try:
-        import simsearch.maps  # noqa: F401
-    except ImportError:
-        assert response.status_code == 501 and "heatmap" in response.json()["detail"]
-        return
     assert response.status_code == 200
     assert base64.b64decode(response.json()["heatmap_png"]).startswith(b"\x89PNG")
 
