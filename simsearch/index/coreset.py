@@ -32,14 +32,17 @@ def _initial_distances(points: np.ndarray, existing: np.ndarray | None) -> np.nd
     return np.sqrt(np.maximum(squared[:, 0], 0.0)).astype(np.float32)
 
 
-def _distances_to(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    return np.sqrt(((points - centre) ** 2).sum(axis=1, dtype=np.float32))
+def _distances_to(points: np.ndarray, squared_norms: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    # |p - c|^2 = |p|^2 + |c|^2 - 2 p.c: one matrix-vector product instead of an N x D temporary
+    squared = squared_norms + np.float32(centre @ centre) - 2.0 * (points @ centre)
+    return np.sqrt(np.maximum(squared, 0.0))
 
 
 def greedy_coreset_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
                              seed: int = 0) -> np.ndarray:
     """Plain greedy k-centre, O(N*K*D): the textbook algorithm, kept for tests and benchmarks."""
     points = np.ascontiguousarray(points, dtype=np.float32)
+    squared_norms = (points ** 2).sum(axis=1)
     n_select = min(int(n_select), len(points))
     min_dist = _initial_distances(points, existing)
     current = int(np.random.default_rng(seed).integers(len(points))) if existing is None or len(existing) == 0 \
@@ -49,7 +52,7 @@ def greedy_coreset_reference(points: np.ndarray, n_select: int, existing: np.nda
         if min_dist[current] <= 0.0:
             break
         selected.append(current)
-        np.minimum(min_dist, _distances_to(points, points[current]), out=min_dist)
+        np.minimum(min_dist, _distances_to(points, squared_norms, points[current]), out=min_dist)
         current = int(np.argmax(min_dist))
     return np.asarray(selected, dtype=np.int64)
 
@@ -83,6 +86,7 @@ def greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | Non
         assign = np.zeros(count, dtype=np.int64)
     order = np.argsort(assign, kind="stable")
     sorted_points = points[order]
+    sorted_norms = (sorted_points ** 2).sum(axis=1)
     min_dist = min_dist_orig[order]
     sizes = np.bincount(assign, minlength=n_cells)
     sizes = sizes[sizes > 0]
@@ -103,15 +107,19 @@ def greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | Non
         selected.append(current)
         centre = sorted_points[current]
         reach = np.sqrt(((centroids - centre) ** 2).sum(axis=1)) - radius
-        cells = np.flatnonzero(reach < cell_max)
-        if len(cells) > 64:
-            rows = np.flatnonzero(np.isin(cell_of, cells, assume_unique=False)) if len(cells) < len(sizes) \
-                else np.arange(count)
+        need = reach < cell_max
+        if sizes[need].sum() > count // 2:
+            # most cells: one pass over everything beats gathering (updating more cells is still exact)
+            np.minimum(min_dist, _distances_to(sorted_points, sorted_norms, centre), out=min_dist)
+            cell_max = np.maximum.reduceat(min_dist, starts)
         else:
-            rows = np.concatenate([np.arange(starts[c], ends[c]) for c in cells])
-        min_dist[rows] = np.minimum(min_dist[rows], _distances_to(sorted_points[rows], centre))
-        offsets = np.concatenate([[0], np.cumsum(sizes[cells])[:-1]]).astype(np.int64)
-        cell_max[cells] = np.maximum.reduceat(min_dist[rows], offsets)
+            cells = np.flatnonzero(need)
+            rows = np.flatnonzero(need[cell_of]) if len(cells) > 64 else \
+                np.concatenate([np.arange(starts[c], ends[c]) for c in cells])
+            min_dist[rows] = np.minimum(min_dist[rows],
+                                        _distances_to(sorted_points[rows], sorted_norms[rows], centre))
+            offsets = np.concatenate([[0], np.cumsum(sizes[cells])[:-1]]).astype(np.int64)
+            cell_max[cells] = np.maximum.reduceat(min_dist[rows], offsets)
         best_cell = int(np.argmax(cell_max))
         current = int(starts[best_cell] + np.argmax(min_dist[starts[best_cell]:ends[best_cell]]))
     return order[np.asarray(selected, dtype=np.int64)]
