@@ -42,12 +42,12 @@ table{border-collapse:collapse;margin:6px 0 10px}
 th,td{border:1px solid #dde3ea;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#eef2f6}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 table.kv th{width:190px}
-code,.path{font-family:Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
+code,.path{font-family:Menlo,Consolas,monospace;font-size:12.5px;overflow-wrap:anywhere}
 .charts{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 .charts img{border:1px solid #e3e8ee;border-radius:4px;max-width:100%}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;text-align:center}figure img{border-radius:3px;display:block;margin:0 auto}
-figcaption{font-size:12px;color:#5b6b7b;max-width:220px;word-break:break-all}
+figcaption{font-size:12px;color:#5b6b7b;max-width:220px;overflow-wrap:anywhere}
 .example{display:flex;gap:14px;flex-wrap:wrap;align-items:flex-start;border:1px solid #e3e8ee;border-radius:6px;
 padding:10px;margin:8px 0;background:#fafbfc}
 .example .facts{min-width:220px;max-width:300px;font-size:13px}
@@ -342,8 +342,8 @@ def _example(row: dict[str, Any], folder: Path) -> str:
              ("boxes", str(len(boxes)) + (" (peak " + ", ".join(f"{b['score']:.2f}" for b in boxes[:3]) + ")" if boxes else ""))]
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     nearest = (row.get("nearest") or [None])[0]
-    return (f'<div class="example"><figure>{picture}<figcaption>heatmap: red = unlike the good exemplars; '
-            f"white boxes = regions over the threshold</figcaption></figure>"
+    return (f'<div class="example"><figure>{picture}<figcaption>{"heatmap overlay" if overlay else "image"}'
+            f"</figcaption></figure>"
             f"{_neighbour_figure(nearest, 'nearest good')}{_neighbour_figure(row.get('nearest_defect'), 'nearest defect')}"
             f'<div class="facts"><span class="path">{escape(path)}</span><table>{table}</table></div></div>')
 
@@ -352,7 +352,9 @@ def _examples(run: dict[str, Any], folder: Path) -> str:
     results = run.get("results") or []
     if not results:
         return '<p class="note">This run has no per-image results.</p>'
-    parts = []
+    parts = ['<p class="note">Each example: the image with its anomaly map (blue = like the good exemplars, '
+             "red = unlike them; the threshold sits mid-scale), white boxes round the regions over the threshold, "
+             "then its nearest good and nearest defect exemplars in the index.</p>"]
     for group, chosen in example_groups(results).items():
         title, note = GROUP_TITLES[group]
         body = "".join(_example(results[i], folder) for i in chosen) or '<p class="note">none &#10003;</p>'

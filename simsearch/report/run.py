@@ -57,7 +57,7 @@ def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: S
     if calibration and calibration.get("metrics"):
         metrics = calibration["metrics"]
         splits["calibration" + (f" ({calibration['calibrated_on']})" if calibration.get("calibrated_on") else "")] = {
-            GOOD: int(metrics.get("good", 0)), "defect": int(metrics.get("defect", 0))}
+            GOOD: int(metrics.get("good", 0)), "defects (any type)": int(metrics.get("defect", 0))}
     splits["evaluated" + (f" (fold {fold})" if fold else "")] = count_by_class(evaluated)
     if everything is not None and fold:
         splits["whole set"] = count_by_class(everything)
@@ -102,9 +102,18 @@ def evaluation_run(evaluation: Evaluation, index: Any, dataset: str | Path, fold
         "evaluate", title or f"evaluation of {Path(dataset).name}" + (f" (fold {fold})" if fold else ""),
         data=data_section(dataset, evaluation.samples, everything, fold,
                           {GOOD: index.counts()["good"], **index.defect_types()}, index.threshold),
-        setup=setup_section(index, index_folder),
+        setup=setup_section(index, index_folder, **evaluation_hyperparameters(index)),
         results=[result_record(s, r) for s, r in zip(evaluation.samples, evaluation.results)],
         metrics=evaluation.to_dict())
+
+
+def evaluation_hyperparameters(index: Any) -> dict[str, Any]:
+    """What was chosen to build and score with (beyond the embedder's own config)."""
+    config, threshold = index.embedder_config, index.threshold or {}
+    return {"image size (px)": config.get("image_size"), "feature layers": config.get("layers"),
+            "patch grid": list(index.patch_grid) if getattr(index, "patch_grid", None) else None,
+            "k": index.k, "coreset ratio": index.coreset_ratio,
+            "threshold policy": threshold.get("policy"), "policy target": threshold.get("target")}
 
 
 def example_groups(results: Sequence[dict[str, Any]], per_group: int = EXAMPLES_PER_GROUP) -> dict[str, list[int]]:
