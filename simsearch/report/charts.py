@@ -115,8 +115,10 @@ def recall_png(recall_by_type: dict[str, float], counts: dict[str, int] | None =
     bars = axes.barh(names, values, color=DEFECT_COLOUR, alpha=0.8)
     for bar, name, value in zip(bars, names, values):
         label = f"{value:.0f}%" + (f" of {counts[name]}" if counts and name in counts else "")
-        axes.text(min(value, 100) + 1, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=9)
-    axes.set(xlabel="recall: defects of this type caught (%)", xlim=(0, 118), title="Recall per defect type")
+        inside = value > 60  # long bars carry their label inside, so that it never runs off the axes
+        axes.text(value - 1.5 if inside else value + 1.5, bar.get_y() + bar.get_height() / 2, label, va="center",
+                  ha="right" if inside else "left", fontsize=10, color="white" if inside else "black")
+    axes.set(xlabel="recall: defects of this type caught (%)", xlim=(0, 100), title="Recall per defect type")
     axes.invert_yaxis()
     axes.grid(alpha=0.3, axis="x")
     return _png(figure)

@@ -22,6 +22,9 @@ GROUP_TITLES = {
     "top_defects": ("Highest-scored defect images", "no threshold in this run: calibrate for verdicts"),
     "top_good": ("Highest-scored good images", "no threshold in this run: calibrate for verdicts"),
 }
+NONE = {"caught": "none: no defect image was rejected", "missed": "none: every defect image was rejected",
+        "false_alarms": "none: no good image was rejected", "top_defects": "no defect images in this run",
+        "top_good": "no good images in this run"}
 MAX_CSV_ROWS = 100_000
 
 CSS = """
@@ -357,7 +360,7 @@ def _examples(run: dict[str, Any], folder: Path) -> str:
              "then its nearest good and nearest defect exemplars in the index.</p>"]
     for group, chosen in example_groups(results).items():
         title, note = GROUP_TITLES[group]
-        body = "".join(_example(results[i], folder) for i in chosen) or '<p class="note">none &#10003;</p>'
+        body = "".join(_example(results[i], folder) for i in chosen) or f'<p class="note">{escape(NONE[group])}</p>'
         parts.append(f'<h3>{escape(title)} ({len(chosen)} shown)</h3><p class="note">{escape(note)}</p>{body}')
     return "".join(parts)
 
