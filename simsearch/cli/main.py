@@ -297,6 +297,8 @@ def evaluate(
     as_json: bool = JsonOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
+    report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
 ) -> None:
     """Score a labelled set and report image AUROC (and pixel AUROC where masks exist)."""
     with handle_errors():
@@ -307,10 +309,16 @@ def evaluate(
         inspector = _load_inspector(index, weights, batch_size, device)
         with progress_bar("scoring", len(samples)) as advance:
             evaluation = evaluate_dataset(inspector, samples, on_progress=advance, on_skip=warn_skip)
+        written = None
+        if report or run_dir is not None:
+            from simsearch.report.writers import report_evaluation
+            written = report_evaluation(evaluation, inspector, dataset, fold, index, run_dir)
         if as_json:
-            typer.echo(json.dumps(evaluation.to_dict()))
+            typer.echo(json.dumps({**evaluation.to_dict(), **({"report": str(written)} if written else {})}))
         else:
             print_evaluation(evaluation)
+            if written:
+                console.print(f"report: {written}")
 
 
 @app.command()
@@ -334,6 +342,7 @@ def demo(
 
 
 from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
+from simsearch.cli import report as _report; _report.register(app)  # noqa: E402
 
 
 def main() -> None:

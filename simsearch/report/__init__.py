@@ -1,0 +1,9 @@
+"""The inspection report: a run folder (run.json + example overlays) and the HTML page that shows it."""
+
+from simsearch.report.html import render_html, write_report
+from simsearch.report.run import (
+    RunError, default_run_dir, evaluation_run, new_run, read_run, write_example_overlays, write_run,
+)
+
+__all__ = ["RunError", "default_run_dir", "evaluation_run", "new_run", "read_run", "render_html",
+           "write_example_overlays", "write_report", "write_run"]

@@ -1,0 +1,221 @@
+"""A run folder: `run.json` (what was run, on what data, with which set-up, and what came out) plus the few
+example overlays the report shows. Plain dicts, so that evaluate, compare and train share one format
+(documented in docs/report.md)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from simsearch.datasets import GOOD, Sample, count_by_class
+from simsearch.evaluation import Evaluation
+from simsearch.index.storage import write_bytes_atomic
+from simsearch.scoring import Box, ScoreResult
+
+RUN_FORMAT = "simsearch-run"
+RUN_VERSION = 1
+RUN_FILE = "run.json"
+EXAMPLES_DIR = "examples"
+EXAMPLES_PER_GROUP = 4
+SAMPLES_PER_CLASS = 4
+OVERLAY_SIDE = 320  # overlays are drawn at this size so that their text stays legible in the report
+
+
+class RunError(ValueError):
+    """A run folder or run.json that cannot be read."""
+
+
+def default_run_dir(root: str | Path = "artifacts/runs") -> Path:
+    """artifacts/runs/<UTC timestamp>."""
+    return Path(root) / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def new_run(kind: str, title: str = "", **sections: Any) -> dict[str, Any]:
+    """The skeleton every run.json starts from; sections (data, setup, results, metrics, comparison,
+    training, ...) are optional and the report renders whichever are present."""
+    return {"format": RUN_FORMAT, "format_version": RUN_VERSION, "kind": kind, "title": title or kind,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **sections}
+
+
+def class_of(sample: Sample) -> str:
+    """'good', or the defect type ('defect' when untyped)."""
+    return GOOD if sample.label == GOOD else (sample.defect_type or "defect")
+
+
+def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: Sequence[Sample] | None = None,
+                 fold: str | None = None, index_counts: dict[str, int] | None = None,
+                 calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts per class and defect type for each split, and a few sample paths of each class."""
+    splits: dict[str, dict[str, int]] = {}
+    if index_counts:
+        splits["index exemplars"] = index_counts
+    if calibration and calibration.get("metrics"):
+        metrics = calibration["metrics"]
+        splits["calibration" + (f" ({calibration['calibrated_on']})" if calibration.get("calibrated_on") else "")] = {
+            GOOD: int(metrics.get("good", 0)), "defects (any type)": int(metrics.get("defect", 0))}
+    splits["evaluated" + (f" (fold {fold})" if fold else "")] = count_by_class(evaluated)
+    if everything is not None and fold:
+        splits["whole set"] = count_by_class(everything)
+    samples: dict[str, list[str]] = {}
+    for sample in evaluated:
+        chosen = samples.setdefault(class_of(sample), [])
+        if len(chosen) < SAMPLES_PER_CLASS:
+            chosen.append(str(sample.path))
+    return {"dataset": str(dataset), "fold": fold, "splits": splits, "samples": samples}
+
+
+def setup_section(index: Any, index_folder: str | Path | None = None, **hyperparameters: Any) -> dict[str, Any]:
+    """The set-up read from an ExemplarIndex: embedder, backbone, weights, mode, k, coreset, threshold."""
+    config = dict(index.embedder_config)
+    return {"index": None if index_folder is None else str(index_folder), "embedder": config,
+            "fingerprint": index.fingerprint, "backbone": config.get("backbone") or config.get("kind"),
+            "weights": describe_weights(config), "mode": index.mode, "k": index.k,
+            "coreset_ratio": index.coreset_ratio, "dim": index.dim, "counts": index.counts(),
+            "threshold": index.threshold, "hyperparameters": hyperparameters}
+
+
+def describe_weights(config: dict[str, Any]) -> str:
+    """Where an embedder's weights came from, in words."""
+    source = str(config.get("weights_source") or "")
+    if source.startswith("file:"):
+        return f"{config.get('weights_path')} (sha256 {source[5:17]}...)"
+    if source.startswith("random:"):
+        return f"random, untrained ({source[7:]}): for tests and demos only"
+    return source or "not recorded"
+
+
+def result_record(sample: Sample, result: ScoreResult) -> dict[str, Any]:
+    """One image's line in run.json: its label and type, and what simsearch said of it."""
+    return {**result.to_dict(), "path": str(sample.path), "label": sample.label, "defect_type": sample.defect_type}
+
+
+def evaluation_run(evaluation: Evaluation, index: Any, dataset: str | Path, fold: str | None = None,
+                   everything: Sequence[Sample] | None = None, index_folder: str | Path | None = None,
+                   title: str = "") -> dict[str, Any]:
+    """The run.json of `simsearch evaluate`."""
+    return new_run(
+        "evaluate", title or f"evaluation of {Path(dataset).name}" + (f" (fold {fold})" if fold else ""),
+        data=data_section(dataset, evaluation.samples, everything, fold,
+                          {GOOD: index.counts()["good"], **index.defect_types()}, index.threshold),
+        setup=setup_section(index, index_folder, **evaluation_hyperparameters(index)),
+        results=[result_record(s, r) for s, r in zip(evaluation.samples, evaluation.results)],
+        metrics=evaluation.to_dict())
+
+
+def evaluation_hyperparameters(index: Any) -> dict[str, Any]:
+    """What was chosen to build and score with (beyond the embedder's own config)."""
+    config, threshold = index.embedder_config, index.threshold or {}
+    return {"image size (px)": config.get("image_size"), "feature layers": config.get("layers"),
+            "patch grid": list(index.patch_grid) if getattr(index, "patch_grid", None) else None,
+            "k": index.k, "coreset ratio": index.coreset_ratio,
+            "threshold policy": threshold.get("policy"), "policy target": threshold.get("target")}
+
+
+def example_groups(results: Sequence[dict[str, Any]], per_group: int = EXAMPLES_PER_GROUP) -> dict[str, list[int]]:
+    """Indexes into results of the examples to show: defects caught (highest score first), defects missed
+    (lowest first: the clearest misses) and false alarms (highest first); without a verdict, the
+    highest-scored defect and good images."""
+    def pick(condition, lowest_first: bool = False) -> list[int]:
+        chosen = [i for i, r in enumerate(results) if condition(r)]
+        return sorted(chosen, key=lambda i: results[i]["score"] * (1 if lowest_first else -1))[:per_group]
+
+    defect = lambda r: r.get("label") == "defect"  # noqa: E731
+    if any(r.get("is_anomaly") is not None for r in results):
+        return {"caught": pick(lambda r: defect(r) and r.get("is_anomaly")),
+                "missed": pick(lambda r: defect(r) and r.get("is_anomaly") is False, lowest_first=True),
+                "false_alarms": pick(lambda r: not defect(r) and r.get("is_anomaly"))}
+    return {"top_defects": pick(defect), "top_good": pick(lambda r: not defect(r))}
+
+
+def _small_overlay(result: ScoreResult, threshold: dict | None) -> bytes:
+    """The overlay drawn on a downscaled copy of the image, so that its text is legible as a thumbnail."""
+    import io
+
+    from PIL import Image
+
+    from simsearch.images import read_image
+    from simsearch.maps import overlay_image
+
+    pixels = read_image(result.path)
+    height, width = pixels.shape[:2]
+    scale = OVERLAY_SIDE / max(height, width)  # small images are enlarged too, to be seen
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+        boxes = [Box(round(b.x0 * scale), round(b.y0 * scale), round(b.x1 * scale), round(b.y1 * scale), b.score)
+                 for b in result.boxes]
+        result = replace(result, boxes=boxes, image_size=pixels.shape[:2])
+    buffer = io.BytesIO()
+    overlay_image(pixels, result, threshold).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_example_overlays(run: dict[str, Any], evaluation: Evaluation, threshold: dict | None,
+                           folder: str | Path) -> None:
+    """Draw the heatmap overlays of the report's examples into folder/examples/ and name them in run.json
+    (the maps themselves are not kept: they are large, and only these few are shown)."""
+    folder = Path(folder)
+    wanted = sorted({i for group in example_groups(run["results"]).values() for i in group})
+    for i in wanted:
+        result = evaluation.results[i]
+        if result.path is None:
+            continue
+        name = f"{EXAMPLES_DIR}/{i:05d}.png"
+        (folder / EXAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(folder / name, _small_overlay(result, threshold))
+        run["results"][i]["overlay"] = name
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy numbers and arrays to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_run(run: dict[str, Any], folder: str | Path) -> Path:
+    """Write folder/run.json (atomically); returns its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_FILE
+    write_bytes_atomic(path, json.dumps(_plain(run), indent=1, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+def read_run(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read a run folder or a run.json; returns the run and the folder its relative files live in."""
+    path = Path(path)
+    file = path / RUN_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise RunError(f"{path}: no run folder or run.json there")
+    try:
+        run = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{file}: not a readable run.json ({error})") from None
+    if not isinstance(run, dict) or run.get("format", RUN_FORMAT) != RUN_FORMAT:
+        raise RunError(f"{file}: not a simsearch run (format {run.get('format') if isinstance(run, dict) else '?'!r})")
+    if int(run.get("format_version", RUN_VERSION)) > RUN_VERSION:
+        raise RunError(f"{file}: written by a newer simsearch (run format {run['format_version']})")
+    return run, file.parent
+
+
+def result_arrays(results: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (1 = defect) and scores of run.json results."""
+    rows = list(results)
+    return (np.array([r.get("label") == "defect" for r in rows], dtype=int),
+            np.array([float(r["score"]) for r in rows], dtype=np.float64))
