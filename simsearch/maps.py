@@ -56,11 +56,11 @@ def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, in
 
 
 def add_map_and_boxes(result: ScoreResult, threshold: dict | None) -> None:
-    """Fill result.anomaly_map from its patch map and, once a threshold exists, result.boxes."""
+    """Fill result.anomaly_map from its patch map and, for an image over the threshold, result.boxes."""
     if result.patch_map is None:
         return
     result.anomaly_map = anomaly_map(result.patch_map)
-    if threshold:
+    if threshold and result.is_anomaly:  # boxes say where to look on a reject; a pass has none
         pixel_threshold = float(threshold.get("pixel_value") or threshold["value"])
         result.boxes = boxes_from_map(result.anomaly_map, pixel_threshold, result.image_size)
 
@@ -100,8 +100,9 @@ def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: dict | Non
     left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
     draw.rectangle([0, 0, right + 6, bottom + 4], fill=(0, 0, 0))
     draw.text((6, 4), text, font=font, fill=(255, 80, 80) if result.is_anomaly else (255, 255, 255))
-    for box in result.boxes:
-        draw.text((box.x0 + line + 2, box.y0 + line), f"{box.score:.2f}", font=font, fill=(255, 255, 255))
+    for box in result.boxes:  # the label sits under the box's top edge, or below the banner when it would hide
+        draw.text((box.x0 + line + 2, max(box.y0 + line, bottom + 6)), f"{box.score:.2f}", font=font,
+                  fill=(255, 255, 255))
     return canvas
 
 
