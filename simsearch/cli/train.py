@@ -132,6 +132,7 @@ def triplet_head(
     miner: str = MinerOption, margin: float = MarginOption, val_fraction: float = ValOption,
     backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model (kept frozen)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
+    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random backbone (for tests and demos only)."),
     image_size: int = typer.Option(224, "--image-size", help="Backbone input size."),
     views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
     roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
@@ -143,7 +144,8 @@ def triplet_head(
 
         settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
         samples, counts = _samples(data)
-        frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, device=device)
+        frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
+                                  device=device)
         head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
                                  roi=None if roi == "none" else roi)
         with _training_progress(len(samples)) as (on_read, on_event):
