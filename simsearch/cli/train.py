@@ -15,7 +15,7 @@ from simsearch.cli.output import console, err_console, fail, handle_errors, prog
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 
-DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/[type/]) or a CSV of path,label[,type].")
+DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/, types as defect/TYPE/) or a CSV of path,label,type.")
 EpochsOption = typer.Option(10, "--epochs", help="Training epochs (in total, when resuming).")
 LrOption = typer.Option(1e-3, "--lr", help="Adam learning rate.")
 BatchOption = typer.Option(32, "--batch-size", help="Images per class-balanced batch.")

@@ -17,7 +17,7 @@ class ConvAutoencoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 128, embedding_dim: int = 64,
-                 widths: Sequence[int] = (32, 64, 128, 256)):
+                 widths: Sequence[int] = (16, 32, 64, 128)):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if image_size % (2 ** len(widths)):

@@ -28,7 +28,7 @@ class AutoencoderConfig:
     image_size: int = 128
     embedding_dim: int = 64
     channels: int = 3  # 1 = grayscale input
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     roi: str | None = None  # "hough" crops each image to its circular part first
     triplet_weight: float = 1.0
 
