@@ -133,7 +133,7 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
                                    out_dir / FEATURES, on_read, on_skip)
     position = {str(s.path): i for i, s in enumerate(kept)}
     train, val = stratified_split(kept, settings.val_fraction, settings.seed)
-    rows = lambda part: [position[str(s.path)] for s in part]  # noqa: E731
-    task = HeadTask(head_config, settings, vectors[rows(train)], class_ids(train)[0],
-                    vectors[rows(val)] if val else None, class_ids(val)[0] if val else [])
+    train_rows, val_rows = ([position[str(s.path)] for s in part] for part in (train, val))
+    task = HeadTask(head_config, settings, vectors[train_rows], class_ids(train)[0],
+                    vectors[val_rows] if val else None, class_ids(val)[0] if val else [])
     return run_training(task, settings, out_dir, resume, on_event)
