@@ -59,6 +59,7 @@ def build_index(
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
     mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style) or image (whole-image vectors)."),
     backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model, or KIND:ARG."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT (overrides --backbone)."),
     weights: Optional[Path] = WeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
     image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
@@ -95,6 +96,7 @@ def build_index(
         if defects and not defect_samples:
             fail(f"no images found in {defects}")
         start = time.perf_counter()
+        backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
                                    pretrained=not no_pretrained, image_size=image_size,
                                    **_embedder_runtime(batch_size, device))
@@ -343,6 +345,7 @@ def demo(
 
 from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
 from simsearch.cli import report as _report; _report.register(app)  # noqa: E402
+from simsearch.cli import train as _train; _train.register(app)  # noqa: E402
 
 
 def main() -> None:

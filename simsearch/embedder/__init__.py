@@ -34,6 +34,31 @@ def _backbone_from_config(config: dict, weights: str | Path | None = None, **run
 register_embedder("backbone", _backbone_from_config, _backbone_from_spec)
 
 
+def _triplet_ae_from_spec(argument: str, **options: Any) -> Embedder:
+    from simsearch.embedder.triplet_ae import TripletAutoencoderEmbedder
+    return TripletAutoencoderEmbedder.from_spec(argument, **options)
+
+
+def _triplet_ae_from_config(config: dict, weights: str | Path | None = None, **runtime: Any) -> Embedder:
+    from simsearch.embedder.triplet_ae import TripletAutoencoderEmbedder
+    return TripletAutoencoderEmbedder.from_config(config, weights=weights, **runtime)
+
+
+def _triplet_head_from_spec(argument: str, **options: Any) -> Embedder:
+    from simsearch.embedder.triplet_head import TripletHeadEmbedder
+    return TripletHeadEmbedder.from_spec(argument, **options)
+
+
+def _triplet_head_from_config(config: dict, weights: str | Path | None = None, **runtime: Any) -> Embedder:
+    from simsearch.embedder.triplet_head import TripletHeadEmbedder
+    return TripletHeadEmbedder.from_config(config, weights=weights, **runtime)
+
+
+# Trained embedders: KIND:CHECKPOINT from `simsearch train KIND`.
+register_embedder("triplet-ae", _triplet_ae_from_config, _triplet_ae_from_spec)
+register_embedder("triplet-head", _triplet_head_from_config, _triplet_head_from_spec)
+
+
 def create_embedder(spec: str = "backbone:resnet18", **options: Any) -> Embedder:
     """Build an embedder from 'KIND:ARG' (e.g. 'backbone:wide_resnet50_2'); a bare name means a backbone."""
     kind, _, argument = spec.partition(":") if ":" in spec else ("backbone", "", spec)

@@ -1,0 +1,159 @@
+"""`simsearch train triplet-ae|triplet-head DATA`: metric learning on labelled good/defect images."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+
+from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar, warn_skip
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
+
+DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/, types as defect/TYPE/) or a CSV of path,label,type.")
+EpochsOption = typer.Option(10, "--epochs", help="Training epochs (in total, when resuming).")
+LrOption = typer.Option(1e-3, "--lr", help="Adam learning rate.")
+BatchOption = typer.Option(32, "--batch-size", help="Images per class-balanced batch.")
+SaveOption = typer.Option(5, "--save-interval", help="Write a checkpoint every this many epochs (and at the end).")
+ResumeOption = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
+MinerOption = typer.Option("batch-hard", "--miner", help="Triplet miner: batch-hard, semi-hard or all.")
+MarginOption = typer.Option(0.2, "--margin", help="Triplet margin (embeddings have unit length).")
+ValOption = typer.Option(0.1, "--val-fraction", help="Stratified fraction held out for the validation loss.")
+SeedOption = typer.Option(0, "--seed", help="Seed of the split, batches, augmentation and initial weights.")
+RoiOption = typer.Option("none", "--roi", help="none, or hough: crop each image to its circular part first.")
+DeviceOption = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
+JsonOption = typer.Option(False, "--json", help="Print the result as one JSON object.")
+
+
+@contextlib.contextmanager
+def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None], Callable]]:
+    """Yields (on_read(n), on_event(TrainEvent)): a reading bar, then a training bar showing the losses."""
+    if not err_console.is_terminal:
+        yield (lambda n: None), (lambda event: None)
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        reading = progress.add_task("reading", total=total_images, losses="")
+        training = None
+
+        def on_event(event) -> None:
+            nonlocal training
+            if training is None:
+                progress.update(reading, visible=False)
+                training = progress.add_task("training", total=event.steps, losses="")
+            losses = " ".join(f"{k} {v:.4f}" for k, v in event.losses.items())
+            progress.update(training, completed=event.step, description=f"{event.stage} epoch {event.epoch}/{event.epochs}",
+                            losses=losses)
+
+        yield (lambda n: progress.advance(reading, n)), on_event
+
+
+def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device):
+    from simsearch.metric.miners import miner_names
+    from simsearch.metric.training import TrainSettings
+
+    if miner not in miner_names():
+        fail(f"--miner must be one of {', '.join(miner_names())}, not {miner!r}")
+    if not 0 <= val_fraction < 1:
+        fail("--val-fraction must be in [0, 1)")
+    return TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, save_interval=save_interval,
+                         val_fraction=val_fraction, seed=seed, miner=miner, margin=margin, device=device)
+
+
+def _samples(data: Path):
+    from simsearch.datasets import count_by_class, discover_samples
+
+    if not data.exists():
+        fail(f"{data}: no such file or folder")
+    samples = discover_samples(data)
+    counts = count_by_class(samples)
+    if counts.get("good", 0) == 0 or len(counts) < 2:
+        fail(f"{data}: triplet training needs good and defect images, found {counts}")
+    return samples, counts
+
+
+def _report(kind: str, result, counts: dict, as_json: bool) -> None:
+    last = result.history[-1]
+    summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
+               "epochs": int(last["epoch"]), "images": counts, "history": str(result.history_path),
+               "curves": str(result.curves_path), "final": last}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch")
+    console.print(f"[bold]trained[/] {kind} for {int(last['epoch'])} epochs ({losses})")
+    console.print(f"model: {result.model_path}\ncurves: {result.curves_path} and {result.history_path}")
+    console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
+
+
+@train_app.command("triplet-ae")
+def triplet_ae(
+    data: Path = DataArgument,
+    out: Path = typer.Option(Path("artifacts/train/triplet-ae"), "--out", "-o", help="Run folder."),
+    epochs: int = EpochsOption, lr: float = LrOption, batch_size: int = BatchOption,
+    save_interval: int = SaveOption, resume: bool = ResumeOption,
+    embedding_dim: int = typer.Option(64, "--embedding-dim", help="Length of the embedding (bottleneck)."),
+    miner: str = MinerOption, margin: float = MarginOption, val_fraction: float = ValOption,
+    image_size: int = typer.Option(128, "--image-size", help="Square input size (a multiple of 16)."),
+    grayscale: bool = typer.Option(False, "--grayscale", help="One input channel (for gray inspection images)."),
+    triplet_weight: float = typer.Option(1.0, "--triplet-weight", help="Weight of the triplet loss vs reconstruction."),
+    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
+) -> None:
+    """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
+    with handle_errors():
+        from simsearch.metric.trainers.triplet_ae import AutoencoderConfig, train_triplet_ae
+
+        settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
+        samples, counts = _samples(data)
+        model_config = AutoencoderConfig(image_size=image_size, embedding_dim=embedding_dim,
+                                         channels=1 if grayscale else 3, roi=None if roi == "none" else roi,
+                                         triplet_weight=triplet_weight)
+        with _training_progress(len(samples)) as (on_read, on_event):
+            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip)
+        _report("triplet-ae", result, counts, as_json)
+
+
+@train_app.command("triplet-head")
+def triplet_head(
+    data: Path = DataArgument,
+    out: Path = typer.Option(Path("artifacts/train/triplet-head"), "--out", "-o", help="Run folder."),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs (in total, when resuming)."),
+    lr: float = LrOption, batch_size: int = BatchOption,
+    save_interval: int = typer.Option(10, "--save-interval", help="Checkpoint every this many epochs (and at the end)."),
+    resume: bool = ResumeOption,
+    embedding_dim: int = typer.Option(128, "--embedding-dim", help="Length of the head's output."),
+    hidden_dim: int = typer.Option(512, "--hidden-dim", help="Width of the head's hidden layer."),
+    miner: str = MinerOption, margin: float = MarginOption, val_fraction: float = ValOption,
+    backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model (kept frozen)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
+    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random backbone (for tests and demos only)."),
+    image_size: int = typer.Option(224, "--image-size", help="Backbone input size."),
+    views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
+    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
+) -> None:
+    """Train a projection head on a frozen pretrained backbone with the triplet loss."""
+    with handle_errors():
+        from simsearch.embedder.backbone import BackboneEmbedder
+        from simsearch.metric.trainers.triplet_head import HeadConfig, train_triplet_head
+
+        settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
+        samples, counts = _samples(data)
+        frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
+                                  device=device)
+        head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
+                                 roi=None if roi == "none" else roi)
+        with _training_progress(len(samples)) as (on_read, on_event):
+            result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
+                                        on_read, warn_skip)
+        _report("triplet-head", result, counts, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command group to the main app."""
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,87 @@
+"""A frozen backbone plus a triplet-trained projection head: image (and patch) vectors through the head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from simsearch.embedder.backbone import BackboneEmbedder
+from simsearch.embedder.base import Embedder, Embeddings, tensor_digest
+from simsearch.embedder.weights import WeightsError
+from simsearch.metric.checkpoint import checkpoint_argument, read_checkpoint, runtime_options
+from simsearch.metric.roi import apply_roi
+
+KIND = "triplet-head"
+
+
+class TripletHeadEmbedder(Embedder):
+    """Vectors of `simsearch train triplet-head`: the checkpoint names its backbone; `weights` is the backbone's
+    state-dict file when the recorded one has moved."""
+
+    def __init__(self, checkpoint: str | Path, weights: str | Path | None = None, batch_size: int = 16,
+                 device: str | torch.device | None = None):
+        from simsearch.metric.trainers.triplet_head import HeadConfig
+
+        state = read_checkpoint(checkpoint, kind=KIND)
+        self.checkpoint = str(Path(checkpoint).resolve())
+        self.head_config = HeadConfig(**state["config"])
+        self.batch_size = int(batch_size)
+        self.backbone = BackboneEmbedder.from_config(self.head_config.backbone, weights=weights,
+                                                     batch_size=batch_size, device=device)
+        if self.backbone.dim != self.head_config.in_dim:
+            raise WeightsError(f"checkpoint {checkpoint} expects {self.head_config.in_dim}-d backbone vectors, "
+                               f"the backbone gives {self.backbone.dim}")
+        self.head = self.head_config.build()
+        self.head.load_state_dict(state["model"])
+        self.head.eval().to(self.backbone.device)
+        self._digest = self.backbone.weights_digest + tensor_digest(state["model"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": KIND, "weights_path": self.checkpoint, "backbone": self.backbone.config,
+                "embedding_dim": self.head_config.embedding_dim, "hidden_dim": self.head_config.hidden_dim,
+                "roi": self.head_config.roi}
+
+    @property
+    def fingerprint(self) -> str:
+        # File locations (the checkpoint's, the backbone weights') may change; the tensors may not.
+        relevant = {k: v for k, v in self.config.items() if k != "weights_path"}
+        relevant["backbone"] = {k: v for k, v in relevant["backbone"].items() if k != "weights_path"}
+        text = json.dumps(relevant, sort_keys=True) + self.weights_digest
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def weights_digest(self) -> str:
+        return self._digest
+
+    @property
+    def dim(self) -> int:
+        return self.head_config.embedding_dim
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        features = self.backbone.embed([apply_roi(image, self.head_config.roi) for image in images])
+        device = self.backbone.device
+        with torch.inference_mode():
+            image = self.head(torch.from_numpy(features.image).to(device))
+            patches = self.head(torch.from_numpy(features.patches).to(device))
+        return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights: str | Path | None = None,
+                    **runtime: Any) -> "TripletHeadEmbedder":
+        """Reopen the recorded checkpoint; `weights` is the backbone's state-dict file if it has moved."""
+        path = config.get("weights_path")
+        if not path or not Path(path).is_file():
+            raise WeightsError(f"this index was built with the checkpoint {path}, which is not there now; "
+                               "put it back (or rebuild the index with the new one)")
+        return cls(path, weights=weights, **runtime_options(runtime))
+
+    @classmethod
+    def from_spec(cls, argument: str, weights: str | Path | None = None, **options: Any) -> "TripletHeadEmbedder":
+        """From `triplet-head:CHECKPOINT`; `weights` is the backbone's state-dict file (else the recorded one)."""
+        return cls(checkpoint_argument(KIND, argument), weights=weights, **runtime_options(options))
