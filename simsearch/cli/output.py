@@ -144,7 +144,7 @@ def print_info(folder: Path, manifest: dict) -> None:
     config = embedder["config"]
     counts = manifest["counts"]
     rows = [
-        ("embedder", f"{config.get('kind')}: {config.get('backbone', '')} {'+'.join(config.get('layers', []))}"),
+        ("embedder", describe_embedder(config)),
         ("weights", str(config.get("weights_source", "-"))),
         ("fingerprint", embedder["fingerprint"]),
         ("mode", f"{manifest['mode']} (k={manifest['k']}, coreset ratio {manifest['coreset_ratio']})"),
@@ -162,6 +162,15 @@ def print_info(folder: Path, manifest: dict) -> None:
     for exemplar in manifest.get("exemplars", []):
         console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {exemplar['defect_type'] or '-':<14}  "
                       f"{exemplar['path']}", highlight=False, markup=False)
+
+
+def describe_embedder(config: dict) -> str:
+    """'backbone: resnet18 layer2+layer3', or 'triplet-head: model.pt on backbone: resnet18 ...'."""
+    backbone = config.get("backbone")
+    if isinstance(backbone, dict):
+        return f"{config.get('kind')}: {config.get('weights_path')} on {describe_embedder(backbone)}"
+    text = f"{config.get('kind')}: {backbone or config.get('weights_path') or ''}"
+    return text + (f" {'+'.join(config['layers'])}" if config.get("layers") else "")
 
 
 def _threshold_text(threshold: dict | None) -> str:

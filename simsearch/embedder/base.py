@@ -54,9 +54,9 @@ class Embedder(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """Digest of what determines the vectors: config fields that matter plus the weights."""
-        relevant = {k: v for k, v in self.config.items() if k not in {"weights_path", "device", "batch_size"}}
-        text = json.dumps(relevant, sort_keys=True) + self.weights_digest
+        """Digest of what determines the vectors: config fields that matter plus the weights (file
+        locations may change, so they are left out, at any depth)."""
+        text = json.dumps(_without_locations(self.config), sort_keys=True) + self.weights_digest
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -68,6 +68,11 @@ class Embedder(ABC):
         """Patch vectors (N, h, w, D) for any number of images, in batches."""
         return np.concatenate([self.embed(images[i:i + self.batch_size]).patches
                                for i in range(0, len(images), self.batch_size)])
+
+
+def _without_locations(config: dict) -> dict:
+    return {k: _without_locations(v) if isinstance(v, dict) else v for k, v in config.items()
+            if k not in {"weights_path", "device", "batch_size"}}
 
 
 def tensor_digest(state: dict) -> str:

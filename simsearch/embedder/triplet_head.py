@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,14 +44,6 @@ class TripletHeadEmbedder(Embedder):
         return {"kind": KIND, "weights_path": self.checkpoint, "backbone": self.backbone.config,
                 "embedding_dim": self.head_config.embedding_dim, "hidden_dim": self.head_config.hidden_dim,
                 "roi": self.head_config.roi}
-
-    @property
-    def fingerprint(self) -> str:
-        # File locations (the checkpoint's, the backbone weights') may change; the tensors may not.
-        relevant = {k: v for k, v in self.config.items() if k != "weights_path"}
-        relevant["backbone"] = {k: v for k, v in relevant["backbone"].items() if k != "weights_path"}
-        text = json.dumps(relevant, sort_keys=True) + self.weights_digest
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def weights_digest(self) -> str:
