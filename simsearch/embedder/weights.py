@@ -20,16 +20,21 @@ def torchvision_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (weights_only) and unwrap common containers and 'module.' prefixes."""
+def safe_torch_load(path: str | Path, what: str = "weights file") -> object:
+    """torch.load with weights_only=True (never unpickles code); WeightsError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        raise WeightsError(f"{what} {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
-        raise WeightsError(f"weights file {path} is not a loadable state dict ({error.__class__.__name__}: "
+        raise WeightsError(f"{what} {path} is not a loadable state dict ({error.__class__.__name__}: "
                            f"{str(error).splitlines()[0][:200]})") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (weights_only) and unwrap common containers and 'module.' prefixes."""
+    state = safe_torch_load(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from simsearch.embedder.weights import WeightsError
+from simsearch.embedder.weights import WeightsError, safe_torch_load
 
 FORMAT = "simsearch-metric-checkpoint"
 VERSION = 1
@@ -29,12 +29,7 @@ def write_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model:
 def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Load a checkpoint safely; WeightsError when it is missing, unreadable, or of another kind."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise WeightsError(f"checkpoint {path} is not readable ({error.__class__.__name__})") from None
+    payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a simsearch training checkpoint (make one with `simsearch train`)")
     if payload.get("version") != VERSION:
