@@ -43,7 +43,8 @@ class CompareSettings:
     image_size: int = 224
     cnn_image_size: int = 128
     epochs: int = 10
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # seeds 001/002 (CAM)
+    cnn_learning_rate: float = 1e-3  # seed 000 trains its CNN from scratch with Keras' Adam default
     class_weights: tuple[float, float] = (1.0, 3.0)
     target_accuracy: float = 0.98
     k: int = 1
@@ -55,8 +56,9 @@ class CompareSettings:
     seed: int = DEFAULT_SEED
     cache_dir: str | None = str(DEFAULT_CACHE)
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, learning_rate=self.learning_rate, class_weights=self.class_weights,
+    def train_config(self, method: str = "cam") -> TrainConfig:
+        rate = self.cnn_learning_rate if method == "cnn" else self.learning_rate
+        return TrainConfig(epochs=self.epochs, learning_rate=rate, class_weights=self.class_weights,
                            target_accuracy=self.target_accuracy, seed=self.seed)
 
 
@@ -127,7 +129,13 @@ def build_method(name: str, settings: CompareSettings, on_note: Note | None = No
     runtime = {"batch_size": settings.batch_size, **({"device": settings.device} if settings.device else {})}
     if name in KNN_METHODS + TRIPLET_METHODS:
         if name in TRIPLET_METHODS:
-            embedder = create_embedder(settings.triplet_specs.get(name, f"{name}:"), **runtime)
+            spec = settings.triplet_specs.get(name, f"{name}:")
+            try:
+                embedder = create_embedder(spec, **runtime)
+            except WeightsError:
+                raise
+            except Exception as error:  # another helper's embedder: any failure to build it means "skip"
+                raise WeightsError(f"cannot build the {spec!r} embedder ({error})") from None
             mode = "image"
         else:
             embedder = create_embedder(f"backbone:{settings.backbone}", weights=settings.weights,
@@ -137,7 +145,7 @@ def build_method(name: str, settings: CompareSettings, on_note: Note | None = No
     if name in ("cnn", "cam"):
         size = settings.cnn_image_size if name == "cnn" else settings.image_size
         return SupervisedMethod(ImageClassifier(name, size, settings.backbone, settings.weights, settings.pretrained,
-                                                settings.train_config(), **runtime))
+                                                settings.train_config(name), **runtime))
     if name == "probe":
         weights = {settings.backbone: settings.weights} if settings.weights else {}
         return SupervisedMethod(BackboneProbe(settings.probe_backbones, weights, settings.image_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -40,7 +40,7 @@ def print_comparison(report: dict) -> None:
 
 
 def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed, batch_size, device,
-              probe_backbones=None):
+              probe_backbones=None, cache=None, triplet=None, lr=1e-4, cnn_lr=1e-3):
     from simsearch.baselines.compare import CompareSettings
     from simsearch.baselines.probe import DEFAULT_BACKBONES
 
@@ -50,7 +50,10 @@ def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epoc
         else DEFAULT_BACKBONES
     return CompareSettings(backbone=backbone, weights=str(weights) if weights else None, pretrained=not no_pretrained,
                            image_size=image_size, cnn_image_size=cnn_image_size, epochs=epochs, seed=seed,
-                           batch_size=batch_size, device=device, probe_backbones=backbones)
+                           batch_size=batch_size, device=device, probe_backbones=backbones,
+                           learning_rate=lr, cnn_learning_rate=cnn_lr,
+                           triplet_specs={spec.partition(":")[0]: spec for spec in triplet or []},
+                           **({"cache_dir": str(cache)} if cache else {}))
 
 
 def register(app: typer.Typer) -> None:
@@ -68,10 +71,15 @@ def register(app: typer.Typer) -> None:
         image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
         cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
         epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN and CAM (early stop at 98%)."),
+        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM (seeds 001/002)."),
+        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN (seed 000)."),
         probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
                                                       help="Comma-separated torchvision backbones for the probe."),
         seed: int = typer.Option(42, "--seed", help="Split and training seed."),
         out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV and models."),
+        triplet: Optional[List[str]] = typer.Option(None, "--triplet", help="Triplet embedder spec for the "
+                                                    "triplet-ae/triplet-head methods, e.g. triplet-head:MODEL."),
+        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
         batch_size: int = typer.Option(16, "--batch-size"),
         device: Optional[str] = typer.Option(None, "--device"),
@@ -88,7 +96,7 @@ def register(app: typer.Typer) -> None:
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones)
+                                 batch_size, device, probe_backbones, cache, triplet, lr, cnn_lr)
             samples = comparison_samples(data)
             splits = kfold_splits(samples, folds, seed)
             with progress_bar("comparing", len(chosen) * len(splits)) as advance:
@@ -113,6 +121,8 @@ def register(app: typer.Typer) -> None:
         image_size: int = typer.Option(224, "--image-size"),
         cnn_image_size: int = typer.Option(128, "--cnn-image-size"),
         epochs: int = typer.Option(10, "--epochs"),
+        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
+        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
         probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones"),
         seed: int = typer.Option(42, "--seed"),
         batch_size: int = typer.Option(16, "--batch-size"),
@@ -129,7 +139,7 @@ def register(app: typer.Typer) -> None:
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones)
+                                 batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
             samples = comparison_samples(data)
             model = build_method(method, settings, on_note=_note)
             with progress_bar(f"training {method}", None):
