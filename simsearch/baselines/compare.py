@@ -45,6 +45,7 @@ class CompareSettings:
     epochs: int = 10
     learning_rate: float = 1e-4  # seeds 001/002 (CAM)
     cnn_learning_rate: float = 1e-3  # seed 000 trains its CNN from scratch with Keras' Adam default
+    cam_augment: bool = False
     class_weights: tuple[float, float] = (1.0, 3.0)
     target_accuracy: float = 0.98
     k: int = 1
@@ -58,7 +59,9 @@ class CompareSettings:
 
     def train_config(self, method: str = "cam") -> TrainConfig:
         rate = self.cnn_learning_rate if method == "cnn" else self.learning_rate
+        # Seed 000 augments its CNN; seeds 001/002 train the CAM model on resized images only.
         return TrainConfig(epochs=self.epochs, learning_rate=rate, class_weights=self.class_weights,
+                           augment=method == "cnn" or self.cam_augment,
                            target_accuracy=self.target_accuracy, seed=self.seed)
 
 
@@ -194,8 +197,10 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compare(splits: Sequence[Split], methods: Sequence[str], settings: CompareSettings,
             models_dir: str | Path | None = None, on_note: Note | None = None,
-            on_done: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """Run each method on each split; methods whose weights or embedder are unavailable are skipped with a note."""
+            on_done: Callable[[str, int], None] | None = None,
+            report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run each method on each split; methods whose weights or embedder are unavailable are skipped with a note.
+    With report_dir, the report is rewritten after each method, so a long run keeps what it has finished."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -224,6 +229,8 @@ def compare(splits: Sequence[Split], methods: Sequence[str], settings: CompareSe
                 on_done(name, split.fold)
         if folds:
             report["methods"][name] = {"summary": summarise(folds), "folds": folds}
+        if report_dir is not None:
+            write_report(report, report_dir)
     return report
 
 

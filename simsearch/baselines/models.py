@@ -82,5 +82,13 @@ class CamClassifier(nn.Module):
     def feature_maps(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.trained(self.frozen((pixels - self.mean) / self.std))
 
+    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The frozen part's output, which training without augmentation computes once."""
+        return self.frozen((pixels - self.mean) / self.std)
+
+    def classify_frozen(self, frozen: torch.Tensor) -> torch.Tensor:
+        """Logits from the frozen part's output."""
+        return self.head(self.trained(frozen).mean(dim=(2, 3)))
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.feature_maps(pixels).mean(dim=(2, 3)))
+        return self.classify_frozen(self.frozen_features(pixels))

@@ -66,19 +66,26 @@ def train_classifier(model: nn.Module, pixels: torch.Tensor, labels: torch.Tenso
     weights = torch.tensor(config.class_weights, dtype=torch.float32)
     optimiser = torch.optim.Adam(trainable_parameters(model), lr=config.learning_rate)
     augment = augmentation(config) if config.augment else None
+    inputs, classify = pixels, model
+    if frozen is not None and augment is None and hasattr(model, "classify_frozen"):
+        # Without augmentation the frozen trunk sees the same pixels every epoch: run it once.
+        frozen.eval()
+        with torch.no_grad():
+            inputs = torch.cat([model.frozen_features(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])
+        classify = model.classify_frozen
     history = []
     for epoch in range(1, config.epochs + 1):
         model.train()
         if frozen is not None:
             frozen.eval()
-        order = torch.randperm(len(pixels), generator=generator)
+        order = torch.randperm(len(inputs), generator=generator)
         total_loss, correct = 0.0, 0
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
-            batch = pixels[rows]
+            batch = inputs[rows]
             if augment is not None:
                 batch = torch.stack([augment(image) for image in batch])
-            logits = model(batch)
+            logits = classify(batch)
             loss = F.cross_entropy(logits, labels[rows], weight=weights)
             optimiser.zero_grad()
             loss.backward()

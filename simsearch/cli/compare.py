@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
             splits = kfold_splits(samples, folds, seed)
             with progress_bar("comparing", len(chosen) * len(splits)) as advance:
                 report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
-                                     on_note=_note, on_done=lambda name, fold: advance(1))
+                                     on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
             report["data"] = str(data)
             json_path, csv_path = write_report(report, out)
             if as_json:
