@@ -38,6 +38,12 @@ def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[i
     return Inspector.load(index, weights=weights, **_embedder_runtime(batch_size, device))
 
 
+def _load_baseline(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
+                   device: Optional[str] = None):
+    from simsearch.baselines.persist import load_baseline
+    return load_baseline(model, weights=weights, **_embedder_runtime(batch_size, device))
+
+
 def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
@@ -132,15 +138,19 @@ def score(
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
+    model: Optional[Path] = typer.Option(None, "--model", help="A saved supervised baseline instead of an index."),
 ) -> None:
-    """Score images against an index: anomaly score, verdict, nearest exemplars."""
+    """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
         from simsearch.images import list_image_files
 
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
-        inspector = _load_inspector(index, weights, batch_size, device)
+        if model is not None and heatmap is not None:
+            fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
+        inspector = _load_baseline(model, weights, batch_size, device) if model is not None \
+            else _load_inspector(index, weights, batch_size, device)
         results = []
         if heatmap is not None:
             heatmap.mkdir(parents=True, exist_ok=True)
@@ -346,6 +356,7 @@ def demo(
 from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
 from simsearch.cli import report as _report; _report.register(app)  # noqa: E402
 from simsearch.cli import train as _train; _train.register(app)  # noqa: E402
+from simsearch.cli import compare as _compare; _compare.register(app)  # noqa: E402
 
 
 def main() -> None:

@@ -1,0 +1,177 @@
+"""Train and run the CNN and CAM baselines on images; they score like an Inspector (one ScoreResult per image,
+score = defect probability, boxes from the class activation map)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from simsearch.baselines.cam import class_activation_maps, map_to_box, upsample_map
+from simsearch.baselines.models import CamClassifier, SmallCNN
+from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.training import EpochCallback, TrainConfig, to_pixels, train_classifier
+from simsearch.datasets import Sample
+from simsearch.embedder.base import tensor_digest
+from simsearch.embedder.weights import WeightsError, read_state_dict, torchvision_state_dict
+from simsearch.files import file_sha256
+from simsearch.images import ImageLike
+from simsearch.inspector import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.scoring import ScoreResult
+
+KINDS = ("cnn", "cam")
+DEFAULT_SIZE = {"cnn": 128, "cam": 224}
+
+
+def load_backbone_weights(model: CamClassifier, weights: str | Path | None = None) -> str:
+    """Put ImageNet weights into a CAM model's backbone (a state-dict file, else torchvision's cache/download);
+    returns where they came from. Raises WeightsError naming what is missing."""
+    if weights is not None:
+        state, source = read_state_dict(weights), f"file:{file_sha256(weights)}"
+    else:
+        state, source = torchvision_state_dict(model.backbone)
+    mapping = {own: theirs for own, theirs in model.backbone_state_keys().items()
+               if not own.endswith("num_batches_tracked")}
+    missing = sorted(theirs for theirs in mapping.values() if theirs not in state)
+    if missing:
+        raise WeightsError(f"{weights or source} lacks {len(missing)} tensor(s) the {model.backbone} CAM model "
+                           f"needs, e.g. {missing[0]} (wrong --backbone?)")
+    current = model.state_dict()
+    for own, theirs in mapping.items():
+        if tuple(state[theirs].shape) != tuple(current[own].shape):
+            raise WeightsError(f"{weights or source}: {theirs} has shape {tuple(state[theirs].shape)}, "
+                               f"expected {tuple(current[own].shape)} (wrong --backbone?)")
+    model.load_state_dict({own: state[theirs] for own, theirs in mapping.items()}, strict=False)
+    return source
+
+
+class ImageClassifier:
+    """A supervised good/defect classifier: kind 'cnn' (seed 000) or 'cam' (seeds 001/002)."""
+
+    def __init__(self, kind: str = "cnn", image_size: int | None = None, backbone: str = "resnet18",
+                 weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
+                 threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self.kind = kind
+        self.image_size = int(image_size or DEFAULT_SIZE[kind])
+        self.backbone = backbone
+        self.weights = weights
+        self.pretrained = pretrained
+        self.train = train or TrainConfig()
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.device = torch.device(device or "cpu")
+        self.model_: torch.nn.Module | None = None
+        self.history_: list[dict] = []
+        self.weights_source_: str | None = None
+
+    def _build(self) -> torch.nn.Module:
+        torch.manual_seed(self.train.seed)
+        if self.kind == "cnn":
+            self.weights_source_ = f"random:seed{self.train.seed}"
+            return SmallCNN(self.image_size)
+        model = CamClassifier(self.backbone)
+        if self.weights is not None or self.pretrained:
+            self.weights_source_ = load_backbone_weights(model, self.weights)
+        else:
+            self.weights_source_ = f"random:seed{self.train.seed}"
+        for parameter in model.frozen.parameters():  # only the last conv block and the head learn
+            parameter.requires_grad = False
+        return model
+
+    def fit(self, images: Sequence[ImageLike], labels: Sequence[int],
+            on_epoch: EpochCallback | None = None) -> "ImageClassifier":
+        """Train on images with labels 0 (good) / 1 (defect)."""
+        labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        if len(labels) != len(images) or len(set(labels.tolist())) < 2:
+            raise ValueError("training needs images of both classes (good and defect), one label per image")
+        model = self._build().to(self.device)
+        pixels = to_pixels(images, self.image_size).to(self.device)
+        frozen = model.frozen if isinstance(model, CamClassifier) else None
+        self.history_ = train_classifier(model, pixels, labels.to(self.device), self.train, on_epoch, frozen)
+        self.model_ = model
+        return self
+
+    def fit_samples(self, samples: Sequence[Sample], on_epoch: EpochCallback | None = None) -> "ImageClassifier":
+        """Train on labelled samples."""
+        return self.fit([s.path for s in samples], [int(s.is_defect) for s in samples], on_epoch)
+
+    def _require_model(self) -> torch.nn.Module:
+        if self.model_ is None:
+            raise RuntimeError("this classifier is not trained: call fit() or load_baseline()")
+        return self.model_
+
+    def _score_batch(self, items: list) -> list[ScoreResult]:
+        model = self._require_model()
+        pixels = to_pixels([i.pixels for i in items], self.image_size).to(self.device)
+        with torch.inference_mode():
+            probabilities = torch.softmax(model(pixels), dim=1)[:, 1].cpu().numpy()
+            maps = class_activation_maps(model, pixels).cpu().numpy() if self.kind == "cam" else None
+        results = []
+        for row, item in enumerate(items):
+            probability = float(probabilities[row])
+            result = ScoreResult(path=item.path, score=probability, nearest=[], normalised_score=probability,
+                                 is_anomaly=probability >= self.threshold, image_size=item.pixels.shape[:2])
+            if maps is not None:
+                result.patch_map = maps[row]
+                box = map_to_box(upsample_map(maps[row], item.pixels.shape[:2])) if result.is_anomaly else None
+                result.boxes = [box] if box is not None else []
+            results.append(result)
+        return results
+
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        """Score images in batches: defect probability, verdict at the threshold, and CAM box (kind 'cam')."""
+        batch = []
+        for item in iter_items(expand_inputs(images), on_skip):
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield from self._score_batch(batch)
+                if on_progress:
+                    on_progress(len(batch))
+                batch = []
+        if batch:
+            yield from self._score_batch(batch)
+            if on_progress:
+                on_progress(len(batch))
+
+    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+              on_skip: OnSkip | None = None) -> list[ScoreResult]:
+        return list(self.iter_score(images, on_progress, on_skip))
+
+    def predict_proba(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
+        """(N, 2) class probabilities, good then defect."""
+        defect = np.array([r.score for r in self.score(images)])
+        return np.stack([1 - defect, defect], axis=1)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "image_size": self.image_size, "backbone": self.backbone if self.kind == "cam"
+                else None, "threshold": self.threshold, "weights_source": self.weights_source_,
+                "train": self.train.to_dict(), "history": self.history_}
+
+    def save(self, folder: str | Path) -> None:
+        """Write model.pt + baseline.json; the saved model needs no backbone weights file to load."""
+        state = self._require_model().state_dict()
+        write_baseline(folder, {**self.config(), "digest": tensor_digest(state)}, state)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], batch_size: int | None = None,
+                   device: str | None = None) -> "ImageClassifier":
+        train = {k: v for k, v in config.get("train", {}).items() if k in TrainConfig.__dataclass_fields__}
+        if "class_weights" in train:
+            train["class_weights"] = tuple(train["class_weights"])
+        classifier = cls(config["kind"], config["image_size"], config.get("backbone") or "resnet18",
+                         pretrained=False, train=TrainConfig(**train), threshold=config.get("threshold", 0.5),
+                         batch_size=batch_size or 16, device=device)
+        model = SmallCNN(classifier.image_size) if classifier.kind == "cnn" else CamClassifier(classifier.backbone)
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as error:
+            raise WeightsError(f"saved model does not fit its config: {str(error).splitlines()[0]}") from None
+        classifier.model_ = model.eval().to(classifier.device)
+        classifier.weights_source_ = config.get("weights_source")
+        classifier.history_ = config.get("history", [])
+        return classifier

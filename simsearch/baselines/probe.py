@@ -1,0 +1,228 @@
+"""Backbone probe (seed 003): embed every image once per pretrained backbone (cached on disk), train a light
+linear head on each, keep the backbone with the best validation F1 (ties to the smallest model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import StandardScaler
+
+from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.splits import DEFAULT_SEED, holdout_split
+from simsearch.datasets import Sample
+from simsearch.embedder import Embedder, create_embedder, embedder_from_config
+from simsearch.embedder.weights import WeightsError
+from simsearch.files import file_sha256
+from simsearch.images import ImageLike, read_image
+from simsearch.inspector import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.scoring import ScoreResult
+
+# Small to large, as seed 003 ranks ties by model size.
+DEFAULT_BACKBONES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "convnext_tiny", "vgg16")
+DEFAULT_CACHE = Path("artifacts/cache/probe")
+Note = Callable[[str], None]
+
+
+def is_resnet(name: str) -> bool:
+    return name.startswith(("resnet", "wide_resnet", "resnext"))
+
+
+def model_size(name: str) -> int:
+    """Parameter count of the full torchvision model (for ties), from its weights' metadata."""
+    try:
+        return int(torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"])
+    except (ValueError, KeyError, AttributeError):
+        return 1 << 62
+
+
+def build_probe_embedder(name: str, image_size: int = 224, weights: str | Path | None = None,
+                         **runtime: Any) -> Embedder:
+    """ResNets: layer2+layer3 pooled vectors (the kNN embedder); other torchvision models: features + pooling."""
+    if is_resnet(name):
+        return create_embedder(f"backbone:{name}", weights=weights, image_size=image_size, **runtime)
+    if weights is not None:
+        raise WeightsError(f"--weights files are only read for ResNet backbones, not {name}")
+    from simsearch.baselines.pooled import PooledEmbedder
+    return PooledEmbedder(name, image_size, **runtime)
+
+
+class EmbeddingCache:
+    """Image vectors per embedder fingerprint, keyed by file sha256, in one .npz per embedder."""
+
+    def __init__(self, folder: str | Path | None = DEFAULT_CACHE):
+        self.folder = Path(folder) if folder is not None else None
+
+    def vectors(self, embedder: Embedder, paths: Sequence[Path], on_progress: Progress | None = None) -> np.ndarray:
+        """(N, D) vectors for image files, computing only those not cached yet."""
+        hashes = [file_sha256(p) for p in paths]
+        stored: dict[str, np.ndarray] = {}
+        file = self.folder / f"{embedder.config.get('backbone', 'embedder')}-{embedder.fingerprint}.npz" \
+            if self.folder is not None else None
+        if file is not None and file.is_file():
+            with np.load(file, allow_pickle=False) as data:
+                stored = dict(zip(data["sha256"].tolist(), data["vectors"]))
+        missing = [i for i, h in enumerate(hashes) if h not in stored]
+        for start in range(0, len(missing), embedder.batch_size):
+            rows = missing[start:start + embedder.batch_size]
+            vectors = embedder.embed([read_image(paths[i]) for i in rows]).image
+            stored.update({hashes[i]: v for i, v in zip(rows, vectors)})
+            if on_progress:
+                on_progress(len(rows))
+        if file is not None and missing:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            keys = sorted(stored)
+            temporary = file.with_suffix(".tmp.npz")
+            np.savez(temporary, sha256=np.array(keys), vectors=np.stack([stored[k] for k in keys]))
+            temporary.replace(file)
+        return np.stack([stored[h] for h in hashes]).astype(np.float32)
+
+
+@dataclass
+class LinearHead:
+    """Standardisation + logistic regression, kept as plain arrays so it saves as tensors."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, labels: np.ndarray, class_weights: Sequence[float], seed: int) -> "LinearHead":
+        scaler = StandardScaler().fit(vectors)
+        model = LogisticRegression(max_iter=5000, class_weight={0: class_weights[0], 1: class_weights[1]},
+                                   random_state=seed).fit(scaler.transform(vectors), labels)
+        return cls(scaler.mean_, scaler.scale_, model.coef_[0], float(model.intercept_[0]))
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """Defect probability per row."""
+        logits = ((vectors - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+class BackboneProbe:
+    """Pick the pretrained backbone whose cached embeddings a linear head separates best; score with it."""
+
+    def __init__(self, backbones: Sequence[str] = DEFAULT_BACKBONES, weights: dict[str, str | Path] | None = None,
+                 image_size: int = 224, validation_size: float = 0.2, class_weights: Sequence[float] = (1.0, 3.0),
+                 threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
+                 batch_size: int = 16, device: str | None = None, pretrained: bool = True):
+        self.backbones = tuple(backbones)
+        self.weights = dict(weights or {})
+        self.image_size = image_size
+        self.validation_size = validation_size
+        self.class_weights = tuple(class_weights)
+        self.threshold = threshold
+        self.seed = seed
+        self.cache = EmbeddingCache(cache_dir)
+        self.batch_size = batch_size
+        self.device = device
+        self.pretrained = pretrained  # False: random ResNets, for tests only
+        self.embedder_: Embedder | None = None
+        self.head_: LinearHead | None = None
+        self.candidates_: list[dict] = []
+        self.notes_: list[str] = []
+
+    def _embedders(self, on_note: Note | None) -> Iterator[tuple[str, Embedder]]:
+        runtime = {"batch_size": self.batch_size, **({"device": self.device} if self.device else {})}
+        for name in self.backbones:
+            try:
+                extra = {"pretrained": False} if not self.pretrained and is_resnet(name) else {}
+                yield name, build_probe_embedder(name, self.image_size, self.weights.get(name), **runtime, **extra)
+            except WeightsError as error:
+                note = f"probe skipped {name}: {error}"
+                self.notes_.append(note)
+                if on_note:
+                    on_note(note)
+
+    def fit(self, samples: Sequence[Sample], on_note: Note | None = None,
+            on_progress: Progress | None = None) -> "BackboneProbe":
+        """Embed the training samples with each backbone, choose by validation F1, refit the head on all."""
+        self.notes_, self.candidates_ = [], []
+        split = holdout_split(samples, self.validation_size, self.seed)
+        ordered = split.train + split.test
+        labels = np.array([int(s.is_defect) for s in ordered])
+        fit_rows = np.arange(len(split.train))
+        val_rows = np.arange(len(split.train), len(ordered))
+        best = None
+        for name, embedder in self._embedders(on_note):
+            vectors = self.cache.vectors(embedder, [s.path for s in ordered], on_progress)
+            head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
+            predicted = head.predict_proba(vectors[val_rows]) >= self.threshold
+            f1 = float(f1_score(labels[val_rows], predicted, zero_division=0))
+            self.candidates_.append({"backbone": name, "validation_f1": round(f1, 6), "params": model_size(name),
+                                     "dim": embedder.dim})
+            key = (-f1, model_size(name))
+            if best is None or key < best[0]:
+                best = (key, embedder, vectors)
+        if best is None:
+            raise WeightsError("the probe found no backbone with usable weights: " + "; ".join(self.notes_))
+        _, self.embedder_, vectors = best
+        self.head_ = LinearHead.fit(vectors, labels, self.class_weights, self.seed)
+        return self
+
+    @property
+    def backbone_(self) -> str | None:
+        return self.embedder_.config.get("backbone") if self.embedder_ is not None else None
+
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        """Defect probability per image from the chosen backbone and head."""
+        if self.embedder_ is None or self.head_ is None:
+            raise RuntimeError("this probe is not trained: call fit() or load_baseline()")
+        batch = []
+        items = iter_items(expand_inputs(images), on_skip)
+        while True:
+            batch = [item for _, item in zip(range(self.embedder_.batch_size), items)]
+            if not batch:
+                return
+            probabilities = self.head_.predict_proba(self.embedder_.embed([i.pixels for i in batch]).image)
+            for item, probability in zip(batch, probabilities):
+                yield ScoreResult(path=item.path, score=float(probability), nearest=[],
+                                  normalised_score=float(probability), is_anomaly=bool(probability >= self.threshold),
+                                  image_size=item.pixels.shape[:2])
+            if on_progress:
+                on_progress(len(batch))
+
+    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+              on_skip: OnSkip | None = None) -> list[ScoreResult]:
+        return list(self.iter_score(images, on_progress, on_skip))
+
+    def save(self, folder: str | Path) -> None:
+        """Write the head as tensors and the chosen embedder's config (its weights stay where they are)."""
+        if self.embedder_ is None or self.head_ is None:
+            raise RuntimeError("this probe is not trained")
+        head = self.head_
+        tensors = {"mean": torch.from_numpy(np.asarray(head.mean, dtype=np.float64)),
+                   "scale": torch.from_numpy(np.asarray(head.scale, dtype=np.float64)),
+                   "coef": torch.from_numpy(np.asarray(head.coef, dtype=np.float64)),
+                   "intercept": torch.tensor([head.intercept], dtype=torch.float64)}
+        write_baseline(folder, {"kind": "probe", "embedder": self.embedder_.config,
+                                "fingerprint": self.embedder_.fingerprint, "threshold": self.threshold,
+                                "candidates": self.candidates_, "notes": self.notes_}, tensors)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
+                   batch_size: int | None = None, device: str | None = None) -> "BackboneProbe":
+        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        embedder_config = config["embedder"]
+        if embedder_config.get("kind") == "pooled":
+            from simsearch.baselines.pooled import PooledEmbedder
+            embedder = PooledEmbedder.from_config(embedder_config, **runtime)
+        else:
+            embedder = embedder_from_config(embedder_config, weights=weights, **runtime)
+        if embedder.fingerprint != config.get("fingerprint"):
+            raise WeightsError("the probe's backbone now gives other vectors than when it was trained "
+                               "(other weights?): retrain it")
+        probe = cls([embedder_config.get("backbone", "?")], threshold=config.get("threshold", 0.5), cache_dir=None)
+        probe.embedder_ = embedder
+        probe.head_ = LinearHead(tensors["mean"].numpy(), tensors["scale"].numpy(), tensors["coef"].numpy(),
+                                 float(tensors["intercept"][0]))
+        probe.candidates_, probe.notes_ = config.get("candidates", []), config.get("notes", [])
+        return probe
