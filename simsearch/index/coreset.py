@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 def random_projection(points: np.ndarray, dim: int | None, seed: int = 0) -> np.ndarray:
@@ -41,6 +42,11 @@ def _distances_to(points: np.ndarray, squared_norms: np.ndarray, centre: np.ndar
 def greedy_coreset_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
                              seed: int = 0) -> np.ndarray:
     """Plain greedy k-centre, O(N*K*D): the textbook algorithm, kept for tests and benchmarks."""
+    with threadpool_limits(1, user_api="blas"):  # the same arithmetic as greedy_coreset, bit for bit
+        return _greedy_reference(points, n_select, existing, seed)
+
+
+def _greedy_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None, seed: int) -> np.ndarray:
     points = np.ascontiguousarray(points, dtype=np.float32)
     squared_norms = (points ** 2).sum(axis=1)
     n_select = min(int(n_select), len(points))
@@ -63,6 +69,13 @@ def greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | Non
 
     Same selection as greedy_coreset_reference; stops early once every point is itself selected.
     """
+    # thousands of small matrix-vector products: BLAS threads cost more to wake than they save
+    with threadpool_limits(1, user_api="blas"):
+        return _greedy_coreset(points, n_select, existing, seed, points_per_cell)
+
+
+def _greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | None, seed: int,
+                    points_per_cell: int) -> np.ndarray:
     points = np.ascontiguousarray(points, dtype=np.float32)
     count = len(points)
     n_select = min(int(n_select), count)

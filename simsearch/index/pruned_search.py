@@ -12,6 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 SLACK = 1e-4  # relative margin on the bound, so float rounding can never prune a true neighbour
+MAX_WORK = 0.3  # past this share of all distances, one flat search is cheaper than many small ones
 
 
 @dataclass
@@ -66,14 +67,15 @@ def _merge(best_d: np.ndarray, best_i: np.ndarray, new_d: np.ndarray, new_i: np.
     return distances, positions
 
 
-def pruned_search(part: CellPartition, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Exact squared L2 distances and ids of the k nearest vectors, nearest first."""
+def pruned_search(part: CellPartition, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact squared L2 distances and ids of the k nearest vectors, nearest first; None when the bank has
+    too little cell structure for pruning to pay (then search it flat)."""
     # many small matrix products: BLAS threads cost more to wake than they save here
     with threadpool_limits(1, user_api="blas"):
         return _pruned_search(part, queries, k)
 
 
-def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     count = len(queries)
     k = min(k, len(part.vectors))
@@ -94,6 +96,9 @@ def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np
     bound = np.sqrt(best_d.max(axis=1)) * (1 + SLACK) + 1e-6
     needed = (to_centroid - part.radius[None]) < bound[:, None]
     needed[np.arange(count), first] = False
+    sizes = part.ends - part.starts
+    if (needed * sizes[None]).sum() > MAX_WORK * count * len(part.vectors):
+        return None
     for cell in np.flatnonzero(needed.any(axis=0)):
         rows = np.flatnonzero(needed[:, cell])
         start, end = part.starts[cell], part.ends[cell]

@@ -89,10 +89,9 @@ class VectorStore:
             selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude_range[0]), int(exclude_range[1])))
             squared, ids = self.index.search(queries, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
             squared = np.where(ids >= 0, squared, np.inf)
-        elif len(self) >= PRUNED_MIN_SIZE and len(queries) >= 64 and not gpu_count():
-            if self._partition is None:
-                self._partition = build_partition(self.vectors(), self.ids())
-            squared, ids = pruned_search(self._partition, queries, min(k, len(self)))
+        elif len(self) >= PRUNED_MIN_SIZE and len(queries) >= 64 and not gpu_count() and \
+                (found := self._pruned(queries, min(k, len(self)))) is not None:
+            squared, ids = found
         else:
             if self._search_index is None:
                 self._search_index = _to_gpu(self.index) if gpu_count() else self.index
@@ -103,6 +102,11 @@ class VectorStore:
             distances = np.pad(distances, ((0, 0), (0, pad)), constant_values=np.inf)
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return distances.astype(np.float32), ids.astype(np.int64)
+
+    def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._partition is None:
+            self._partition = build_partition(self.vectors(), self.ids())
+        return pruned_search(self._partition, queries, k)
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self.index).tobytes()

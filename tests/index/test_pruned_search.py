@@ -8,7 +8,7 @@ from simsearch.index.vectors import PRUNED_MIN_SIZE, VectorStore
 def _clustered(n, d=32, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4, (40, d))
-    return (centres[rng.integers(0, 40, n)] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    return (centres[rng.integers(0, 40, n)] + rng.normal(0, 0.3, (n, d))).astype(np.float32)
 
 
 def test_same_neighbours_as_flat_search():
@@ -32,3 +32,13 @@ def test_store_uses_it_for_large_banks_and_forgets_it_on_change():
     assert store._partition is None
     _, ids = store.search(bank[:100], 1)
     assert not np.isin(ids, np.arange(50)).any()
+
+
+def test_unstructured_bank_falls_back_to_flat_search():
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((PRUNED_MIN_SIZE + 10, 64), dtype=np.float32)  # no cells to prune
+    assert pruned_search(build_partition(bank, np.arange(len(bank))), bank[:100], 1) is None
+    store = VectorStore(64)
+    store.add(bank, np.arange(len(bank)))
+    _, ids = store.search(bank[:100], 1)
+    assert np.array_equal(ids[:, 0], np.arange(100))
