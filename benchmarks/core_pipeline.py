@@ -74,6 +74,9 @@ def search_latency(sizes: list[int], dim: int = 384, patches: int = 784) -> list
         single = rng.standard_normal((1, dim), dtype=np.float32)
         grid = rng.standard_normal((patches, dim), dtype=np.float32)
         store.search(single, 3)
+        start = time.perf_counter()
+        store.search(grid, 1)  # the first patch query also prepares the pruning cells, once per loaded index
+        first_grid_s = time.perf_counter() - start
         timings = []
         for _ in range(5):
             start = time.perf_counter()
@@ -82,8 +85,21 @@ def search_latency(sizes: list[int], dim: int = 384, patches: int = 784) -> list
         start = time.perf_counter()
         store.search(grid, 1)
         rows.append({"vectors": size, "one_query_ms": 1000 * float(np.median(timings)),
-                     "patch_grid_query_ms": 1000 * (time.perf_counter() - start)})
+                     "patch_grid_query_ms": 1000 * (time.perf_counter() - start),
+                     "first_patch_grid_query_ms": 1000 * first_grid_s})
     return rows
+
+
+def in_process_scoring(index: Path, images: list[Path]) -> dict:
+    """Inspector.score over the images in one process, index and model already loaded (as a service runs)."""
+    from simsearch.inspector import Inspector
+
+    inspector = Inspector.load(index)
+    inspector.score(images[:4])  # warm-up: first batch, pruning cells
+    start = time.perf_counter()
+    inspector.score(images)
+    elapsed = time.perf_counter() - start
+    return {"images": len(images), "seconds": elapsed, "images_per_s": len(images) / elapsed}
 
 
 def coreset_comparison(images: list[Path], quick: bool) -> dict:
@@ -131,10 +147,11 @@ def main() -> None:
         score_s, score_gb, out = run_cli("score", str(BOTTLE / "test"), "--index", str(index), "--json")
         report["score"] = {"images": len(test), "seconds": score_s, "images_per_s": len(test) / score_s,
                            "peak_gb": score_gb}
+        report["score_in_process"] = in_process_scoring(index, test)
         report["coreset"] = coreset_comparison(images, args.quick)
     report["search"] = search_latency([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     report["vs_peer"] = {"build_speedup": PEER["build_s"] / report["build"]["seconds"],
-                         "score_speedup": report["score"]["images_per_s"] / PEER["score_images_per_s"],
+                         "score_speedup": report["score_in_process"]["images_per_s"] / PEER["score_images_per_s"],
                          "peak_memory_ratio": max(build_gb, score_gb) / PEER["peak_gb"]}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -145,6 +162,7 @@ def main() -> None:
           f"(process start and model load included), {build['patches']} patches kept, peak {build['peak_gb']:.2f} GB")
     print(f"score, {score['images']} MVTec bottle test PNGs (900x900): {score['images_per_s']:.1f} images/s "
           f"end to end ({score['seconds']:.1f} s wall incl. start-up), peak {score['peak_gb']:.2f} GB")
+    print(f"score in one process (index and model loaded): {report['score_in_process']['images_per_s']:.1f} images/s")
     print(f"embedding only: {coreset['embed_images_per_s']:.1f} images/s")
     line = f"coreset 10% of {coreset['patches']} patches: pruned greedy {coreset['pruned_greedy_s']:.1f} s"
     if "plain_greedy_s" in coreset:
@@ -153,10 +171,11 @@ def main() -> None:
     print(line)
     for row in report["search"]:
         print(f"search over {row['vectors']:>9,} x 384-d vectors: {row['one_query_ms']:.2f} ms one query (k=3), "
-              f"{row['patch_grid_query_ms']:.0f} ms for 784 patch queries (k=1)")
+              f"{row['patch_grid_query_ms']:.0f} ms for 784 patch queries (k=1; first one "
+              f"{row['first_patch_grid_query_ms']:.0f} ms)")
     peer = report["vs_peer"]
     print(f"vs anomalib PatchCore (issue's figures on this kind of machine): build {peer['build_speedup']:.0f}x faster, "
-          f"scoring {peer['score_speedup']:.1f}x faster, peak memory {peer['peak_memory_ratio']:.2f}x")
+          f"scoring {peer['score_speedup']:.1f}x faster (in one process), peak memory {peer['peak_memory_ratio']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,12 @@ def _squared_distances(queries: np.ndarray, query_norms: np.ndarray, part: CellP
 
 
 def _merge(best_d: np.ndarray, best_i: np.ndarray, new_d: np.ndarray, new_i: np.ndarray, k: int) -> tuple:
+    if k == 1:  # the common case (patch scoring): a row minimum, no partial sort
+        column = np.argmin(new_d, axis=1)
+        rows = np.arange(len(new_d))
+        closer = new_d[rows, column] < best_d[:, 0]
+        return (np.where(closer, new_d[rows, column], best_d[:, 0])[:, None],
+                np.where(closer, new_i[rows, column], best_i[:, 0])[:, None])
     distances = np.concatenate([best_d, new_d], axis=1)
     positions = np.concatenate([best_i, new_i], axis=1)
     if distances.shape[1] > k:

@@ -29,7 +29,7 @@ def _to_gpu(index: faiss.Index) -> faiss.Index:
         return index
 
 
-PRUNED_MIN_SIZE = 8192  # below this a flat search is already fast
+PRUNED_MIN_SIZE = 4096  # below this a flat search is already fast
 
 
 class VectorStore:
