@@ -8,7 +8,7 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -34,12 +34,15 @@ FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds me
 
 @dataclass
 class _Item:
-    """An input image once read: where it came from, its pixels and their hash."""
+    """An input image once read: where it came from and its pixels."""
 
     path: str | None
-    pixels: np.ndarray | None
-    sha256: str
+    pixels: np.ndarray
     position: int  # index in the input list
+
+    def sha256(self) -> str:
+        """The file's hash, or the pixels' for in-memory images (only adding an exemplar needs it)."""
+        return file_sha256(self.path) if self.path is not None else hashlib.sha256(self.pixels.tobytes()).hexdigest()
 
 
 def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
@@ -56,13 +59,10 @@ def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 
 def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None) -> Iterator[_Item]:
-    """Read inputs one by one with their hashes; unreadable files are reported and skipped."""
+    """Read inputs one by one; unreadable files are reported and skipped."""
     for position, pixels in iter_readable_images(images, on_skip):
         source = images[position]
-        if isinstance(source, (str, Path)):
-            yield _Item(str(source), pixels, file_sha256(source), position)
-        else:
-            yield _Item(None, pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), position)
+        yield _Item(str(source) if isinstance(source, (str, Path)) else None, pixels, position)
 
 
 def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
@@ -147,17 +147,17 @@ class Inspector:
         inputs = expand_inputs(images)
         if defect_types is not None and len(defect_types) != len(inputs):
             raise ValueError(f"{len(defect_types)} defect types for {len(inputs)} images")
-        items: list[_Item] = []
+        new: list[NewExemplar] = []
         parts: list[Embeddings] = []
         for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
-            items.extend(replace(item, pixels=None) for item in batch)  # keep hashes, not pixels
+            for item in batch:  # keep what the catalogue needs, not the pixels
+                sha = item.sha256()
+                kind = defect_types[item.position] if defect_types is not None else defect_type
+                new.append(NewExemplar(item.path or f"<array {sha[:12]}>", label, kind, sha))
             parts.append(embeddings)
-        if not items:
+        if not new:
             raise ImageError("nothing to add: no readable image")
-        kinds = [defect_types[i.position] if defect_types is not None else defect_type for i in items]
         embeddings = _concat(parts)
-        new = [NewExemplar(item.path or f"<array {item.sha256[:12]}>", label, kind, item.sha256)
-               for item, kind in zip(items, kinds)]
         return index.add(new, embeddings.image, embeddings.patches)
 
     def remove(self, ids: Sequence[int]) -> None:

@@ -145,9 +145,6 @@ class ExemplarIndex:
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
 
-    def find_by_hash(self, sha256: str) -> list[Exemplar]:
-        return [e for e in self.exemplars.values() if e.sha256 == sha256]
-
     # -- search -----------------------------------------------------------------------------------
     def nearest_good(self, vectors: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest good exemplars by image vector (leaving out id `exclude`)."""
