@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from simsearch.cli.output import (
-    console, err_console, fail, handle_errors, human_size, progress_bar, print_score_table, warn_skip,
+    console, fail, handle_errors, human_size, progress_bar, print_score_table, warn, warn_skip,
 )
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -291,8 +291,7 @@ def calibrate(
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
                                           on_progress=advance, on_skip=warn_skip,
-                                          warn=lambda m: err_console.print(f"warning: {m}", style="yellow", soft_wrap=True,
-                                                                           highlight=False, markup=False))
+                                          warn=warn)
         inspector.save(index)
         if as_json:
             typer.echo(json.dumps(inspector.index_.threshold))

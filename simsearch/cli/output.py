@@ -87,11 +87,14 @@ def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterato
         yield lambda n: progress.advance(task, n)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr, never wrapped."""
+    err_console.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
 def warn_skip(path: str, reason: str) -> None:
     """One warning line for a file that was skipped."""
-    err_console.print(f"warning: skipped {reason}" if reason.startswith(str(path)) else
-                      f"warning: skipped {path}: {reason}", style="yellow", highlight=False, markup=False,
-                      soft_wrap=True)
+    warn(f"skipped {reason}" if reason.startswith(str(path)) else f"skipped {path}: {reason}")
 
 
 def human_size(size: int) -> str:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from simsearch.cli.output import err_console, fail, handle_errors
+from simsearch.cli.output import fail, handle_errors, warn
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -43,8 +43,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"--port must be 0..65535, not {port}")
             token = read_token_file(token_file) if token_file is not None else None
             if token is None and host not in LOOPBACK:
-                err_console.print(f"warning: serving on {host} without --token-file: anyone who can reach it "
-                                  "can add and remove exemplars", style="yellow", highlight=False)
+                warn(f"serving on {host} without --token-file: anyone who can reach it can add and remove exemplars")
             settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                        max_pixels=int(max_megapixels * 1_000_000), token=token,
                                        max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout)
