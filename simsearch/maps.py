@@ -21,8 +21,7 @@ MIN_REGION_FRACTION = 1e-4  # regions smaller than this share of the map are noi
 
 def anomaly_map(patch_map: np.ndarray, size: int = MAP_SIZE, sigma: float = SIGMA) -> np.ndarray:
     """(h, w) patch distances -> (size, size) map: bilinear upsampling, then Gaussian smoothing."""
-    grid = torch.from_numpy(np.ascontiguousarray(patch_map, dtype=np.float32))[None, None]
-    upsampled = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    upsampled = resize_map(patch_map, size, size)
     return ndimage.gaussian_filter(upsampled, sigma=sigma, mode="nearest") if sigma > 0 else upsampled
 
 

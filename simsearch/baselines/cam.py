@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from simsearch.baselines.models import CamClassifier
+from simsearch.maps import resize_map
 from simsearch.scoring import Box
 
 DEFECT_CLASS = 1
@@ -23,8 +23,7 @@ def class_activation_maps(model: CamClassifier, pixels: torch.Tensor, target: in
 
 def upsample_map(cam: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """A (h, w) map bilinearly resized to (height, width) of the original image."""
-    tensor = torch.from_numpy(np.asarray(cam, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=tuple(image_size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return resize_map(cam, *image_size)
 
 
 def map_to_box(heatmap: np.ndarray, threshold: float = BOX_THRESHOLD) -> Box | None:

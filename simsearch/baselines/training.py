@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from simsearch.embedder.backbone import unit_pixels
 from simsearch.images import ImageLike, as_rgb_array
 
 EpochCallback = Callable[[int, float, float], None]  # (epoch, loss, training accuracy)
@@ -37,12 +37,7 @@ class TrainConfig:
 
 def to_pixels(images: Sequence[ImageLike], size: int) -> torch.Tensor:
     """Images (paths, PIL, arrays) -> (N, 3, size, size) float pixels in [0, 1] (the seeds' rescaling)."""
-    batch = []
-    for image in images:
-        array = torch.from_numpy(np.array(as_rgb_array(image), dtype=np.uint8, copy=True))
-        pixels = array.permute(2, 0, 1)[None].float() / 255.0
-        batch.append(F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
-    return torch.cat(batch) if batch else torch.zeros(0, 3, size, size)
+    return unit_pixels([as_rgb_array(image) for image in images], size)
 
 
 def augmentation(config: TrainConfig) -> nn.Module:

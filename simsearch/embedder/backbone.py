@@ -55,13 +55,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def preprocess(images: Sequence[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
-    """RGB uint8 arrays of any size -> a normalised (N, 3, size, size) float batch.
+def unit_pixels(images: Sequence[np.ndarray], size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """RGB uint8 arrays of any size -> (N, 3, size, size) floats in [0, 1].
 
     Resizing runs in PIL on uint8 (antialiased bilinear, several times faster than on float tensors)."""
-    resized = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-                        for image in images])
-    pixels = torch.from_numpy(resized).to(device).permute(0, 3, 1, 2).float() / 255.0
+    if not len(images):
+        return torch.zeros(0, 3, size, size, device=device)
+    resized = np.stack([np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR)) for image in images])
+    return torch.from_numpy(resized).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+def preprocess(images: Sequence[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
+    """RGB uint8 arrays of any size -> a batch normalised with the ImageNet statistics."""
+    pixels = unit_pixels(images, size, device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return (pixels - mean) / std

@@ -6,23 +6,19 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from simsearch.embedder.backbone import unit_pixels
 from simsearch.metric.roi import apply_roi
 
 
 def to_unit_tensor(images: Sequence[np.ndarray], size: int, channels: int = 3, roi: str | None = None,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB uint8 arrays of any size -> (N, channels, size, size) float in [0, 1] (channels 1 = gray)."""
-    batch = []
-    for image in images:
-        image = apply_roi(np.asarray(image, dtype=np.uint8), roi)
-        pixels = torch.from_numpy(np.array(image, copy=True)).to(device).permute(2, 0, 1)[None].float() / 255.0
-        if channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
-            weights = torch.tensor([0.299, 0.587, 0.114], device=pixels.device).view(1, 3, 1, 1)
-            pixels = (pixels * weights).sum(1, keepdim=True)
-        batch.append(F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
-    return torch.cat(batch).clamp(0.0, 1.0)
+    pixels = unit_pixels([apply_roi(np.asarray(image, dtype=np.uint8), roi) for image in images], size, device)
+    if channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
+        weights = torch.tensor([0.299, 0.587, 0.114], device=pixels.device).view(1, 3, 1, 1)
+        pixels = (pixels * weights).sum(1, keepdim=True)
+    return pixels.clamp(0.0, 1.0)
 
 
 def to_uint8_arrays(batch: torch.Tensor) -> list[np.ndarray]:
