@@ -104,9 +104,13 @@ def in_process_scoring(index: Path, images: list[Path]) -> dict:
 
 def coreset_comparison(images: list[Path], quick: bool) -> dict:
     """Pruned greedy k-centre vs the plain algorithm on the same real patch features (projected to 128-d)."""
-    from simsearch.embedder.backbone import BackboneEmbedder
-    from simsearch.images import read_image
-    from simsearch.index.coreset import greedy_coreset, greedy_coreset_reference, random_projection
+    from simsearch.data.images import read_image
+    from simsearch.embed.backbone import BackboneEmbedder
+    from simsearch.index.coreset import (
+        greedy_coreset,
+        greedy_coreset_reference,
+        random_projection,
+    )
 
     embedder = BackboneEmbedder("resnet18", weights=WEIGHTS)
     start = time.perf_counter()

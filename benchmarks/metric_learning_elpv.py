@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from simsearch.datasets import discover_samples
-from simsearch.metric.training import stratified_split
-
+from simsearch.data.datasets import discover_samples
+from simsearch.train.loop import stratified_split
 
 
 def make_split(data: Path, out: Path, test_fraction: float, seed: int) -> None:

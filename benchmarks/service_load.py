@@ -56,8 +56,8 @@ def ensure_index(args) -> tuple[Path, Path | None, list[Path], list[Path]]:
             subprocess.run([sys.executable, "-m", "simsearch.cli.main", "build-index", str(BOTTLE / "train/good"),
                             "--out", str(index), *(["--weights", str(weights)] if weights else [])], check=True)
         return index, weights, score_files, add_files
-    from simsearch.demo import SIZE, make_demo_dataset
-    from simsearch.embedder.backbone import BackboneEmbedder
+    from simsearch.cli.demo import SIZE, make_demo_dataset
+    from simsearch.embed.backbone import BackboneEmbedder
     from simsearch.inspector import Inspector
     data = make_demo_dataset(CACHE / "synthetic")
     index = args.index or CACHE / "synthetic_index"
@@ -69,7 +69,7 @@ def ensure_index(args) -> tuple[Path, Path | None, list[Path], list[Path]]:
 
 def encode(path: Path, size: int) -> tuple[bytes, np.ndarray]:
     """The upload: the image re-encoded as PNG at size x size (0: as is), and its pixels."""
-    from simsearch.images import read_image, read_image_bytes
+    from simsearch.data.images import read_image, read_image_bytes
     if size <= 0:
         data = path.read_bytes()
         return data, read_image_bytes(data)

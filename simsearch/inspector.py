@@ -7,85 +7,40 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from simsearch.datasets import good_image_files
-from simsearch.embedder import Embedder, create_embedder, embedder_from_config
-from simsearch.embedder.base import Embeddings
+from simsearch.data.datasets import Sample, good_image_files
+from simsearch.data.images import (
+    ImageError,
+    ImageLike,
+)
+from simsearch.data.inputs import OnSkip, Progress, expand_inputs
+from simsearch.decide.policies import Calibration, calibrate
+from simsearch.decide.threshold import is_anomalous, normalise_scores
+from simsearch.embed import Embedder, create_embedder, embedder_from_config
+from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
+from simsearch.errors import InputError
+from simsearch.evaluate.evaluation import (
+    Evaluation,
+    evaluate_dataset,
+    maps_and_masks,
+    score_samples,
+)
+from simsearch.evaluate.metrics import pixel_threshold_for_f1
 from simsearch.files import file_sha256
-from simsearch.images import ImageError, ImageLike, iter_readable_images, list_image_files
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.storage import read_manifest
-from simsearch.maps import add_map_and_boxes
-from simsearch.scoring import ScoreResult, score_embeddings
-from simsearch.threshold import is_anomalous, normalise_scores
+from simsearch.score.maps import add_map_and_boxes
+from simsearch.score.modes import anomaly_scores
+from simsearch.score.results import ScoreResult, score_embeddings
 
-Progress = Callable[[int], None]  # called with how many more images are done
-OnSkip = Callable[[str, str], None]  # called with (path, reason) for an unreadable file
+Warn = Callable[[str], None]
 
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
-
-
-@dataclass
-class _Item:
-    """An input image once read: where it came from and its pixels."""
-
-    path: str | None
-    pixels: np.ndarray
-    position: int  # index in the input list
-
-    def sha256(self) -> str:
-        """The file's hash, or the pixels' for in-memory images (only adding an exemplar needs it)."""
-        return file_sha256(self.path) if self.path is not None else hashlib.sha256(self.pixels.tobytes()).hexdigest()
-
-
-def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    """A path, folder, PIL image, array or a list of them -> a flat list (folders walked recursively)."""
-    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
-        images = [images]
-    expanded: list[ImageLike] = []
-    for image in images:
-        if isinstance(image, (str, Path)):
-            expanded.extend(list_image_files([image]))
-        else:
-            expanded.append(image)
-    return expanded
-
-
-def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None) -> Iterator[_Item]:
-    """Read inputs one by one; unreadable files are reported and skipped."""
-    for position, pixels in iter_readable_images(images, on_skip):
-        source = images[position]
-        yield _Item(str(source) if isinstance(source, (str, Path)) else None, pixels, position)
-
-
-def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None) -> Iterator[tuple[list[_Item], Embeddings]]:
-    """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch."""
-    batch: list[_Item] = []
-    for item in iter_items(images, on_skip):
-        batch.append(item)
-        if len(batch) == embedder.batch_size:
-            yield batch, embedder.embed([i.pixels for i in batch])
-            if on_progress:
-                on_progress(len(batch))
-            batch = []
-    if batch:
-        yield batch, embedder.embed([i.pixels for i in batch])
-        if on_progress:
-            on_progress(len(batch))
-
-
-def _concat(parts: list[Embeddings]) -> Embeddings:
-    patches = [p.patches for p in parts]
-    return Embeddings(np.concatenate([p.image for p in parts]),
-                      None if any(p is None for p in patches) else np.concatenate(patches))
 
 
 class Inspector:
@@ -108,7 +63,7 @@ class Inspector:
 
     def _require_index(self) -> ExemplarIndex:
         if self.index_ is None:
-            raise RuntimeError("this Inspector has no index yet: call fit() or Inspector.load()")
+            raise InputError("this Inspector has no index yet: call fit() or Inspector.load()")
         return self.index_
 
     def fit(self, good: ImageLike | Sequence[ImageLike], defects: ImageLike | Sequence[ImageLike] | None = None,
@@ -117,7 +72,7 @@ class Inspector:
         """Build a new index from good images (paths, folders, PIL images or arrays) and optional defects."""
         embedder = self._require_embedder()
         if self.mode == "patch" and not embedder.supports_patches:
-            raise ValueError("this embedder gives no patch vectors: use mode='image'")
+            raise InputError("this embedder gives no patch vectors: use mode='image'")
         good_inputs = _expand_good(good)
         if not good_inputs:
             raise ImageError("no good images found to build the index from")
@@ -146,7 +101,7 @@ class Inspector:
         index = self._require_index()
         inputs = expand_inputs(images)
         if defect_types is not None and len(defect_types) != len(inputs):
-            raise ValueError(f"{len(defect_types)} defect types for {len(inputs)} images")
+            raise InputError(f"{len(defect_types)} defect types for {len(inputs)} images")
         new: list[NewExemplar] = []
         parts: list[Embeddings] = []
         for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
@@ -157,7 +112,7 @@ class Inspector:
             parts.append(embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")
-        embeddings = _concat(parts)
+        embeddings = concat_embeddings(parts)
         return index.add(new, embeddings.image, embeddings.patches)
 
     def remove(self, ids: Sequence[int]) -> None:
@@ -193,10 +148,24 @@ class Inspector:
         """Raw anomaly scores, higher = more anomalous."""
         return np.array([r.score for r in self.score(images)])
 
+    @property
+    def threshold_(self) -> dict | None:
+        """The stored threshold (None until calibrated)."""
+        return self._require_index().threshold
+
+    def calibrate(self, samples: Sequence[Sample] | None = None, policy: str | None = None,
+                  target: float | None = None, **options) -> Calibration:
+        """Choose and store a threshold (see `calibrate_index`); save the index after."""
+        return calibrate_index(self, samples, policy, target, **options)
+
+    def evaluate(self, samples: Sequence[Sample], **options) -> Evaluation:
+        """Score a labelled set and measure it (see `simsearch.evaluate.evaluate_dataset`)."""
+        return evaluate_dataset(self, samples, **options)
+
     def _threshold(self) -> dict:
         threshold = self._require_index().threshold
         if not threshold:
-            raise RuntimeError("no threshold yet: run `simsearch calibrate` (or Inspector.calibrate) first")
+            raise InputError("no threshold yet: run `simsearch calibrate` (or Inspector.calibrate) first")
         return threshold
 
     def decision_function(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
@@ -230,3 +199,55 @@ def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     paths = [i for i in items if isinstance(i, (str, Path))]
     others = [i for i in items if not isinstance(i, (str, Path))]
     return list(good_image_files(paths)) + others if paths else others
+
+
+def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = None,
+                         on_skip: OnSkip | None = None) -> np.ndarray:
+    """Scores of the index's own good exemplars, each against all the others (never against itself),
+    re-embedded from their source files."""
+    index = inspector.index_
+    good = [e for e in index.exemplars.values() if e.label == "good"]
+    by_path = {e.path: e for e in good}
+    present = [e.path for e in good if Path(e.path).is_file()]
+    if len(present) < 2:
+        raise InputError("good-only calibration re-scores the index's good exemplars from their files, and "
+                         f"only {len(present)} of them can be found; pass a folder of good images instead")
+    scores = []
+    for batch, embeddings in iter_embedded(inspector.embedder, present, on_progress, on_skip):
+        for row, item in enumerate(batch):
+            single = Embeddings(embeddings.image[row:row + 1],
+                                None if embeddings.patches is None else embeddings.patches[row:row + 1])
+            value, _ = anomaly_scores(index, single, exclude=by_path[item.path].id)
+            scores.append(float(value[0]))
+    return np.asarray(scores)
+
+
+def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = None, policy: str | None = None,
+                    target: float | None = None, source: str = "", on_progress: Progress | None = None,
+                    on_skip: OnSkip | None = None, warn: Warn | None = None) -> Calibration:
+    """Choose a threshold on a labelled set (or, with none, on the index's own good exemplars left out one
+    at a time) and store it in the index's manifest (in memory: save the index after)."""
+    index = inspector.index_
+    if samples is None:
+        scores = leave_one_out_scores(inspector, on_progress, on_skip)
+        calibration = calibrate(np.zeros(len(scores), int), scores, policy or "good-only", target)
+        calibration.reason += " (leave-one-out on the index's good exemplars)"
+        source = source or "index exemplars, leave-one-out"
+    else:
+        kept, results = score_samples(inspector, samples, on_progress, on_skip)
+        known = {e.sha256 for e in index.exemplars.values()}
+        fresh = [(s, r) for s, r in zip(kept, results) if file_sha256(s.path) not in known]
+        if len(fresh) < len(kept) and warn is not None:
+            warn(f"left out {len(kept) - len(fresh)} calibration image(s) that are exemplars of the index "
+                 "(a score against itself says nothing)")
+        if not fresh:
+            raise InputError("every calibration image is an exemplar of the index; calibrate on other images")
+        kept, results = [s for s, _ in fresh], [r for _, r in fresh]
+        labels = np.array([s.is_defect for s in kept], dtype=int)
+        calibration = calibrate(labels, np.array([r.score for r in results]), policy, target)
+        pixels = maps_and_masks(kept, results)
+        if pixels is not None and pixels[1].any():
+            calibration.pixel_value = pixel_threshold_for_f1(*pixels)
+            calibration.reason += "; map threshold for boxes: the pixel-F1-best on the masks"
+    index.threshold = calibration.to_record(source)
+    return calibration

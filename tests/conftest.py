@@ -24,7 +24,7 @@ def need_shared(*paths: Path):
 @pytest.fixture(scope="session")
 def small_embedder():
     """A randomly initialised ResNet-18 on 64x64 inputs: fast, deterministic, needs no weights."""
-    from simsearch.embedder.backbone import BackboneEmbedder
+    from simsearch.embed.backbone import BackboneEmbedder
     return BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu")
 
 

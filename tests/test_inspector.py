@@ -39,7 +39,7 @@ def test_save_load_scores_the_same(small_embedder, part_folder, tmp_path):
 
 
 def test_add_is_all_or_nothing(small_embedder, part_folder, tmp_path):
-    from simsearch.images import ImageError
+    from simsearch.data.images import ImageError
     inspector = Inspector(small_embedder).fit(part_folder / "good")
     before = len(inspector.index_)
     (tmp_path / "bad.png").write_bytes(b"broken")

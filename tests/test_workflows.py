@@ -1,8 +1,6 @@
 import json
 
-import numpy as np
-
-from simsearch.datasets import discover_samples, select_fold
+from simsearch.data.datasets import discover_samples, select_fold
 from simsearch.inspector import Inspector
 from simsearch.workflows import calibrate_index, evaluate_dataset, leave_one_out_scores
 

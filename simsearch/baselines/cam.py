@@ -7,8 +7,8 @@ import torch
 from scipy import ndimage
 
 from simsearch.baselines.models import CamClassifier
-from simsearch.maps import resize_map
-from simsearch.scoring import Box
+from simsearch.score.maps import resize_map
+from simsearch.score.results import Box
 
 DEFECT_CLASS = 1
 BOX_THRESHOLD = 0.7  # seed 001's heatmap_thres: fraction of the map's range above which pixels count

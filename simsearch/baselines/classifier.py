@@ -12,14 +12,24 @@ import torch
 from simsearch.baselines.cam import class_activation_maps, map_to_box, upsample_map
 from simsearch.baselines.models import CamClassifier, SmallCNN
 from simsearch.baselines.persist import write_baseline
-from simsearch.baselines.training import EpochCallback, TrainConfig, to_pixels, train_classifier
-from simsearch.datasets import Sample
-from simsearch.embedder.base import tensor_digest
-from simsearch.embedder.weights import WeightsError, read_state_dict, torchvision_state_dict
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageLike
+from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.embed.base import tensor_digest
+from simsearch.embed.weights import (
+    WeightsError,
+    read_state_dict,
+    torchvision_state_dict,
+)
+from simsearch.errors import InputError, UnknownComponentError
 from simsearch.files import file_sha256
-from simsearch.images import ImageLike
-from simsearch.inspector import OnSkip, Progress, expand_inputs, iter_items
-from simsearch.scoring import ScoreResult
+from simsearch.score.results import ScoreResult
+from simsearch.train.classifier import (
+    EpochCallback,
+    TrainConfig,
+    to_pixels,
+    train_classifier,
+)
 
 KINDS = ("cnn", "cam")
 DEFAULT_SIZE = {"cnn": 128, "cam": 224}
@@ -54,7 +64,7 @@ class ImageClassifier:
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
                  threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None):
         if kind not in KINDS:
-            raise ValueError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
+            raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
         self.image_size = int(image_size or DEFAULT_SIZE[kind])
         self.backbone = backbone
@@ -87,7 +97,7 @@ class ImageClassifier:
         """Train on images with labels 0 (good) / 1 (defect)."""
         labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         if len(labels) != len(images) or len(set(labels.tolist())) < 2:
-            raise ValueError("training needs images of both classes (good and defect), one label per image")
+            raise InputError("training needs images of both classes (good and defect), one label per image")
         model = self._build().to(self.device)
         pixels = to_pixels(images, self.image_size).to(self.device)
         frozen = model.frozen if isinstance(model, CamClassifier) else None
@@ -101,7 +111,7 @@ class ImageClassifier:
 
     def _require_model(self) -> torch.nn.Module:
         if self.model_ is None:
-            raise RuntimeError("this classifier is not trained: call fit() or load_baseline()")
+            raise InputError("this classifier is not trained: call fit() or load_baseline()")
         return self.model_
 
     def _score_batch(self, items: list) -> list[ScoreResult]:

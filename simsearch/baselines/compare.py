@@ -12,17 +12,23 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, \
-    precision_recall_curve
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+)
 
 from simsearch.baselines.classifier import ImageClassifier
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE, BackboneProbe
-from simsearch.baselines.splits import DEFAULT_SEED, Split
-from simsearch.baselines.training import TrainConfig
-from simsearch.datasets import Sample
-from simsearch.embedder import WeightsError, create_embedder
-from simsearch.evaluation import image_auroc
+from simsearch.data.datasets import Sample
+from simsearch.data.splits import DEFAULT_SEED, Split
+from simsearch.embed import WeightsError, create_embedder
+from simsearch.errors import UnknownComponentError
+from simsearch.evaluate.evaluation import image_auroc
 from simsearch.inspector import Inspector
+from simsearch.train.classifier import TrainConfig
 
 KNN_METHODS = ("knn-image", "knn-patch")
 TRIPLET_METHODS = ("triplet-ae", "triplet-head")
@@ -155,7 +161,7 @@ def build_method(name: str, settings: CompareSettings, on_note: Note | None = No
                                               class_weights=settings.class_weights, seed=settings.seed,
                                               cache_dir=settings.cache_dir, pretrained=settings.pretrained,
                                               **runtime), on_note)
-    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    raise UnknownComponentError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
 def fold_metrics(samples: Sequence[Sample], scores: Sequence[float], verdicts: Sequence[bool]) -> dict[str, Any]:
@@ -203,7 +209,7 @@ def compare(splits: Sequence[Split], methods: Sequence[str], settings: CompareSe
     With report_dir, the report is rewritten after each method, so a long run keeps what it has finished."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise UnknownComponentError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     notes: list[str] = []
 
     def note(text: str) -> None:

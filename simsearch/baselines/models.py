@@ -6,7 +6,9 @@ import torch
 import torchvision
 from torch import nn
 
-from simsearch.embedder.backbone import IMAGENET_MEAN, IMAGENET_STD, RESNET_STEM
+from simsearch.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from simsearch.embed.backbone import RESNET_STEM
+from simsearch.errors import UnknownComponentError
 
 # The last convolutional block of each supported CAM backbone: the one fine-tuned, and whose maps make the CAM.
 # ResNet uses layer3 (not layer4) so that the partial ImageNet file (conv1..layer3) is enough; VGG16 uses its
@@ -47,7 +49,7 @@ class CamClassifier(nn.Module):
     def __init__(self, backbone: str = "resnet18", num_classes: int = 2):
         super().__init__()
         if backbone not in CAM_BACKBONES:
-            raise ValueError(f"CAM backbone must be one of {', '.join(CAM_BACKBONES)}, not {backbone!r}")
+            raise UnknownComponentError(f"CAM backbone must be one of {', '.join(CAM_BACKBONES)}, not {backbone!r}")
         self.backbone = backbone
         trunk = torchvision.models.get_model(backbone, weights=None)
         if backbone == "vgg16":

@@ -10,14 +10,15 @@ from typing import Any
 
 import torch
 
-from simsearch.embedder.weights import WeightsError, read_state_dict
+from simsearch.embed.weights import WeightsError, read_state_dict
+from simsearch.errors import IndexProblem
 
 CONFIG_FILE = "baseline.json"
 TENSORS_FILE = "model.pt"
 FORMAT_VERSION = 1
 
 
-class BaselineError(ValueError):
+class BaselineError(IndexProblem):
     """A model folder that is missing, damaged, or of an unknown kind."""
 
 

@@ -15,14 +15,15 @@ from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
 from simsearch.baselines.persist import write_baseline
-from simsearch.baselines.splits import DEFAULT_SEED, holdout_split
-from simsearch.datasets import Sample
-from simsearch.embedder import Embedder, create_embedder, embedder_from_config
-from simsearch.embedder.weights import WeightsError
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageLike, read_image
+from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.splits import DEFAULT_SEED, holdout_split
+from simsearch.embed import Embedder, create_embedder, embedder_from_config
+from simsearch.embed.weights import WeightsError
+from simsearch.errors import InputError
 from simsearch.files import file_sha256
-from simsearch.images import ImageLike, read_image
-from simsearch.inspector import OnSkip, Progress, expand_inputs, iter_items
-from simsearch.scoring import ScoreResult
+from simsearch.score.results import ScoreResult
 
 # Small to large, as seed 003 ranks ties by model size.
 DEFAULT_BACKBONES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "convnext_tiny", "vgg16")
@@ -49,7 +50,7 @@ def build_probe_embedder(name: str, image_size: int = 224, weights: str | Path |
         return create_embedder(f"backbone:{name}", weights=weights, image_size=image_size, **runtime)
     if weights is not None:
         raise WeightsError(f"--weights files are only read for ResNet backbones, not {name}")
-    from simsearch.baselines.pooled import PooledEmbedder
+    from simsearch.embed.pooled import PooledEmbedder
     return PooledEmbedder(name, image_size, **runtime)
 
 
@@ -175,7 +176,7 @@ class BackboneProbe:
                    on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
         """Defect probability per image from the chosen backbone and head."""
         if self.embedder_ is None or self.head_ is None:
-            raise RuntimeError("this probe is not trained: call fit() or load_baseline()")
+            raise InputError("this probe is not trained: call fit() or load_baseline()")
         batch = []
         items = iter_items(expand_inputs(images), on_skip)
         while True:
@@ -197,7 +198,7 @@ class BackboneProbe:
     def save(self, folder: str | Path) -> None:
         """Write the head as tensors and the chosen embedder's config (its weights stay where they are)."""
         if self.embedder_ is None or self.head_ is None:
-            raise RuntimeError("this probe is not trained")
+            raise InputError("this probe is not trained")
         head = self.head_
         tensors = {"mean": torch.from_numpy(np.asarray(head.mean, dtype=np.float64)),
                    "scale": torch.from_numpy(np.asarray(head.scale, dtype=np.float64)),
@@ -213,7 +214,7 @@ class BackboneProbe:
         runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
         embedder_config = config["embedder"]
         if embedder_config.get("kind") == "pooled":
-            from simsearch.baselines.pooled import PooledEmbedder
+            from simsearch.embed.pooled import PooledEmbedder
             embedder = PooledEmbedder.from_config(embedder_config, **runtime)
         else:
             embedder = embedder_from_config(embedder_config, weights=weights, **runtime)

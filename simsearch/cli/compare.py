@@ -87,8 +87,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run kNN and the supervised baselines on identical stratified splits; one table, saved as JSON and CSV."""
         with handle_errors():
-            from simsearch.baselines.compare import compare as run_compare, write_report
-            from simsearch.baselines.splits import comparison_samples, kfold_splits
+            from simsearch.baselines.compare import compare as run_compare
+            from simsearch.baselines.compare import write_report
+            from simsearch.data.splits import comparison_samples, kfold_splits
 
             chosen = [m.strip() for m in methods.split(",") if m.strip()]
             if not chosen:
@@ -132,7 +133,7 @@ def register(app: typer.Typer) -> None:
         """Train one supervised baseline on every labelled image and save it for `simsearch score --model`."""
         with handle_errors():
             from simsearch.baselines.compare import SUPERVISED_METHODS, build_method
-            from simsearch.baselines.splits import comparison_samples
+            from simsearch.data.splits import comparison_samples
 
             if method not in SUPERVISED_METHODS:
                 fail(f"--method must be one of {', '.join(SUPERVISED_METHODS)}, not {method!r}")

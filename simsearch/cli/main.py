@@ -10,7 +10,14 @@ from typing import List, Optional
 import typer
 
 from simsearch.cli.output import (
-    console, fail, handle_errors, human_size, progress_bar, print_score_table, warn, warn_skip,
+    console,
+    fail,
+    handle_errors,
+    human_size,
+    print_score_table,
+    progress_bar,
+    warn,
+    warn_skip,
 )
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -53,7 +60,7 @@ FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the s
 
 
 def _labelled_samples(dataset: Path, fold: Optional[str]):
-    from simsearch.datasets import discover_samples, parse_fold, select_fold
+    from simsearch.data.datasets import discover_samples, parse_fold, select_fold
     samples = discover_samples(dataset)
     return select_fold(samples, *parse_fold(fold)) if fold else samples
 
@@ -79,8 +86,8 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.datasets import good_image_files, typed_defect_samples
-        from simsearch.embedder import create_embedder
+        from simsearch.data.datasets import good_image_files, typed_defect_samples
+        from simsearch.embed import create_embedder
         from simsearch.inspector import Inspector
 
         if mode not in ("patch", "image"):
@@ -142,7 +149,7 @@ def score(
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
-        from simsearch.images import list_image_files
+        from simsearch.data.images import list_image_files
 
         files = list_image_files(paths)
         if not files:
@@ -166,8 +173,8 @@ def score(
 
 
 def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
-    from simsearch.images import read_image
-    from simsearch.maps import overlay_image, overlay_name
+    from simsearch.data.images import read_image
+    from simsearch.report.overlay import overlay_image, overlay_name
     overlay_image(read_image(result.path), result, inspector.index_.threshold).save(
         folder / overlay_name(result.path, number))
 
@@ -183,8 +190,8 @@ def add(
 ) -> None:
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
-        from simsearch.datasets import normalise_label
-        from simsearch.images import list_image_files
+        from simsearch.data.datasets import normalise_label
+        from simsearch.data.images import list_image_files
 
         label = normalise_label(label)
         if defect_type and label != "defect":
@@ -275,7 +282,7 @@ def calibrate(
     """Choose and store the reject threshold, and show what it gives."""
     with handle_errors():
         from simsearch.cli.output import print_calibration
-        from simsearch.workflows import calibrate_index
+        from simsearch.inspector import calibrate_index
 
         if target_recall is not None and max_false_alarm is not None:
             fail("give --target-recall or --max-false-alarm, not both")
@@ -314,7 +321,7 @@ def evaluate(
     """Score a labelled set and report image AUROC (and pixel AUROC where masks exist)."""
     with handle_errors():
         from simsearch.cli.output import print_evaluation
-        from simsearch.workflows import evaluate_dataset
+        from simsearch.evaluate.evaluation import evaluate_dataset
 
         samples = _labelled_samples(dataset, fold)
         inspector = _load_inspector(index, weights, batch_size, device)
@@ -339,8 +346,8 @@ def demo(
 ) -> None:
     """No set-up: make a small synthetic inspection set, index it, score it, print the AUROC."""
     with handle_errors():
+        from simsearch.cli.demo import run_demo
         from simsearch.cli.output import print_evaluation
-        from simsearch.demo import run_demo
 
         with progress_bar("demo", None) as advance:
             evaluation = run_demo(out, on_progress=advance)

@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+
+from simsearch.errors import IndexProblem, InputError, SimsearchError, WeightsError
 
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_ERROR = 1  # unexpected failure
-EXIT_BAD_INPUT = 2  # missing path, unreadable image, bad option (typer uses 2 for usage errors too)
-EXIT_INDEX = 3  # index missing, damaged, of another embedder or format, unwritable
-EXIT_WEIGHTS = 4  # pretrained weights unavailable or unfit
+EXIT_ERROR = 1  # unexpected failure; every other code is a SimsearchError's exit_code (simsearch.errors.EXIT_CODES)
+EXIT_BAD_INPUT = InputError.exit_code
+EXIT_INDEX = IndexProblem.exit_code
+EXIT_WEIGHTS = WeightsError.exit_code
 
 
-class CliFailure(Exception):
-    """An error already phrased for the user."""
+class CliFailure(SimsearchError):
+    """An error already phrased for the user, with its exit code."""
 
     def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -35,21 +42,23 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise CliFailure(message, code)
 
 
-def _exit_code(error: BaseException) -> int:
-    from simsearch.datasets import DatasetError
-    from simsearch.embedder.weights import WeightsError
-    from simsearch.images import ImageError
-    from simsearch.index import IndexMismatchError, StorageError
+def flag(parameter: str) -> str:
+    """The CLI flag of a library parameter: batch_size -> --batch-size."""
+    return "--" + parameter.replace("_", "-")
 
-    if isinstance(error, CliFailure):
-        return error.code
-    if isinstance(error, WeightsError):
-        return EXIT_WEIGHTS
-    if isinstance(error, (IndexMismatchError, StorageError)):
-        return EXIT_INDEX
-    if isinstance(error, (ImageError, DatasetError, FileNotFoundError, ValueError)):
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, SimsearchError):
+        return error.exit_code
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return EXIT_BAD_INPUT
     return EXIT_ERROR
+
+
+def _message(error: BaseException) -> str:
+    text = error.render(flag) if isinstance(error, SimsearchError) else str(error)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else error.__class__.__name__
 
 
 @contextlib.contextmanager
@@ -67,7 +76,7 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_ERROR)
     except Exception as error:  # the last line of defence: one line, no traceback
         code = _exit_code(error)
-        message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        message = _message(error)
         if code == EXIT_ERROR:
             message = f"{error.__class__.__name__}: {message} (please report this)"
         err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         """Serve an index over HTTP: POST /score, /exemplars; GET /info, /metrics, /docs (see docs/service.md)."""
         with handle_errors():
             from simsearch.service.app import create_app
-            from simsearch.service.server import bind, serve as run
+            from simsearch.service.server import bind
+            from simsearch.service.server import serve as run
             from simsearch.service.settings import ServiceSettings, read_token_file
 
             if not 0 <= port <= 65535:

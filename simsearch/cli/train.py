@@ -8,10 +8,22 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar, warn_skip
+from simsearch.cli.output import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    warn_skip,
+)
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 
@@ -55,8 +67,8 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
 
 
 def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device):
-    from simsearch.metric.miners import miner_names
-    from simsearch.metric.training import TrainSettings
+    from simsearch.train.loop import TrainSettings
+    from simsearch.train.miners import miner_names
 
     if miner not in miner_names():
         fail(f"--miner must be one of {', '.join(miner_names())}, not {miner!r}")
@@ -67,7 +79,7 @@ def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, 
 
 
 def _samples(data: Path):
-    from simsearch.datasets import count_by_class, discover_samples
+    from simsearch.data.datasets import count_by_class, discover_samples
 
     if not data.exists():
         fail(f"{data}: no such file or folder")
@@ -107,7 +119,8 @@ def triplet_ae(
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
-        from simsearch.metric.trainers.triplet_ae import AutoencoderConfig, train_triplet_ae
+        from simsearch.embed.triplet_ae import AutoencoderConfig
+        from simsearch.train.tasks.triplet_ae import train_triplet_ae
 
         settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
         samples, counts = _samples(data)
@@ -139,8 +152,9 @@ def triplet_head(
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
-        from simsearch.embedder.backbone import BackboneEmbedder
-        from simsearch.metric.trainers.triplet_head import HeadConfig, train_triplet_head
+        from simsearch.embed.backbone import BackboneEmbedder
+        from simsearch.embed.triplet_head import HeadConfig
+        from simsearch.train.tasks.triplet_head import train_triplet_head
 
         settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
         samples, counts = _samples(data)

@@ -10,18 +10,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from simsearch.errors import IndexProblem, InputError
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.index.storage import StorageError, read_manifest, save_generation, write_bytes_atomic
+from simsearch.index.storage import (
+    StorageError,
+    read_manifest,
+    save_generation,
+    write_bytes_atomic,
+)
 from simsearch.index.vectors import VectorStore
 
 FORMAT_VERSION = 1
-MODES = ("patch", "image")
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(IndexProblem, ValueError):
     """An index that cannot be used as asked: another embedder, a newer format, an unknown id."""
 
 
@@ -44,13 +49,13 @@ class ExemplarIndex:
     exemplars (image vectors, with their type), each with a stable id and a catalogue entry."""
 
     def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str = "patch",
-                 k: int = 1, coreset_ratio: float = 0.1):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+                 k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None):
+        # `mode` names the ScoringMode that reads this index; the index only needs to know whether that
+        # mode keeps a bank of good patches (None: the built-in rule, only the patch mode does).
         if not 0.0 < coreset_ratio <= 1.0:
-            raise ValueError(f"coreset ratio must be in (0, 1], not {coreset_ratio}")
+            raise InputError(f"coreset ratio must be in (0, 1], not {coreset_ratio}")
         if k < 1:
-            raise ValueError(f"k must be at least 1, not {k}")
+            raise InputError(f"k must be at least 1, not {k}")
         self.dim = int(dim)
         self.embedder_config = dict(embedder_config)
         self.fingerprint = fingerprint
@@ -59,7 +64,7 @@ class ExemplarIndex:
         self.coreset_ratio = float(coreset_ratio)
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
-        self.patches = VectorStore(self.dim) if mode == "patch" else None
+        self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
@@ -95,11 +100,11 @@ class ExemplarIndex:
             raise IndexMismatchError(f"vectors have {image_vectors.shape[1]} dimensions, the index {self.dim}")
         labels = [item.label for item in items]
         if any(label not in ("good", "defect") for label in labels):
-            raise ValueError(f"labels must be good or defect, got {sorted(set(labels))}")
+            raise InputError(f"labels must be good or defect, got {sorted(set(labels))}")
         is_good = np.array([label == "good" for label in labels], dtype=bool)
         if self.patches is not None and is_good.any():
             if patch_vectors is None:
-                raise ValueError("patch mode needs patch vectors for good exemplars")
+                raise InputError("patch mode needs patch vectors for good exemplars")
             grid = tuple(patch_vectors.shape[1:3])
             if self.patch_grid is not None and grid != self.patch_grid:
                 raise IndexMismatchError(f"patch grid {grid} differs from the index's {self.patch_grid}")
@@ -172,7 +177,7 @@ class ExemplarIndex:
         return {
             "format": "simsearch-index", "format_version": FORMAT_VERSION,
             "embedder": {"config": self.embedder_config, "fingerprint": self.fingerprint},
-            "dim": self.dim, "mode": self.mode, "k": self.k, "coreset_ratio": self.coreset_ratio,
+            "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
             "created": self.created, "updated": _now(), "generation": self.generation,
@@ -205,10 +210,10 @@ class ExemplarIndex:
             raise IndexMismatchError(f"{folder} was built with another embedder (fingerprint {stored}, this one "
                                      f"is {fingerprint}); rebuild the index or use the embedder it was built with")
         index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
-                    manifest["k"], manifest["coreset_ratio"])
+                    manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"))
         files = manifest.get("files", {})
         try:
-            for role in ("good", "defect") + (("patches",) if index.mode == "patch" else ()):
+            for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
                 store = VectorStore.from_bytes((folder / files[role]).read_bytes())
                 setattr(index, role, store)
             index.exemplars = read_catalogue(folder / files["catalogue"])

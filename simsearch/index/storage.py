@@ -9,11 +9,13 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from simsearch.errors import IndexProblem
+
 MANIFEST = "manifest.json"
 _GENERATION_FILE = re.compile(r"^[a-z]+-\d{6}\.(faiss|sqlite)(\.tmp)?$")
 
 
-class StorageError(OSError):
+class StorageError(IndexProblem, OSError):
     """An index folder that cannot be read or written."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from simsearch.errors import InputError
 from simsearch.index.pruned_search import CellPartition, build_partition, pruned_search
 
 
@@ -54,7 +55,7 @@ class VectorStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(vectors) != len(ids):
-            raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
+            raise InputError(f"{len(vectors)} vectors but {len(ids)} ids")
         if len(vectors):
             self.index.add_with_ids(vectors, ids)
             self._changed()

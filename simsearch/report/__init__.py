@@ -2,7 +2,13 @@
 
 from simsearch.report.html import render_html, write_report
 from simsearch.report.run import (
-    RunError, default_run_dir, evaluation_run, new_run, read_run, write_example_overlays, write_run,
+    RunError,
+    default_run_dir,
+    evaluation_run,
+    new_run,
+    read_run,
+    write_example_overlays,
+    write_run,
 )
 
 __all__ = ["RunError", "default_run_dir", "evaluation_run", "new_run", "read_run", "render_html",

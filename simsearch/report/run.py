@@ -12,10 +12,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from simsearch.datasets import GOOD, Sample, count_by_class
-from simsearch.evaluation import Evaluation
+from simsearch.data.datasets import GOOD, Sample, count_by_class
+from simsearch.errors import InputError
+from simsearch.evaluate.evaluation import Evaluation
 from simsearch.index.storage import write_bytes_atomic
-from simsearch.scoring import Box, ScoreResult
+from simsearch.score.results import Box, ScoreResult
 
 RUN_FORMAT = "simsearch-run"
 RUN_VERSION = 1
@@ -26,7 +27,7 @@ SAMPLES_PER_CLASS = 4
 OVERLAY_SIDE = 320  # overlays are drawn at this size so that their text stays legible in the report
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run folder or run.json that cannot be read."""
 
 
@@ -138,8 +139,8 @@ def _small_overlay(result: ScoreResult, threshold: dict | None) -> bytes:
 
     from PIL import Image
 
-    from simsearch.images import read_image
-    from simsearch.maps import overlay_image
+    from simsearch.data.images import read_image
+    from simsearch.report.overlay import overlay_image
 
     pixels = read_image(result.path)
     height, width = pixels.shape[:2]

@@ -19,7 +19,7 @@ def thumbnail_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
     cannot be read (moved, deleted, not an image)."""
     from PIL import Image
 
-    from simsearch.images import ImageError, read_image
+    from simsearch.data.images import ImageError, read_image
 
     try:
         pixels = read_image(path)

@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simsearch.datasets import discover_samples
-from simsearch.evaluation import Evaluation
+from simsearch.data.datasets import discover_samples
+from simsearch.evaluate.evaluation import Evaluation
 from simsearch.report.html import write_report
-from simsearch.report.run import default_run_dir, evaluation_run, write_example_overlays, write_run
+from simsearch.report.run import (
+    default_run_dir,
+    evaluation_run,
+    write_example_overlays,
+    write_run,
+)
 
 
 def report_evaluation(evaluation: Evaluation, inspector: Any, dataset: str | Path, fold: str | None = None,

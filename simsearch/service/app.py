@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import simsearch
+from simsearch.errors import InputError
 from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import MicroBatcher
@@ -53,7 +54,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     settings = settings or ServiceSettings()
     if isinstance(source, Inspector):
         if folder is None:
-            raise ValueError("serving an Inspector needs the index folder its changes are saved to")
+            raise InputError("serving an Inspector needs the index folder its changes are saved to")
         inspector = source
     else:
         folder = Path(source) if folder is None else folder

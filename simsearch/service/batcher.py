@@ -8,11 +8,13 @@ import concurrent.futures
 from dataclasses import dataclass
 from typing import Callable, Generic, Sequence, TypeVar
 
+from simsearch.errors import SimsearchError
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class BatcherUnavailable(RuntimeError):
+class BatcherUnavailable(SimsearchError):
     """The batcher takes no more work now: stopped, or its queue is full."""
 
 

@@ -8,14 +8,23 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from simsearch.datasets import DatasetError, normalise_label
-from simsearch.images import ImageError, ImageTooLargeError, read_image_bytes
-from simsearch.maps import overlay_png
+from simsearch.data.datasets import DatasetError, normalise_label
+from simsearch.data.images import ImageError, ImageTooLargeError, read_image_bytes
+from simsearch.report.overlay import overlay_png
 from simsearch.service.batcher import BatcherUnavailable
 
 if TYPE_CHECKING:

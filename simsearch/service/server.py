@@ -9,11 +9,13 @@ from typing import Callable
 import uvicorn
 from fastapi import FastAPI
 
+from simsearch.errors import InputError
+
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long to finish after SIGTERM
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 
 
-class BindError(OSError):
+class BindError(InputError):
     """The address cannot be listened on."""
 
 

@@ -6,12 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simsearch.images import MAX_PIXELS
+from simsearch.data.images import MAX_PIXELS
+from simsearch.errors import InputError
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the image
 
 
-class TokenFileError(ValueError):
+class TokenFileError(InputError):
     """A token file that cannot be used."""
 
 
@@ -36,9 +37,9 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_batch", "max_queue"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_wait_ms < 0 or self.read_timeout_s <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and read_timeout_s > 0")
+            raise InputError("max_wait_ms must be >= 0 and read_timeout_s > 0")
 
 
 def read_token_file(path: str | Path) -> str:

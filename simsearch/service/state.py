@@ -11,16 +11,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from simsearch.errors import ConflictError, InputError
 from simsearch.index.catalogue import Exemplar
-from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
+from simsearch.index.exemplar_index import (
+    ExemplarIndex,
+    IndexMismatchError,
+    NewExemplar,
+)
 from simsearch.index.storage import read_manifest
 from simsearch.index.vectors import VectorStore
 from simsearch.inspector import Inspector
-from simsearch.scoring import ScoreResult
-
-
-class ConflictError(ValueError):
-    """A change the index cannot take in its current state (e.g. removing its last good exemplar)."""
+from simsearch.score.results import ScoreResult
 
 
 def _clone_store(store: VectorStore | None) -> VectorStore | None:
@@ -43,7 +44,7 @@ class IndexState:
 
     def __init__(self, inspector: Inspector, folder: str | Path):
         if inspector.index_ is None:
-            raise ValueError("the inspector has no index: fit or load one first")
+            raise InputError("the inspector has no index: fit or load one first")
         self.folder = Path(folder)
         self._current = inspector
         self._write_lock = threading.Lock()

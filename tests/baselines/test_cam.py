@@ -4,7 +4,7 @@ import numpy as np
 
 from simsearch.baselines.cam import map_to_box, upsample_map
 from simsearch.baselines.classifier import ImageClassifier
-from simsearch.baselines.training import TrainConfig
+from simsearch.train.classifier import TrainConfig
 
 
 def test_box_surrounds_the_region_holding_the_peak():

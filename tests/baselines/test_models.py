@@ -5,7 +5,7 @@ import torch
 
 from simsearch.baselines.classifier import load_backbone_weights
 from simsearch.baselines.models import CamClassifier, SmallCNN
-from simsearch.embedder.weights import WeightsError
+from simsearch.embed.weights import WeightsError
 from tests.conftest import RESNET18_WEIGHTS, need_shared
 
 

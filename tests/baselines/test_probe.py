@@ -5,7 +5,7 @@ import pytest
 
 from simsearch.baselines.persist import load_baseline
 from simsearch.baselines.probe import BackboneProbe, LinearHead
-from simsearch.datasets import discover_samples
+from simsearch.data.datasets import discover_samples
 
 
 def test_linear_head_separates_separable_vectors():
@@ -17,8 +17,8 @@ def test_linear_head_separates_separable_vectors():
 
 
 def test_probe_skips_unavailable_backbones_caches_and_round_trips(part_folder, tmp_path, monkeypatch):
-    from simsearch.embedder.weights import WeightsError
-    import simsearch.baselines.pooled as pooled
+    import simsearch.embed.pooled as pooled
+    from simsearch.embed.weights import WeightsError
 
     def unavailable(name):
         raise WeightsError(f"pretrained weights for {name} are not cached")
@@ -46,8 +46,8 @@ def test_probe_skips_unavailable_backbones_caches_and_round_trips(part_folder, t
 
 
 def test_probe_with_no_usable_backbone_is_an_error(part_folder, monkeypatch):
-    from simsearch.embedder.weights import WeightsError
-    import simsearch.baselines.pooled as pooled
+    import simsearch.embed.pooled as pooled
+    from simsearch.embed.weights import WeightsError
 
     monkeypatch.setattr(pooled, "torchvision_state_dict",
                         lambda name: (_ for _ in ()).throw(WeightsError("not cached")))

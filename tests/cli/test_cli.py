@@ -77,6 +77,7 @@ def test_corrupt_file_in_folder_is_skipped_with_a_warning(part_folder, tmp_path)
 
 def test_index_of_another_embedder_is_refused(built, part_folder):
     import shutil
+
     from simsearch.index import ExemplarIndex
     index = ExemplarIndex.load(built)
     index.embedder_config = {**index.embedder_config, "image_size": 96}  # a different embedder's vectors

@@ -22,6 +22,7 @@ def parts(part_folder):
     """part_folder with more defects, so that two folds each get some."""
     import numpy as np
     from PIL import Image
+
     from tests.conftest import part_image
     rng = np.random.default_rng(5)
     for i in range(4, 8):

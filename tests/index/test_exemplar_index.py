@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from simsearch.index import ExemplarIndex, IndexMismatchError, NewExemplar, StorageError
-from simsearch.index import storage
+from simsearch.index import (
+    ExemplarIndex,
+    IndexMismatchError,
+    NewExemplar,
+    StorageError,
+    storage,
+)
 
 DIM = 8
 
@@ -37,8 +42,8 @@ def test_add_search_remove_by_stable_id():
 
 
 def test_scores_rank_planted_outliers_above_inliers():
-    from simsearch.embedder.base import Embeddings
-    from simsearch.scoring import score_embeddings
+    from simsearch.embed.base import Embeddings
+    from simsearch.score.results import score_embeddings
 
     good, outliers = _clusters()
     index = _image_index(good[:30])

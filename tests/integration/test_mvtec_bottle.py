@@ -48,7 +48,7 @@ def test_calibrate_on_one_half_evaluate_on_the_other(bottle_index, tmp_path):
 
 
 def test_boxes_of_broken_bottles_overlap_their_masks(bottle_index):
-    from simsearch.images import read_mask
+    from simsearch.data.images import read_mask
     from simsearch.inspector import Inspector
 
     inspector = Inspector.load(bottle_index)

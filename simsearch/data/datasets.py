@@ -1,0 +1,206 @@
+"""Labelled image folders: good/defect trees, the MVTec AD layout, and `path,label` CSV files."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from simsearch.data.images import is_image_file, list_image_files
+from simsearch.errors import InputError
+
+GOOD_NAMES = frozenset({"good", "ok", "normal"})
+DEFECT_NAMES = frozenset({"defect", "defects", "ng", "bad", "anomaly", "anomalies", "defective"})
+GOOD, DEFECT = "good", "defect"
+
+
+class DatasetError(InputError):
+    """A folder or file list that does not form the expected data set."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: its file, good/defect, the defect type where known, and its mask file if any."""
+
+    path: Path
+    label: str
+    defect_type: str | None = None
+    mask_path: Path | None = None
+
+    @property
+    def is_defect(self) -> bool:
+        return self.label == DEFECT
+
+
+def normalise_label(text: str) -> str:
+    """Map good/ok/normal/0 and defect/ng/bad/anomaly/1 (any case) to 'good' or 'defect'."""
+    word = text.strip().lower()
+    if word in GOOD_NAMES or word in {"0", "0.0", "false"}:
+        return GOOD
+    if word in DEFECT_NAMES or word in {"1", "1.0", "true"}:
+        return DEFECT
+    raise DatasetError(f"unknown label {text!r}: use good/ok/normal or defect/ng/bad/anomaly")
+
+
+def is_mvtec_root(root: Path) -> bool:
+    """True for an MVTec AD category folder (train/good and/or test/ beside it)."""
+    return (root / "test").is_dir() and ((root / "train").is_dir() or (root / "ground_truth").is_dir())
+
+
+def mvtec_good_folder(root: Path) -> Path | None:
+    """The train/good folder of an MVTec AD category, or None when root is not one."""
+    candidate = root / "train" / "good"
+    return candidate if is_mvtec_root(root) and candidate.is_dir() else None
+
+
+def _mvtec_test_samples(test_dir: Path, ground_truth: Path | None) -> list[Sample]:
+    samples: list[Sample] = []
+    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        is_good = type_dir.name.lower() in GOOD_NAMES
+        for path in list_image_files([type_dir]):
+            mask = None
+            if not is_good and ground_truth is not None:
+                candidate = ground_truth / type_dir.name / f"{path.stem}_mask.png"
+                mask = candidate if candidate.is_file() else None
+            samples.append(Sample(path, GOOD if is_good else DEFECT, None if is_good else type_dir.name, mask))
+    return samples
+
+
+def _labelled_tree_samples(root: Path) -> list[Sample]:
+    samples: list[Sample] = []
+    for path in list_image_files([root]):
+        parts = [part.lower() for part in path.relative_to(root).parts[:-1]]
+        label, defect_type = None, None
+        for position, part in enumerate(parts):
+            if part in GOOD_NAMES:
+                label = GOOD
+                break
+            if part in DEFECT_NAMES:
+                label = DEFECT
+                below = path.relative_to(root).parts[position + 1:-1]
+                defect_type = below[0] if below else None
+                break
+        if label is not None:
+            samples.append(Sample(path, label, defect_type))
+    return samples
+
+
+def discover_samples(root: str | Path) -> list[Sample]:
+    """Find the labelled images under root: an MVTec category or test tree, or good/defect folders.
+
+    MVTec: `test/good` is good, `test/<type>` a defect of that type, masks from `ground_truth/<type>/`.
+    Otherwise any folder named good/ok/normal holds good images and any named defect/ng/bad/anomaly
+    holds defects, with an optional `<type>/` subfolder below it.
+    """
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return read_label_csv(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    if is_mvtec_root(root):
+        ground_truth = root / "ground_truth"
+        samples = _mvtec_test_samples(root / "test", ground_truth if ground_truth.is_dir() else None)
+    elif root.name.lower() == "test" and (root.parent / "ground_truth").is_dir():
+        samples = _mvtec_test_samples(root, root.parent / "ground_truth")
+    else:
+        samples = _labelled_tree_samples(root)
+    if not samples:
+        raise DatasetError(
+            f"{root}: found no labelled images; expected good/ and defect/ (or ok/ng, normal/anomaly) "
+            "folders, or an MVTec AD category"
+        )
+    return samples
+
+
+def read_label_csv(csv_path: str | Path) -> list[Sample]:
+    """Read a `path,label[,type]` CSV (paths relative to the CSV's folder); the header is optional."""
+    csv_path = Path(csv_path)
+    samples: list[Sample] = []
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if rows and rows[0] and rows[0][0].strip().lower() in {"path", "file", "filename", "image"}:
+        rows = rows[1:]
+    for number, row in enumerate(rows, start=2):
+        if not row or not row[0].strip():
+            continue
+        if len(row) < 2:
+            raise DatasetError(f"{csv_path}:{number}: expected 'path,label', got {row!r}")
+        path = Path(row[0].strip())
+        path = path if path.is_absolute() else csv_path.parent / path
+        label = normalise_label(row[1])
+        defect_type = row[2].strip() if len(row) > 2 and row[2].strip() and label == DEFECT else None
+        samples.append(Sample(path, label, defect_type))
+    if not samples:
+        raise DatasetError(f"{csv_path}: no rows")
+    return samples
+
+
+def typed_defect_samples(paths: Iterable[str | Path], defect_type: str | None = None) -> list[Sample]:
+    """Defect exemplars from files/folders: the first subfolder below a given folder names the type."""
+    samples: list[Sample] = []
+    for item in paths:
+        item = Path(item)
+        for path in list_image_files([item]):
+            kind = defect_type
+            if kind is None and item.is_dir():
+                below = path.relative_to(item).parts[:-1]
+                kind = below[0] if below else None
+            samples.append(Sample(path, DEFECT, kind))
+    return samples
+
+
+def good_image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Good exemplars: every image under the paths, or train/good when a path is an MVTec category."""
+    resolved = []
+    for item in paths:
+        item = Path(item)
+        good = mvtec_good_folder(item) if item.is_dir() else None
+        resolved.append(good if good is not None else item)
+    return list_image_files(resolved)
+
+
+def count_by_class(samples: Sequence[Sample]) -> dict[str, int]:
+    """Counts of good images and of each defect type (untyped defects under 'defect')."""
+    counts: dict[str, int] = {}
+    for sample in samples:
+        key = GOOD if sample.label == GOOD else (sample.defect_type or DEFECT)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+__all__ = [
+    "DEFECT", "GOOD", "DatasetError", "Sample", "count_by_class", "discover_samples", "good_image_files",
+    "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "parse_fold", "read_label_csv",
+    "select_fold", "typed_defect_samples",
+]
+
+
+def select_fold(samples: Sequence[Sample], fold: int, n_folds: int, seed: int = 0) -> list[Sample]:
+    """Fold `fold` (1-based) of `n_folds`, stratified by class (good, or defect type), shuffled by seed:
+    e.g. calibrate on fold 1/2 of a test set and evaluate on fold 2/2."""
+    import numpy as np
+
+    if not 1 <= fold <= n_folds:
+        raise DatasetError(f"fold must be between 1 and {n_folds}, not {fold}")
+    chosen: list[Sample] = []
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(GOOD if sample.label == GOOD else (sample.defect_type or DEFECT), []).append(sample)
+    for key in sorted(groups):
+        members = groups[key]
+        order = rng.permutation(len(members))
+        chosen.extend(members[i] for i in order if i % n_folds == fold - 1)
+    return sorted(chosen, key=lambda s: str(s.path))
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """'1/2' -> (1, 2)."""
+    try:
+        fold, total = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise DatasetError(f"--fold takes I/N, e.g. 1/2, not {text!r}") from None
+    if total < 1 or not 1 <= fold <= total:
+        raise DatasetError(f"--fold {text}: I must be between 1 and N")
+    return fold, total

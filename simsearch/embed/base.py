@@ -1,0 +1,105 @@
+"""The Embedder interface: images in, image vectors (N, D) and patch vectors (N, h, w, D) out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from simsearch.data.images import ImageLike
+from simsearch.data.inputs import Item, OnSkip, Progress, iter_batches
+
+
+@dataclass
+class Embeddings:
+    """A batch of embeddings: one vector per image and, for patch-capable embedders, a grid per image."""
+
+    image: np.ndarray  # (N, D) float32
+    patches: np.ndarray | None = None  # (N, h, w, D) float32
+
+
+class Embedder(ABC):
+    """Turns RGB uint8 images (H, W, 3) into vectors.
+
+    `config` is a JSON-able dict from which `embedder_from_config` rebuilds the same embedder;
+    `fingerprint` changes whenever the vectors would (architecture, preprocessing or weights), so an
+    index built with one embedder refuses to be searched with another.
+    """
+
+    batch_size: int = 16
+
+    @property
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-able settings that rebuild this embedder (with a 'kind' key)."""
+
+    @property
+    @abstractmethod
+    def weights_digest(self) -> str:
+        """A digest of the weights the vectors depend on."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length D of each vector."""
+
+    @abstractmethod
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        """Embed one batch of RGB uint8 arrays (sizes may differ)."""
+
+    @property
+    def supports_patches(self) -> bool:
+        return True
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of what determines the vectors: config fields that matter plus the weights (file
+        locations may change, so they are left out, at any depth)."""
+        text = json.dumps(_without_locations(self.config), sort_keys=True) + self.weights_digest
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Image vectors (N, D) for any number of images, in batches."""
+        return np.concatenate([self.embed(images[i:i + self.batch_size]).image
+                               for i in range(0, len(images), self.batch_size)])
+
+    def embed_patches(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Patch vectors (N, h, w, D) for any number of images, in batches."""
+        return np.concatenate([self.embed(images[i:i + self.batch_size]).patches
+                               for i in range(0, len(images), self.batch_size)])
+
+
+def _without_locations(config: dict) -> dict:
+    return {k: _without_locations(v) if isinstance(v, dict) else v for k, v in config.items()
+            if k not in {"weights_path", "device", "batch_size"}}
+
+
+def tensor_digest(state: dict) -> str:
+    """sha256 over a state dict's tensors in key order (names, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
+                  on_skip: OnSkip | None = None) -> Iterator[tuple[list[Item], Embeddings]]:
+    """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch."""
+    for batch in iter_batches(images, embedder.batch_size, on_skip):
+        yield batch, embedder.embed([i.pixels for i in batch])
+        if on_progress:
+            on_progress(len(batch))
+
+
+def concat_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
+    """One Embeddings from several batches (patches only when every part has them)."""
+    patches = [p.patches for p in parts]
+    return Embeddings(np.concatenate([p.image for p in parts]),
+                      None if any(p is None for p in patches) else np.concatenate(patches))

@@ -1,0 +1,120 @@
+"""A frozen backbone plus a triplet-trained projection head: image (and patch) vectors through the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simsearch.data.roi import apply_roi
+from simsearch.embed.backbone import BackboneEmbedder
+from simsearch.embed.base import Embedder, Embeddings, tensor_digest
+from simsearch.embed.checkpoint import (
+    checkpoint_argument,
+    read_checkpoint,
+    runtime_options,
+)
+from simsearch.embed.weights import WeightsError
+
+KIND = "triplet-head"
+
+
+
+class ProjectionHead(nn.Module):
+    """Standardise -> Linear -> ReLU -> Linear -> L2-normalise, over the last dimension of any shape.
+
+    `mean` and `scale` are buffers the trainer sets from the training vectors (saved with the weights),
+    so the head works on raw backbone features whatever their range.
+    """
+
+    def __init__(self, in_dim: int, embedding_dim: int = 128, hidden_dim: int = 512):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim))
+
+    def set_standardisation(self, vectors: torch.Tensor) -> None:
+        """Centre and scale inputs with the statistics of the training vectors (N, in_dim)."""
+        self.mean.copy_(vectors.mean(0))
+        self.scale.copy_(vectors.std(0).clamp_min(1e-6))
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net((vectors - self.mean) / self.scale), dim=-1)
+
+@dataclass
+class HeadConfig:
+    """What fixes the head embedder's vectors: the backbone's config, the head's shape, the ROI crop."""
+
+    backbone: dict[str, Any] = field(default_factory=dict)
+    in_dim: int = 0
+    embedding_dim: int = 128
+    hidden_dim: int = 512
+    roi: str | None = None
+
+    def build(self) -> ProjectionHead:
+        return ProjectionHead(self.in_dim, self.embedding_dim, self.hidden_dim)
+
+
+
+
+class TripletHeadEmbedder(Embedder):
+    """Vectors of `simsearch train triplet-head`: the checkpoint names its backbone; `weights` is the backbone's
+    state-dict file when the recorded one has moved."""
+
+    def __init__(self, checkpoint: str | Path, weights: str | Path | None = None, batch_size: int = 16,
+                 device: str | torch.device | None = None):
+        state = read_checkpoint(checkpoint, kind=KIND)
+        self.checkpoint = str(Path(checkpoint).resolve())
+        self.head_config = HeadConfig(**state["config"])
+        self.batch_size = int(batch_size)
+        self.backbone = BackboneEmbedder.from_config(self.head_config.backbone, weights=weights,
+                                                     batch_size=batch_size, device=device)
+        if self.backbone.dim != self.head_config.in_dim:
+            raise WeightsError(f"checkpoint {checkpoint} expects {self.head_config.in_dim}-d backbone vectors, "
+                               f"the backbone gives {self.backbone.dim}")
+        self.head = self.head_config.build()
+        self.head.load_state_dict(state["model"])
+        self.head.eval().to(self.backbone.device)
+        self._digest = self.backbone.weights_digest + tensor_digest(state["model"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": KIND, "weights_path": self.checkpoint, "backbone": self.backbone.config,
+                "embedding_dim": self.head_config.embedding_dim, "hidden_dim": self.head_config.hidden_dim,
+                "roi": self.head_config.roi}
+
+    @property
+    def weights_digest(self) -> str:
+        return self._digest
+
+    @property
+    def dim(self) -> int:
+        return self.head_config.embedding_dim
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        features = self.backbone.embed([apply_roi(image, self.head_config.roi) for image in images])
+        device = self.backbone.device
+        with torch.inference_mode():
+            image = self.head(torch.from_numpy(features.image).to(device))
+            patches = self.head(torch.from_numpy(features.patches).to(device))
+        return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights: str | Path | None = None,
+                    **runtime: Any) -> "TripletHeadEmbedder":
+        """Reopen the recorded checkpoint; `weights` is the backbone's state-dict file if it has moved."""
+        path = config.get("weights_path")
+        if not path or not Path(path).is_file():
+            raise WeightsError(f"this index was built with the checkpoint {path}, which is not there now; "
+                               "put it back (or rebuild the index with the new one)")
+        return cls(path, weights=weights, **runtime_options(runtime))
+
+    @classmethod
+    def from_spec(cls, argument: str, weights: str | Path | None = None, **options: Any) -> "TripletHeadEmbedder":
+        """From `triplet-head:CHECKPOINT`; `weights` is the backbone's state-dict file (else the recorded one)."""
+        return cls(checkpoint_argument(KIND, argument), weights=weights, **runtime_options(options))

@@ -1,0 +1,83 @@
+"""Backbone weights: torchvision's cache/download, a user's state-dict file, or random only on request."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torchvision
+from torch import nn
+
+from simsearch.errors import WeightsError
+
+
+def torchvision_cache_dir() -> Path:
+    """Where torchvision looks for downloaded checkpoints ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def safe_torch_load(path: str | Path, what: str = "weights file") -> object:
+    """torch.load with weights_only=True (never unpickles code); WeightsError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise WeightsError(f"{what} {path} is not a loadable state dict ({error.__class__.__name__}: "
+                           f"{str(error).splitlines()[0][:200]})") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely (weights_only) and unwrap common containers and 'module.' prefixes."""
+    state = safe_torch_load(path)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"weights file {path} does not hold a dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_partial_state(model: nn.Module, state: dict[str, torch.Tensor], used_prefixes: Iterable[str],
+                       source: str) -> dict[str, torch.Tensor]:
+    """Load the tensors of the used modules into model; name what is missing or mis-shaped.
+
+    Tensors of modules the embedder never runs (e.g. layer4, fc) may be absent. Returns the loaded part.
+    """
+    prefixes = tuple(f"{p}." for p in used_prefixes)
+    expected = {k: v for k, v in model.state_dict().items()
+                if k.startswith(prefixes) and not k.endswith("num_batches_tracked")}
+    missing = sorted(k for k in expected if k not in state)
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise WeightsError(f"{source} lacks {len(missing)} tensor(s) the embedder needs: {shown}")
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        key = wrong[0]
+        raise WeightsError(f"{source} does not fit this backbone: {key} has shape {tuple(state[key].shape)}, "
+                           f"expected {tuple(expected[key].shape)} (wrong --backbone?)")
+    used = {k: state[k] for k in expected}
+    model.load_state_dict(used, strict=False)
+    return used
+
+
+def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The default pretrained weights of a torchvision model, from its cache or a download."""
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        raise WeightsError(f"torchvision has no pretrained weights for {name!r}") from None
+    filename = Path(weights.url).name
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError, ConnectionError) as error:
+        raise WeightsError(
+            f"pretrained weights for {name} are not cached and could not be downloaded "
+            f"({error.__class__.__name__}). Put {filename} in {torchvision_cache_dir()} "
+            f"(or set TORCH_HOME), pass --weights FILE with a state dict "
+            f"(e.g. ../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth), or --no-pretrained for random weights"
+        ) from None
+    return state, f"torchvision:{weights}"

@@ -1,0 +1,104 @@
+"""A labelled set scored by any Scorer -> metrics: image AUROC, the confusion matrix at its threshold, pixel
+AUROC and PRO where there are masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+from simsearch.data.datasets import Sample
+from simsearch.data.images import read_mask
+from simsearch.data.inputs import OnSkip, Progress
+from simsearch.evaluate.metrics import image_auroc, pixel_auroc, pro_score
+from simsearch.score.results import ScoreResult
+
+
+class Scorer(Protocol):
+    """What evaluation needs of a scorer (the kNN Inspector or any baseline): results and a threshold."""
+
+    threshold_: dict | None
+
+    def iter_score(self, images: Any, on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]: ...
+
+
+@dataclass
+class Evaluation:
+    """Image-level results of scoring a labelled set."""
+
+    samples: list[Sample]
+    results: list[ScoreResult]
+    image_auroc: float | None
+    threshold: float | None = None
+    confusion: list[list[int]] | None = None  # [[TN, FP], [FN, TP]] with defect as positive
+    recall_by_type: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.is_defect for s in self.samples], dtype=int)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([r.score for r in self.results], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        labels = self.labels
+        return {"images": len(self.samples), "good": int((labels == 0).sum()), "defect": int(labels.sum()),
+                "image_auroc": self.image_auroc, "threshold": self.threshold, "confusion": self.confusion,
+                "recall_by_type": self.recall_by_type, **self.extra}
+
+
+def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
+                     threshold: float | None = None) -> Evaluation:
+    """Metrics for results aligned with samples."""
+    samples, results = list(samples), list(results)
+    labels = np.array([s.is_defect for s in samples], dtype=int)
+    scores = np.array([r.score for r in results])
+    evaluation = Evaluation(samples, results, image_auroc(labels, scores), threshold)
+    if threshold is not None:
+        predicted = (scores >= threshold).astype(int)
+        evaluation.confusion = confusion_matrix(labels, predicted, labels=[0, 1]).tolist()
+        for kind in sorted({s.defect_type or "defect" for s in samples if s.is_defect}):
+            rows = [i for i, s in enumerate(samples) if s.is_defect and (s.defect_type or "defect") == kind]
+            evaluation.recall_by_type[kind] = float(predicted[rows].mean())
+    return evaluation
+
+
+def score_samples(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
+                  on_skip: OnSkip | None = None) -> tuple[list[Sample], list[ScoreResult]]:
+    """Score labelled samples; returns the samples that could be read and their results, aligned."""
+    by_path = {str(s.path): s for s in samples}
+    kept, results = [], []
+    for result in scorer.iter_score([s.path for s in samples], on_progress, on_skip):
+        kept.append(by_path[result.path])
+        results.append(result)
+    return kept, results
+
+
+def maps_and_masks(samples: Sequence[Sample], results: Sequence[ScoreResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Anomaly maps and ground-truth masks at map resolution (good images: empty masks), or None when the
+    set has no masks or the results have no maps (image mode)."""
+    if not any(s.mask_path for s in samples) or any(r.anomaly_map is None for r in results):
+        return None
+    maps = np.stack([r.anomaly_map for r in results])
+    masks = np.stack([read_mask(s.mask_path, maps.shape[1:]) if s.mask_path else np.zeros(maps.shape[1:], bool)
+                      for s in samples])
+    return maps, masks
+
+
+def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
+                     on_skip: OnSkip | None = None) -> Evaluation:
+    """Score a labelled set: image AUROC, the confusion matrix at the index's threshold (if any), and
+    pixel AUROC and PRO where ground-truth masks exist (at the anomaly maps' resolution)."""
+    kept, results = score_samples(scorer, samples, on_progress, on_skip)
+    threshold = scorer.threshold_
+    evaluation = evaluate_results(kept, results, threshold["value"] if threshold else None)
+    pixels = maps_and_masks(kept, results)
+    if pixels is not None:
+        evaluation.extra["pixel_auroc"] = pixel_auroc(*pixels)
+        evaluation.extra["pixel_pro"] = pro_score(*pixels)
+    return evaluation

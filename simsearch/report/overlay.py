@@ -1,0 +1,69 @@
+"""Overlay pictures a person can look at: the image with its anomaly map in colour, boxes and the verdict."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from simsearch.decide.threshold import normalise_scores
+from simsearch.score.maps import anomaly_map, resize_map
+from simsearch.score.results import ScoreResult
+
+
+def _colour(values: np.ndarray) -> np.ndarray:
+    from matplotlib import colormaps
+    return (colormaps["jet"](np.clip(values, 0.0, 1.0))[:, :, :3] * 255).astype(np.uint8)
+
+
+def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: dict | None = None,
+                  alpha: float = 0.45) -> Image.Image:
+    """The image with its anomaly map in colour (blue = normal, red = anomalous; the threshold sits at the
+    middle of the scale when there is one), boxes in white, and the score written on top."""
+    height, width = pixels.shape[:2]
+    canvas = Image.fromarray(pixels).convert("RGB")
+    amap = getattr(result, "anomaly_map", None)
+    if amap is None and result.patch_map is not None:
+        amap = anomaly_map(result.patch_map)
+    if amap is not None:
+        full = resize_map(amap, height, width)
+        if threshold:
+            scaled = normalise_scores(full, {**threshold, "value": threshold.get("pixel_value") or threshold["value"]})
+        else:
+            low, high = float(full.min()), float(full.max())
+            scaled = (full - low) / max(high - low, 1e-12)
+        heat = Image.fromarray(_colour(scaled.astype(np.float32)))
+        canvas = Image.blend(canvas, heat, alpha)
+    draw = ImageDraw.Draw(canvas)
+    line = max(2, round(max(height, width) / 300))
+    for box in result.boxes:
+        draw.rectangle([box.x0, box.y0, box.x1 - 1, box.y1 - 1], outline=(255, 255, 255), width=line)
+    verdict = "" if result.is_anomaly is None else ("REJECT  " if result.is_anomaly else "pass  ")
+    normalised = "" if result.normalised_score is None else f"  normalised {result.normalised_score:.2f}"
+    text = f"{verdict}score {result.score:.3f}{normalised}"
+    font = ImageFont.load_default(size=max(12, round(max(height, width) / 40)))
+    left, top, right, bottom = draw.textbbox((6, 4), text, font=font)
+    draw.rectangle([0, 0, right + 6, bottom + 4], fill=(0, 0, 0))
+    draw.text((6, 4), text, font=font, fill=(255, 80, 80) if result.is_anomaly else (255, 255, 255))
+    for box in result.boxes:  # the label sits under the box's top edge, or below the banner when it would hide
+        draw.text((box.x0 + line + 2, max(box.y0 + line, bottom + 6)), f"{box.score:.2f}", font=font,
+                  fill=(255, 255, 255))
+    return canvas
+
+
+def overlay_png(pixels: np.ndarray, result: ScoreResult, threshold: dict | None = None) -> bytes:
+    """overlay_image as PNG bytes."""
+    buffer = io.BytesIO()
+    overlay_image(pixels, result, threshold).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def overlay_name(path: str | None, number: int) -> str:
+    """A file name for an image's overlay that keeps its folder (MVTec's 000.png repeats per type)."""
+    if path is None:
+        return f"image_{number:05d}_overlay.png"
+    parts = Path(path).parts
+    stem = "_".join(parts[-2:-1] + (Path(parts[-1]).stem,))
+    return f"{stem}_overlay.png"

@@ -1,0 +1,60 @@
+"""Patch distances -> the anomaly map (upsampled, Gaussian-smoothed, as PatchCore does) and the regions above
+the threshold as boxes in original pixels. Maths only: drawing overlays is `simsearch.report.overlay`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from simsearch.score.results import Box, ScoreResult
+
+MAP_SIZE = 224  # working resolution of anomaly maps (PatchCore's input size); boxes are scaled from it
+SIGMA = 4.0  # Gaussian smoothing at MAP_SIZE, PatchCore's value
+MIN_REGION_FRACTION = 1e-4  # regions smaller than this share of the map are noise, not defects
+
+
+def anomaly_map(patch_map: np.ndarray, size: int = MAP_SIZE, sigma: float = SIGMA) -> np.ndarray:
+    """(h, w) patch distances -> (size, size) map: bilinear upsampling, then Gaussian smoothing."""
+    upsampled = resize_map(patch_map, size, size)
+    return ndimage.gaussian_filter(upsampled, sigma=sigma, mode="nearest") if sigma > 0 else upsampled
+
+
+def resize_map(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a 2-D float map to (height, width)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, int] | None = None,
+                   min_fraction: float = MIN_REGION_FRACTION) -> list[Box]:
+    """Connected regions of amap >= threshold, as boxes in original pixels (image_size = (H, W)),
+    each scored by its peak value, highest first."""
+    above = amap >= threshold
+    labels, count = ndimage.label(above)
+    if count == 0:
+        return []
+    height, width = image_size if image_size is not None else amap.shape
+    scale_y, scale_x = height / amap.shape[0], width / amap.shape[1]
+    sizes = ndimage.sum_labels(above, labels, index=np.arange(1, count + 1))
+    peaks = ndimage.maximum(amap, labels, index=np.arange(1, count + 1))
+    boxes = []
+    for number, region in enumerate(ndimage.find_objects(labels)):
+        if region is None or sizes[number] < min_fraction * amap.size:
+            continue
+        rows, cols = region
+        boxes.append(Box(x0=int(np.floor(cols.start * scale_x)), y0=int(np.floor(rows.start * scale_y)),
+                         x1=min(width, int(np.ceil(cols.stop * scale_x))),
+                         y1=min(height, int(np.ceil(rows.stop * scale_y))), score=float(peaks[number])))
+    return sorted(boxes, key=lambda b: -b.score)
+
+
+def add_map_and_boxes(result: ScoreResult, threshold: dict | None) -> None:
+    """Fill result.anomaly_map from its patch map and, for an image over the threshold, result.boxes."""
+    if result.patch_map is None:
+        return
+    result.anomaly_map = anomaly_map(result.patch_map)
+    if threshold and result.is_anomaly:  # boxes say where to look on a reject; a pass has none
+        pixel_threshold = float(threshold.get("pixel_value") or threshold["value"])
+        result.boxes = boxes_from_map(result.anomaly_map, pixel_threshold, result.image_size)

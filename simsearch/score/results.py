@@ -1,0 +1,96 @@
+"""What simsearch says of an image (ScoreResult, Neighbour, Box), and how a batch of embeddings becomes results:
+the scoring mode's score plus the nearest good and defect exemplars that explain it. Higher = more anomalous."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simsearch.embed.base import Embeddings
+from simsearch.index.exemplar_index import ExemplarIndex
+from simsearch.score.modes import anomaly_scores
+
+
+@dataclass
+class Neighbour:
+    """An exemplar near a scored image, at an image-vector distance."""
+
+    id: int
+    path: str
+    label: str
+    defect_type: str | None
+    distance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "label": self.label, "type": self.defect_type,
+                "distance": round(float(self.distance), 6)}
+
+
+@dataclass
+class Box:
+    """A region of the anomaly map above the threshold, in original image pixels (x1, y1 exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "score": round(float(self.score), 6)}
+
+
+@dataclass
+class ScoreResult:
+    """What simsearch says of one image."""
+
+    path: str | None
+    score: float
+    nearest: list[Neighbour]
+    nearest_defect: Neighbour | None = None
+    normalised_score: float | None = None
+    is_anomaly: bool | None = None
+    patch_map: np.ndarray | None = field(default=None, repr=False)  # (h, w) patch distances, patch mode
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # smoothed map (see simsearch.score.maps)
+    image_size: tuple[int, int] | None = None  # (height, width) of the original image
+    boxes: list[Box] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "score": round(float(self.score), 6),
+            "normalised_score": None if self.normalised_score is None else round(float(self.normalised_score), 6),
+            "is_anomaly": self.is_anomaly,
+            "nearest": [n.to_dict() for n in self.nearest],
+            "nearest_defect": self.nearest_defect.to_dict() if self.nearest_defect else None,
+            "boxes": [b.to_dict() for b in self.boxes],
+        }
+
+
+def _neighbours(index: ExemplarIndex, distances: np.ndarray, ids: np.ndarray) -> list[Neighbour]:
+    found = []
+    for distance, exemplar_id in zip(distances, ids):
+        exemplar = index.exemplars.get(int(exemplar_id))
+        if exemplar is not None:
+            found.append(Neighbour(exemplar.id, exemplar.path, exemplar.label, exemplar.defect_type, float(distance)))
+    return found
+
+
+def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[str | None] | None = None,
+                     n_nearest: int = 3) -> list[ScoreResult]:
+    """Score a batch: anomaly score, the n nearest good exemplars, and the nearest defect exemplar."""
+    count = len(embeddings.image)
+    paths = paths if paths is not None else [None] * count
+    scores, maps = anomaly_scores(index, embeddings)
+    good_distances, good_ids = index.nearest_good(embeddings.image, n_nearest)
+    defect_distances, defect_ids = index.nearest_defect(embeddings.image, 1)
+    results = []
+    for row in range(count):
+        defect = _neighbours(index, defect_distances[row], defect_ids[row])
+        results.append(ScoreResult(
+            path=paths[row], score=float(scores[row]),
+            nearest=_neighbours(index, good_distances[row], good_ids[row]),
+            nearest_defect=defect[0] if defect else None,
+            patch_map=None if maps is None else maps[row]))
+    return results

@@ -1,0 +1,57 @@
+"""Pieces both trainers use: reading labelled images, the triplet objective, and class-balanced batches."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageError, read_image
+from simsearch.errors import TrainingError
+from simsearch.train.distances import LpDistance
+from simsearch.train.loop import TrainSettings
+from simsearch.train.losses import TripletMarginLoss
+from simsearch.train.miners import create_miner
+from simsearch.train.samplers import ClassBalancedBatchSampler
+
+OnSkip = Callable[[str, str], None]
+OnProgress = Callable[[int], None]
+
+
+def read_samples(samples: Sequence[Sample], prepare: Callable[[np.ndarray], torch.Tensor],
+                 on_skip: OnSkip | None = None, on_progress: OnProgress | None = None) -> tuple[list[Sample], list]:
+    """Read and prepare each sample's image; unreadable ones (and ones the ROI crop refuses) are skipped."""
+    kept, prepared = [], []
+    for sample in samples:
+        try:
+            prepared.append(prepare(read_image(sample.path)))
+            kept.append(sample)
+        except (ImageError, ValueError) as error:
+            if on_skip:
+                on_skip(str(sample.path), str(error))
+        if on_progress:
+            on_progress(1)
+    if not kept:
+        raise TrainingError("none of the training images could be read")
+    return kept, prepared
+
+
+class TripletObjective:
+    """Miner + triplet margin loss, chosen by the run's settings."""
+
+    def __init__(self, settings: TrainSettings):
+        distance = LpDistance()
+        self.miner = create_miner(settings.miner, margin=settings.margin, distance=distance)
+        self.loss = TripletMarginLoss(settings.margin, distance=distance)
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(embeddings, labels, self.miner(embeddings, labels))
+
+
+def balanced_batches(labels: Sequence[int], settings: TrainSettings, seed: int) -> ClassBalancedBatchSampler:
+    """A class-balanced sampler (good always in the batch) for the run's batch size."""
+    if len(set(labels)) < 2:
+        raise TrainingError("triplet training needs good and defect images; found only one class")
+    return ClassBalancedBatchSampler(labels, settings.batch_size, anchor_class=0, seed=seed)

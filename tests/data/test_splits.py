@@ -1,0 +1,66 @@
+"""Splits: stratified by defect type, disjoint, reproducible; k-fold tests every sample exactly once."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from simsearch.data.datasets import DatasetError, Sample
+from simsearch.data.splits import (
+    comparison_samples,
+    holdout_split,
+    kfold_splits,
+    stratum,
+)
+
+
+def _samples():
+    samples = [Sample(Path(f"good/{i:03d}.png"), "good") for i in range(60)]
+    for kind, count in (("crack", 20), ("scratch", 10), ("rare", 2)):
+        samples += [Sample(Path(f"defect/{kind}/{i:03d}.png"), "defect", kind) for i in range(count)]
+    return samples
+
+
+def test_kfold_is_stratified_disjoint_and_covers_every_sample_once():
+    samples = _samples()
+    splits = kfold_splits(samples, folds=5, seed=1)
+    tested = Counter()
+    for split in splits:
+        assert not set(split.train) & set(split.test)
+        assert len(split.train) + len(split.test) == len(samples)
+        counts = Counter(map(stratum, split.test))
+        assert counts["good"] == 12 and counts["defect:crack"] == 4 and counts["defect:scratch"] == 2
+        tested.update(split.test)
+    assert set(tested) == set(samples) and set(tested.values()) == {1}
+
+
+def test_splits_are_reproducible_and_independent_of_input_order():
+    samples = _samples()
+    first = kfold_splits(samples, 4, seed=3)
+    again = kfold_splits(list(reversed(samples)), 4, seed=3)
+    assert [s.test for s in first] == [s.test for s in again]
+    assert [s.test for s in kfold_splits(samples, 4, seed=4)] != [s.test for s in first]
+
+
+def test_holdout_split_keeps_proportions():
+    split = holdout_split(_samples(), test_size=0.2)
+    counts = Counter(map(stratum, split.test))
+    assert counts["good"] == 12 and counts["defect:crack"] == 4 and counts["defect:scratch"] == 2
+    assert not set(split.train) & set(split.test)
+    assert all(not s.is_defect for s in split.train_good)
+
+
+def test_too_few_defects_is_a_clear_error():
+    samples = [Sample(Path(f"g{i}.png"), "good") for i in range(10)] + [Sample(Path("d.png"), "defect")]
+    with pytest.raises(DatasetError, match="at least 3"):
+        kfold_splits(samples, 3)
+
+
+def test_mvtec_pool_adds_train_good(tmp_path):
+    from PIL import Image
+    for folder, count in (("train/good", 3), ("test/good", 1), ("test/crack", 2)):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
+    samples = comparison_samples(tmp_path)
+    assert Counter(map(stratum, samples)) == {"good": 4, "defect:crack": 2}
