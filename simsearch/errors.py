@@ -84,6 +84,12 @@ class DeviceError(InputError):
     category = "device"
 
 
+class NotFittedError(InputError, RuntimeError):
+    """A step asked for before the one it needs (scoring before fitting, predicting before calibrating)."""
+
+    category = "not-fitted"
+
+
 # Exit codes of the `simsearch` command: every SimsearchError maps to its class's exit_code.
 EXIT_CODES = {
     0: "done",
@@ -95,4 +101,4 @@ EXIT_CODES = {
 }
 
 __all__ = ["EXIT_CODES", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem", "InputError",
-           "SimsearchError", "TrainingError", "UnknownComponentError", "WeightsError"]
+           "NotFittedError", "SimsearchError", "TrainingError", "UnknownComponentError", "WeightsError"]

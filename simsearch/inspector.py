@@ -23,7 +23,7 @@ from simsearch.decide.policies import Calibration, calibrate
 from simsearch.decide.threshold import is_anomalous, normalise_scores
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
-from simsearch.errors import InputError
+from simsearch.errors import InputError, NotFittedError
 from simsearch.evaluate.evaluation import (
     Evaluation,
     evaluate_dataset,
@@ -63,7 +63,7 @@ class Inspector:
 
     def _require_index(self) -> ExemplarIndex:
         if self.index_ is None:
-            raise InputError("this Inspector has no index yet: call fit() or Inspector.load()")
+            raise NotFittedError("this Inspector has no index yet: call fit() or Inspector.load()")
         return self.index_
 
     def fit(self, good: ImageLike | Sequence[ImageLike], defects: ImageLike | Sequence[ImageLike] | None = None,
@@ -165,7 +165,7 @@ class Inspector:
     def _threshold(self) -> dict:
         threshold = self._require_index().threshold
         if not threshold:
-            raise InputError("no threshold yet: run `simsearch calibrate` (or Inspector.calibrate) first")
+            raise NotFittedError("no threshold yet: run `simsearch calibrate` (or Inspector.calibrate) first")
         return threshold
 
     def decision_function(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:

@@ -21,7 +21,7 @@ from simsearch.embed.weights import (
     read_state_dict,
     torchvision_state_dict,
 )
-from simsearch.errors import InputError, UnknownComponentError
+from simsearch.errors import InputError, NotFittedError, UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.score.results import ScoreResult
 from simsearch.train.classifier import (
@@ -111,7 +111,7 @@ class ImageClassifier:
 
     def _require_model(self) -> torch.nn.Module:
         if self.model_ is None:
-            raise InputError("this classifier is not trained: call fit() or load_baseline()")
+            raise NotFittedError("this classifier is not trained: call fit() or load_baseline()")
         return self.model_
 
     def _score_batch(self, items: list) -> list[ScoreResult]:

@@ -21,7 +21,7 @@ from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED, holdout_split
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
-from simsearch.errors import InputError
+from simsearch.errors import NotFittedError
 from simsearch.files import file_sha256
 from simsearch.score.results import ScoreResult
 
@@ -176,7 +176,7 @@ class BackboneProbe:
                    on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
         """Defect probability per image from the chosen backbone and head."""
         if self.embedder_ is None or self.head_ is None:
-            raise InputError("this probe is not trained: call fit() or load_baseline()")
+            raise NotFittedError("this probe is not trained: call fit() or load_baseline()")
         batch = []
         items = iter_items(expand_inputs(images), on_skip)
         while True:
@@ -198,7 +198,7 @@ class BackboneProbe:
     def save(self, folder: str | Path) -> None:
         """Write the head as tensors and the chosen embedder's config (its weights stay where they are)."""
         if self.embedder_ is None or self.head_ is None:
-            raise InputError("this probe is not trained")
+            raise NotFittedError("this probe is not trained")
         head = self.head_
         tensors = {"mean": torch.from_numpy(np.asarray(head.mean, dtype=np.float64)),
                    "scale": torch.from_numpy(np.asarray(head.scale, dtype=np.float64)),
