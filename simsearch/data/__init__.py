@@ -1,0 +1,1 @@
+"""Data: reading images (size caps), inputs and batches, labelled layouts (folders, MVTec, CSV), splits, transforms."""

@@ -1,1 +1,1 @@
-"""Metric learning: triplet losses, miners, class-balanced sampling, augmentation, ROI crops and trainers."""
+"""Train (a side branch): triplet losses, miners, samplers, augmentation, one training loop and its tasks."""
