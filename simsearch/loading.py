@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from simsearch.errors import IndexProblem
+from simsearch.score.scorer import Scorer
 
 
-def load(folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> Any:
+def load(folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> Scorer:
     """The Inspector or baseline saved in `folder`; both score with `iter_score` and carry `threshold_`."""
     folder = Path(folder)
     if (folder / "manifest.json").is_file():
