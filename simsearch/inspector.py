@@ -37,14 +37,18 @@ from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_map_and_boxes
 from simsearch.score.modes import anomaly_scores
 from simsearch.score.results import ScoreResult, score_embeddings
+from simsearch.score.scorer import Scorer
 
 Warn = Callable[[str], None]
 
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
 
 
-class Inspector:
+class Inspector(Scorer):
     """Anomaly scoring by similarity search over good (and defect) exemplars."""
+
+    name = "knn"
+    family = "similarity"
 
     def __init__(self, embedder: Embedder | None = None, mode: str = "patch", k: int = 1,
                  coreset_ratio: float = 0.1, n_nearest: int = 3):
@@ -66,10 +70,21 @@ class Inspector:
             raise NotFittedError("this Inspector has no index yet: call fit() or Inspector.load()")
         return self.index_
 
-    def fit(self, good: ImageLike | Sequence[ImageLike], defects: ImageLike | Sequence[ImageLike] | None = None,
-            defect_type: str | None = None, on_progress: Progress | None = None,
-            on_skip: OnSkip | None = None) -> "Inspector":
-        """Build a new index from good images (paths, folders, PIL images or arrays) and optional defects."""
+    def fit(self, good: Sequence[Sample] | ImageLike | Sequence[ImageLike],
+            defects: ImageLike | Sequence[ImageLike] | None = None, defect_type: str | None = None,
+            on_progress: Progress | None = None, on_skip: OnSkip | None = None) -> "Inspector":
+        """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
+        exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects."""
+        defect_types = None
+        if _is_samples(good):
+            if defects is not None:
+                raise InputError("give labelled samples or good images with defects, not both",
+                                 hint="put the defects among the samples", parameter="defects")
+            samples = list(good)
+            good = [s.path for s in samples if not s.is_defect]
+            defect_samples = [s for s in samples if s.is_defect]
+            defects = [s.path for s in defect_samples] or None
+            defect_types = [s.defect_type for s in defect_samples]
         embedder = self._require_embedder()
         if self.mode == "patch" and not embedder.supports_patches:
             raise InputError("this embedder gives no patch vectors: use mode='image'")
@@ -90,7 +105,8 @@ class Inspector:
         if readable == 0:
             raise ImageError(f"none of the {len(good_inputs)} good inputs could be read as an image")
         if defects is not None:
-            self.add(defects, "defect", defect_type=defect_type, on_progress=on_progress, on_skip=on_skip)
+            self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
+                     on_skip=on_skip)
         return self
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
@@ -192,6 +208,11 @@ class Inspector:
         inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest)
         inspector.index_ = index
         return inspector
+
+
+def _is_samples(items: object) -> bool:
+    """True for a non-empty list of labelled Samples (what Scorer.fit takes)."""
+    return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, Sample) for i in items)
 
 
 def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simsearch.errors import IndexProblem
 
+if TYPE_CHECKING:  # importing this module stays light; loading a model pulls torch in
+    from simsearch.score.scorer import Scorer
 
-def load(folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> Any:
+
+def load(folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> "Scorer":
     """The Inspector or baseline saved in `folder`; both score with `iter_score` and carry `threshold_`."""
     folder = Path(folder)
     if (folder / "manifest.json").is_file():

@@ -11,7 +11,8 @@ import torch
 
 from simsearch.baselines.cam import class_activation_maps, map_to_box, upsample_map
 from simsearch.baselines.models import CamClassifier, SmallCNN
-from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.persist import SavedBaseline, write_baseline
+from simsearch.baselines.registry import Note, register_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
@@ -57,7 +58,25 @@ def load_backbone_weights(model: CamClassifier, weights: str | Path | None = Non
     return source
 
 
-class ImageClassifier:
+def build_cnn(options: Any, on_note: Note | None = None) -> "ImageClassifier":
+    """Seed 000's small CNN from CompareSettings (its own image size and learning rate)."""
+    return ImageClassifier("cnn", options.cnn_image_size, options.backbone, options.weights, options.pretrained,
+                           options.train_config("cnn"), **_runtime(options))
+
+
+def build_cam(options: Any, on_note: Note | None = None) -> "ImageClassifier":
+    """Seeds 001/002's CAM classifier from CompareSettings (the shared backbone, weights and image size)."""
+    return ImageClassifier("cam", options.image_size, options.backbone, options.weights, options.pretrained,
+                           options.train_config("cam"), **_runtime(options))
+
+
+def _runtime(options: Any) -> dict[str, Any]:
+    return {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
+
+
+@register_baseline("cam", build_cam, help="fine-tuned backbone with class activation map boxes (seeds 001/002)")
+@register_baseline("cnn", build_cnn, help="small CNN trained from scratch (seed 000)")
+class ImageClassifier(SavedBaseline):
     """A supervised good/defect classifier: kind 'cnn' (seed 000) or 'cam' (seeds 001/002)."""
 
     def __init__(self, kind: str = "cnn", image_size: int | None = None, backbone: str = "resnet18",
@@ -92,8 +111,20 @@ class ImageClassifier:
             parameter.requires_grad = False
         return model
 
-    def fit(self, images: Sequence[ImageLike], labels: Sequence[int],
-            on_epoch: EpochCallback | None = None) -> "ImageClassifier":
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.model_ is not None
+
+    def fit(self, samples: Sequence[Sample], on_epoch: EpochCallback | None = None) -> "ImageClassifier":
+        """Train on labelled samples (defect types are not used)."""
+        return self.fit_images([s.path for s in samples], [int(s.is_defect) for s in samples], on_epoch)
+
+    def fit_images(self, images: Sequence[ImageLike], labels: Sequence[int],
+                   on_epoch: EpochCallback | None = None) -> "ImageClassifier":
         """Train on images with labels 0 (good) / 1 (defect)."""
         labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         if len(labels) != len(images) or len(set(labels.tolist())) < 2:
@@ -104,10 +135,6 @@ class ImageClassifier:
         self.history_ = train_classifier(model, pixels, labels.to(self.device), self.train, on_epoch, frozen)
         self.model_ = model
         return self
-
-    def fit_samples(self, samples: Sequence[Sample], on_epoch: EpochCallback | None = None) -> "ImageClassifier":
-        """Train on labelled samples."""
-        return self.fit([s.path for s in samples], [int(s.is_defect) for s in samples], on_epoch)
 
     def _require_model(self) -> torch.nn.Module:
         if self.model_ is None:
@@ -148,10 +175,6 @@ class ImageClassifier:
             if on_progress:
                 on_progress(len(batch))
 
-    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None) -> list[ScoreResult]:
-        return list(self.iter_score(images, on_progress, on_skip))
-
     def predict_proba(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """(N, 2) class probabilities, good then defect."""
         defect = np.array([r.score for r in self.score(images)])
@@ -162,14 +185,20 @@ class ImageClassifier:
                 else None, "threshold": self.threshold, "weights_source": self.weights_source_,
                 "train": self.train.to_dict(), "history": self.history_}
 
+    def describe(self) -> dict[str, Any]:
+        """The set-up from the saved config (the training history left out)."""
+        config = {k: v for k, v in self.config().items() if k != "history"}
+        return {"scorer": self.name, "family": self.family, **config, "threshold": self.threshold_}
+
     def save(self, folder: str | Path) -> None:
         """Write model.pt + baseline.json; the saved model needs no backbone weights file to load."""
         state = self._require_model().state_dict()
         write_baseline(folder, {**self.config(), "digest": tensor_digest(state)}, state)
 
     @classmethod
-    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], batch_size: int | None = None,
-                   device: str | None = None) -> "ImageClassifier":
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
+                   batch_size: int | None = None, device: str | None = None) -> "ImageClassifier":
+        """Rebuild from baseline.json and model.pt (weights is unused: model.pt holds every tensor)."""
         train = {k: v for k, v in config.get("train", {}).items() if k in TrainConfig.__dataclass_fields__}
         if "class_weights" in train:
             train["class_weights"] = tuple(train["class_weights"])

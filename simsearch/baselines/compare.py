@@ -20,8 +20,8 @@ from sklearn.metrics import (
     precision_recall_curve,
 )
 
-from simsearch.baselines.classifier import ImageClassifier
-from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE, BackboneProbe
+from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
+from simsearch.baselines.registry import baseline_names, build_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split
 from simsearch.embed import WeightsError, create_embedder
@@ -32,7 +32,7 @@ from simsearch.train.classifier import TrainConfig
 
 KNN_METHODS = ("knn-image", "knn-patch")
 TRIPLET_METHODS = ("triplet-ae", "triplet-head")
-SUPERVISED_METHODS = ("cnn", "cam", "probe")
+SUPERVISED_METHODS = baseline_names()  # every registered baseline (cnn, cam, probe, ...)
 METHODS = KNN_METHODS + TRIPLET_METHODS + SUPERVISED_METHODS
 METRICS = ("image_auroc", "f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
 KNN_HOLDOUT = 0.2  # share of the training good images held out of the index to place the kNN threshold
@@ -112,27 +112,6 @@ class KnnMethod:
         self.inspector.save(folder)
 
 
-class SupervisedMethod:
-    """A CNN, CAM or probe baseline trained on both classes of the training part."""
-
-    def __init__(self, model: ImageClassifier | BackboneProbe, on_note: Note | None = None):
-        self.model = model
-        self.on_note = on_note
-
-    def fit(self, train: Sequence[Sample]) -> "SupervisedMethod":
-        if isinstance(self.model, BackboneProbe):
-            self.model.fit(train, on_note=self.on_note)
-        else:
-            self.model.fit_samples(train)
-        return self
-
-    def iter_score(self, images, on_progress=None, on_skip=None):
-        return self.model.iter_score(images, on_progress, on_skip)
-
-    def save(self, folder: Path) -> None:
-        self.model.save(folder)
-
-
 def build_method(name: str, settings: CompareSettings, on_note: Note | None = None):
     """A fresh, untrained method. Raises WeightsError when its weights or embedder are unavailable."""
     runtime = {"batch_size": settings.batch_size, **({"device": settings.device} if settings.device else {})}
@@ -151,16 +130,8 @@ def build_method(name: str, settings: CompareSettings, on_note: Note | None = No
                                        pretrained=settings.pretrained, image_size=settings.image_size, **runtime)
             mode = name.removeprefix("knn-")
         return KnnMethod(embedder, mode, settings.k, settings.coreset_ratio, settings.seed)
-    if name in ("cnn", "cam"):
-        size = settings.cnn_image_size if name == "cnn" else settings.image_size
-        return SupervisedMethod(ImageClassifier(name, size, settings.backbone, settings.weights, settings.pretrained,
-                                                settings.train_config(name), **runtime))
-    if name == "probe":
-        weights = {settings.backbone: settings.weights} if settings.weights else {}
-        return SupervisedMethod(BackboneProbe(settings.probe_backbones, weights, settings.image_size,
-                                              class_weights=settings.class_weights, seed=settings.seed,
-                                              cache_dir=settings.cache_dir, pretrained=settings.pretrained,
-                                              **runtime), on_note)
+    if name in SUPERVISED_METHODS:
+        return build_baseline(name, settings, on_note)
     raise UnknownComponentError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 
 from simsearch.embed.weights import WeightsError, read_state_dict
 from simsearch.errors import IndexProblem
+from simsearch.score.scorer import Scorer
 
 CONFIG_FILE = "baseline.json"
 TENSORS_FILE = "model.pt"
@@ -55,13 +57,40 @@ def read_baseline(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
 
 
 def load_baseline(folder: str | Path, weights: str | Path | None = None, **runtime: Any):
-    """Open a saved CNN, CAM or probe baseline; it scores images like an Inspector (`iter_score`)."""
+    """Open a saved baseline of any registered kind; it scores images like an Inspector (`iter_score`)."""
+    from simsearch.baselines.registry import baseline_names, open_baseline
+
     config, tensors = read_baseline(folder)
     kind = config.get("kind")
-    if kind in ("cnn", "cam"):
-        from simsearch.baselines.classifier import ImageClassifier
-        return ImageClassifier.from_saved(config, tensors, **runtime)
-    if kind == "probe":
-        from simsearch.baselines.probe import BackboneProbe
-        return BackboneProbe.from_saved(config, tensors, weights=weights, **runtime)
-    raise BaselineError(f"{folder}: unknown baseline kind {kind!r}")
+    if kind not in baseline_names():
+        raise BaselineError(f"{folder}: unknown baseline kind {kind!r} (known: {', '.join(baseline_names())})")
+    return open_baseline(kind, config, tensors, weights=weights, **runtime)
+
+
+class SavedBaseline(Scorer):
+    """What every baseline shares: a folder of model.pt + baseline.json, a fixed defect-probability threshold."""
+
+    family = "classifier"
+    threshold: float = 0.5
+
+    @classmethod
+    def load(cls, folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> Scorer:
+        """Open a baseline saved by `save`; refuses a folder holding another class's baseline."""
+        scorer = load_baseline(folder, weights=weights, **runtime)
+        if not isinstance(scorer, cls):
+            raise BaselineError(f"{folder} holds a {scorer.name} baseline, not a {cls.__name__}",
+                                hint="open it with simsearch.load")
+        return scorer
+
+    @property
+    @abstractmethod
+    def is_fitted(self) -> bool:
+        """True once trained or loaded."""
+
+    @property
+    def threshold_(self) -> dict[str, Any] | None:
+        """The defect-probability threshold as a threshold record (None until trained or loaded)."""
+        if not self.is_fitted:
+            return None
+        return {"value": float(self.threshold), "low": 0.0, "high": 1.0, "policy": "fixed",
+                "reason": f"defect probability >= {self.threshold:g}"}

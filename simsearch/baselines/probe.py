@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
-from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.persist import SavedBaseline, write_baseline
+from simsearch.baselines.registry import register_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
@@ -107,13 +108,26 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-class BackboneProbe:
+def build_probe(options: Any, on_note: Note | None = None) -> "BackboneProbe":
+    """The probe from CompareSettings: its candidate backbones, the shared weights file for --backbone."""
+    weights = {options.backbone: options.weights} if options.weights else {}
+    runtime = {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
+    return BackboneProbe(options.probe_backbones, weights, options.image_size, class_weights=options.class_weights,
+                         seed=options.seed, cache_dir=options.cache_dir, pretrained=options.pretrained,
+                         on_note=on_note, **runtime)
+
+
+@register_baseline("probe", build_probe, help="linear head on the best of several pretrained backbones (seed 003)")
+class BackboneProbe(SavedBaseline):
     """Pick the pretrained backbone whose cached embeddings a linear head separates best; score with it."""
+
+    name = "probe"
 
     def __init__(self, backbones: Sequence[str] = DEFAULT_BACKBONES, weights: dict[str, str | Path] | None = None,
                  image_size: int = 224, validation_size: float = 0.2, class_weights: Sequence[float] = (1.0, 3.0),
                  threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
-                 batch_size: int = 16, device: str | None = None, pretrained: bool = True):
+                 batch_size: int = 16, device: str | None = None, pretrained: bool = True,
+                 on_note: Note | None = None):
         self.backbones = tuple(backbones)
         self.weights = dict(weights or {})
         self.image_size = image_size
@@ -125,6 +139,7 @@ class BackboneProbe:
         self.batch_size = batch_size
         self.device = device
         self.pretrained = pretrained  # False: random ResNets, for tests only
+        self.on_note = on_note  # told of each backbone skipped for want of weights
         self.embedder_: Embedder | None = None
         self.head_: LinearHead | None = None
         self.candidates_: list[dict] = []
@@ -145,6 +160,7 @@ class BackboneProbe:
     def fit(self, samples: Sequence[Sample], on_note: Note | None = None,
             on_progress: Progress | None = None) -> "BackboneProbe":
         """Embed the training samples with each backbone, choose by validation F1, refit the head on all."""
+        on_note = on_note or self.on_note
         self.notes_, self.candidates_ = [], []
         split = holdout_split(samples, self.validation_size, self.seed)
         ordered = split.train + split.test
@@ -169,6 +185,16 @@ class BackboneProbe:
         return self
 
     @property
+    def is_fitted(self) -> bool:
+        return self.embedder_ is not None and self.head_ is not None
+
+    def describe(self) -> dict[str, Any]:
+        """The set-up: the chosen backbone and embedder, the candidates tried, the threshold."""
+        return {"scorer": self.name, "family": self.family, "backbone": self.backbone_,
+                "embedder": self.embedder_.config if self.embedder_ is not None else None,
+                "candidates": self.candidates_, "notes": self.notes_, "threshold": self.threshold_}
+
+    @property
     def backbone_(self) -> str | None:
         return self.embedder_.config.get("backbone") if self.embedder_ is not None else None
 
@@ -191,10 +217,6 @@ class BackboneProbe:
             if on_progress:
                 on_progress(len(batch))
 
-    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None) -> list[ScoreResult]:
-        return list(self.iter_score(images, on_progress, on_skip))
-
     def save(self, folder: str | Path) -> None:
         """Write the head as tensors and the chosen embedder's config (its weights stay where they are)."""
         if self.embedder_ is None or self.head_ is None:
@@ -211,6 +233,7 @@ class BackboneProbe:
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
                    batch_size: int | None = None, device: str | None = None) -> "BackboneProbe":
+        """Rebuild from baseline.json and model.pt; the backbone's weights are read again (weights: its file)."""
         runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
         embedder_config = config["embedder"]
         if embedder_config.get("kind") == "pooled":

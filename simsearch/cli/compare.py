@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
     def compare(
         data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
-                                    help="Comma-separated: knn-image, knn-patch, triplet-ae, triplet-head, cnn, cam, probe."),
+                                    help="Comma-separated: knn-image, knn-patch, triplet-ae, triplet-head, or a baseline "
+                                         "(see `simsearch train-baseline --help`)."),
         folds: int = typer.Option(5, "--folds", help="Stratified k-fold cross-validation (seed 001: 5)."),
         backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train-baseline")
     def train_baseline(
         data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
-        method: str = typer.Option("cam", "--method", help="cnn, cam or probe."),
+        method: str = typer.Option("cam", "--method", help="A registered baseline: cnn, cam, probe, ..."),
         out: Path = typer.Option(Path("artifacts/baseline"), "--out", "-o", help="Model folder to write."),
         backbone: str = typer.Option("resnet18", "--backbone"),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
@@ -132,17 +133,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train one supervised baseline on every labelled image and save it for `simsearch score --model`."""
         with handle_errors():
-            from simsearch.baselines.compare import SUPERVISED_METHODS, build_method
+            from simsearch.baselines.registry import baseline_names, build_baseline
             from simsearch.data.splits import comparison_samples
 
-            if method not in SUPERVISED_METHODS:
-                fail(f"--method must be one of {', '.join(SUPERVISED_METHODS)}, not {method!r}")
+            if method not in baseline_names():
+                fail(f"--method must be one of {', '.join(baseline_names())}, not {method!r}")
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
             samples = comparison_samples(data)
-            model = build_method(method, settings, on_note=_note)
+            model = build_baseline(method, settings, on_note=_note)
             with progress_bar(f"training {method}", None):
                 model.fit(samples)
             model.save(out)

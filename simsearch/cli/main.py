@@ -45,10 +45,15 @@ def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[i
     return Inspector.load(index, weights=weights, **_embedder_runtime(batch_size, device))
 
 
-def _load_baseline(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
-                   device: Optional[str] = None):
-    from simsearch.baselines.persist import load_baseline
-    return load_baseline(model, weights=weights, **_embedder_runtime(batch_size, device))
+def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
+                device: Optional[str] = None):
+    """Any saved Scorer: a baseline folder or an index folder."""
+    from simsearch.loading import load
+    return load(model, weights=weights, **_embedder_runtime(batch_size, device))
+
+
+ModelOption = typer.Option(None, "--model", help="A saved model folder (a baseline from `train-baseline`, or an "
+                                                 "index) instead of --index.")
 
 
 def _folder_size(folder: Path) -> int:
@@ -145,7 +150,7 @@ def score(
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
-    model: Optional[Path] = typer.Option(None, "--model", help="A saved supervised baseline instead of an index."),
+    model: Optional[Path] = ModelOption,
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
@@ -154,10 +159,10 @@ def score(
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
-        if model is not None and heatmap is not None:
-            fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
-        inspector = _load_baseline(model, weights, batch_size, device) if model is not None \
+        inspector = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device)
+        if heatmap is not None and getattr(inspector, "index_", None) is None:
+            fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
         results = []
         if heatmap is not None:
             heatmap.mkdir(parents=True, exist_ok=True)
@@ -317,20 +322,23 @@ def evaluate(
     device: Optional[str] = typer.Option(None, "--device"),
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
+    model: Optional[Path] = ModelOption,
 ) -> None:
-    """Score a labelled set and report image AUROC (and pixel AUROC where masks exist)."""
+    """Score a labelled set and report image AUROC, the confusion at the threshold (and pixel AUROC where masks
+    exist), for an index or a saved baseline (--model)."""
     with handle_errors():
         from simsearch.cli.output import print_evaluation
         from simsearch.evaluate.evaluation import evaluate_dataset
 
         samples = _labelled_samples(dataset, fold)
-        inspector = _load_inspector(index, weights, batch_size, device)
+        scorer = _load_model(model, weights, batch_size, device) if model is not None \
+            else _load_inspector(index, weights, batch_size, device)
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(inspector, samples, on_progress=advance, on_skip=warn_skip)
+            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=warn_skip)
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation
-            written = report_evaluation(evaluation, inspector, dataset, fold, index, run_dir)
+            written = report_evaluation(evaluation, scorer, dataset, fold, model or index, run_dir)
         if as_json:
             typer.echo(json.dumps({**evaluation.to_dict(), **({"report": str(written)} if written else {})}))
         else:

@@ -4,7 +4,7 @@ AUROC and PRO where there are masks."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -14,15 +14,7 @@ from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
 from simsearch.evaluate.metrics import image_auroc, pixel_auroc, pro_score
 from simsearch.score.results import ScoreResult
-
-
-class Scorer(Protocol):
-    """What evaluation needs of a scorer (the kNN Inspector or any baseline): results and a threshold."""
-
-    threshold_: dict | None
-
-    def iter_score(self, images: Any, on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]: ...
+from simsearch.score.scorer import Scorer  # the kNN Inspector or any baseline
 
 
 @dataclass

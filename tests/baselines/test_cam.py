@@ -39,7 +39,7 @@ def test_cam_box_lands_on_a_planted_bright_square():
     train = [_image(rng, i % 2 == 1) for i in range(24)]
     config = TrainConfig(epochs=4, learning_rate=1e-3, target_accuracy=1.01, augment=False)
     classifier = ImageClassifier("cam", 64, pretrained=False, train=config, batch_size=8)
-    classifier.fit([image for image, _ in train], [i % 2 for i in range(24)])
+    classifier.fit_images([image for image, _ in train], [i % 2 for i in range(24)])
     test = [_image(rng, True) for _ in range(6)]
     hits = 0
     for (image, (cx, cy)), result in zip(test, classifier.score([image for image, _ in test])):

@@ -1,0 +1,58 @@
+"""The Scorer contract: what the kNN Inspector and every baseline implement, so that `score`, `evaluate`,
+`report` and `serve` take either.
+
+scikit-learn shaped: `fit(samples)` returns self, learned state ends in `_`, and scores follow PyOD's sign
+(higher = more anomalous). A similarity scorer's score is a distance; a classifier's a defect probability.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageLike
+from simsearch.data.inputs import OnSkip, Progress
+from simsearch.score.results import ScoreResult
+
+FAMILIES = ("similarity", "classifier")
+
+
+class Scorer(ABC):
+    """Fit on labelled samples, score images one ScoreResult each, save and load from a folder."""
+
+    name: str = ""  # the registry name ('knn', 'cnn', 'cam', 'probe', ...)
+    family: str = ""  # one of FAMILIES
+
+    @abstractmethod
+    def fit(self, samples: Sequence[Sample]) -> "Scorer":
+        """Learn from labelled good/defect samples (with defect types where known); returns self."""
+
+    @abstractmethod
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        """One ScoreResult per readable image (unreadable ones go to on_skip), as batches finish."""
+
+    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+              on_skip: OnSkip | None = None) -> list[ScoreResult]:
+        """Like iter_score(), as a list."""
+        return list(self.iter_score(images, on_progress, on_skip))
+
+    @property
+    @abstractmethod
+    def threshold_(self) -> Any:
+        """The reject threshold the scorer holds (None until there is one)."""
+
+    @abstractmethod
+    def save(self, folder: str | Path) -> None:
+        """Write everything `load` needs into folder."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> "Scorer":
+        """Open a scorer saved by `save`; runtime: batch_size, device."""
+
+    def describe(self) -> dict[str, Any]:
+        """The set-up in a few JSON-able fields, for reports."""
+        return {"scorer": self.name, "family": self.family, "threshold": self.threshold_}

@@ -1,0 +1,87 @@
+"""The Scorer contract, run on every registered scorer: the kNN Inspector and each registered baseline go
+through the same checks on a tiny synthetic labelled set (random weights, small images, 1 epoch)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import simsearch
+from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline
+from simsearch.data.datasets import discover_samples
+from simsearch.score.results import ScoreResult
+from simsearch.score.scorer import FAMILIES, Scorer
+from tests.conftest import write_parts
+
+SCORERS = ("knn",) + baseline_names()
+
+
+def options():
+    """Settings for every baseline: random weights, small images, one epoch, no cache (no network)."""
+    from simsearch.baselines.compare import CompareSettings
+    return CompareSettings(pretrained=False, image_size=64, cnn_image_size=32, epochs=1, batch_size=8,
+                           device="cpu", probe_backbones=("resnet18",), cache_dir=None, seed=0)
+
+
+def make_scorer(name: str, small_embedder) -> Scorer:
+    if name == "knn":
+        from simsearch.inspector import Inspector
+        return Inspector(small_embedder, mode="patch", coreset_ratio=0.5)
+    return build_baseline(name, options())
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """Labelled synthetic parts to fit on (8 good, 4 defect/spot) and a few others to score."""
+    root = tmp_path_factory.mktemp("contract")
+    train = discover_samples(write_parts(root / "train", seed=3, n_good=8, n_defect=4))
+    test = sorted(p for p in write_parts(root / "test", seed=4, n_good=3, n_defect=2).rglob("*.png"))
+    broken = root / "broken.png"
+    broken.write_bytes(b"not an image")
+    return train, test, broken
+
+
+@pytest.mark.parametrize("name", SCORERS)
+def test_every_scorer_keeps_the_contract(name, parts, small_embedder, tmp_path):
+    train, test, broken = parts
+    scorer = make_scorer(name, small_embedder)
+    assert isinstance(scorer, Scorer)
+    assert scorer.family in FAMILIES and scorer.name == name
+
+    assert scorer.fit(train) is scorer
+
+    skipped = []
+    inputs = test[:2] + [broken] + test[2:]
+    results = list(scorer.iter_score(inputs, on_skip=lambda item, error: skipped.append(item)))
+    assert len(results) == len(test) and len(skipped) == 1
+    assert all(isinstance(r, ScoreResult) and isinstance(r.score, float) and math.isfinite(r.score)
+               for r in results)
+    assert [r.path for r in results] == [str(p) for p in test]
+    assert [r.score for r in scorer.score(test)] == pytest.approx([r.score for r in results], abs=1e-5)
+
+    scorer.save(tmp_path / "saved")
+    loaded = simsearch.load(tmp_path / "saved", device="cpu")
+    assert type(loaded) is type(scorer) and loaded.name == scorer.name and loaded.family == scorer.family
+    assert [r.score for r in loaded.score(test)] == pytest.approx([r.score for r in results], abs=1e-5)
+    assert type(scorer).load(tmp_path / "saved", device="cpu").name == scorer.name
+    assert isinstance(loaded.describe(), dict)
+
+
+def test_inspector_fit_on_samples_indexes_defects_with_their_types(parts, small_embedder):
+    from simsearch.inspector import Inspector
+    train, _, _ = parts
+    inspector = Inspector(small_embedder, mode="image").fit(train)
+    assert inspector.index_.counts()["good"] == 8 and inspector.index_.defect_types() == {"spot": 4}
+
+
+@pytest.mark.parametrize("name", baseline_names())
+def test_every_baseline_has_one_registry_entry(name):
+    entry = get_baseline(name)
+    assert entry.name == name and entry.family in FAMILIES and issubclass(entry.scorer, Scorer)
+
+
+def test_unknown_baseline_names_the_choices():
+    from simsearch.errors import UnknownComponentError
+    with pytest.raises(UnknownComponentError, match="cam"):
+        get_baseline("nope")
