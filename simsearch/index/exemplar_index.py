@@ -13,12 +13,8 @@ import numpy as np
 from simsearch.errors import IndexProblem, InputError
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.index.storage import (
-    StorageError,
-    read_manifest,
-    save_generation,
-    write_bytes_atomic,
-)
+from simsearch.files import write_bytes_atomic
+from simsearch.index.storage import StorageError, read_manifest, save_generation
 from simsearch.index.vectors import VectorStore
 
 FORMAT_VERSION = 1

@@ -15,7 +15,7 @@ import numpy as np
 from simsearch.data.datasets import GOOD, Sample, count_by_class
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
-from simsearch.index.storage import write_bytes_atomic
+from simsearch.files import write_bytes_atomic
 from simsearch.score.results import Box, ScoreResult
 
 RUN_FORMAT = "simsearch-run"
