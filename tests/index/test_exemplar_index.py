@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from simsearch.errors import NotFoundError
 from simsearch.index import (
     ExemplarIndex,
     IndexMismatchError,
@@ -37,7 +38,7 @@ def test_add_search_remove_by_stable_id():
     assert new_ids == [len(good)]  # ids are never reused
     _, defect_ids = index.nearest_defect(outliers[:1], 1)
     assert index.exemplars[int(defect_ids[0, 0])].defect_type == "scratch"
-    with pytest.raises(IndexMismatchError, match="no exemplar with id 999"):
+    with pytest.raises(NotFoundError, match="no exemplar with id 999"):
         index.remove([999])
 
 
