@@ -139,7 +139,7 @@ class BackboneEmbedder(Embedder):
             path = weights or config.get("weights_path")
             if not path or not Path(path).is_file():
                 raise WeightsError(f"this index was built with the weights file {config.get('weights_path')}, "
-                                   "which is not there now: pass --weights FILE")
+                                   "which is not there now", hint="pass {param} FILE", parameter="weights")
             return cls(weights=path, expected_weights_sha256=source[5:], **common)
         if source.startswith("random:"):
             return cls(pretrained=False, **common)

@@ -42,7 +42,8 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
 def checkpoint_argument(kind: str, argument: str) -> str:
     """The CHECKPOINT of a `KIND:CHECKPOINT` embedder spec; WeightsError when it is empty."""
     if not argument:
-        raise WeightsError(f"name the checkpoint: --embedder {kind}:artifacts/train/{kind}/model.pt")
+        raise WeightsError(f"the {kind} embedder needs a checkpoint", parameter="embedder",
+                           hint=f"name it in {{param}}, e.g. {kind}:artifacts/train/{kind}/model.pt")
     return argument
 
 

@@ -42,9 +42,9 @@ def save_generation(folder: str | Path, manifest: dict,
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise StorageError(f"{folder} is a file, not an index folder; choose another --out")
+        raise StorageError(f"{folder} is a file, not an index folder", hint="save the index to another folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise StorageError(f"{folder} exists and is not a simsearch index; choose an empty or new --out")
+        raise StorageError(f"{folder} exists and is not a simsearch index", hint="save the index to an empty or new folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         previous = read_manifest(folder).get("generation", 0) if (folder / MANIFEST).is_file() else 0

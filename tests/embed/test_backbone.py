@@ -54,8 +54,9 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(WeightsError, match="--weights FILE") as info:
+    with pytest.raises(WeightsError, match="weights FILE") as info:
         create_embedder("backbone:resnet18", device="cpu")
+    assert info.value.parameter == "weights"
     assert "hub/checkpoints" in str(info.value)
 
 
