@@ -5,6 +5,7 @@ import torch
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.weights import WeightsError
+from simsearch.errors import UnknownComponentError
 
 
 def test_shapes_and_image_vector_is_pooled_patches(small_embedder):
@@ -61,5 +62,5 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
 
 
 def test_unknown_backbone():
-    with pytest.raises(WeightsError, match="unknown backbone"):
+    with pytest.raises(UnknownComponentError, match="unknown backbone"):
         BackboneEmbedder("resnet9000", pretrained=False)
