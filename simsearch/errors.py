@@ -45,6 +45,12 @@ class UnknownComponentError(InputError):
     category = "unknown-component"
 
 
+class NotFoundError(InputError):
+    """An id the index does not hold (an exemplar id); the service answers 404."""
+
+    category = "not-found"
+
+
 class CalibrationError(InputError):
     """A threshold policy that cannot be met on the scores given."""
 
@@ -101,4 +107,5 @@ EXIT_CODES = {
 }
 
 __all__ = ["EXIT_CODES", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem", "InputError",
-           "NotFittedError", "SimsearchError", "TrainingError", "UnknownComponentError", "WeightsError"]
+           "NotFittedError", "NotFoundError", "SimsearchError", "TrainingError", "UnknownComponentError",
+           "WeightsError"]

@@ -48,12 +48,12 @@ def load_backbone_weights(model: CamClassifier, weights: str | Path | None = Non
     missing = sorted(theirs for theirs in mapping.values() if theirs not in state)
     if missing:
         raise WeightsError(f"{weights or source} lacks {len(missing)} tensor(s) the {model.backbone} CAM model "
-                           f"needs, e.g. {missing[0]} (wrong --backbone?)")
+                           f"needs, e.g. {missing[0]}", hint="check {param}", parameter="backbone")
     current = model.state_dict()
     for own, theirs in mapping.items():
         if tuple(state[theirs].shape) != tuple(current[own].shape):
             raise WeightsError(f"{weights or source}: {theirs} has shape {tuple(state[theirs].shape)}, "
-                               f"expected {tuple(current[own].shape)} (wrong --backbone?)")
+                               f"expected {tuple(current[own].shape)}", hint="check {param}", parameter="backbone")
     model.load_state_dict({own: state[theirs] for own, theirs in mapping.items()}, strict=False)
     return source
 

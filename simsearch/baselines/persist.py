@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 
 from simsearch.embed.weights import WeightsError, read_state_dict
 from simsearch.errors import IndexProblem
+from simsearch.files import write_bytes_atomic, write_text_atomic
 from simsearch.score.scorer import Scorer
 
 CONFIG_FILE = "baseline.json"
@@ -25,15 +26,13 @@ class BaselineError(IndexProblem):
 
 
 def write_baseline(folder: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors then config (each via a temporary file and rename, so a crash leaves no half file)."""
+    """Write tensors then config, each atomically, so a crash leaves no half file."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors_tmp = folder / (TENSORS_FILE + ".tmp")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tensors_tmp)
-    os.replace(tensors_tmp, folder / TENSORS_FILE)
-    config_tmp = folder / (CONFIG_FILE + ".tmp")
-    config_tmp.write_text(json.dumps({"format_version": FORMAT_VERSION, **config}, indent=2))
-    os.replace(config_tmp, folder / CONFIG_FILE)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, buffer)
+    write_bytes_atomic(folder / TENSORS_FILE, buffer.getvalue())
+    write_text_atomic(folder / CONFIG_FILE, json.dumps({"format_version": FORMAT_VERSION, **config}, indent=2))
 
 
 def read_baseline(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

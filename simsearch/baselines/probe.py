@@ -50,7 +50,7 @@ def build_probe_embedder(name: str, image_size: int = 224, weights: str | Path |
     if is_resnet(name):
         return create_embedder(f"backbone:{name}", weights=weights, image_size=image_size, **runtime)
     if weights is not None:
-        raise WeightsError(f"--weights files are only read for ResNet backbones, not {name}")
+        raise WeightsError(f"weights files are only read for ResNet backbones, not {name}", hint="leave {param} out", parameter="weights")
     from simsearch.embed.pooled import PooledEmbedder
     return PooledEmbedder(name, image_size, **runtime)
 

@@ -238,7 +238,7 @@ def remove(
             chosen.extend(matches)
         if not chosen:
             fail("name the exemplars to remove: ids, or --path")
-        store.remove(chosen)
+        chosen = store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
         store.save(index)
         if as_json:
             typer.echo(json.dumps({"removed": chosen}))
@@ -258,15 +258,13 @@ def info(
         from simsearch.index import ExemplarIndex
 
         store = ExemplarIndex.load(index)
-        manifest = store.manifest()
-        manifest.update({"generation": store.generation, "bytes": _folder_size(index),
-                         "defect_types": store.defect_types()})
+        description = {"index": str(index), **store.describe()}
         if exemplars:
-            manifest["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
+            description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
         if as_json:
-            typer.echo(json.dumps(manifest, ensure_ascii=False))
+            typer.echo(json.dumps(description, ensure_ascii=False))
         else:
-            print_info(index, manifest)
+            print_info(index, description)
 
 
 @app.command()

@@ -147,31 +147,35 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
         console.print(f"... and {len(results) - limit} more (use --json for all)")
 
 
-def print_info(folder: Path, manifest: dict) -> None:
-    """A readable summary of an index manifest."""
+def print_info(folder: Path, description: dict) -> None:
+    """A readable summary of an index (ExemplarIndex.describe())."""
     table = Table(title=f"index {folder}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
-    embedder = manifest["embedder"]
-    config = embedder["config"]
-    counts = manifest["counts"]
+    config = description["embedder"]
+    counts = description["counts"]
+    patch_mode = description.get("coreset_ratio") is not None  # only a patch bank has a coreset
+    mode = f"{description['mode']} (k={description['k']}"
+    mode += f", coreset ratio {description['coreset_ratio']})" if patch_mode else ")"
+    exemplars = f"{counts['good']} good, {counts['defect']} defect"
+    grid = description.get("patch_grid")
     rows = [
         ("embedder", describe_embedder(config)),
         ("weights", str(config.get("weights_source", "-"))),
-        ("fingerprint", embedder["fingerprint"]),
-        ("mode", f"{manifest['mode']} (k={manifest['k']}, coreset ratio {manifest['coreset_ratio']})"),
-        ("vectors", f"{manifest['dim']}-d" + (f", patch grid {manifest['patch_grid']}" if manifest.get("patch_grid") else "")),
-        ("exemplars", f"{counts['good']} good, {counts['defect']} defect, {counts['patches']} patches in the bank"),
-        ("defect types", ", ".join(f"{k}: {v}" for k, v in manifest["defect_types"].items()) or "-"),
-        ("threshold", _threshold_text(manifest.get("threshold"))),
-        ("format", f"version {manifest['format_version']}, generation {manifest['generation']}"),
-        ("size on disk", human_size(manifest["bytes"])),
-        ("updated", manifest.get("updated", "-")),
+        ("fingerprint", description["fingerprint"]),
+        ("mode", mode),
+        ("vectors", f"{description['dim']}-d" + (f", patch grid {grid}" if grid else "")),
+        ("exemplars", exemplars + (f", {counts['patches']} patches in the bank" if patch_mode else "")),
+        ("defect types", ", ".join(f"{k}: {v}" for k, v in description["defect_types"].items()) or "-"),
+        ("threshold", _threshold_text(description.get("threshold"))),
+        ("format", f"version {description['format_version']}, generation {description['generation']}"),
+        ("size on disk", "-" if description.get("bytes") is None else human_size(description["bytes"])),
+        ("updated", description.get("updated") or "-"),  # the last save, not now
     ]
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    for exemplar in manifest.get("exemplars", []):
+    for exemplar in description.get("exemplars", []):
         console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {exemplar['defect_type'] or '-':<14}  "
                       f"{exemplar['path']}", highlight=False, markup=False)
 

@@ -200,7 +200,7 @@ def parse_fold(text: str) -> tuple[int, int]:
     try:
         fold, total = (int(part) for part in text.split("/"))
     except ValueError:
-        raise DatasetError(f"--fold takes I/N, e.g. 1/2, not {text!r}") from None
+        raise DatasetError(f"a fold is I/N, e.g. 1/2, not {text!r}", hint="check {param}", parameter="fold") from None
     if total < 1 or not 1 <= fold <= total:
-        raise DatasetError(f"--fold {text}: I must be between 1 and N")
+        raise DatasetError(f"fold {text}: I must be between 1 and N", hint="check {param}", parameter="fold")
     return fold, total

@@ -35,7 +35,7 @@ def check_pixel_count(width: int, height: int, max_pixels: int = MAX_PIXELS) -> 
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height / 1e6:.3g} megapixels, over the cap of "
-            f"{max_pixels / 1e6:.3g}; downscale it or set SIMSEARCH_MAX_PIXELS"
+            f"{max_pixels / 1e6:.3g}", hint="downscale it or set SIMSEARCH_MAX_PIXELS"
         )
 
 
@@ -63,7 +63,7 @@ def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.n
                 image.load()
             return to_rgb_array(image)
     except ImageError as error:
-        raise type(error)(f"{name}: {error}") from None
+        raise type(error)(f"{name}: {error.message}", hint=error.hint, parameter=error.parameter) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLargeError(f"{name}: {error}") from None
     except UnidentifiedImageError:

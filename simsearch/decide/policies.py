@@ -95,8 +95,8 @@ def threshold_from_good(good_scores: np.ndarray, false_alarm_rate: float) -> tup
     rank = math.ceil((n + 1) * (1 - false_alarm_rate))
     if rank > n:
         raise CalibrationError(f"{n} good scores are too few for a false-alarm rate of {false_alarm_rate:g}: "
-                               f"it needs at least {math.ceil(1 / false_alarm_rate) - 1}; add good images "
-                               "or allow a higher --max-false-alarm")
+                               f"it needs at least {math.ceil(1 / false_alarm_rate) - 1}",
+                               hint="add good images or allow a higher {param}", parameter="max_false_alarm")
     upper = scores[rank] if rank < n else scores[-1] + max(1e-9, 1e-6 * abs(scores[-1]))
     value = float((scores[rank - 1] + upper) / 2)
     return value, (f"from {n} good scores never scored against themselves: the conformal "
@@ -114,17 +114,17 @@ def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | None
     if policy not in POLICIES:
         raise CalibrationError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
     if policy in ("f1", "target-recall") and not has_defects:
-        raise CalibrationError(f"policy {policy} needs defect images, and the calibration set has none: "
-                               "use good-only calibration (--max-false-alarm P) or add defects")
+        raise CalibrationError(f"policy {policy} needs defect images, and the calibration set has none",
+                               hint="use good-only calibration ({param} P) or add defects", parameter="max_false_alarm")
     if policy in ("max-false-alarm", "good-only") and not has_good:
         raise CalibrationError(f"policy {policy} needs good images, and the calibration set has none")
     if policy == "target-recall":
         if target is None or not 0 < target <= 1:
-            raise CalibrationError("--target-recall needs a value in (0, 1], e.g. 0.99")
+            raise CalibrationError("the target recall must be in (0, 1]", hint="pass {param}, e.g. 0.99", parameter="target_recall")
         value, reason = threshold_for_recall(labels, scores, target)
     elif policy == "max-false-alarm" and has_defects:
         if target is None or not 0 <= target < 1:
-            raise CalibrationError("--max-false-alarm needs a value in [0, 1), e.g. 0.01")
+            raise CalibrationError("the false-alarm rate must be in [0, 1)", hint="pass {param}, e.g. 0.01", parameter="max_false_alarm")
         value, reason = threshold_for_false_alarm(labels, scores, target)
     elif policy in ("max-false-alarm", "good-only"):
         target = 0.01 if target is None else target

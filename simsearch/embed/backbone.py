@@ -19,6 +19,7 @@ from simsearch.embed.weights import (
     read_state_dict,
     torchvision_state_dict,
 )
+from simsearch.errors import UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.runtime import resolve_device
 
@@ -75,7 +76,7 @@ class BackboneEmbedder(Embedder):
         try:
             builder = torchvision.models.get_model_builder(backbone)
         except ValueError:
-            raise WeightsError(f"unknown backbone {backbone!r}; try resnet18, resnet50 or wide_resnet50_2") from None
+            raise UnknownComponentError(f"unknown backbone {backbone!r}", hint="try resnet18, resnet50 or wide_resnet50_2 in {param}", parameter="backbone") from None
         torch.manual_seed(RANDOM_SEED)  # random init is reproducible, so its fingerprint is stable
         trunk = builder(weights=None)
         if not all(hasattr(trunk, layer) for layer in self.layers):
@@ -83,6 +84,8 @@ class BackboneEmbedder(Embedder):
         used = list(RESNET_STEM[:2]) + [f"layer{i}" for i in range(1, 1 + max(int(l[-1]) for l in self.layers))]
         self.weights_path = str(Path(weights).resolve()) if weights is not None else None
         if weights is not None:
+            if not Path(weights).is_file():  # a WeightsError (exit 4), not the hash's FileNotFoundError
+                raise WeightsError(f"weights file {weights} does not exist", hint="check {param}", parameter="weights")
             sha = file_sha256(weights)
             if expected_weights_sha256 and sha != expected_weights_sha256:
                 raise WeightsError(f"weights file {weights} is not the one this index was built with "
@@ -139,7 +142,7 @@ class BackboneEmbedder(Embedder):
             path = weights or config.get("weights_path")
             if not path or not Path(path).is_file():
                 raise WeightsError(f"this index was built with the weights file {config.get('weights_path')}, "
-                                   "which is not there now: pass --weights FILE")
+                                   "which is not there now", hint="pass {param} FILE", parameter="weights")
             return cls(weights=path, expected_weights_sha256=source[5:], **common)
         if source.startswith("random:"):
             return cls(pretrained=False, **common)

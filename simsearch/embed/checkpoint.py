@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from simsearch.embed.weights import WeightsError, safe_torch_load
+from simsearch.files import write_bytes_atomic
 
 FORMAT = "simsearch-metric-checkpoint"
 VERSION = 1
@@ -16,14 +17,14 @@ VERSION = 1
 
 def write_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model: dict[str, torch.Tensor],
                      **extra: Any) -> None:
-    """Write a checkpoint atomically (temporary file, then rename), so an interruption never leaves half of one."""
+    """Write a checkpoint atomically (simsearch.files.write_bytes_atomic), so an interruption never leaves half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config,
                "model": {k: v.detach().cpu() for k, v in model.items()}, **extra}
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -42,7 +43,8 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
 def checkpoint_argument(kind: str, argument: str) -> str:
     """The CHECKPOINT of a `KIND:CHECKPOINT` embedder spec; WeightsError when it is empty."""
     if not argument:
-        raise WeightsError(f"name the checkpoint: --embedder {kind}:artifacts/train/{kind}/model.pt")
+        raise WeightsError(f"the {kind} embedder needs a checkpoint", parameter="embedder",
+                           hint=f"name it in {{param}}, e.g. {kind}:artifacts/train/{kind}/model.pt")
     return argument
 
 

@@ -136,7 +136,7 @@ class TripletAutoencoderEmbedder(Embedder):
         path = weights or config.get("weights_path")
         if not path or not Path(path).is_file():
             raise WeightsError(f"this index was built with the checkpoint {config.get('weights_path')}, "
-                               "which is not there now: pass --weights CHECKPOINT")
+                               "which is not there now", hint="pass {param} CHECKPOINT", parameter="weights")
         return cls(path, **runtime_options(runtime))
 
     @classmethod

@@ -58,7 +58,7 @@ def load_partial_state(model: nn.Module, state: dict[str, torch.Tensor], used_pr
     if wrong:
         key = wrong[0]
         raise WeightsError(f"{source} does not fit this backbone: {key} has shape {tuple(state[key].shape)}, "
-                           f"expected {tuple(expected[key].shape)} (wrong --backbone?)")
+                           f"expected {tuple(expected[key].shape)}", hint="check {param}", parameter="backbone")
     used = {k: state[k] for k in expected}
     model.load_state_dict(used, strict=False)
     return used
@@ -76,8 +76,8 @@ def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
     except (urllib.error.URLError, OSError, RuntimeError, ConnectionError) as error:
         raise WeightsError(
             f"pretrained weights for {name} are not cached and could not be downloaded "
-            f"({error.__class__.__name__}). Put {filename} in {torchvision_cache_dir()} "
-            f"(or set TORCH_HOME), pass --weights FILE with a state dict "
-            f"(e.g. ../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth), or --no-pretrained for random weights"
+            f"({error.__class__.__name__})", parameter="weights",
+            hint=f"put {filename} in {torchvision_cache_dir()} (or set TORCH_HOME), pass {{param}} FILE with a state "
+                 f"dict (e.g. ../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth), or use random weights (tests only)"
         ) from None
     return state, f"torchvision:{weights}"

@@ -10,15 +10,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from simsearch.errors import IndexProblem, InputError
+from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.index.storage import (
-    StorageError,
-    read_manifest,
-    save_generation,
-    write_bytes_atomic,
-)
+from simsearch.files import write_bytes_atomic
+from simsearch.index.storage import StorageError, read_manifest, save_generation
 from simsearch.index.vectors import VectorStore
 
 FORMAT_VERSION = 1
@@ -70,7 +66,9 @@ class ExemplarIndex:
         self.patch_grid: tuple[int, int] | None = None
         self.threshold: dict[str, Any] | None = None  # set by calibration
         self.created = _now()
+        self.updated: str | None = None  # when it was last saved
         self.generation = 0
+        self.size_bytes: int | None = None  # on disk, when saved or loaded
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -135,12 +133,19 @@ class ExemplarIndex:
             flat, owner, local = flat[keep], owner[keep], local[keep]
         return flat, (owner << PATCH_ID_BITS) | local
 
-    def remove(self, ids: Sequence[int]) -> None:
-        """Remove exemplars (and their patches) by id; unknown ids are an error and change nothing."""
-        ids = [int(i) for i in ids]
+    def remove(self, ids: Sequence[int]) -> list[int]:
+        """Remove exemplars (and their patches) by id; returns the ids removed, each once. Unknown ids
+        (NotFoundError) or removing every good exemplar (ConflictError) change nothing."""
+        ids = list(dict.fromkeys(int(i) for i in ids))  # a repeated id is removed once
         unknown = [i for i in ids if i not in self.exemplars]
         if unknown:
-            raise IndexMismatchError(f"no exemplar with id {', '.join(map(str, unknown))} in this index")
+            raise NotFoundError(f"no exemplar with id {', '.join(map(str, unknown))} in this index",
+                             hint="see the ids with `simsearch info --exemplars`")
+        good = self.counts()["good"]
+        if good and sum(self.exemplars[i].label == "good" for i in ids) >= good:
+            # Scoring measures distance to good exemplars: an index without one cannot score anything.
+            raise ConflictError("the index's last good exemplar cannot be removed: scoring needs at least one",
+                                hint="add another good exemplar first")
         array = np.asarray(ids, dtype=np.int64)
         self.good.remove_ids(array)
         self.defect.remove_ids(array)
@@ -149,6 +154,7 @@ class ExemplarIndex:
                 self.patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
+        return ids
 
     # -- search -----------------------------------------------------------------------------------
     def nearest_good(self, vectors: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +186,7 @@ class ExemplarIndex:
             "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
-            "created": self.created, "updated": _now(), "generation": self.generation,
+            "created": self.created, "updated": self.updated, "generation": self.generation,
         }
 
     def save(self, folder: str | Path) -> None:
@@ -191,8 +197,12 @@ class ExemplarIndex:
         writers = {role: (lambda path, s=store: write_bytes_atomic(path, s.to_bytes())) for role, store in stores.items()}
         exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
         writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
-        saved = save_generation(folder, self.manifest(), writers)
+        manifest = self.manifest()
+        manifest["updated"] = _now()
+        saved = save_generation(folder, manifest, writers)
         self.generation = saved["generation"]
+        self.updated = saved["updated"]
+        self.size_bytes = _size_on_disk(Path(folder), saved)
 
     @classmethod
     def load(cls, folder: str | Path, fingerprint: str | None = None) -> "ExemplarIndex":
@@ -223,5 +233,31 @@ class ExemplarIndex:
         index.patch_grid = tuple(manifest["patch_grid"]) if manifest.get("patch_grid") else None
         index.threshold = manifest.get("threshold")
         index.created = manifest.get("created", index.created)
+        index.updated = manifest.get("updated")
         index.generation = int(manifest.get("generation", 0))
+        index.size_bytes = _size_on_disk(folder, manifest)
         return index
+
+    def describe(self) -> dict[str, Any]:
+        """What an index holds and how it scores: the one description behind `simsearch info`, the
+        service's /info and the report's set-up."""
+        patch_mode = self.patches is not None
+        return {
+            "embedder": self.embedder_config, "fingerprint": self.fingerprint,
+            "dim": self.dim, "mode": self.mode, "k": self.k,
+            # The coreset ratio and the patch grid only mean something where there is a patch bank.
+            "coreset_ratio": self.coreset_ratio if patch_mode else None,
+            "patch_grid": list(self.patch_grid) if patch_mode and self.patch_grid else None,
+            "counts": self.counts(), "defect_types": self.defect_types(), "threshold": self.threshold,
+            "format_version": FORMAT_VERSION, "generation": self.generation,
+            "created": self.created, "updated": self.updated, "bytes": self.size_bytes,
+        }
+
+
+def _size_on_disk(folder: Path, manifest: dict[str, Any]) -> int | None:
+    """Bytes of the manifest and the files of its generation (not the stale ones of a crashed save)."""
+    try:
+        names = ["manifest.json", *manifest.get("files", {}).values()]
+        return sum((folder / name).stat().st_size for name in names)
+    except OSError:
+        return None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from simsearch.errors import IndexProblem
+from simsearch.files import fsync_dir, write_bytes_atomic
 
 MANIFEST = "manifest.json"
 _GENERATION_FILE = re.compile(r"^[a-z]+-\d{6}\.(faiss|sqlite)(\.tmp)?$")
@@ -17,26 +18,6 @@ _GENERATION_FILE = re.compile(r"^[a-z]+-\d{6}\.(faiss|sqlite)(\.tmp)?$")
 
 class StorageError(IndexProblem, OSError):
     """An index folder that cannot be read or written."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -61,9 +42,9 @@ def save_generation(folder: str | Path, manifest: dict,
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise StorageError(f"{folder} is a file, not an index folder; choose another --out")
+        raise StorageError(f"{folder} is a file, not an index folder", hint="save the index to another folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise StorageError(f"{folder} exists and is not a simsearch index; choose an empty or new --out")
+        raise StorageError(f"{folder} exists and is not a simsearch index", hint="save the index to an empty or new folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         previous = read_manifest(folder).get("generation", 0) if (folder / MANIFEST).is_file() else 0
@@ -77,11 +58,8 @@ def save_generation(folder: str | Path, manifest: dict,
             os.replace(temporary, folder / name)
             files[role] = name
         manifest = {**manifest, "generation": generation, "files": files}
-        temporary = folder / f"{MANIFEST}.tmp"
-        _write_file(temporary, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
-        _fsync_dir(folder)
-        os.replace(temporary, folder / MANIFEST)  # the commit point
-        _fsync_dir(folder)
+        fsync_dir(folder)  # the generation's files are in place before the manifest names them
+        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))  # the commit point
     except PermissionError as error:
         raise StorageError(f"cannot write the index to {folder}: permission denied ({error.filename})") from None
     except OSError as error:
@@ -95,6 +73,4 @@ def save_generation(folder: str | Path, manifest: dict,
     return manifest
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file's bytes durably (used by generation writers)."""
-    _write_file(path, data)
+__all__ = ["MANIFEST", "StorageError", "read_manifest", "save_generation", "write_bytes_atomic"]

@@ -384,6 +384,6 @@ def write_report(run_path: str | Path, out: str | Path | None = None) -> Path:
     run, folder = read_run(run_path)
     out = Path(out) if out is not None else folder / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    from simsearch.index.storage import write_bytes_atomic
+    from simsearch.files import write_bytes_atomic
     write_bytes_atomic(out, render_html(run, folder).encode("utf-8"))
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from simsearch.data.datasets import GOOD, Sample, count_by_class
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
-from simsearch.index.storage import write_bytes_atomic
+from simsearch.files import write_bytes_atomic
 from simsearch.score.results import Box, ScoreResult
 
 RUN_FORMAT = "simsearch-run"
@@ -72,12 +72,11 @@ def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: S
 
 def setup_section(index: Any, index_folder: str | Path | None = None, **hyperparameters: Any) -> dict[str, Any]:
     """The set-up read from an ExemplarIndex: embedder, backbone, weights, mode, k, coreset, threshold."""
-    config = dict(index.embedder_config)
-    return {"index": None if index_folder is None else str(index_folder), "embedder": config,
-            "fingerprint": index.fingerprint, "backbone": config.get("backbone") or config.get("kind"),
-            "weights": describe_weights(config), "mode": index.mode, "k": index.k,
-            "coreset_ratio": index.coreset_ratio, "dim": index.dim, "counts": index.counts(),
-            "threshold": index.threshold, "hyperparameters": hyperparameters}
+    described = index.describe()
+    config = dict(described["embedder"])
+    return {"index": None if index_folder is None else str(index_folder), **described, "embedder": config,
+            "backbone": config.get("backbone") or config.get("kind"), "weights": describe_weights(config),
+            "hyperparameters": hyperparameters}
 
 
 def describe_weights(config: dict[str, Any]) -> str:

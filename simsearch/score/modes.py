@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from simsearch.embed.base import Embeddings
-from simsearch.errors import InputError, UnknownComponentError
+from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
 
 SCORING_MODES: dict[str, type["ScoringMode"]] = {}
@@ -71,5 +71,5 @@ def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings,
                    exclude: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw image scores (N,) and patch maps (N, h, w) or None, by the index's scoring mode."""
     if len(index.good) == 0:
-        raise InputError("the index holds no good exemplars to score against", hint="add good exemplars first")
+        raise IndexProblem("the index holds no good exemplars to score against", hint="add good exemplars first")
     return get_scoring_mode(index.mode).score(index, embeddings, exclude)

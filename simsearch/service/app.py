@@ -13,21 +13,62 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import simsearch
-from simsearch.errors import InputError
+from simsearch.errors import (
+    ConflictError,
+    IndexProblem,
+    InputError,
+    NotFoundError,
+    SimsearchError,
+    UnknownComponentError,
+    WeightsError,
+)
+from simsearch.data.images import ImageError, ImageTooLargeError
 from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
-from simsearch.service.batcher import MicroBatcher
+from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
 from simsearch.service.metrics import Metrics
 from simsearch.service.middleware import RequestMetricsMiddleware, UploadGuardMiddleware
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
-from simsearch.service.state import ConflictError, IndexState
+from simsearch.service.state import IndexState
 
 log = logging.getLogger("simsearch.service")
 
 DESCRIPTION = """Score inspection images against a simsearch exemplar index, and add or remove exemplars
-while serving. Errors are JSON `{"detail": ...}` with a 4xx/5xx status. When the server was started with
+while serving. Errors are JSON `{"detail": ...}` with a 4xx/5xx status; simsearch's own errors add `hint`
+(what to do, naming request fields), `parameter` and `category`. When the server was started with
 `--token-file`, send `Authorization: Bearer <token>` (not needed for /healthz, /readyz and the docs)."""
+
+
+# The HTTP status of each error class: the first match wins, so subclasses come before their parents.
+STATUS_BY_ERROR: tuple[tuple[type[SimsearchError], int], ...] = (
+    (BatcherUnavailable, 503),
+    (ImageTooLargeError, 413),
+    (ImageError, 415),
+    (NotFoundError, 404),
+    (UnknownComponentError, 400),
+    (InputError, 422),
+    (ConflictError, 409),
+    (StorageError, 500),  # the index could not be saved: the server's disk, not the request
+    (IndexProblem, 409),  # the served index's state refuses the request (e.g. no good exemplars)
+    (WeightsError, 500),
+)
+
+
+def error_status(error: SimsearchError) -> int:
+    """The HTTP status for a simsearch error (500 for a class without a row)."""
+    return next((status for cls, status in STATUS_BY_ERROR if isinstance(error, cls)), 500)
+
+
+def error_response(error: SimsearchError) -> JSONResponse:
+    """`{"detail", "hint", "parameter", "category"}`: the hint names the request's fields, not CLI flags."""
+    hint = error.hint.replace("{param}", error.parameter) if error.hint and error.parameter else error.hint
+    detail = error.message
+    if isinstance(error, StorageError):
+        detail = f"the index could not be saved; nothing changed: {detail}"
+    return JSONResponse({"detail": detail, "hint": hint, "parameter": error.parameter, "category": error.category},
+                        status_code=error_status(error),
+                        headers={"Retry-After": "1"} if isinstance(error, BatcherUnavailable) else None)
 
 
 @dataclass
@@ -82,13 +123,9 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     app.include_router(api)
     app.include_router(open_routes)
 
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, error: ConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
-
-    @app.exception_handler(StorageError)
-    async def storage_error(request: Request, error: StorageError) -> JSONResponse:
-        return JSONResponse({"detail": f"the index could not be saved; nothing changed: {error}"}, status_code=500)
+    @app.exception_handler(SimsearchError)
+    async def simsearch_error(request: Request, error: SimsearchError) -> JSONResponse:
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

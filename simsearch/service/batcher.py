@@ -15,7 +15,9 @@ Result = TypeVar("Result")
 
 
 class BatcherUnavailable(SimsearchError):
-    """The batcher takes no more work now: stopped, or its queue is full."""
+    """The batcher takes no more work now: stopped, or its queue is full (the service answers 503)."""
+
+    category = "unavailable"
 
 
 class QueueFullError(BatcherUnavailable):

@@ -1,5 +1,5 @@
 """The HTTP endpoints: score, exemplars, info, health, readiness and metrics. Handlers only translate
-between HTTP and the service objects; every failure becomes a status with a JSON `detail`."""
+between HTTP and the service objects; every failure becomes a status with a JSON `detail` (simsearch's errors through the app's one handler)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from simsearch.data.datasets import DatasetError, normalise_label
-from simsearch.data.images import ImageError, ImageTooLargeError, read_image_bytes
+from simsearch.data.datasets import normalise_label
+from simsearch.data.images import ImageTooLargeError, read_image_bytes
 from simsearch.report.overlay import overlay_png
-from simsearch.service.batcher import BatcherUnavailable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,11 +74,9 @@ async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.nd
     try:
         pixels = await run_in_threadpool(read_image_bytes, data, svc.settings.max_pixels, image.filename or "upload")
     except ImageTooLargeError as error:  # the CLI's advice (an environment variable) is not the client's to take
-        raise HTTPException(413, f"{str(error).split(';')[0]}; this server accepts at most "
+        raise ImageTooLargeError(error.message, hint=f"this server accepts at most "
                                  f"{svc.settings.max_pixels / 1e6:.3g} megapixels") from None
-    except ImageError as error:
-        raise HTTPException(415, str(error)) from None
-    return data, pixels
+    return data, pixels  # any other ImageError: 415 from the app's handler
 
 
 @api.post("/score", summary="Score one image", responses=UPLOAD_ERRORS | {
@@ -90,12 +87,7 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     nearest exemplars, boxes. `path` is the upload's file name."""
     svc = service(request)
     _, pixels = await _read_upload(svc, image)
-    try:
-        result = await svc.batcher.submit(pixels)
-    except BatcherUnavailable as error:
-        raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
-    except ValueError as error:
-        raise HTTPException(409, str(error)) from None
+    result = await svc.batcher.submit(pixels)  # BatcherUnavailable: 503; an index without good exemplars: 409
     result.path = image.filename
     body = result.to_dict()
     if heatmap:
@@ -115,10 +107,7 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     """Add one exemplar; it is saved to the index on disk (atomically) before this answers. Returns it
     with its new id."""
     svc = service(request)
-    try:
-        label = normalise_label(label)
-    except DatasetError as error:
-        raise HTTPException(422, str(error)) from None
+    label = normalise_label(label)  # DatasetError: 422
     if type and label != "defect":
         raise HTTPException(422, "type is only for label=defect")
     data, pixels = await _read_upload(svc, image)
@@ -143,10 +132,7 @@ async def get_exemplar(request: Request, exemplar_id: int):
                        409: _error(409, "the last good exemplar cannot be removed, or the folder changed")})
 async def remove_exemplar(request: Request, exemplar_id: int):
     """Remove one exemplar; saved to the index on disk (atomically) before this answers."""
-    try:
-        exemplar = await run_in_threadpool(service(request).state.remove, exemplar_id)
-    except KeyError:
-        raise HTTPException(404, f"no exemplar with id {exemplar_id}") from None
+    exemplar = await run_in_threadpool(service(request).state.remove, exemplar_id)  # unknown id: 404
     return {"removed": exemplar.to_dict()}
 
 

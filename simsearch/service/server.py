@@ -29,7 +29,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as error:
         sock.close()
-        raise BindError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        raise BindError(f"cannot listen on {host}:{port}: {error.strerror or error}",
+                        hint="choose another {param} (0: any free one)", parameter="port") from None
     sock.set_inheritable(True)
     return sock
 

@@ -73,13 +73,9 @@ class IndexState:
             return index.exemplars[new_id]
 
     def remove(self, exemplar_id: int) -> Exemplar:
-        """Remove one exemplar, save, publish; KeyError when unknown, ConflictError for the last good one."""
+        """Remove one exemplar, save, publish; ExemplarIndex.remove refuses unknown ids and the last good one."""
         with self._write_lock:
             exemplar = self._current.index_.exemplars.get(exemplar_id)
-            if exemplar is None:
-                raise KeyError(exemplar_id)
-            if exemplar.label == "good" and self._current.index_.counts()["good"] == 1:
-                raise ConflictError("this is the index's last good exemplar; scoring needs at least one")
             index = clone_index(self._current.index_)
             index.remove([exemplar_id])
             self._commit(index)
@@ -106,15 +102,8 @@ class IndexState:
         return acquired
 
     def describe(self) -> dict[str, Any]:
-        """Embedder, mode, counts and threshold of the current snapshot."""
-        inspector = self._current
-        index = inspector.index_
-        return {
-            "index": str(self.folder), "embedder": index.embedder_config, "fingerprint": index.fingerprint,
-            "dim": index.dim, "mode": index.mode, "k": index.k, "coreset_ratio": index.coreset_ratio,
-            "counts": index.counts(), "defect_types": index.defect_types(), "threshold": index.threshold,
-            "generation": index.generation,
-        }
+        """The current snapshot's ExemplarIndex.describe(), with the folder it is saved to."""
+        return {"index": str(self.folder), **self._current.index_.describe()}
 
 
 __all__ = ["ConflictError", "IndexMismatchError", "IndexState", "clone_index"]

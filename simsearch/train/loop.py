@@ -113,8 +113,9 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
     config must match the checkpoint's. Without it, an out_dir that already holds a run is refused.
     """
     out_dir = Path(out_dir)
-    if settings.epochs < 1 or settings.save_interval < 1:
-        raise TrainingError("--epochs and --save-interval must be at least 1")
+    for name in ("epochs", "save_interval"):
+        if getattr(settings, name) < 1:
+            raise TrainingError(f"{name.replace('_', ' ')} must be at least 1", hint="raise {param}", parameter=name)
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=settings.lr)
     history: list[dict[str, float]] = []
     start = 0
@@ -128,10 +129,10 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
             group["lr"] = settings.lr
         start, history = int(state["epoch"]), list(state["history"])
         if start >= settings.epochs:
-            raise TrainingError(f"{out_dir / LAST} already has {start} epochs; ask for more with --epochs")
+            raise TrainingError(f"{out_dir / LAST} already has {start} epochs", hint="ask for more with {param}", parameter="epochs")
     elif (out_dir / LAST).exists():
-        raise TrainingError(f"{out_dir} already holds a training run: pass --resume to continue it, "
-                            "or choose another --out")
+        raise TrainingError(f"{out_dir} already holds a training run",
+                            hint="pass {param} to continue it, or choose another folder", parameter="resume")
     train_count = len(task.train_batches(start))
     val_count = len(task.val_batches())
     steps, step = (settings.epochs - start) * (train_count + val_count), 0

@@ -5,6 +5,7 @@ import torch
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.weights import WeightsError
+from simsearch.errors import UnknownComponentError
 
 
 def test_shapes_and_image_vector_is_pooled_patches(small_embedder):
@@ -54,11 +55,12 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(WeightsError, match="--weights FILE") as info:
+    with pytest.raises(WeightsError, match="weights FILE") as info:
         create_embedder("backbone:resnet18", device="cpu")
+    assert info.value.parameter == "weights"
     assert "hub/checkpoints" in str(info.value)
 
 
 def test_unknown_backbone():
-    with pytest.raises(WeightsError, match="unknown backbone"):
+    with pytest.raises(UnknownComponentError, match="unknown backbone"):
         BackboneEmbedder("resnet9000", pretrained=False)

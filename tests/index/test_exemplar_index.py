@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from simsearch.errors import ConflictError, NotFoundError
 from simsearch.index import (
     ExemplarIndex,
     IndexMismatchError,
@@ -37,7 +38,7 @@ def test_add_search_remove_by_stable_id():
     assert new_ids == [len(good)]  # ids are never reused
     _, defect_ids = index.nearest_defect(outliers[:1], 1)
     assert index.exemplars[int(defect_ids[0, 0])].defect_type == "scratch"
-    with pytest.raises(IndexMismatchError, match="no exemplar with id 999"):
+    with pytest.raises(NotFoundError, match="no exemplar with id 999"):
         index.remove([999])
 
 
@@ -61,10 +62,14 @@ def test_patch_mode_keeps_a_coreset_and_removes_an_exemplars_patches():
     index.add([NewExemplar(f"{i}.png") for i in range(6)], grids.mean(axis=(1, 2)), grids)
     assert len(index.patches) == 48
     maps, owners = index.nearest_patches(grids[:1])
-    assert maps.shape == (1, 4, 4) and set(np.unique(owners)) <= set(range(6))
+    kept = index.patches.ids()
+    own = kept[(kept >> 24) == 0] & ((1 << 24) - 1)  # positions of exemplar 0's patches kept in the bank
+    # A patch kept in the bank is its own nearest neighbour: distance 0, owner 0.
+    assert maps.shape == (1, 4, 4) and (owners.reshape(-1)[own] == 0).all()
+    np.testing.assert_allclose(maps.reshape(-1)[own], 0, atol=1e-3)
     before = len(index.patches)
     index.remove([0])
-    assert len(index.patches) < before
+    assert len(index.patches) == before - len(own)
     _, owners = index.nearest_patches(grids[:1])
     assert 0 not in owners
 
@@ -131,3 +136,36 @@ def test_refuses_to_save_over_a_folder_that_is_not_an_index(tmp_path):
 def test_missing_index_folder_says_how_to_build_one(tmp_path):
     with pytest.raises(StorageError, match="build-index"):
         storage.read_manifest(tmp_path / "nowhere")
+
+
+def test_remove_refuses_the_last_good_exemplar_and_takes_repeated_ids_once():
+    good, outliers = _clusters(n=3)
+    index = _image_index(good)
+    index.add([NewExemplar("d.png", "defect", "dent")], outliers[:1])
+    assert index.remove([0, 0, 1]) == [0, 1]
+    assert index.counts() == {"good": 1, "defect": 1, "patches": 0}
+    with pytest.raises(ConflictError, match="last good exemplar"):
+        index.remove([2, 3])
+    assert index.counts() == {"good": 1, "defect": 1, "patches": 0}  # nothing changed
+    with pytest.raises(NotFoundError):
+        index.remove([3, 77])
+    assert 3 in index.exemplars
+    assert index.remove([3]) == [3]
+
+
+def test_describe_holds_counts_types_and_the_time_of_the_last_save(tmp_path):
+    good, outliers = _clusters(n=4)
+    index = _image_index(good)
+    index.add([NewExemplar("d.png", "defect", "dent")], outliers[:1])
+    described = index.describe()
+    assert described["counts"] == {"good": 4, "defect": 1, "patches": 0}
+    assert described["defect_types"] == {"dent": 1} and described["mode"] == "image" and described["k"] == 3
+    assert described["coreset_ratio"] is None and described["patch_grid"] is None  # image mode has no bank
+    assert described["updated"] is None and described["bytes"] is None and described["generation"] == 0
+    index.save(tmp_path / "idx")
+    saved = ExemplarIndex.load(tmp_path / "idx").describe()
+    assert saved["updated"] == index.updated is not None and saved["generation"] == 1
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "idx").iterdir())
+    assert saved["bytes"] == on_disk == index.describe()["bytes"]
+    patch = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="patch", coreset_ratio=0.5).describe()
+    assert patch["coreset_ratio"] == 0.5

@@ -154,6 +154,9 @@ def test_last_good_exemplar_cannot_be_removed(client):
         assert client.delete(f"/exemplars/{exemplar_id}").status_code == 200
     response = client.delete(f"/exemplars/{good_ids[-1]}")
     assert response.status_code == 409 and "last good" in response.json()["detail"]
+    assert response.json()["category"] == "conflict"
+    missing = client.delete("/exemplars/999")
+    assert missing.status_code == 404 and missing.json()["category"] == "not-found"
 
 
 def test_concurrent_scores_and_adds_lose_nothing(client, index_copy, images):

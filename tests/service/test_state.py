@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from simsearch.index import ExemplarIndex
+from simsearch.errors import NotFoundError
 from simsearch.service.state import ConflictError, IndexState, clone_index
 from tests.conftest import part_image
 
@@ -36,7 +37,7 @@ def test_add_saves_then_publishes_a_new_snapshot(index_copy):
 def test_remove_unknown_and_last_good(index_copy):
     inspector, folder = index_copy
     state = IndexState(inspector, folder)
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFoundError):
         state.remove(999)
     good = [e.id for e in inspector.index_.exemplars.values() if e.label == "good"]
     for exemplar_id in good[:-1]:

@@ -105,8 +105,9 @@ def test_resume_continues_and_an_existing_run_is_not_overwritten(tmp_path):
     samples = _samples(tmp_path)
     settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0, save_interval=1, device="cpu")
     train_triplet_ae(samples, tmp_path / "run", TINY, settings)
-    with pytest.raises(TrainingError, match="--resume"):
+    with pytest.raises(TrainingError, match="already holds a training run") as refused:
         train_triplet_ae(samples, tmp_path / "run", TINY, settings)
+    assert refused.value.parameter == "resume"
     settings.epochs = 2
     result = train_triplet_ae(samples, tmp_path / "run", TINY, settings, resume=True)
     assert result.epochs_run == 1 and [row["epoch"] for row in result.history] == [1, 2]
