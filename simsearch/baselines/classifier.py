@@ -15,6 +15,7 @@ from simsearch.baselines.persist import write_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.decide.threshold import Threshold, probability_threshold
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import (
     WeightsError,
@@ -156,6 +157,11 @@ class ImageClassifier:
         """(N, 2) class probabilities, good then defect."""
         defect = np.array([r.score for r in self.score(images)])
         return np.stack([1 - defect, defect], axis=1)
+
+    @property
+    def threshold_(self) -> Threshold:
+        """The verdict threshold on the defect probability, as every scorer exposes it."""
+        return probability_threshold(self.threshold)
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "image_size": self.image_size, "backbone": self.backbone if self.kind == "cam"

@@ -19,6 +19,7 @@ from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED, holdout_split
+from simsearch.decide.threshold import Threshold, probability_threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError
@@ -167,6 +168,11 @@ class BackboneProbe:
         _, self.embedder_, vectors = best
         self.head_ = LinearHead.fit(vectors, labels, self.class_weights, self.seed)
         return self
+
+    @property
+    def threshold_(self) -> Threshold:
+        """The verdict threshold on the defect probability, as every scorer exposes it."""
+        return probability_threshold(self.threshold)
 
     @property
     def backbone_(self) -> str | None:

@@ -116,3 +116,9 @@ def normalise_scores(scores: np.ndarray | Sequence[float], threshold: Threshold 
 def is_anomalous(scores: np.ndarray | Sequence[float], threshold: Threshold | Mapping[str, Any]) -> np.ndarray:
     """Threshold.is_anomalous for a Threshold or its record."""
     return as_threshold(threshold).is_anomalous(scores)
+
+
+def probability_threshold(value: float = 0.5) -> Threshold:
+    """A fixed threshold on a defect probability (the supervised baselines' verdict), on the scale [0, 1]."""
+    return Threshold(value=float(value), low=0.0, high=1.0, policy="fixed",
+                     reason=f"a fixed threshold on the defect probability ({value:g})")

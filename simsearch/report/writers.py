@@ -23,6 +23,6 @@ def report_evaluation(evaluation: Evaluation, inspector: Any, dataset: str | Pat
     folder = Path(run_dir) if run_dir is not None else default_run_dir()
     run = evaluation_run(evaluation, inspector.index_, dataset, fold,
                          everything=discover_samples(dataset) if fold else None, index_folder=index_folder)
-    write_example_overlays(run, evaluation, inspector.index_.threshold, folder)
+    write_example_overlays(run, evaluation, inspector.threshold_, folder)
     write_run(run, folder)
     return write_report(folder)

@@ -108,11 +108,11 @@ class IndexState:
     def describe(self) -> dict[str, Any]:
         """Embedder, mode, counts and threshold of the current snapshot."""
         inspector = self._current
-        index = inspector.index_
+        index, threshold = inspector.index_, inspector.threshold_
         return {
             "index": str(self.folder), "embedder": index.embedder_config, "fingerprint": index.fingerprint,
             "dim": index.dim, "mode": index.mode, "k": index.k, "coreset_ratio": index.coreset_ratio,
-            "counts": index.counts(), "defect_types": index.defect_types(), "threshold": index.threshold,
+            "counts": index.counts(), "defect_types": index.defect_types(), "threshold": threshold.to_record() if threshold is not None else None,
             "generation": index.generation,
         }
 
