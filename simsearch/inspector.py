@@ -19,8 +19,8 @@ from simsearch.data.images import (
     ImageLike,
 )
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs
-from simsearch.decide.policies import Calibration, calibrate
-from simsearch.decide.threshold import is_anomalous, normalise_scores
+from simsearch.decide.policies import calibrate
+from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
 from simsearch.errors import InputError, NotFittedError
@@ -146,31 +146,32 @@ class Inspector(Scorer):
         """Like score(), one result at a time as batches finish."""
         index = self._require_index()
         embedder = self._require_embedder()
+        threshold = self.threshold_
         for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip):
             results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
             for item, result in zip(batch, results):
                 result.image_size = item.pixels.shape[:2]
-                self._apply_threshold(result)
+                self._apply_threshold(result, threshold)
                 yield result
 
-    def _apply_threshold(self, result: ScoreResult) -> None:
-        threshold = self.index_.threshold if self.index_ is not None else None
-        if threshold:
-            result.normalised_score = float(normalise_scores([result.score], threshold)[0])
-            result.is_anomaly = bool(is_anomalous([result.score], threshold)[0])
-        add_map_and_boxes(result, threshold)
+    def _apply_threshold(self, result: ScoreResult, threshold: Threshold | None) -> None:
+        if threshold is not None:
+            result.normalised_score = float(threshold.normalise([result.score])[0])
+            result.is_anomaly = bool(threshold.is_anomalous([result.score])[0])
+        add_map_and_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""
         return np.array([r.score for r in self.score(images)])
 
     @property
-    def threshold_(self) -> dict | None:
-        """The stored threshold (None until calibrated)."""
-        return self._require_index().threshold
+    def threshold_(self) -> Threshold | None:
+        """The stored threshold (None until calibrated), read from the index's manifest record."""
+        record = self._require_index().threshold
+        return Threshold.from_record(record) if record else None
 
     def calibrate(self, samples: Sequence[Sample] | None = None, policy: str | None = None,
-                  target: float | None = None, **options) -> Calibration:
+                  target: float | None = None, **options) -> Threshold:
         """Choose and store a threshold (see `calibrate_index`); save the index after."""
         return calibrate_index(self, samples, policy, target, **options)
 
@@ -178,19 +179,19 @@ class Inspector(Scorer):
         """Score a labelled set and measure it (see `simsearch.evaluate.evaluate_dataset`)."""
         return evaluate_dataset(self, samples, **options)
 
-    def _threshold(self) -> dict:
-        threshold = self._require_index().threshold
-        if not threshold:
-            raise NotFittedError("no threshold yet: run `simsearch calibrate` (or Inspector.calibrate) first")
+    def _threshold(self) -> Threshold:
+        threshold = self.threshold_
+        if threshold is None:
+            raise NotFittedError("no threshold yet", hint="calibrate the index first (Inspector.calibrate)")
         return threshold
 
     def decision_function(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Normalised score minus 0.5: positive means reject."""
-        return normalise_scores(self.score_samples(images), self._threshold()) - 0.5
+        return self._threshold().normalise(self.score_samples(images)) - 0.5
 
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """1 for images at or above the threshold (reject), 0 otherwise."""
-        return is_anomalous(self.score_samples(images), self._threshold()).astype(int)
+        return self._threshold().is_anomalous(self.score_samples(images)).astype(int)
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
@@ -245,7 +246,7 @@ def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = No
 
 def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = None, policy: str | None = None,
                     target: float | None = None, source: str = "", on_progress: Progress | None = None,
-                    on_skip: OnSkip | None = None, warn: Warn | None = None) -> Calibration:
+                    on_skip: OnSkip | None = None, warn: Warn | None = None) -> Threshold:
     """Choose a threshold on a labelled set (or, with none, on the index's own good exemplars left out one
     at a time) and store it in the index's manifest (in memory: save the index after)."""
     index = inspector.index_
@@ -270,5 +271,6 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
         if pixels is not None and pixels[1].any():
             calibration.pixel_value = pixel_threshold_for_f1(*pixels)
             calibration.reason += "; map threshold for boxes: the pixel-F1-best on the masks"
-    index.threshold = calibration.to_record(source)
+    calibration.calibrated_on = source
+    index.threshold = calibration.to_record()
     return calibration

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from simsearch.errors import InputError
 from simsearch.inspector import Inspector
 from tests.conftest import part_image
 
@@ -13,7 +14,7 @@ def test_fit_score_predict_on_arrays(small_embedder):
     test = [part_image(rng) for _ in range(4)] + [part_image(rng, defect=True) for _ in range(4)]
     scores = inspector.score_samples(test)
     assert scores[4:].min() > scores[:4].max()
-    with pytest.raises(RuntimeError, match="calibrate"):
+    with pytest.raises(InputError, match="calibrate"):
         inspector.predict(test)
     inspector.index_.threshold = {"value": float((scores[3] + scores[4]) / 2), "low": float(scores.min()),
                                   "high": float(scores.max()), "policy": "test"}

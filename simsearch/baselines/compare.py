@@ -12,21 +12,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_curve,
-)
 
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split
+from simsearch.decide.policies import calibrate
 from simsearch.embed import WeightsError, create_embedder
 from simsearch.errors import UnknownComponentError
-from simsearch.evaluate.evaluation import image_auroc
+from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.inspector import Inspector
 from simsearch.train.classifier import TrainConfig
 
@@ -71,13 +65,6 @@ class CompareSettings:
                            target_accuracy=self.target_accuracy, seed=self.seed)
 
 
-def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold with the best F1 (defects positive) on the given labelled scores."""
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    return float(thresholds[int(np.argmax(f1))])
-
-
 class KnnMethod:
     """kNN similarity search as a compared method: indexes only the good images of the training part.
 
@@ -100,9 +87,9 @@ class KnnMethod:
         scores = np.array([r.score for r in self.inspector.score([s.path for s in check])])
         labels = np.array([int(s.is_defect) for s in check])
         self.inspector.add([s.path for s in held_out], "good")
-        self.inspector.index_.threshold = {
-            "value": f1_best_threshold(labels, scores), "low": float(scores.min()), "high": float(scores.max()),
-            "policy": "f1-best on held-out training goods + training defects"}
+        threshold = calibrate(labels, scores, "f1")  # the same F1 policy as `simsearch calibrate`
+        threshold.calibrated_on = "held-out training goods + training defects"
+        self.inspector.index_.threshold = threshold.to_record()
         return self
 
     def iter_score(self, images, on_progress=None, on_skip=None):
@@ -138,12 +125,12 @@ def build_method(name: str, settings: CompareSettings, on_note: Note | None = No
 def fold_metrics(samples: Sequence[Sample], scores: Sequence[float], verdicts: Sequence[bool]) -> dict[str, Any]:
     """Image AUROC on scores; F1, balanced accuracy, accuracy and confusion [[TN, FP], [FN, TP]] on verdicts."""
     labels = np.array([int(s.is_defect) for s in samples])
-    predicted = np.array([int(bool(v)) for v in verdicts])
-    return {"image_auroc": image_auroc(labels, scores),
-            "f1": float(f1_score(labels, predicted, zero_division=0)),
-            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
-            "accuracy": float(accuracy_score(labels, predicted)),
-            "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist()}
+    predicted = np.array([float(bool(v)) for v in verdicts])
+    at_verdicts = binary_metrics(labels, predicted, 0.5)  # a verdict is a score of 0 or 1
+    (tn, fp), (fn, tp) = at_verdicts["confusion"]
+    return {"image_auroc": image_auroc(labels, scores), "f1": at_verdicts["f1"],
+            "balanced_accuracy": at_verdicts["balanced_accuracy"],
+            "accuracy": (tn + tp) / len(labels) if len(labels) else None, "confusion": at_verdicts["confusion"]}
 
 
 def run_fold(method, split: Split) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from simsearch.decide.threshold import Threshold, probability_threshold
 from simsearch.embed.weights import WeightsError, read_state_dict
 from simsearch.errors import IndexProblem
 from simsearch.files import write_bytes_atomic, write_text_atomic
@@ -87,9 +88,6 @@ class SavedBaseline(Scorer):
         """True once trained or loaded."""
 
     @property
-    def threshold_(self) -> dict[str, Any] | None:
-        """The defect-probability threshold as a threshold record (None until trained or loaded)."""
-        if not self.is_fitted:
-            return None
-        return {"value": float(self.threshold), "low": 0.0, "high": 1.0, "policy": "fixed",
-                "reason": f"defect probability >= {self.threshold:g}"}
+    def threshold_(self) -> Threshold | None:
+        """The fixed defect-probability threshold (None until trained or loaded)."""
+        return probability_threshold(self.threshold) if self.is_fitted else None

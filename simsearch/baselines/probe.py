@@ -20,6 +20,7 @@ from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED, holdout_split
+from simsearch.decide.threshold import probability_threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import NotFittedError
@@ -192,7 +193,7 @@ class BackboneProbe(SavedBaseline):
         """The set-up: the chosen backbone and embedder, the candidates tried, the threshold."""
         return {"scorer": self.name, "family": self.family, "backbone": self.backbone_,
                 "embedder": self.embedder_.config if self.embedder_ is not None else None,
-                "candidates": self.candidates_, "notes": self.notes_, "threshold": self.threshold_}
+                "candidates": self.candidates_, "notes": self.notes_, "threshold": probability_threshold(self.threshold).to_record()}
 
     @property
     def backbone_(self) -> str | None:

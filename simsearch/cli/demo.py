@@ -11,10 +11,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from simsearch.data.datasets import discover_samples
 from simsearch.data.inputs import Progress
 from simsearch.embed.backbone import BackboneEmbedder
-from simsearch.evaluate.evaluation import Evaluation
-from simsearch.inspector import Inspector
-from simsearch.evaluate.evaluation import evaluate_dataset
-from simsearch.inspector import calibrate_index
+from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset
+from simsearch.inspector import Inspector, calibrate_index
 
 SIZE = 160
 

@@ -180,7 +180,7 @@ def score(
 def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
     from simsearch.data.images import read_image
     from simsearch.report.overlay import overlay_image, overlay_name
-    overlay_image(read_image(result.path), result, inspector.index_.threshold).save(
+    overlay_image(read_image(result.path), result, inspector.threshold_).save(
         folder / overlay_name(result.path, number))
 
 
@@ -304,7 +304,7 @@ def calibrate(
                                           warn=warn)
         inspector.save(index)
         if as_json:
-            typer.echo(json.dumps(inspector.index_.threshold))
+            typer.echo(json.dumps(calibration.to_record()))
         else:
             print_calibration(calibration, index)
 

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import IndexProblem, InputError, SimsearchError, WeightsError
 
 console = Console()
@@ -189,10 +190,11 @@ def describe_embedder(config: dict) -> str:
     return text + (f" {'+'.join(config['layers'])}" if config.get("layers") else "")
 
 
-def _threshold_text(threshold: dict | None) -> str:
-    if not threshold:
+def _threshold_text(record: dict | None) -> str:
+    threshold = as_threshold(record)
+    if threshold is None:
         return "none (run `simsearch calibrate`)"
-    return f"{threshold['value']:.6g} ({threshold.get('policy', '?')})"
+    return f"{threshold.value:.6g} ({threshold.policy})"
 
 
 def print_evaluation(evaluation) -> None:
@@ -217,7 +219,7 @@ def print_evaluation(evaluation) -> None:
             console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
 
 
-def print_calibration(calibration, index: Path) -> None:
+def print_calibration(calibration: Threshold, index: Path) -> None:
     """The chosen threshold, why, and its metrics on the calibration set."""
     metrics = calibration.metrics
     console.print(f"[bold]threshold {calibration.value:.6g}[/] ({calibration.policy}) stored in {index}")

@@ -1,49 +1,73 @@
-"""Scores of labelled images -> a threshold, chosen by a stated policy, with the metrics it gives.
+"""Scores of labelled images -> a Threshold, chosen by a stated policy, with the metrics it gives.
 
 Policies: `f1` (the F1-best threshold), `target-recall` (catch at least R of the defects with the fewest
 false alarms), `max-false-alarm` (reject at most P of good parts, catching as many defects as possible),
 and `good-only` (no defects yet: the conformal (1 - P) quantile of good scores never scored against
 themselves, so that unseen good parts are rejected at a rate of at most P on average).
+
+A new policy is one `ThresholdPolicy` subclass under `@register_policy`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
-from simsearch.errors import CalibrationError
-from simsearch.evaluate.metrics import (  # noqa: F401
+from simsearch.decide.threshold import Threshold
+from simsearch.errors import CalibrationError, UnknownComponentError
+from simsearch.evaluate.metrics import (  # noqa: F401  (re-exported: callers and tests import them from here)
     binary_metrics,
     image_auroc,
     pixel_threshold_for_f1,
 )
 
-POLICIES = ("f1", "target-recall", "max-false-alarm", "good-only")
+Calibration = Threshold  # the old name of a calibration's result, kept for one release
+
+_POLICIES: dict[str, type["ThresholdPolicy"]] = {}
 
 
-@dataclass
-class Calibration:
-    """A chosen threshold, why it was chosen, and what it gives on the calibration set."""
+class ThresholdPolicy:
+    """How to place a threshold on labelled scores (reject when score >= threshold).
 
-    value: float
-    policy: str
-    reason: str
-    target: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    low: float = 0.0  # smallest and largest calibration scores: the normalised score's scale
-    high: float = 1.0
-    pixel_value: float | None = None
+    `needs_defects` / `needs_good`: the classes the calibration set must hold; `parameter` names the library
+    parameter that carries the target (for hints); `without_defects`: the policy to use instead when the set
+    has no defects (None: refuse)."""
 
-    def to_record(self, source: str = "") -> dict[str, Any]:
-        """The dict stored in the index manifest."""
-        return {"value": self.value, "policy": self.policy, "target": self.target, "reason": self.reason,
-                "low": self.low, "high": self.high, "pixel_value": self.pixel_value, "metrics": self.metrics,
-                "calibrated_on": source,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    name: ClassVar[str] = ""
+    needs_defects: ClassVar[bool] = False
+    needs_good: ClassVar[bool] = False
+    parameter: ClassVar[str | None] = None
+    without_defects: ClassVar[str | None] = None
+
+    def check_target(self, target: float | None) -> float | None:
+        """The target to use (a default filled in), or CalibrationError when it is out of range."""
+        return target
+
+    def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
+        """The threshold value and a one-line reason for it."""
+        raise NotImplementedError
+
+
+def register_policy(cls: type[ThresholdPolicy]) -> type[ThresholdPolicy]:
+    """Class decorator: make a policy available to `calibrate` and `get_policy` by its name."""
+    _POLICIES[cls.name] = cls
+    return cls
+
+
+def policy_names() -> list[str]:
+    """Names of the registered policies, in registration order."""
+    return list(_POLICIES)
+
+
+def get_policy(name: str) -> ThresholdPolicy:
+    """A registered policy by name; UnknownComponentError for an unknown one."""
+    if name not in _POLICIES:
+        raise UnknownComponentError(f"unknown threshold policy {name!r}", hint=f"{{param}} is one of "
+                                    f"{', '.join(_POLICIES)}", parameter="policy")
+    return _POLICIES[name]()
 
 
 def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
@@ -62,30 +86,90 @@ def _rates(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> tu
     return tp.astype(np.float64), fp.astype(np.float64), float(len(defect)), float(len(good))
 
 
+@register_policy
+class F1(ThresholdPolicy):
+    """The F1-best threshold (defects positive); among ties the highest, for the fewest false alarms."""
+
+    name = "f1"
+    needs_defects = True
+
+    def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None = None) -> tuple[float, str]:
+        thresholds = candidate_thresholds(scores)
+        tp, fp, n_defect, _ = _rates(labels, scores, thresholds)
+        f1 = np.where(tp > 0, 2 * tp / (tp + fp + n_defect), 0.0)
+        best = int(np.flatnonzero(f1 == f1.max())[-1])
+        return float(thresholds[best]), f"maximises F1 ({f1[best]:.3f}) on the calibration set"
+
+
+@register_policy
+class TargetRecall(ThresholdPolicy):
+    """The highest threshold that still catches at least `target` of the defects: fewest false alarms."""
+
+    name = "target-recall"
+    needs_defects = True
+    parameter = "target_recall"
+
+    def check_target(self, target: float | None) -> float | None:
+        if target is None or not 0 < target <= 1:
+            raise CalibrationError(f"policy {self.name} needs a recall in (0, 1], not {target}",
+                                   hint="give {param}, e.g. 0.99", parameter=self.parameter)
+        return target
+
+    def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
+        thresholds = candidate_thresholds(scores)
+        tp, fp, n_defect, _ = _rates(labels, scores, thresholds)
+        best = int(np.flatnonzero(tp / n_defect >= target - 1e-12)[-1])
+        return float(thresholds[best]), (f"the highest threshold catching >= {target:.0%} of the defects "
+                                         f"({int(tp[best])}/{int(n_defect)}), with {int(fp[best])} false alarm(s)")
+
+
+@register_policy
+class MaxFalseAlarm(ThresholdPolicy):
+    """The lowest threshold rejecting at most `target` of the good images: most defects caught."""
+
+    name = "max-false-alarm"
+    needs_good = True
+    parameter = "max_false_alarm"
+    without_defects = "good-only"  # no defects to catch: the conformal quantile of the goods instead
+
+    def check_target(self, target: float | None) -> float | None:
+        if target is None or not 0 <= target < 1:
+            raise CalibrationError(f"policy {self.name} needs a false-alarm rate in [0, 1), not {target}",
+                                   hint="give {param}, e.g. 0.01", parameter=self.parameter)
+        return target
+
+    def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
+        thresholds = candidate_thresholds(scores)
+        tp, fp, n_defect, n_good = _rates(labels, scores, thresholds)
+        best = int(np.flatnonzero(fp / n_good <= target + 1e-12)[0])
+        return float(thresholds[best]), (f"the lowest threshold rejecting <= {target:.1%} of good images "
+                                         f"({int(fp[best])}/{int(n_good)}), catching {int(tp[best])}/{int(n_defect)} "
+                                         "defects")
+
+
+@register_policy
+class GoodOnly(ThresholdPolicy):
+    """The conformal (1 - target) quantile of good scores never scored against themselves (default 1%)."""
+
+    name = "good-only"
+    needs_good = True
+    parameter = "max_false_alarm"
+    default_target = 0.01
+
+    def check_target(self, target: float | None) -> float | None:
+        target = self.default_target if target is None else target
+        if not 0 < target < 1:
+            raise CalibrationError(f"a good-only threshold needs a false-alarm rate in (0, 1), not {target}",
+                                   hint="give {param}, e.g. 0.01", parameter=self.parameter)
+        return target
+
+    def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
+        return threshold_from_good(scores[labels == 0], target)
+
+
 def threshold_for_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
-    thresholds = candidate_thresholds(scores)
-    tp, fp, n_defect, _ = _rates(labels, scores, thresholds)
-    f1 = np.where(tp > 0, 2 * tp / (tp + fp + n_defect), 0.0)
-    best = int(np.flatnonzero(f1 == f1.max())[-1])  # among ties, the highest threshold: fewest false alarms
-    return float(thresholds[best]), f"maximises F1 ({f1[best]:.3f}) on the calibration set"
-
-
-def threshold_for_recall(labels: np.ndarray, scores: np.ndarray, target: float) -> tuple[float, str]:
-    thresholds = candidate_thresholds(scores)
-    tp, fp, n_defect, _ = _rates(labels, scores, thresholds)
-    meets = np.flatnonzero(tp / n_defect >= target - 1e-12)
-    best = int(meets[-1])  # the highest threshold that still catches enough: fewest false alarms
-    return float(thresholds[best]), (f"the highest threshold catching >= {target:.0%} of the defects "
-                                     f"({int(tp[best])}/{int(n_defect)}), with {int(fp[best])} false alarm(s)")
-
-
-def threshold_for_false_alarm(labels: np.ndarray, scores: np.ndarray, max_rate: float) -> tuple[float, str]:
-    thresholds = candidate_thresholds(scores)
-    tp, fp, n_defect, n_good = _rates(labels, scores, thresholds)
-    meets = np.flatnonzero(fp / n_good <= max_rate + 1e-12)
-    best = int(meets[0])  # the lowest threshold within the false-alarm budget: most defects caught
-    return float(thresholds[best]), (f"the lowest threshold rejecting <= {max_rate:.1%} of good images "
-                                     f"({int(fp[best])}/{int(n_good)}), catching {int(tp[best])}/{int(n_defect)} defects")
+    """The F1 policy's choice: one home for the F1-best threshold (calibrate and compare both use it)."""
+    return F1().choose(np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64))
 
 
 def threshold_from_good(good_scores: np.ndarray, false_alarm_rate: float) -> tuple[float, str]:
@@ -103,39 +187,30 @@ def threshold_from_good(good_scores: np.ndarray, false_alarm_rate: float) -> tup
                    f"{1 - false_alarm_rate:.1%} quantile, for an expected false-alarm rate <= {false_alarm_rate:.1%}")
 
 
-def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | None = None,
-              target: float | None = None) -> Calibration:
+def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | ThresholdPolicy | None = None,
+              target: float | None = None) -> Threshold:
     """Choose a threshold by policy (default: f1 when there are defects, else good-only at 1% false alarms)."""
     labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
     if len(scores) == 0:
         raise CalibrationError("no scores to calibrate on")
     has_defects, has_good = bool((labels == 1).any()), bool((labels == 0).any())
-    policy = policy or ("f1" if has_defects else "good-only")
-    if policy not in POLICIES:
-        raise CalibrationError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
-    if policy in ("f1", "target-recall") and not has_defects:
-        raise CalibrationError(f"policy {policy} needs defect images, and the calibration set has none",
-                               hint="use good-only calibration ({param} P) or add defects", parameter="max_false_alarm")
-    if policy in ("max-false-alarm", "good-only") and not has_good:
-        raise CalibrationError(f"policy {policy} needs good images, and the calibration set has none")
-    if policy == "target-recall":
-        if target is None or not 0 < target <= 1:
-            raise CalibrationError("the target recall must be in (0, 1]", hint="pass {param}, e.g. 0.99", parameter="target_recall")
-        value, reason = threshold_for_recall(labels, scores, target)
-    elif policy == "max-false-alarm" and has_defects:
-        if target is None or not 0 <= target < 1:
-            raise CalibrationError("the false-alarm rate must be in [0, 1)", hint="pass {param}, e.g. 0.01", parameter="max_false_alarm")
-        value, reason = threshold_for_false_alarm(labels, scores, target)
-    elif policy in ("max-false-alarm", "good-only"):
-        target = 0.01 if target is None else target
-        if not 0 < target < 1:
-            raise CalibrationError("a good-only threshold needs a false-alarm rate in (0, 1), e.g. 0.01")
-        value, reason = threshold_from_good(scores[labels == 0], target)
-        policy = "good-only"
-    else:
-        value, reason = threshold_for_f1(labels, scores)
+    if policy is None:
+        policy = "f1" if has_defects else "good-only"
+    chosen = get_policy(policy) if isinstance(policy, str) else policy
+    if not has_defects and chosen.without_defects:
+        chosen = get_policy(chosen.without_defects)
+    if chosen.needs_defects and not has_defects:
+        raise CalibrationError(f"policy {chosen.name} needs defect images, and the calibration set has none",
+                               hint="use good-only calibration ({param}) or add defects",
+                               parameter="max_false_alarm")
+    if chosen.needs_good and not has_good:
+        raise CalibrationError(f"policy {chosen.name} needs good images, and the calibration set has none",
+                               hint="add good images")
+    target = chosen.check_target(target)
+    value, reason = chosen.choose(labels, scores, target)
     low, high = float(scores.min()), float(max(scores.max(), value))
     if high - low <= 0:
         high = low + 1.0
-    return Calibration(value=value, policy=policy, reason=reason, target=target,
-                       metrics=binary_metrics(labels, scores, value), low=low, high=high)
+    return Threshold(value=value, low=low, high=high, policy=chosen.name, target=target, reason=reason,
+                     metrics=binary_metrics(labels, scores, value),
+                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from simsearch.data.datasets import Sample
 from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
-from simsearch.evaluate.metrics import image_auroc, pixel_auroc, pro_score
+from simsearch.evaluate.metrics import (
+    binary_metrics,
+    image_auroc,
+    pixel_auroc,
+    pro_score,
+)
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer  # the kNN Inspector or any baseline
 
@@ -52,8 +56,8 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
     scores = np.array([r.score for r in results])
     evaluation = Evaluation(samples, results, image_auroc(labels, scores), threshold)
     if threshold is not None:
+        evaluation.confusion = binary_metrics(labels, scores, threshold)["confusion"]
         predicted = (scores >= threshold).astype(int)
-        evaluation.confusion = confusion_matrix(labels, predicted, labels=[0, 1]).tolist()
         for kind in sorted({s.defect_type or "defect" for s in samples if s.is_defect}):
             rows = [i for i, s in enumerate(samples) if s.is_defect and (s.defect_type or "defect") == kind]
             evaluation.recall_by_type[kind] = float(predicted[rows].mean())
@@ -88,7 +92,7 @@ def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], on_progress: Pro
     pixel AUROC and PRO where ground-truth masks exist (at the anomaly maps' resolution)."""
     kept, results = score_samples(scorer, samples, on_progress, on_skip)
     threshold = scorer.threshold_
-    evaluation = evaluate_results(kept, results, threshold["value"] if threshold else None)
+    evaluation = evaluate_results(kept, results, threshold.value if threshold is not None else None)
     pixels = maps_and_masks(kept, results)
     if pixels is not None:
         evaluation.extra["pixel_auroc"] = pixel_auroc(*pixels)

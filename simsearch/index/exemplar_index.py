@@ -11,9 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
+from simsearch.files import write_bytes_atomic
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.files import write_bytes_atomic
 from simsearch.index.storage import StorageError, read_manifest, save_generation
 from simsearch.index.vectors import VectorStore
 

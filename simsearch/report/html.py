@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from simsearch.decide.threshold import as_threshold
 from simsearch.report import charts
 from simsearch.report.run import example_groups, read_run, result_arrays
 from simsearch.report.thumbnails import data_uri, file_uri, thumbnail_uri
@@ -173,15 +174,15 @@ def _setup(run: dict[str, Any]) -> str:
     embedder = setup.get("embedder")
     if embedder:
         parts.append("<h3>Embedder</h3>" + _kv([(str(k), _fmt(v)) for k, v in embedder.items()]))
-    threshold = setup.get("threshold")
-    if threshold:
-        rows = [("value", _fmt(threshold.get("value"), 4)), ("policy", _fmt(threshold.get("policy"))),
-                ("target", _fmt(threshold.get("target"))), ("why", _fmt(threshold.get("reason"))),
-                ("calibrated on", _fmt(threshold.get("calibrated_on"))),
-                ("score scale (low, high)", f"{_fmt(threshold.get('low'))}, {_fmt(threshold.get('high'))}"),
-                ("map threshold for boxes", _fmt(threshold.get("pixel_value"), 4)),
-                ("calibrated", _fmt(threshold.get("created")))]
-        metrics = {k: v for k, v in (threshold.get("metrics") or {}).items() if k != "confusion"}
+    threshold = as_threshold(setup.get("threshold"))
+    if threshold is not None:
+        rows = [("value", _fmt(threshold.value, 4)), ("policy", _fmt(threshold.policy)),
+                ("target", _fmt(threshold.target)), ("why", _fmt(threshold.reason or None)),
+                ("calibrated on", _fmt(threshold.calibrated_on or None)),
+                ("score scale (low, high)", f"{_fmt(threshold.low)}, {_fmt(threshold.high)}"),
+                ("map threshold for boxes", _fmt(threshold.pixel_value, 4)),
+                ("calibrated", _fmt(threshold.created or None))]
+        metrics = {k: v for k, v in threshold.metrics.items() if k != "confusion"}
         if metrics:
             rows.append(("on the calibration set", ", ".join(f"{escape(k)} {_fmt(v)}" for k, v in metrics.items())))
         parts.append("<h3>Threshold</h3>" + _kv(rows))

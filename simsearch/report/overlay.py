@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from simsearch.decide.threshold import normalise_scores
+from simsearch.decide.threshold import Threshold
 from simsearch.score.maps import anomaly_map, resize_map
 from simsearch.score.results import ScoreResult
 
@@ -18,7 +18,7 @@ def _colour(values: np.ndarray) -> np.ndarray:
     return (colormaps["jet"](np.clip(values, 0.0, 1.0))[:, :, :3] * 255).astype(np.uint8)
 
 
-def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: dict | None = None,
+def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: Threshold | None = None,
                   alpha: float = 0.45) -> Image.Image:
     """The image with its anomaly map in colour (blue = normal, red = anomalous; the threshold sits at the
     middle of the scale when there is one), boxes in white, and the score written on top."""
@@ -29,8 +29,8 @@ def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: dict | Non
         amap = anomaly_map(result.patch_map)
     if amap is not None:
         full = resize_map(amap, height, width)
-        if threshold:
-            scaled = normalise_scores(full, {**threshold, "value": threshold.get("pixel_value") or threshold["value"]})
+        if threshold is not None:  # the map threshold (for boxes) at mid-scale
+            scaled = threshold.normalise(full, value=threshold.pixel)
         else:
             low, high = float(full.min()), float(full.max())
             scaled = (full - low) / max(high - low, 1e-12)
@@ -53,7 +53,7 @@ def overlay_image(pixels: np.ndarray, result: ScoreResult, threshold: dict | Non
     return canvas
 
 
-def overlay_png(pixels: np.ndarray, result: ScoreResult, threshold: dict | None = None) -> bytes:
+def overlay_png(pixels: np.ndarray, result: ScoreResult, threshold: Threshold | None = None) -> bytes:
     """overlay_image as PNG bytes."""
     buffer = io.BytesIO()
     overlay_image(pixels, result, threshold).save(buffer, format="PNG")

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from simsearch.data.datasets import GOOD, Sample, count_by_class
+from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
 from simsearch.files import write_bytes_atomic
@@ -50,14 +51,14 @@ def class_of(sample: Sample) -> str:
 
 def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: Sequence[Sample] | None = None,
                  fold: str | None = None, index_counts: dict[str, int] | None = None,
-                 calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+                 calibration: Threshold | None = None) -> dict[str, Any]:
     """Counts per class and defect type for each split, and a few sample paths of each class."""
     splits: dict[str, dict[str, int]] = {}
     if index_counts:
         splits["index exemplars"] = index_counts
-    if calibration and calibration.get("metrics"):
-        metrics = calibration["metrics"]
-        splits["calibration" + (f" ({calibration['calibrated_on']})" if calibration.get("calibrated_on") else "")] = {
+    if calibration is not None and calibration.metrics:
+        metrics = calibration.metrics
+        splits["calibration" + (f" ({calibration.calibrated_on})" if calibration.calibrated_on else "")] = {
             GOOD: int(metrics.get("good", 0)), "defects (any type)": int(metrics.get("defect", 0))}
     splits["evaluated" + (f" (fold {fold})" if fold else "")] = count_by_class(evaluated)
     if everything is not None and fold:
@@ -101,7 +102,7 @@ def evaluation_run(evaluation: Evaluation, index: Any, dataset: str | Path, fold
     return new_run(
         "evaluate", title or f"evaluation of {Path(dataset).name}" + (f" (fold {fold})" if fold else ""),
         data=data_section(dataset, evaluation.samples, everything, fold,
-                          {GOOD: index.counts()["good"], **index.defect_types()}, index.threshold),
+                          {GOOD: index.counts()["good"], **index.defect_types()}, as_threshold(index.threshold)),
         setup=setup_section(index, index_folder, **evaluation_hyperparameters(index)),
         results=[result_record(s, r) for s, r in zip(evaluation.samples, evaluation.results)],
         metrics=evaluation.to_dict())
@@ -109,11 +110,12 @@ def evaluation_run(evaluation: Evaluation, index: Any, dataset: str | Path, fold
 
 def evaluation_hyperparameters(index: Any) -> dict[str, Any]:
     """What was chosen to build and score with (beyond the embedder's own config)."""
-    config, threshold = index.embedder_config, index.threshold or {}
+    config, threshold = index.embedder_config, as_threshold(index.threshold)
     return {"image size (px)": config.get("image_size"), "feature layers": config.get("layers"),
             "patch grid": list(index.patch_grid) if getattr(index, "patch_grid", None) else None,
             "k": index.k, "coreset ratio": index.coreset_ratio,
-            "threshold policy": threshold.get("policy"), "policy target": threshold.get("target")}
+            "threshold policy": threshold.policy if threshold else None,
+            "policy target": threshold.target if threshold else None}
 
 
 def example_groups(results: Sequence[dict[str, Any]], per_group: int = EXAMPLES_PER_GROUP) -> dict[str, list[int]]:
@@ -132,7 +134,7 @@ def example_groups(results: Sequence[dict[str, Any]], per_group: int = EXAMPLES_
     return {"top_defects": pick(defect), "top_good": pick(lambda r: not defect(r))}
 
 
-def _small_overlay(result: ScoreResult, threshold: dict | None) -> bytes:
+def _small_overlay(result: ScoreResult, threshold: Threshold | None) -> bytes:
     """The overlay drawn on a downscaled copy of the image, so that its text is legible as a thumbnail."""
     import io
 
@@ -155,7 +157,7 @@ def _small_overlay(result: ScoreResult, threshold: dict | None) -> bytes:
     return buffer.getvalue()
 
 
-def write_example_overlays(run: dict[str, Any], evaluation: Evaluation, threshold: dict | None,
+def write_example_overlays(run: dict[str, Any], evaluation: Evaluation, threshold: Threshold | None,
                            folder: str | Path) -> None:
     """Draw the heatmap overlays of the report's examples into folder/examples/ and name them in run.json
     (the maps themselves are not kept: they are large, and only these few are shown)."""

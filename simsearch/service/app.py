@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import simsearch
+from simsearch.data.images import ImageError, ImageTooLargeError
 from simsearch.errors import (
     ConflictError,
     IndexProblem,
@@ -22,7 +23,6 @@ from simsearch.errors import (
     UnknownComponentError,
     WeightsError,
 )
-from simsearch.data.images import ImageError, ImageTooLargeError
 from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher

@@ -91,8 +91,7 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     result.path = image.filename
     body = result.to_dict()
     if heatmap:
-        threshold = svc.state.snapshot.index_.threshold
-        png = await run_in_threadpool(overlay_png, pixels, result, threshold)
+        png = await run_in_threadpool(overlay_png, pixels, result, svc.state.snapshot.threshold_)
         body["heatmap_png"] = base64.b64encode(png).decode("ascii")
     return JSONResponse(body)
 

@@ -1,0 +1,107 @@
+"""Every registered threshold policy through the same checks, and the registry itself."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from simsearch.decide import policies
+from simsearch.decide.policies import (
+    ThresholdPolicy,
+    calibrate,
+    get_policy,
+    policy_names,
+    register_policy,
+    threshold_for_f1,
+)
+from simsearch.decide.threshold import Threshold
+from simsearch.errors import CalibrationError, UnknownComponentError
+
+
+def _scores(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.array([0] * 120 + [1] * 30)
+    return labels, np.concatenate([rng.gamma(4, 1, 120), rng.gamma(4, 1, 30) + 3])
+
+
+def _target(policy: ThresholdPolicy) -> float | None:
+    """The policy's default target, or 0.5 (a valid recall and false-alarm rate) when it needs one."""
+    try:
+        return policy.check_target(None)
+    except CalibrationError:
+        return 0.5
+
+
+@pytest.mark.parametrize("name", policy_names())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_policy_keeps_the_contract(name, seed):
+    labels, scores = _scores(seed)
+    policy = get_policy(name)
+    assert policy.name == name and (policy.needs_defects or policy.needs_good)
+    threshold = calibrate(labels, scores, name, _target(policy))
+    assert isinstance(threshold, Threshold) and threshold.policy == name
+    margin = 1e-6 * np.abs(scores).max() + 1e-9  # just outside the scores: reject all, or pass all
+    assert scores.min() - margin <= threshold.value <= scores.max() + margin
+    assert threshold.reason.strip() and threshold.low <= threshold.value <= threshold.high
+    record = json.loads(json.dumps(threshold.to_record()))
+    assert Threshold.from_record(record) == threshold
+    (tn, fp), (fn, tp) = threshold.metrics["confusion"]
+    rejected = threshold.is_anomalous(scores)
+    assert (tp, fp) == (int(rejected[labels == 1].sum()), int(rejected[labels == 0].sum()))
+    assert threshold.normalise([threshold.value]).tolist() == [0.5]
+
+
+@pytest.mark.parametrize("name", policy_names())
+def test_every_policy_refuses_a_set_without_the_class_it_needs(name):
+    policy = get_policy(name)
+    for label, needed in ((0, policy.needs_defects), (1, policy.needs_good)):
+        if needed and not (label == 0 and policy.without_defects):
+            with pytest.raises(CalibrationError, match="needs"):
+                calibrate(np.full(30, label), np.arange(30.0), name, _target(policy))
+
+
+def test_unknown_policy_names_the_parameter():
+    with pytest.raises(UnknownComponentError) as caught:
+        get_policy("nope")
+    assert caught.value.parameter == "policy" and "f1" in caught.value.render()
+
+
+def test_a_new_policy_is_one_class_and_its_registry_entry(monkeypatch):
+    monkeypatch.setattr(policies, "_POLICIES", dict(policies._POLICIES))
+
+    @register_policy
+    class Median(ThresholdPolicy):
+        name = "median"
+        needs_good = True
+
+        def choose(self, labels, scores, target):
+            return float(np.median(scores)), "the median score"
+
+    labels, scores = _scores()
+    threshold = calibrate(labels, scores, "median")
+    assert "median" in policy_names() and threshold.value == pytest.approx(np.median(scores))
+
+
+def test_compare_and_calibrate_choose_the_same_f1_threshold():
+    from simsearch.baselines.compare import KnnMethod
+    from simsearch.data.datasets import Sample
+
+    train = [Sample(f"g{i}.png", "good") for i in range(400)] + [Sample(f"d{i}.png", "defect") for i in range(30)]
+    method = KnnMethod(None, "image")
+    checked = {}
+
+    def score(paths):
+        checked["labels"] = np.array([int(str(p).startswith("d")) for p in paths])
+        rng = np.random.default_rng(5)
+        values = np.where(checked["labels"] == 1, rng.gamma(4, 1, len(paths)) + 3, rng.gamma(4, 1, len(paths)))
+        checked["scores"] = values
+        return [SimpleNamespace(score=float(v)) for v in values]
+
+    method.inspector = SimpleNamespace(fit=lambda paths: None, score=score, add=lambda paths, label: None,
+                                       index_=SimpleNamespace(threshold=None))
+    method.fit(train)
+    stored = Threshold.from_record(method.inspector.index_.threshold)
+    chosen = calibrate(checked["labels"], checked["scores"])
+    assert stored.policy == "f1" and stored.value == chosen.value
+    assert stored.value == threshold_for_f1(checked["labels"], checked["scores"])[0]
