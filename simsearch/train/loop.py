@@ -10,13 +10,12 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from simsearch.data.datasets import Sample
 from simsearch.embed.checkpoint import read_checkpoint, write_checkpoint
 from simsearch.errors import TrainingError
-from simsearch.train.samplers import class_ids
+from simsearch.data.splits import validation_split
 
 LAST = "last.pt"  # the checkpoint a resumed run continues from
 FINAL = "model.pt"  # the trained model, written at the end: what build-index --embedder KIND:FILE takes
@@ -88,21 +87,7 @@ class TrainingTask(Protocol):
 
 OnEvent = Callable[[TrainEvent], None]
 
-
-def stratified_split(samples: Sequence[Sample], fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
-    """Split samples into (rest, held-out fraction), stratified by class (good and each defect type)."""
-    samples = list(samples)
-    if fraction <= 0:
-        return samples, []
-    labels, _ = class_ids(samples)
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None  # a single-image class cannot be split
-    try:
-        rest, held = train_test_split(samples, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError as error:
-        raise TrainingError(f"cannot hold out {fraction:.0%} of {len(samples)} images: {error}") from None
-    return rest, held
-
+stratified_split = validation_split  # old name (benchmarks, tests)
 
 
 def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Path, resume: bool = False,
