@@ -130,7 +130,7 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
                                 parameter="epochs")
     elif out is not None and (out / LAST).exists():
         raise TrainingError(f"{out} already holds a training run",
-                            hint="pass resume to continue it, or choose another {param}", parameter="out_dir")
+                            hint="pass {param} to continue it, or write to another folder", parameter="resume")
     weight = getattr(task, "batch_weight", lambda batch: 1.0)
     train_mode = getattr(task, "train_mode", task.model.train)
     should_stop = getattr(task, "should_stop", lambda row: False)
