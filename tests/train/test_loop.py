@@ -62,3 +62,23 @@ def test_without_a_folder_nothing_is_written_and_resume_is_refused(tmp_path):
     assert result.best_epoch == 2 and not list(tmp_path.iterdir())
     with pytest.raises(Exception, match="folder"):
         run_training(ScriptedTask(), TrainSettings(epochs=2), resume=True)
+
+
+def test_the_classifier_trains_through_the_loop_with_the_seeds_defaults():
+    from simsearch.train.classifier import TrainConfig, train_classifier
+    from simsearch.train.tasks.classify import ClassifierOptions, classifier_settings
+
+    settings, config = classifier_settings(), TrainConfig()
+    assert (settings.lr, settings.batch_size, settings.val_fraction) == (1e-4, 10, 0.0)
+    assert (config.learning_rate, config.batch_size, config.class_weights) == (1e-4, 10, (1.0, 3.0))
+    assert ClassifierOptions().target_accuracy == 0.98
+    torch.manual_seed(0)
+    pixels = torch.rand(20, 3, 8, 8)
+    labels = torch.tensor([0, 1] * 10)
+    pixels[labels == 1] += 2.0  # separable: the run stops once the training accuracy reaches the target
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 2))
+    seen = []
+    history = train_classifier(model, pixels, labels, TrainConfig(epochs=30, learning_rate=0.05, augment=False),
+                               on_epoch=lambda epoch, loss, accuracy: seen.append(epoch))
+    assert set(history[0]) == {"epoch", "loss", "accuracy"} and history[-1]["accuracy"] >= 0.98
+    assert len(history) < 30 and seen == [row["epoch"] for row in history] and not model.training
