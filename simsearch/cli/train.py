@@ -36,6 +36,7 @@ ResumeOption = typer.Option(False, "--resume", help="Continue the run in --out f
 MinerOption = typer.Option("batch-hard", "--miner", help="Triplet miner: batch-hard, semi-hard or all.")
 MarginOption = typer.Option(0.2, "--margin", help="Triplet margin (embeddings have unit length).")
 ValOption = typer.Option(0.1, "--val-fraction", help="Stratified fraction held out for the validation loss.")
+PatienceOption = typer.Option(None, "--patience", help="Stop after this many epochs without a lower validation loss (default: run every epoch; model.pt is the best epoch either way).")
 SeedOption = typer.Option(0, "--seed", help="Seed of the split, batches, augmentation and initial weights.")
 RoiOption = typer.Option("none", "--roi", help="none, or hough: crop each image to its circular part first.")
 DeviceOption = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
@@ -56,6 +57,8 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
 
         def on_event(event) -> None:
             nonlocal training
+            if event.stage == "epoch":
+                return
             if training is None:
                 progress.update(reading, visible=False)
                 training = progress.add_task("training", total=event.steps, losses="")
@@ -66,41 +69,45 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
         yield (lambda n: progress.advance(reading, n)), on_event
 
 
-def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device):
+def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device, patience=None):
     from simsearch.train.loop import TrainSettings
     from simsearch.train.miners import miner_names
+    from simsearch.train.tasks.common import TripletOptions
 
     if miner not in miner_names():
         fail(f"--miner must be one of {', '.join(miner_names())}, not {miner!r}")
     if not 0 <= val_fraction < 1:
         fail("--val-fraction must be in [0, 1)")
-    return TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, save_interval=save_interval,
-                         val_fraction=val_fraction, seed=seed, miner=miner, margin=margin, device=device)
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, save_interval=save_interval,
+                             val_fraction=val_fraction, seed=seed, device=device, patience=patience)
+    return settings, TripletOptions(miner=miner, margin=margin)
 
 
 def _samples(data: Path):
-    from simsearch.data.datasets import count_by_class, discover_samples
+    from simsearch.data.datasets import count_by_class, training_samples
 
     if not data.exists():
         fail(f"{data}: no such file or folder")
-    samples = discover_samples(data)
+    samples = training_samples(data)  # an MVTec category: train/good + test/, not the test images alone
     counts = count_by_class(samples)
     if counts.get("good", 0) == 0 or len(counts) < 2:
         fail(f"{data}: triplet training needs good and defect images, found {counts}")
+    err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()))
     return samples, counts
 
 
 def _report(kind: str, result, counts: dict, as_json: bool) -> None:
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
-               "epochs": int(last["epoch"]), "images": counts, "history": str(result.history_path),
+               "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
                "curves": str(result.curves_path), "final": last}
     if as_json:
         typer.echo(json.dumps(summary))
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch")
     console.print(f"[bold]trained[/] {kind} for {int(last['epoch'])} epochs ({losses})")
-    console.print(f"model: {result.model_path}\ncurves: {result.curves_path} and {result.history_path}")
+    best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
+    console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
     console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
 
 
@@ -116,19 +123,22 @@ def triplet_ae(
     grayscale: bool = typer.Option(False, "--grayscale", help="One input channel (for gray inspection images)."),
     triplet_weight: float = typer.Option(1.0, "--triplet-weight", help="Weight of the triplet loss vs reconstruction."),
     roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
+    patience: Optional[int] = PatienceOption,
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
         from simsearch.embed.triplet_ae import AutoencoderConfig
         from simsearch.train.tasks.triplet_ae import train_triplet_ae
 
-        settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
+        settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
+                                      device, patience)
         samples, counts = _samples(data)
         model_config = AutoencoderConfig(image_size=image_size, embedding_dim=embedding_dim,
                                          channels=1 if grayscale else 3, roi=None if roi == "none" else roi,
                                          triplet_weight=triplet_weight)
         with _training_progress(len(samples)) as (on_read, on_event):
-            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip)
+            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip,
+                                      triplet)
         _report("triplet-ae", result, counts, as_json)
 
 
@@ -149,6 +159,7 @@ def triplet_head(
     image_size: int = typer.Option(224, "--image-size", help="Backbone input size."),
     views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
     roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
+    patience: Optional[int] = PatienceOption,
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
@@ -156,7 +167,8 @@ def triplet_head(
         from simsearch.embed.triplet_head import HeadConfig
         from simsearch.train.tasks.triplet_head import train_triplet_head
 
-        settings = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device)
+        settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
+                                      device, patience)
         samples, counts = _samples(data)
         frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
                                   device=device)
@@ -164,7 +176,7 @@ def triplet_head(
                                  roi=None if roi == "none" else roi)
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
-                                        on_read, warn_skip)
+                                        on_read, warn_skip, triplet)
         _report("triplet-head", result, counts, as_json)
 
 

@@ -160,47 +160,48 @@ def good_image_files(paths: Sequence[str | Path]) -> list[Path]:
     return list_image_files(resolved)
 
 
+def class_key(sample: Sample) -> str:
+    """A sample's class: 'good', its defect type, or 'defect' when untyped (what splits and samplers balance)."""
+    return GOOD if not sample.is_defect else (sample.defect_type or DEFECT)
+
+
+def class_ids(samples: Sequence[Sample]) -> tuple[list[int], list[str]]:
+    """Class id per sample and the class names: 'good' is 0, then each defect type in sorted order."""
+    keys = [class_key(s) for s in samples]
+    names = [GOOD] + sorted({key for key, s in zip(keys, samples) if s.is_defect})
+    position = {name: i for i, name in enumerate(names)}
+    return [0 if not s.is_defect else position[key] for key, s in zip(keys, samples)], names
+
+
 def count_by_class(samples: Sequence[Sample]) -> dict[str, int]:
     """Counts of good images and of each defect type (untyped defects under 'defect')."""
     counts: dict[str, int] = {}
     for sample in samples:
-        key = GOOD if sample.label == GOOD else (sample.defect_type or DEFECT)
+        key = class_key(sample)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
+def training_samples(root: str | Path) -> list[Sample]:
+    """All labelled images of a data set; for an MVTec category train/good joins test/ (whose 83 images
+    alone would leave most good images unused)."""
+    samples = discover_samples(root)
+    good = mvtec_good_folder(Path(root)) if Path(root).is_dir() else None
+    if good is not None:
+        samples = [Sample(path, GOOD) for path in list_image_files([good])] + samples
+    return samples
+
+
 __all__ = [
-    "DEFECT", "GOOD", "DatasetError", "Sample", "count_by_class", "discover_samples", "good_image_files",
-    "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "parse_fold", "read_label_csv",
-    "select_fold", "typed_defect_samples",
+    "DEFECT", "GOOD", "DatasetError", "Sample", "class_ids", "class_key", "count_by_class", "discover_samples",
+    "good_image_files", "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "parse_fold",
+    "read_label_csv", "select_fold", "training_samples", "typed_defect_samples",
 ]
 
 
-def select_fold(samples: Sequence[Sample], fold: int, n_folds: int, seed: int = 0) -> list[Sample]:
-    """Fold `fold` (1-based) of `n_folds`, stratified by class (good, or defect type), shuffled by seed:
-    e.g. calibrate on fold 1/2 of a test set and evaluate on fold 2/2."""
-    import numpy as np
-
-    if not 1 <= fold <= n_folds:
-        raise DatasetError(f"fold must be between 1 and {n_folds}, not {fold}")
-    chosen: list[Sample] = []
-    rng = np.random.default_rng(seed)
-    groups: dict[str, list[Sample]] = {}
-    for sample in samples:
-        groups.setdefault(GOOD if sample.label == GOOD else (sample.defect_type or DEFECT), []).append(sample)
-    for key in sorted(groups):
-        members = groups[key]
-        order = rng.permutation(len(members))
-        chosen.extend(members[i] for i in order if i % n_folds == fold - 1)
-    return sorted(chosen, key=lambda s: str(s.path))
-
-
-def parse_fold(text: str) -> tuple[int, int]:
-    """'1/2' -> (1, 2)."""
-    try:
-        fold, total = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise DatasetError(f"a fold is I/N, e.g. 1/2, not {text!r}", hint="check {param}", parameter="fold") from None
-    if total < 1 or not 1 <= fold <= total:
-        raise DatasetError(f"fold {text}: I must be between 1 and N", hint="check {param}", parameter="fold")
-    return fold, total
+def __getattr__(name: str):
+    # Fold selection moved to data/splits (which imports this module): old imports keep working.
+    if name in {"select_fold", "parse_fold"}:
+        from simsearch.data import splits
+        return getattr(splits, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

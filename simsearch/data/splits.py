@@ -1,42 +1,40 @@
-"""Train/test splits shared by every compared method: stratified by defect type, fixed seed, k-fold
-(seed 001: 5 folds) or one hold-out split (seed 002: 80/20). Splits are plain lists of Sample."""
+"""Every split of labelled samples, in one place: compare's stratified k-fold (seed 001: 5 folds), one hold-out
+split (seed 002: 80/20), the validation hold-out of training runs, and the `fold I/N` selection of
+calibrate/evaluate/build-index. All stratify by the class key (good, or the defect type); folds count from 1."""
 
 from __future__ import annotations
 
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from simsearch.data.datasets import (
     GOOD,
     DatasetError,
     Sample,
-    discover_samples,
-    mvtec_good_folder,
+    class_ids,
+    class_key,
+    training_samples,
 )
-from simsearch.data.images import list_image_files
 from simsearch.errors import InputError
 
-DEFAULT_SEED = 42  # seed 002's random_state
+DEFAULT_SEED = 0  # the one default seed of splits and training runs (compare's CLI passes seed 002's 42)
 RARE = "defect:rare"  # stratum for defect types too small to spread over every part
+
+comparison_samples = training_samples  # old name: compare pools train/good with test/ the same way
 
 
 @dataclass(frozen=True)
 class Split:
-    """One fold: the samples to train on and the samples to test on (disjoint)."""
+    """One fold (numbered from 1): the samples to train on and the samples to test on (disjoint)."""
 
     fold: int
     train: list[Sample] = field(repr=False)
     test: list[Sample] = field(repr=False)
-
-    @property
-    def train_good(self) -> list[Sample]:
-        """What kNN indexes: the good images of the training part."""
-        return [s for s in self.train if not s.is_defect]
 
     def describe(self) -> dict:
         return {"fold": self.fold, "train": len(self.train), "test": len(self.test),
@@ -45,8 +43,9 @@ class Split:
 
 
 def stratum(sample: Sample) -> str:
-    """'good', or the defect type ('defect' when untyped): what the splits keep in proportion."""
-    return GOOD if not sample.is_defect else f"defect:{sample.defect_type or 'defect'}"
+    """'good' or 'defect:<class key>': what the compare splits keep in proportion."""
+    # The 'defect:' prefix keeps the label order (and so sklearn's fold assignment) as it always was.
+    return GOOD if not sample.is_defect else f"defect:{class_key(sample)}"
 
 
 def _strata(samples: Sequence[Sample], minimum: int) -> list[str]:
@@ -66,9 +65,9 @@ def _check(samples: Sequence[Sample], parts: int) -> list[Sample]:
 
 
 def kfold_splits(samples: Sequence[Sample], folds: int = 5, seed: int = DEFAULT_SEED) -> list[Split]:
-    """Stratified k-fold: every sample is tested exactly once."""
+    """Stratified k-fold, folds numbered 1..folds: every sample is tested exactly once."""
     if folds < 2:
-        raise InputError("folds must be at least 2 (use holdout_split for one split)")
+        raise InputError("folds must be at least 2", hint="give {param} >= 2 (or use holdout_split)", parameter="folds")
     samples = _check(samples, folds)
     keys = _strata(samples, folds)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -76,23 +75,66 @@ def kfold_splits(samples: Sequence[Sample], folds: int = 5, seed: int = DEFAULT_
         warnings.simplefilter("ignore", UserWarning)
         parts = list(splitter.split(keys, keys))
     return [Split(fold, [samples[i] for i in train], [samples[i] for i in test])
-            for fold, (train, test) in enumerate(parts)]
+            for fold, (train, test) in enumerate(parts, start=1)]
+
+
+stratified_folds = kfold_splits
 
 
 def holdout_split(samples: Sequence[Sample], test_size: float = 0.2, seed: int = DEFAULT_SEED) -> Split:
-    """One stratified train/test split (seed 002: 80/20)."""
+    """One stratified train/test split (seed 002: 80/20), as fold 1."""
     samples = _check(samples, 2)
     keys = _strata(samples, 2)
     train, test = train_test_split(list(range(len(samples))), test_size=test_size, random_state=seed,
                                    stratify=keys)
-    return Split(0, [samples[i] for i in sorted(train)], [samples[i] for i in sorted(test)])
+    return Split(1, [samples[i] for i in sorted(train)], [samples[i] for i in sorted(test)])
 
 
-def comparison_samples(root: str | Path) -> list[Sample]:
-    """All labelled images of a data set; for an MVTec category, train/good joins test/ in the pool
-    (as seeds 001/002 do: the test defects are then split between training and testing)."""
-    samples = discover_samples(root)
-    good = mvtec_good_folder(Path(root)) if Path(root).is_dir() else None
-    if good is not None:
-        samples = [Sample(path, GOOD) for path in list_image_files([good])] + samples
-    return samples
+def validation_split(samples: Sequence[Sample], fraction: float,
+                     seed: int = DEFAULT_SEED) -> tuple[list[Sample], list[Sample]]:
+    """(rest, held-out fraction) for a training run's validation loss, stratified by class key."""
+    from simsearch.errors import TrainingError
+
+    samples = list(samples)
+    if fraction <= 0:
+        return samples, []
+    labels, _ = class_ids(samples)
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None  # a single-image class cannot be split
+    try:
+        rest, held = train_test_split(samples, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as error:
+        raise TrainingError(f"cannot hold out {fraction:.0%} of {len(samples)} images: {error}",
+                            parameter="val_fraction") from None
+    return rest, held
+
+
+def select_fold(samples: Sequence[Sample], fold: int, n_folds: int, seed: int = DEFAULT_SEED) -> list[Sample]:
+    """Fold `fold` (1-based) of `n_folds`, stratified by class key: e.g. calibrate on fold 1/2 of a test set
+    and evaluate on fold 2/2. Within a class, the i-th sample (in the given order) goes to fold i % n + 1."""
+    if not 1 <= fold <= n_folds:
+        raise DatasetError(f"fold must be between 1 and {n_folds}, not {fold}", parameter="fold")
+    chosen: list[Sample] = []
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(class_key(sample), []).append(sample)
+    for key in sorted(groups):
+        members = groups[key]
+        # The permutation only reorders within the fold (then sorted away): the assignment is positional,
+        # and must stay so, since published figures were computed with it.
+        order = rng.permutation(len(members))
+        chosen.extend(members[i] for i in order if i % n_folds == fold - 1)
+    return sorted(chosen, key=lambda s: str(s.path))
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """'1/2' -> (1, 2)."""
+    try:
+        fold, total = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise DatasetError(f"{text!r} is not a fold", hint="give {param} as I/N, e.g. 1/2",
+                           parameter="fold") from None
+    if total < 1 or not 1 <= fold <= total:
+        raise DatasetError(f"fold {text} does not exist", hint="{param} I/N needs 1 <= I <= N", parameter="fold")
+    return fold, total

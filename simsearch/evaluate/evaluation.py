@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from simsearch.data.datasets import Sample
+from simsearch.data.datasets import Sample, class_key
 from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
 from simsearch.evaluate.metrics import (
@@ -58,8 +58,8 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
     if threshold is not None:
         evaluation.confusion = binary_metrics(labels, scores, threshold)["confusion"]
         predicted = (scores >= threshold).astype(int)
-        for kind in sorted({s.defect_type or "defect" for s in samples if s.is_defect}):
-            rows = [i for i, s in enumerate(samples) if s.is_defect and (s.defect_type or "defect") == kind]
+        for kind in sorted({class_key(s) for s in samples if s.is_defect}):
+            rows = [i for i, s in enumerate(samples) if s.is_defect and class_key(s) == kind]
             evaluation.recall_by_type[kind] = float(predicted[rows].mean())
     return evaluation
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from simsearch.data.datasets import GOOD, Sample, count_by_class
+from simsearch.data.datasets import GOOD, Sample, class_key, count_by_class
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
@@ -46,7 +46,7 @@ def new_run(kind: str, title: str = "", **sections: Any) -> dict[str, Any]:
 
 def class_of(sample: Sample) -> str:
     """'good', or the defect type ('defect' when untyped)."""
-    return GOOD if sample.label == GOOD else (sample.defect_type or "defect")
+    return class_key(sample)
 
 
 def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: Sequence[Sample] | None = None,

@@ -1,5 +1,7 @@
-"""The supervised training loop shared by the CNN and CAM baselines (seeds 000-002): weighted cross-entropy,
-Adam, flip/rotation/zoom augmentation, early stop once the training accuracy reaches a target."""
+"""The CNN and CAM baselines' training (seeds 000-002), run by the one training loop as a ClassificationTask.
+
+TrainConfig is the flat record the baselines save in baseline.json (its keys are the saved format); it splits
+into the run's TrainSettings and the task's ClassifierOptions."""
 
 from __future__ import annotations
 
@@ -7,45 +9,46 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from simsearch.data.images import ImageLike, as_rgb_array
 from simsearch.data.transforms import unit_pixels
+from simsearch.train.loop import TrainEvent, TrainSettings, run_training
+from simsearch.train.tasks.classify import ClassificationTask, ClassifierOptions, augmentation, classifier_settings
 
 EpochCallback = Callable[[int, float, float], None]  # (epoch, loss, training accuracy)
+_DEFAULTS, _OPTIONS = classifier_settings(), ClassifierOptions()
 
 
 @dataclass
 class TrainConfig:
-    """Seed defaults: class weights good 1 / defect 3, Adam 1e-4, <= 10 epochs, stop at 98% training accuracy."""
+    """The baselines' saved training record; defaults are the classification task's (the seeds')."""
 
-    epochs: int = 10
-    learning_rate: float = 1e-4
-    batch_size: int = 10
-    class_weights: tuple[float, float] = (1.0, 3.0)
-    target_accuracy: float = 0.98
-    augment: bool = True
-    rotation_degrees: float = 36.0  # Keras RandomRotation(0.1) = +-0.1 of a full turn
-    zoom: float = 0.1  # Keras RandomZoom(0.1)
-    seed: int = 0
+    epochs: int = _DEFAULTS.epochs
+    learning_rate: float = _DEFAULTS.lr
+    batch_size: int = _DEFAULTS.batch_size
+    class_weights: tuple[float, float] = _OPTIONS.class_weights
+    target_accuracy: float = _OPTIONS.target_accuracy
+    augment: bool = _OPTIONS.augment
+    rotation_degrees: float = _OPTIONS.rotation_degrees
+    zoom: float = _OPTIONS.zoom
+    seed: int = _DEFAULTS.seed
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def settings(self, device: str | None = None) -> TrainSettings:
+        return classifier_settings(epochs=self.epochs, lr=self.learning_rate, batch_size=self.batch_size,
+                                   seed=self.seed, device=device)
+
+    def options(self) -> ClassifierOptions:
+        return ClassifierOptions(tuple(self.class_weights), self.target_accuracy, self.augment,
+                                 self.rotation_degrees, self.zoom)
 
 
 def to_pixels(images: Sequence[ImageLike], size: int) -> torch.Tensor:
     """Images (paths, PIL, arrays) -> (N, 3, size, size) float pixels in [0, 1] (the seeds' rescaling)."""
     return unit_pixels([as_rgb_array(image) for image in images], size)
-
-
-def augmentation(config: TrainConfig) -> nn.Module:
-    """Seed 000's random flip, rotation and zoom, applied per image."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(),
-        v2.RandomAffine(degrees=config.rotation_degrees, scale=(1 - config.zoom, 1 + config.zoom)),
-    ])
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -54,44 +57,18 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def train_classifier(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
                      on_epoch: EpochCallback | None = None, frozen: nn.Module | None = None) -> list[dict]:
-    """Train in place; `frozen` (a submodule without gradients) stays in eval mode so its BatchNorm keeps
-    its ImageNet statistics. Returns the per-epoch history (loss, accuracy)."""
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    weights = torch.tensor(config.class_weights, dtype=torch.float32)
-    optimiser = torch.optim.Adam(trainable_parameters(model), lr=config.learning_rate)
-    augment = augmentation(config) if config.augment else None
-    inputs, classify = pixels, model
-    if frozen is not None and augment is None and hasattr(model, "classify_frozen"):
-        # Without augmentation the frozen trunk sees the same pixels every epoch: run it once.
-        frozen.eval()
-        with torch.no_grad():
-            inputs = torch.cat([model.frozen_features(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])
-        classify = model.classify_frozen
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        if frozen is not None:
-            frozen.eval()
-        order = torch.randperm(len(inputs), generator=generator)
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start:start + config.batch_size]
-            batch = inputs[rows]
-            if augment is not None:
-                batch = torch.stack([augment(image) for image in batch])
-            logits = classify(batch)
-            loss = F.cross_entropy(logits, labels[rows], weight=weights)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total_loss += float(loss.detach()) * len(rows)
-            correct += int((logits.argmax(dim=1) == labels[rows]).sum())
-        accuracy = correct / max(len(pixels), 1)
-        history.append({"epoch": epoch, "loss": total_loss / max(len(pixels), 1), "accuracy": accuracy})
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1]["loss"], accuracy)
-        if accuracy >= config.target_accuracy:
-            break
-    model.eval()
+    """Train in place through the training loop; returns the per-epoch history (epoch, loss, accuracy)."""
+    settings = config.settings()
+    task = ClassificationTask(model, pixels, labels, settings, config.options(), frozen)
+
+    def on_event(event: TrainEvent) -> None:
+        if on_epoch is not None and event.stage == "epoch":
+            on_epoch(event.epoch, event.losses["train_loss"], event.losses["train_accuracy"])
+
+    result = run_training(task, settings, None, on_event=on_event)
+    history = [{"epoch": int(row["epoch"]), "loss": row["train_loss"], "accuracy": row["train_accuracy"]}
+               for row in result.history]
     return history
+
+
+__all__ = ["EpochCallback", "TrainConfig", "augmentation", "to_pixels", "train_classifier", "trainable_parameters"]

@@ -1,8 +1,10 @@
-"""The training loop both metric-learning trainers share: batches, validation, checkpoints, resume, curves."""
+"""The one training loop (metric learning and the supervised baselines alike): batches, validation, the best
+epoch, early stopping, checkpoints, resume, curves."""
 
 from __future__ import annotations
 
 import csv
+import copy
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,16 +12,16 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from simsearch.data.datasets import Sample
 from simsearch.embed.checkpoint import read_checkpoint, write_checkpoint
 from simsearch.errors import TrainingError
-from simsearch.train.samplers import class_ids
+from simsearch.data.splits import DEFAULT_SEED, validation_split
 
 LAST = "last.pt"  # the checkpoint a resumed run continues from
-FINAL = "model.pt"  # the trained model, written at the end: what build-index --embedder KIND:FILE takes
+FINAL = "model.pt"  # the trained model (the best validation epoch): what build-index --embedder KIND:FILE takes
+BEST = "best.pt"  # the epoch with the lowest validation loss so far
 HISTORY = "history.csv"
 CURVES = "loss_curves.png"
 
@@ -28,24 +30,23 @@ CURVES = "loss_curves.png"
 
 @dataclass
 class TrainSettings:
-    """Options of a training run that do not change the model's architecture."""
+    """What every training run shares; task-specific options (miner, class weights, ...) live on the task."""
 
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 32
-    save_interval: int = 5
-    val_fraction: float = 0.1
-    seed: int = 0
-    miner: str = "batch-hard"
-    margin: float = 0.2
+    seed: int = DEFAULT_SEED
     device: str | None = None
+    val_fraction: float = 0.1
+    patience: int | None = None  # stop after this many epochs without a lower validation loss; None: never
+    save_interval: int = 5
 
 
 @dataclass
 class TrainEvent:
     """What the progress callback receives after every batch."""
 
-    stage: str  # "train" or "validate"
+    stage: str  # "train" or "validate" after each batch; "epoch" once an epoch is done (losses: its row)
     epoch: int  # 1-based
     epochs: int
     step: int  # batches done in this run, over all epochs
@@ -61,6 +62,7 @@ class TrainResult:
     model_path: Path
     history: list[dict[str, float]]
     epochs_run: int
+    best_epoch: int | None = None  # the epoch model.pt holds when there was a validation set
 
     @property
     def history_path(self) -> Path:
@@ -85,90 +87,128 @@ class TrainingTask(Protocol):
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]: ...
 
+    # Optional hooks, looked up with getattr: batch_weight(batch) -> float (weight of a batch's means; 1),
+    # train_mode() (what model.train() does for this task), should_stop(row) -> bool (after each epoch).
+
 
 OnEvent = Callable[[TrainEvent], None]
 
-
-def stratified_split(samples: Sequence[Sample], fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
-    """Split samples into (rest, held-out fraction), stratified by class (good and each defect type)."""
-    samples = list(samples)
-    if fraction <= 0:
-        return samples, []
-    labels, _ = class_ids(samples)
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None  # a single-image class cannot be split
-    try:
-        rest, held = train_test_split(samples, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError as error:
-        raise TrainingError(f"cannot hold out {fraction:.0%} of {len(samples)} images: {error}") from None
-    return rest, held
+stratified_split = validation_split  # old name (benchmarks, tests)
 
 
+def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Path | None = None,
+                 resume: bool = False, on_event: OnEvent | None = None) -> TrainResult:
+    """Train task.model for settings.epochs with Adam; leave it holding the best epoch's weights.
 
-def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Path, resume: bool = False,
-                 on_event: OnEvent | None = None) -> TrainResult:
-    """Train task.model for settings.epochs with Adam; checkpoint every save_interval epochs and at the end.
-
-    With resume=True the run continues from out_dir/last.pt (model, optimiser, history); the task's
-    config must match the checkpoint's. Without it, an out_dir that already holds a run is refused.
+    With validation batches the best epoch is the one with the lowest validation loss: it is what model.pt
+    holds, and `patience` epochs without improvement stop the run. Without an out_dir nothing is written
+    (the baselines keep their model in memory). With resume=True the run continues from out_dir/last.pt
+    (model, optimiser, history, best epoch); the task's config must match the checkpoint's. Without it, an
+    out_dir that already holds a run is refused.
     """
-    out_dir = Path(out_dir)
-    for name in ("epochs", "save_interval"):
-        if getattr(settings, name) < 1:
-            raise TrainingError(f"{name.replace('_', ' ')} must be at least 1", hint="raise {param}", parameter=name)
+    if settings.epochs < 1 or settings.save_interval < 1:
+        raise TrainingError("epochs and save_interval must be at least 1", hint="raise {param}",
+                            parameter="epochs" if settings.epochs < 1 else "save_interval")
+    out = Path(out_dir) if out_dir is not None else None
     optimizer = torch.optim.Adam([p for p in task.model.parameters() if p.requires_grad], lr=settings.lr)
     history: list[dict[str, float]] = []
-    start = 0
+    start, best = 0, _Best()
     if resume:
-        state = read_checkpoint(out_dir / LAST, kind=task.kind)
+        if out is None:
+            raise TrainingError("resuming needs the run's folder", parameter="out_dir")
+        state = read_checkpoint(out / LAST, kind=task.kind)
         if state["config"] != task.config():
-            raise TrainingError(f"{out_dir / LAST} was trained with other model settings: {state['config']}")
+            raise TrainingError(f"{out / LAST} was trained with other model settings: {state['config']}")
         task.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = settings.lr
         start, history = int(state["epoch"]), list(state["history"])
+        best = _Best(**state.get("best", {}), state=state.get("best_model"))
         if start >= settings.epochs:
-            raise TrainingError(f"{out_dir / LAST} already has {start} epochs", hint="ask for more with {param}", parameter="epochs")
-    elif (out_dir / LAST).exists():
-        raise TrainingError(f"{out_dir} already holds a training run",
-                            hint="pass {param} to continue it, or choose another folder", parameter="resume")
+            raise TrainingError(f"{out / LAST} already has {start} epochs", hint="ask for more with {param}",
+                                parameter="epochs")
+    elif out is not None and (out / LAST).exists():
+        raise TrainingError(f"{out} already holds a training run",
+                            hint="pass {param} to continue it, or write to another folder", parameter="resume")
+    weight = getattr(task, "batch_weight", lambda batch: 1.0)
+    train_mode = getattr(task, "train_mode", task.model.train)
+    should_stop = getattr(task, "should_stop", lambda row: False)
     train_count = len(task.train_batches(start))
     val_count = len(task.val_batches())
     steps, step = (settings.epochs - start) * (train_count + val_count), 0
-    for epoch in range(start, settings.epochs):
-        task.model.train()
+    epoch = start
+    for epoch in range(start + 1, settings.epochs + 1):
+        train_mode()
         totals = _Totals()
-        for batch in task.train_batches(epoch):
+        for batch in task.train_batches(epoch - 1):
             optimizer.zero_grad(set_to_none=True)
             losses = task.losses(batch)
             losses["loss"].backward()
             optimizer.step()
-            totals.add(losses)
+            totals.add(losses, weight(batch))
             step += 1
             if on_event:
-                on_event(TrainEvent("train", epoch + 1, settings.epochs, step, steps, totals.means()))
-        row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in totals.means().items()}}
+                on_event(TrainEvent("train", epoch, settings.epochs, step, steps, totals.means()))
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in totals.means().items()}}
         task.model.eval()
         val_totals = _Totals()
         with torch.no_grad():
             for batch in task.val_batches():
-                val_totals.add(task.losses(batch))
+                val_totals.add(task.losses(batch), weight(batch))
                 step += 1
                 if on_event:
-                    on_event(TrainEvent("validate", epoch + 1, settings.epochs, step, steps, val_totals.means()))
+                    on_event(TrainEvent("validate", epoch, settings.epochs, step, steps, val_totals.means()))
         row.update({f"val_{k}": v for k, v in val_totals.means().items()})
         history.append(row)
-        write_history(out_dir / HISTORY, history)
-        last_epoch = epoch + 1 == settings.epochs
-        if (epoch + 1) % settings.save_interval == 0 or last_epoch:
-            extra = dict(optimizer=optimizer.state_dict(), epoch=epoch + 1, history=history,
-                         settings=asdict(settings))
-            write_checkpoint(out_dir / LAST, task.kind, task.config(), task.model.state_dict(), **extra)
-            shutil.copyfile(out_dir / LAST, out_dir / f"epoch-{epoch + 1:04d}.pt")
-    shutil.copyfile(out_dir / LAST, out_dir / FINAL)
-    plot_history(history, out_dir / CURVES, title=task.kind)
-    return TrainResult(out_dir, out_dir / FINAL, history, settings.epochs - start)
+        if on_event:
+            on_event(TrainEvent("epoch", epoch, settings.epochs, step, steps, dict(row)))
+        improved = "val_loss" in row and best.offer(epoch, row["val_loss"], task.model)
+        stale = best.epoch is not None and settings.patience is not None and epoch - best.epoch >= settings.patience
+        stop = stale or should_stop(row) or epoch == settings.epochs
+        if out is not None:
+            write_history(out / HISTORY, history)
+            extra = dict(optimizer=optimizer.state_dict(), epoch=epoch, history=history,
+                         settings=asdict(settings), best=best.record())
+            if improved:
+                write_checkpoint(out / BEST, task.kind, task.config(), task.model.state_dict(), **extra)
+            if epoch % settings.save_interval == 0 or stop:
+                # last.pt carries the best weights too, so a resumed run can still hand back the best epoch.
+                write_checkpoint(out / LAST, task.kind, task.config(), task.model.state_dict(),
+                                 best_model=best.state, **extra)
+                shutil.copyfile(out / LAST, out / f"epoch-{epoch:04d}.pt")
+        if stop:
+            break
+    if best.state is not None:
+        task.model.load_state_dict(best.state)
+    task.model.eval()
+    if out is not None:
+        if best.state is not None and best.epoch > start and (out / BEST).is_file():
+            shutil.copyfile(out / BEST, out / FINAL)
+        elif best.state is not None:  # the best epoch came before the resume: rebuild its checkpoint
+            write_checkpoint(out / FINAL, task.kind, task.config(), best.state, epoch=best.epoch, history=history,
+                             settings=asdict(settings), best=best.record())
+        else:
+            shutil.copyfile(out / LAST, out / FINAL)
+        plot_history(history, out / CURVES, title=task.kind)
+    return TrainResult(out or Path("."), (out or Path(".")) / FINAL, history, epoch - start, best.epoch)
+
+
+class _Best:
+    """The epoch with the lowest validation loss and a copy of its weights."""
+
+    def __init__(self, epoch: int | None = None, val_loss: float | None = None, state: dict | None = None):
+        self.epoch, self.val_loss, self.state = epoch, val_loss, state
+
+    def offer(self, epoch: int, val_loss: float, model: nn.Module) -> bool:
+        if self.val_loss is not None and not val_loss < self.val_loss:
+            return False
+        self.epoch, self.val_loss = epoch, val_loss
+        self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        return True
+
+    def record(self) -> dict:
+        return {"epoch": self.epoch, "val_loss": self.val_loss}
 
 
 class _Totals:
@@ -176,12 +216,12 @@ class _Totals:
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
-        self.count = 0
+        self.count = 0.0
 
-    def add(self, losses: dict[str, torch.Tensor]) -> None:
+    def add(self, losses: dict[str, torch.Tensor], weight: float = 1.0) -> None:
         for key, value in losses.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
-        self.count += 1
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach()) * weight
+        self.count += weight
 
     def means(self) -> dict[str, float]:
         return {k: v / self.count for k, v in self.sums.items()} if self.count else {}

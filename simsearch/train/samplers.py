@@ -8,15 +8,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from simsearch.data.datasets import GOOD, Sample
+from simsearch.data.datasets import class_ids  # noqa: F401  (its old home)
 from simsearch.errors import InputError
-
-
-def class_ids(samples: Sequence[Sample]) -> tuple[list[int], list[str]]:
-    """Class id per sample and the class names: 'good' is 0, then each defect type (untyped: 'defect')."""
-    names = [GOOD] + sorted({s.defect_type or "defect" for s in samples if s.is_defect})
-    position = {name: i for i, name in enumerate(names)}
-    return [0 if not s.is_defect else position[s.defect_type or "defect"] for s in samples], names
 
 
 class ClassBalancedBatchSampler(Sampler[list[int]]):

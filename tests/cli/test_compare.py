@@ -49,7 +49,7 @@ def test_compare_writes_json_and_csv_for_every_method(parts, tmp_path):
     rows = list(csv.DictReader(open(out / "compare.csv")))
     assert [r["method"] for r in rows] == ran and float(rows[0]["images_per_second_mean"]) > 0
     assert (out / "models" / "cam" / "fold1" / "baseline.json").is_file()
-    assert (out / "models" / "knn-patch" / "fold0" / "manifest.json").is_file()
+    assert (out / "models" / "knn-patch" / "fold2" / "manifest.json").is_file()
     assert "compare.json" in result.stdout
 
 

@@ -47,7 +47,7 @@ def test_holdout_split_keeps_proportions():
     counts = Counter(map(stratum, split.test))
     assert counts["good"] == 12 and counts["defect:crack"] == 4 and counts["defect:scratch"] == 2
     assert not set(split.train) & set(split.test)
-    assert all(not s.is_defect for s in split.train_good)
+    assert split.fold == 1
 
 
 def test_too_few_defects_is_a_clear_error():
@@ -64,3 +64,26 @@ def test_mvtec_pool_adds_train_good(tmp_path):
             Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
     samples = comparison_samples(tmp_path)
     assert Counter(map(stratum, samples)) == {"good": 4, "defect:crack": 2}
+
+
+def test_one_class_key_drives_counts_ids_folds_and_validation():
+    from simsearch.data.datasets import class_ids, class_key, count_by_class
+    from simsearch.data.splits import DEFAULT_SEED, validation_split
+
+    samples = _samples() + [Sample(Path("defect/untyped.png"), "defect")]
+    assert [class_key(s) for s in samples[:1] + samples[-1:]] == ["good", "defect"]
+    assert count_by_class(samples) == {"good": 60, "crack": 20, "scratch": 10, "rare": 2, "defect": 1}
+    ids, names = class_ids(samples)
+    assert names == ["good", "crack", "defect", "rare", "scratch"] and ids[0] == 0 and ids[-1] == 2
+    assert [split.fold for split in kfold_splits(samples, 3)] == [1, 2, 3] and DEFAULT_SEED == 0
+    rest, held = validation_split(_samples(), 0.25)
+    assert len(held) == 23 and Counter(map(class_key, held))["crack"] == 5 and not set(rest) & set(held)
+
+
+def test_fold_selection_lives_in_splits_and_keeps_its_old_import():
+    from simsearch.data import datasets, splits
+
+    assert datasets.select_fold is splits.select_fold and splits.parse_fold("2/3") == (2, 3)
+    with pytest.raises(DatasetError) as error:
+        splits.parse_fold("2of3")
+    assert error.value.parameter == "fold"

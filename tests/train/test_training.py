@@ -15,7 +15,7 @@ from simsearch.train.loop import (
     TrainSettings,
     stratified_split,
 )
-from simsearch.train.tasks.common import TripletObjective
+from simsearch.train.tasks.common import TripletObjective, TripletOptions
 from simsearch.train.tasks.triplet_ae import (
     AutoencoderTask,
     train_triplet_ae,
@@ -37,7 +37,7 @@ def test_one_step_lowers_the_triplet_loss(miner):
     torch.manual_seed(0)
     vectors, labels = _toy_vectors()
     head = ProjectionHead(10, embedding_dim=4, hidden_dim=16)
-    objective = TripletObjective(TrainSettings(miner=miner, margin=0.5))
+    objective = TripletObjective(TripletOptions(miner=miner, margin=0.5))
     triplets = objective.miner(head(vectors), labels)  # scored on the same triplets before and after the step
     before = objective.loss(head(vectors), labels, triplets)
     optimizer = torch.optim.SGD(head.parameters(), lr=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -38,13 +39,22 @@ def read_samples(samples: Sequence[Sample], prepare: Callable[[np.ndarray], torc
     return kept, prepared
 
 
-class TripletObjective:
-    """Miner + triplet margin loss, chosen by the run's settings."""
+@dataclass
+class TripletOptions:
+    """The metric-learning tasks' own options: which triplets to mine, and the margin."""
 
-    def __init__(self, settings: TrainSettings):
+    miner: str = "batch-hard"
+    margin: float = 0.2
+
+
+class TripletObjective:
+    """Miner + triplet margin loss."""
+
+    def __init__(self, options: TripletOptions | None = None):
+        options = options or TripletOptions()
         distance = LpDistance()
-        self.miner = create_miner(settings.miner, margin=settings.margin, distance=distance)
-        self.loss = TripletMarginLoss(settings.margin, distance=distance)
+        self.miner = create_miner(options.miner, margin=options.margin, distance=distance)
+        self.loss = TripletMarginLoss(options.margin, distance=distance)
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.loss(embeddings, labels, self.miner(embeddings, labels))

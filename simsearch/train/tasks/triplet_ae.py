@@ -18,13 +18,14 @@ from simsearch.train.loop import (
     TrainResult,
     TrainSettings,
     run_training,
-    stratified_split,
 )
-from simsearch.train.samplers import class_ids
+from simsearch.data.splits import validation_split
+from simsearch.data.datasets import class_ids
 from simsearch.train.tasks.common import (
     OnProgress,
     OnSkip,
     TripletObjective,
+    TripletOptions,
     balanced_batches,
     read_samples,
 )
@@ -39,13 +40,13 @@ class AutoencoderTask:
 
     def __init__(self, model_config: AutoencoderConfig, settings: TrainSettings, train: Sequence[Sample],
                  train_pixels: list[torch.Tensor], val: Sequence[Sample], val_pixels: list[torch.Tensor],
-                 augment: InspectionAugment | None = None):
+                 augment: InspectionAugment | None = None, triplet: TripletOptions | None = None):
         self.model_config = model_config
         self.settings = settings
         self.device = resolve_device(settings.device)
         torch.manual_seed(settings.seed)
         self.model = model_config.build().to(self.device)
-        self.objective = TripletObjective(settings)
+        self.objective = TripletObjective(triplet)
         self.augment = augment or InspectionAugment()
         self.train_pixels = torch.stack(train_pixels)
         self.train_labels = torch.tensor(class_ids(train)[0])
@@ -101,13 +102,14 @@ class _Batch:
 
 def train_triplet_ae(samples: Sequence[Sample], out_dir: str | Path, model_config: AutoencoderConfig | None = None,
                      settings: TrainSettings | None = None, resume: bool = False, on_event: OnEvent | None = None,
-                     on_read: OnProgress | None = None, on_skip: OnSkip | None = None) -> TrainResult:
+                     on_read: OnProgress | None = None, on_skip: OnSkip | None = None,
+                     triplet: TripletOptions | None = None) -> TrainResult:
     """Split off a stratified validation set, read the images, and train; returns where the model went."""
     model_config = model_config or AutoencoderConfig()
     settings = settings or TrainSettings()
     model_config.build()  # fail on a bad architecture before reading any image
-    train, val = stratified_split(samples, settings.val_fraction, settings.seed)
+    train, val = validation_split(samples, settings.val_fraction, settings.seed)
     train, train_pixels = read_samples(train, model_config.prepare, on_skip, on_read)
     val, val_pixels = read_samples(val, model_config.prepare, on_skip, on_read) if val else ([], [])
-    task = AutoencoderTask(model_config, settings, train, train_pixels, val, val_pixels)
+    task = AutoencoderTask(model_config, settings, train, train_pixels, val, val_pixels, triplet=triplet)
     return run_training(task, settings, out_dir, resume, on_event)

@@ -27,13 +27,14 @@ from simsearch.train.loop import (
     TrainResult,
     TrainSettings,
     run_training,
-    stratified_split,
 )
-from simsearch.train.samplers import class_ids
+from simsearch.data.splits import validation_split
+from simsearch.data.datasets import class_ids
 from simsearch.train.tasks.common import (
     OnProgress,
     OnSkip,
     TripletObjective,
+    TripletOptions,
     balanced_batches,
     read_samples,
 )
@@ -59,14 +60,15 @@ class HeadTask:
     kind = KIND
 
     def __init__(self, head_config: HeadConfig, settings: TrainSettings, train_vectors: torch.Tensor,
-                 train_labels: Sequence[int], val_vectors: torch.Tensor | None, val_labels: Sequence[int]):
+                 train_labels: Sequence[int], val_vectors: torch.Tensor | None, val_labels: Sequence[int],
+                 triplet: TripletOptions | None = None):
         self.head_config, self.settings = head_config, settings
         self.device = resolve_device(settings.device)
         torch.manual_seed(settings.seed)
         self.model = head_config.build()
         self.model.set_standardisation(train_vectors[:, 0])
         self.model.to(self.device)
-        self.objective = TripletObjective(settings)
+        self.objective = TripletObjective(triplet)
         self.train_vectors, self.train_labels = train_vectors, torch.tensor(list(train_labels))
         self.sampler = balanced_batches(list(train_labels), settings, settings.seed)
         self._val = []
@@ -121,7 +123,8 @@ def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views:
 def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: str | Path,
                        head_config: HeadConfig | None = None, settings: TrainSettings | None = None,
                        views: int = 2, resume: bool = False, on_event: OnEvent | None = None,
-                       on_read: OnProgress | None = None, on_skip: OnSkip | None = None) -> TrainResult:
+                       on_read: OnProgress | None = None, on_skip: OnSkip | None = None,
+                       triplet: TripletOptions | None = None) -> TrainResult:
     """Cache the backbone's vectors of a stratified train/validation split, then train the head on them."""
     head_config = head_config or HeadConfig()
     settings = settings or TrainSettings()
@@ -130,8 +133,8 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
     kept, vectors = cached_vectors(samples, backbone, max(1, views), settings.seed, head_config.roi,
                                    out_dir / FEATURES, on_read, on_skip)
     position = {str(s.path): i for i, s in enumerate(kept)}
-    train, val = stratified_split(kept, settings.val_fraction, settings.seed)
+    train, val = validation_split(kept, settings.val_fraction, settings.seed)
     train_rows, val_rows = ([position[str(s.path)] for s in part] for part in (train, val))
     task = HeadTask(head_config, settings, vectors[train_rows], class_ids(train)[0],
-                    vectors[val_rows] if val else None, class_ids(val)[0] if val else [])
+                    vectors[val_rows] if val else None, class_ids(val)[0] if val else [], triplet)
     return run_training(task, settings, out_dir, resume, on_event)
