@@ -12,6 +12,7 @@ import torchvision
 from simsearch.data.transforms import imagenet_pixels
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.feature_extractor import FeatureExtractor
+from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import (
     WeightsError,
     load_partial_state,
@@ -27,6 +28,7 @@ RANDOM_SEED = 0
 KIND = "backbone"
 
 
+@register_embedder
 class BackboneEmbedder(Embedder):
     """Image and patch vectors from named nodes of a torchvision model (resnet18 layer2+layer3 by default).
 

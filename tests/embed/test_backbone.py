@@ -5,6 +5,7 @@ import torch
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.weights import WeightsError
+from simsearch.errors import UnknownComponentError
 
 
 def test_shapes_and_image_vector_is_pooled_patches(small_embedder):
@@ -20,8 +21,7 @@ def test_config_round_trip_keeps_fingerprint(small_embedder):
 
 
 def test_fingerprint_changes_with_weights_and_preprocessing(small_embedder, tmp_path):
-    state = small_embedder.model.state_dict()
-    trunk_state = {k.split(".", 1)[1]: v.clone() for k, v in state.items() if k.startswith("stages.")}
+    trunk_state = {k: v.clone() for k, v in small_embedder.model.body.state_dict().items()}
     trunk_state["layer1.0.conv1.weight"] += 0.01
     torch.save(trunk_state, tmp_path / "w.pth")
     other = BackboneEmbedder("resnet18", image_size=64, weights=tmp_path / "w.pth", device="cpu")
@@ -30,7 +30,7 @@ def test_fingerprint_changes_with_weights_and_preprocessing(small_embedder, tmp_
 
 
 def test_partial_weights_file_missing_used_tensors_is_named(tmp_path, small_embedder):
-    state = {k.split(".", 1)[1]: v for k, v in small_embedder.model.state_dict().items() if k.startswith("stages.")}
+    state = small_embedder.model.body.state_dict()
     partial = {k: v for k, v in state.items() if not k.startswith("layer3.1.conv2")}
     torch.save(partial, tmp_path / "partial.pth")
     with pytest.raises(WeightsError, match="layer3.1.conv2.weight"):
@@ -54,11 +54,16 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(WeightsError, match="--weights FILE") as info:
+    with pytest.raises(WeightsError, match="hub/checkpoints") as info:
         create_embedder("backbone:resnet18", device="cpu")
-    assert "hub/checkpoints" in str(info.value)
+    assert info.value.parameter == "weights" and "resnet18-imagenet1k-v1-layers1to3.pth" in info.value.hint
+    with pytest.raises(WeightsError, match="efficientnet_b0") as info:
+        create_embedder("backbone:efficientnet_b0", device="cpu")
+    assert info.value.parameter == "weights" and "resnet18" not in info.value.hint
+    assert "{param}" in info.value.hint
 
 
 def test_unknown_backbone():
-    with pytest.raises(WeightsError, match="unknown backbone"):
+    with pytest.raises(UnknownComponentError, match="unknown backbone") as info:
         BackboneEmbedder("resnet9000", pretrained=False)
+    assert info.value.parameter == "backbone"
