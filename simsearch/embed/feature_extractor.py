@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.fx import GraphModule
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from simsearch.errors import InputError, UnknownComponentError
@@ -47,6 +48,23 @@ def _vit_layers(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"encoder.layers.encoder_layer_{i}" for i in (depth // 2 - 1, 3 * depth // 4 - 1))
 
 
+def _inference_graph(model: nn.Module, layers: Sequence[str]) -> GraphModule:
+    """The model's eval-mode graph up to `layers`, without shape asserts and whatever only they used.
+
+    An assert on a block's input (as in torchvision's ViT encoder blocks) would otherwise keep the blocks after
+    the last chosen node alive: run, and needed in weights files, for nothing.
+    """
+    traced = create_feature_extractor(model, return_nodes=list(layers))  # train and eval graphs; keep eval's
+    body = GraphModule(traced, traced.eval_graph, class_name=type(model).__name__ + "Features")
+    for node in list(body.graph.nodes):
+        if node.op == "call_function" and node.target is torch._assert:
+            body.graph.erase_node(node)
+    body.graph.eliminate_dead_code()
+    body.delete_all_unused_submodules()
+    body.recompile()
+    return body.eval()
+
+
 class FeatureExtractor(nn.Module):
     """Named nodes of a torchvision model -> (N, D, h, w) locally aggregated patch features.
 
@@ -73,7 +91,7 @@ class FeatureExtractor(nn.Module):
         self.tokens = isinstance(model, torchvision.models.VisionTransformer)
         self.patch_size = getattr(model, "patch_size", None)
         self.native_size = getattr(model, "image_size", None)
-        self.body = create_feature_extractor(model, return_nodes=list(self.layers)).eval()
+        self.body = _inference_graph(model, self.layers)
         self.local = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
 
     def check_size(self, image_size: int) -> None:
