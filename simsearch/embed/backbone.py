@@ -76,8 +76,9 @@ class BackboneEmbedder(Embedder):
         # Over the tensors of the modules actually run: a partial file and a full one give the same digest.
         self._weights_digest = tensor_digest(state)
         self.model = extractor.eval().to(self.device)
+        probe_size = self.image_size if extractor.tokens else 64  # a transformer takes only its own size
         with torch.inference_mode():
-            probe = self.model(torch.zeros(1, 3, self.image_size, self.image_size, device=self.device))
+            probe = self.model(torch.zeros(1, 3, probe_size, probe_size, device=self.device))
         self._dim = int(probe.shape[1])
 
     @property

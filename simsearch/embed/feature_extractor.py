@@ -27,7 +27,6 @@ FAMILY_LAYERS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("convnext_",), ("features.3", "features.5")),
     (("vit_",), ()),
 )
-_VIT_LAYER = re.compile(r"^encoder\.layers\.encoder_layer_(\d+)$")
 
 
 def default_layers(model_name: str, model: nn.Module | None = None) -> tuple[str, ...]:
@@ -40,6 +39,11 @@ def default_layers(model_name: str, model: nn.Module | None = None) -> tuple[str
     raise UnknownComponentError(f"simsearch has no default feature layers for {model_name!r}",
                                 hint="name its node names in {param} (torchvision's get_graph_node_names "
                                      "lists them)", parameter="layers")
+
+
+def _natural(name: str) -> list:
+    """Sort key that puts encoder_layer_2 before encoder_layer_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _vit_layers(model: nn.Module) -> tuple[str, ...]:
@@ -80,19 +84,26 @@ class FeatureExtractor(nn.Module):
             model = torchvision.models.get_model(model, weights=None)
         name = model_name or type(model).__name__.lower()
         self.layers = tuple(layers) if layers else default_layers(name, model)
-        nodes = set(get_graph_node_names(model)[1])
-        for layer in self.layers:
-            # A module name (layer2) stands for its last node (layer2.1.relu_1), so prefixes count too.
-            if layer not in nodes and not any(n.startswith(layer + ".") for n in nodes):
-                close = sorted(n for n in nodes if n.count(".") <= max(1, layer.count(".")))[:12]
-                raise UnknownComponentError(f"{name} has no node {layer!r} (some it has: {', '.join(close)})",
-                                            hint="pick node names for {param} from torchvision's "
-                                                 "get_graph_node_names", parameter="layers")
+        try:
+            body = _inference_graph(model, self.layers)
+        except ValueError:  # a node that is not in the graph
+            raise self._unknown_node(model, name) from None
         self.tokens = isinstance(model, torchvision.models.VisionTransformer)
         self.patch_size = getattr(model, "patch_size", None)
         self.native_size = getattr(model, "image_size", None)
-        self.body = _inference_graph(model, self.layers)
+        self.body = body
         self.local = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
+
+    def _unknown_node(self, model: nn.Module, name: str) -> UnknownComponentError:
+        nodes = set(get_graph_node_names(model)[1])
+        # A module name (layer2) stands for its last node (layer2.1.relu_1), so prefixes count too.
+        wrong = [layer for layer in self.layers if layer not in nodes and not any(n.startswith(layer + ".")
+                                                                                for n in nodes)]
+        depth = wrong[0].count(".") + 1 if wrong else 2  # show names as deep as the wrong one
+        some = sorted({".".join(n.split(".")[:depth]) for n in nodes if n.count(".") + 1 >= depth}, key=_natural)[:16]
+        return UnknownComponentError(f"{name} has no node {', '.join(map(repr, wrong))} (some it has: "
+                                     f"{', '.join(some)})", hint="pick node names for {param} from "
+                                     "torchvision's get_graph_node_names", parameter="layers")
 
     def check_size(self, image_size: int) -> None:
         """Vision transformers only take the input size their position embedding was made for."""
