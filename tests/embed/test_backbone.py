@@ -146,3 +146,19 @@ def test_partial_file_for_another_family_names_missing_tensors(tmp_path):
     torch.save({k: v for k, v in kept.items() if not k.startswith("features.5.2")}, tmp_path / "less.pth")
     with pytest.raises(WeightsError, match="features.5.2"):
         BackboneEmbedder("efficientnet_b0", image_size=64, weights=tmp_path / "less.pth", device="cpu")
+
+
+def test_build_index_takes_layers(part_folder, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from simsearch.cli.main import app
+    args = ["build-index", str(part_folder / "good"), "--out", str(tmp_path / "idx"), "--no-pretrained",
+            "--image-size", "64", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, args + ["--layers", "layer1, layer2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["embedder"]["layers"] == ["layer1", "layer2"] and summary["dim"] == 64 + 128
+    result = CliRunner().invoke(app, args + ["--backbone", "mobilenet_v3_small"])
+    assert result.exit_code == UnknownComponentError.exit_code and "--layers" in result.stderr
