@@ -89,7 +89,6 @@ class FeatureExtractor(nn.Module):
         except ValueError:  # a node that is not in the graph
             raise self._unknown_node(model, name) from None
         self.tokens = isinstance(model, torchvision.models.VisionTransformer)
-        self.patch_size = getattr(model, "patch_size", None)
         self.native_size = getattr(model, "image_size", None)
         self.body = body
         self.local = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
