@@ -106,6 +106,7 @@ def coreset_comparison(images: list[Path], quick: bool) -> dict:
     """Pruned greedy k-centre vs the plain algorithm on the same real patch features (projected to 128-d)."""
     from simsearch.data.images import read_image
     from simsearch.embed.backbone import BackboneEmbedder
+    from simsearch.embed.base import concat_embeddings, iter_embedded
     from simsearch.index.coreset import (
         greedy_coreset,
         greedy_coreset_reference,
@@ -115,7 +116,7 @@ def coreset_comparison(images: list[Path], quick: bool) -> dict:
     embedder = BackboneEmbedder("resnet18", weights=WEIGHTS)
     start = time.perf_counter()
     pixels = [read_image(p) for p in images]
-    patches = embedder.embed_patches(pixels)
+    patches = concat_embeddings([e for _, e in iter_embedded(embedder, pixels)]).patches
     embed_s = time.perf_counter() - start
     flat = random_projection(patches.reshape(-1, patches.shape[-1]), 128)
     n_select = len(flat) // 10

@@ -76,7 +76,10 @@ def build_index(
     defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
     mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style) or image (whole-image vectors)."),
-    backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model, or KIND:ARG."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="Any torchvision classification model (resnet18, "
+                                 "wide_resnet50_2, efficientnet_b0, convnext_tiny, vit_b_16...), or KIND:ARG."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated graph node names to take patch "
+                                         "features from (default: the family's, e.g. layer2,layer3 for ResNets)."),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT (overrides --backbone)."),
     weights: Optional[Path] = WeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
@@ -117,6 +120,7 @@ def build_index(
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
                                    pretrained=not no_pretrained, image_size=image_size,
+                                   layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
         inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)

@@ -1,4 +1,4 @@
-"""PatchCore-style mid-level features from a pretrained torchvision CNN (the default embedder)."""
+"""PatchCore-style mid-level features from a torchvision classification model (the default embedder)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
-from torch import nn
 
 from simsearch.data.transforms import imagenet_pixels
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
+from simsearch.embed.feature_extractor import FeatureExtractor
+from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import (
     WeightsError,
     load_partial_state,
@@ -23,65 +23,42 @@ from simsearch.errors import UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.runtime import resolve_device
 
-RESNET_STEM = ("conv1", "bn1", "relu", "maxpool")
+RESNET_STEM = ("conv1", "bn1", "relu", "maxpool")  # the ResNet stem, for the baselines' CAM classifier
 RANDOM_SEED = 0
+KIND = "backbone"
 
 
-class PatchFeatureModel(nn.Module):
-    """A ResNet-family trunk run up to its deepest used layer; returns locally averaged patch features.
-
-    Each chosen layer's map is averaged over a 3x3 neighbourhood (PatchCore's local aggregation), resized
-    to the first layer's grid and concatenated along channels: (N, C, H, W) -> (N, D, h, w).
-    """
-
-    def __init__(self, trunk: nn.Module, layers: Sequence[str] = ("layer2", "layer3")):
-        super().__init__()
-        self.layers = tuple(layers)
-        names = list(RESNET_STEM) + [f"layer{i}" for i in range(1, 5)]
-        last = max(names.index(layer) for layer in self.layers)
-        self.stages = nn.ModuleDict({name: getattr(trunk, name) for name in names[:last + 1]})
-        self.local = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        maps = []
-        out = pixels
-        for name, stage in self.stages.items():
-            out = stage(out)
-            if name in self.layers:
-                maps.append(self.local(out))
-        grid = maps[0].shape[-2:]
-        maps = [m if m.shape[-2:] == grid else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
-                for m in maps]
-        return torch.cat(maps, dim=1)
-
-
-
+@register_embedder
 class BackboneEmbedder(Embedder):
-    """Image and patch vectors from layer2+layer3 of a torchvision ResNet (resnet18 by default).
+    """Image and patch vectors from named nodes of a torchvision model (resnet18 layer2+layer3 by default).
 
-    Weights: `weights` (a state-dict file; partial files are fine when every used tensor is there),
-    else torchvision's pretrained weights from its cache or a download, else an error. Random weights
-    only with pretrained=False.
+    `layers` are graph node names (torchvision's get_graph_node_names); left out, the family's defaults.
+    Weights: `weights` (a state-dict file; partial files are fine when every tensor of the modules run is
+    there), else torchvision's pretrained weights from its cache or a download, else an error. Random
+    weights only with pretrained=False.
     """
 
-    def __init__(self, backbone: str = "resnet18", layers: Sequence[str] = ("layer2", "layer3"),
+    kind = KIND
+
+    def __init__(self, backbone: str = "resnet18", layers: Sequence[str] | None = None,
                  image_size: int = 224, weights: str | Path | None = None, pretrained: bool = True,
                  batch_size: int = 16, device: str | torch.device | None = None,
                  expected_weights_sha256: str | None = None):
         self.backbone = backbone
-        self.layers = tuple(layers)
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         try:
             builder = torchvision.models.get_model_builder(backbone)
         except ValueError:
-            raise UnknownComponentError(f"unknown backbone {backbone!r}", hint="try resnet18, resnet50 or wide_resnet50_2 in {param}", parameter="backbone") from None
+            raise UnknownComponentError(f"unknown backbone {backbone!r}",
+                                        hint="name a torchvision classification model in {param}, e.g. resnet18, "
+                                             "wide_resnet50_2, efficientnet_b0, convnext_tiny or vit_b_16",
+                                        parameter="backbone") from None
         torch.manual_seed(RANDOM_SEED)  # random init is reproducible, so its fingerprint is stable
-        trunk = builder(weights=None)
-        if not all(hasattr(trunk, layer) for layer in self.layers):
-            raise WeightsError(f"backbone {backbone!r} has no {'/'.join(self.layers)}: use a ResNet-family model")
-        used = list(RESNET_STEM[:2]) + [f"layer{i}" for i in range(1, 1 + max(int(l[-1]) for l in self.layers))]
+        extractor = FeatureExtractor(builder(weights=None), layers, model_name=backbone)
+        extractor.check_size(self.image_size)
+        self.layers = extractor.layers
         self.weights_path = str(Path(weights).resolve()) if weights is not None else None
         if weights is not None:
             if not Path(weights).is_file():  # a WeightsError (exit 4), not the hash's FileNotFoundError
@@ -90,23 +67,25 @@ class BackboneEmbedder(Embedder):
             if expected_weights_sha256 and sha != expected_weights_sha256:
                 raise WeightsError(f"weights file {weights} is not the one this index was built with "
                                    f"(sha256 {sha[:12]}..., expected {expected_weights_sha256[:12]}...)")
-            state = load_partial_state(trunk, read_state_dict(weights), used, f"weights file {weights}")
+            state = load_partial_state(extractor.body, read_state_dict(weights), f"weights file {weights}")
             self.weights_source = f"file:{sha}"
         elif pretrained:
             full, self.weights_source = torchvision_state_dict(backbone)
-            state = load_partial_state(trunk, full, used, self.weights_source)
+            state = load_partial_state(extractor.body, full, self.weights_source)
         else:
             self.weights_source = f"random:seed{RANDOM_SEED}"
-            state = {k: v for k, v in trunk.state_dict().items() if k.startswith(tuple(f"{p}." for p in used))}
+            state = extractor.body.state_dict()
+        # Over the tensors of the modules actually run: a partial file and a full one give the same digest.
         self._weights_digest = tensor_digest(state)
-        self.model = PatchFeatureModel(trunk, self.layers).eval().to(self.device)
+        self.model = extractor.eval().to(self.device)
+        probe_size = self.image_size if extractor.tokens else 64  # a transformer takes only its own size
         with torch.inference_mode():
-            probe = self.model(torch.zeros(1, 3, 64, 64, device=self.device))
+            probe = self.model(torch.zeros(1, 3, probe_size, probe_size, device=self.device))
         self._dim = int(probe.shape[1])
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"kind": "backbone", "backbone": self.backbone, "layers": list(self.layers),
+        return {"kind": KIND, "backbone": self.backbone, "layers": list(self.layers),
                 "image_size": self.image_size, "weights_source": self.weights_source,
                 "weights_path": self.weights_path}
 
@@ -117,12 +96,6 @@ class BackboneEmbedder(Embedder):
     @property
     def dim(self) -> int:
         return self._dim
-
-    def patch_grid(self) -> tuple[int, int]:
-        """The (h, w) patch grid for this image size."""
-        with torch.inference_mode():
-            out = self.model(torch.zeros(1, 3, self.image_size, self.image_size, device=self.device))
-        return int(out.shape[2]), int(out.shape[3])
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
         with torch.inference_mode():
@@ -142,8 +115,14 @@ class BackboneEmbedder(Embedder):
             path = weights or config.get("weights_path")
             if not path or not Path(path).is_file():
                 raise WeightsError(f"this index was built with the weights file {config.get('weights_path')}, "
-                                   "which is not there now", hint="pass {param} FILE", parameter="weights")
+                                   "which is not there now", hint="pass the file's new place in {param}",
+                                   parameter="weights")
             return cls(weights=path, expected_weights_sha256=source[5:], **common)
         if source.startswith("random:"):
             return cls(pretrained=False, **common)
         return cls(weights=weights, pretrained=True, **common)
+
+    @classmethod
+    def from_spec(cls, argument: str, **options: Any) -> "BackboneEmbedder":
+        """From `backbone:MODEL` (a bare spec means resnet18); options are the constructor's."""
+        return cls(backbone=argument or "resnet18", **options)

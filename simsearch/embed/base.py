@@ -6,6 +6,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -25,12 +26,24 @@ class Embeddings:
 class Embedder(ABC):
     """Turns RGB uint8 images (H, W, 3) into vectors.
 
+    Subclasses set `kind`, implement `from_config` and `from_spec` and register with `@register_embedder`.
     `config` is a JSON-able dict from which `embedder_from_config` rebuilds the same embedder;
     `fingerprint` changes whenever the vectors would (architecture, preprocessing or weights), so an
     index built with one embedder refuses to be searched with another.
     """
 
+    kind: str  # the registry key, also the config's 'kind'
     batch_size: int = 16
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict[str, Any], weights: str | Path | None = None, **runtime: Any) -> "Embedder":
+        """Rebuild from `config`; `weights` is a moved weights file, `runtime` batch size and device."""
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, argument: str, **options: Any) -> "Embedder":
+        """Build from the ARG of a `KIND:ARG` spec and the build options (weights, image size, device...)."""
 
     @property
     @abstractmethod
@@ -61,16 +74,6 @@ class Embedder(ABC):
         locations may change, so they are left out, at any depth)."""
         text = json.dumps(_without_locations(self.config), sort_keys=True) + self.weights_digest
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Image vectors (N, D) for any number of images, in batches."""
-        return np.concatenate([self.embed(images[i:i + self.batch_size]).image
-                               for i in range(0, len(images), self.batch_size)])
-
-    def embed_patches(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Patch vectors (N, h, w, D) for any number of images, in batches."""
-        return np.concatenate([self.embed(images[i:i + self.batch_size]).patches
-                               for i in range(0, len(images), self.batch_size)])
 
 
 def _without_locations(config: dict) -> dict:

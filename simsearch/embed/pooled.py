@@ -16,7 +16,13 @@ from simsearch.runtime import resolve_device
 
 
 class PooledEmbedder(Embedder):
-    """Image vectors (no patches) from `model.features` of a torchvision backbone with ImageNet weights."""
+    """Image vectors (no patches) from `model.features` of a torchvision backbone with ImageNet weights.
+
+    Not registered: the backbone probe builds it itself (it needs pretrained weights, which are not always
+    at hand); `@register_embedder` would make it a `pooled:MODEL` embedder.
+    """
+
+    kind = "pooled"
 
     def __init__(self, backbone: str, image_size: int = 224, batch_size: int = 16,
                  device: str | torch.device | None = None):
@@ -60,5 +66,11 @@ class PooledEmbedder(Embedder):
         return Embeddings(image=features.mean(dim=(2, 3)).float().cpu().numpy())
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], **runtime: Any) -> "PooledEmbedder":
+    def from_config(cls, config: dict[str, Any], weights: Any = None, **runtime: Any) -> "PooledEmbedder":
+        """Rebuild from a saved config (always torchvision's pretrained weights, so `weights` is unused)."""
         return cls(config["backbone"], config["image_size"], **runtime)
+
+    @classmethod
+    def from_spec(cls, argument: str, image_size: int = 224, **runtime: Any) -> "PooledEmbedder":
+        """From `pooled:MODEL`."""
+        return cls(argument, image_size, **runtime)

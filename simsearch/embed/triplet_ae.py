@@ -18,6 +18,7 @@ from simsearch.embed.checkpoint import (
     read_checkpoint,
     runtime_options,
 )
+from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError
 from simsearch.runtime import resolve_device
@@ -90,8 +91,11 @@ class AutoencoderConfig:
 
 
 
+@register_embedder
 class TripletAutoencoderEmbedder(Embedder):
     """Image vectors from a checkpoint of `simsearch train triplet-ae` (no patch vectors: use mode 'image')."""
+
+    kind = KIND
 
     def __init__(self, checkpoint: str | Path, batch_size: int = 16, device: str | torch.device | None = None):
         state = read_checkpoint(checkpoint, kind=KIND)

@@ -19,6 +19,7 @@ from simsearch.embed.checkpoint import (
     read_checkpoint,
     runtime_options,
 )
+from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 
 KIND = "triplet-head"
@@ -62,9 +63,12 @@ class HeadConfig:
 
 
 
+@register_embedder
 class TripletHeadEmbedder(Embedder):
     """Vectors of `simsearch train triplet-head`: the checkpoint names its backbone; `weights` is the backbone's
     state-dict file when the recorded one has moved."""
+
+    kind = KIND
 
     def __init__(self, checkpoint: str | Path, weights: str | Path | None = None, batch_size: int = 16,
                  device: str | torch.device | None = None):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torchvision
 from torch import nn
 
 from simsearch.errors import WeightsError
+
+SHARED_RESNET18 = "../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth"
 
 
 def torchvision_cache_dir() -> Path:
@@ -41,15 +42,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_partial_state(model: nn.Module, state: dict[str, torch.Tensor], used_prefixes: Iterable[str],
-                       source: str) -> dict[str, torch.Tensor]:
-    """Load the tensors of the used modules into model; name what is missing or mis-shaped.
+def load_partial_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Load into model every tensor it holds (a feature extractor holds only the modules it runs); name what
+    is missing or mis-shaped.
 
-    Tensors of modules the embedder never runs (e.g. layer4, fc) may be absent. Returns the loaded part.
+    Tensors of modules the model never runs (e.g. a ResNet's layer4 and fc) may be absent from `state`.
+    Returns the loaded part.
     """
-    prefixes = tuple(f"{p}." for p in used_prefixes)
-    expected = {k: v for k, v in model.state_dict().items()
-                if k.startswith(prefixes) and not k.endswith("num_batches_tracked")}
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = sorted(k for k in expected if k not in state)
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
@@ -69,15 +69,17 @@ def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
-        raise WeightsError(f"torchvision has no pretrained weights for {name!r}") from None
+        raise WeightsError(f"torchvision has no pretrained weights for {name!r}",
+                           hint="pass a state-dict file in {param}", parameter="weights") from None
     filename = Path(weights.url).name
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError, ConnectionError) as error:
+        # Only ResNet-18 has a ready-made partial file in the shared folder.
+        example = f" (e.g. {SHARED_RESNET18})" if name == "resnet18" else ""
         raise WeightsError(
             f"pretrained weights for {name} are not cached and could not be downloaded "
-            f"({error.__class__.__name__})", parameter="weights",
-            hint=f"put {filename} in {torchvision_cache_dir()} (or set TORCH_HOME), pass {{param}} FILE with a state "
-                 f"dict (e.g. ../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth), or use random weights (tests only)"
-        ) from None
+            f"({error.__class__.__name__}): put {filename} in {torchvision_cache_dir()} (or set TORCH_HOME)",
+            hint=f"or pass a state-dict file in {{param}}{example}, or turn pretrained weights off for "
+                 "random ones", parameter="weights") from None
     return state, f"torchvision:{weights}"

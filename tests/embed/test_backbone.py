@@ -21,8 +21,7 @@ def test_config_round_trip_keeps_fingerprint(small_embedder):
 
 
 def test_fingerprint_changes_with_weights_and_preprocessing(small_embedder, tmp_path):
-    state = small_embedder.model.state_dict()
-    trunk_state = {k.split(".", 1)[1]: v.clone() for k, v in state.items() if k.startswith("stages.")}
+    trunk_state = {k: v.clone() for k, v in small_embedder.model.body.state_dict().items()}
     trunk_state["layer1.0.conv1.weight"] += 0.01
     torch.save(trunk_state, tmp_path / "w.pth")
     other = BackboneEmbedder("resnet18", image_size=64, weights=tmp_path / "w.pth", device="cpu")
@@ -31,7 +30,7 @@ def test_fingerprint_changes_with_weights_and_preprocessing(small_embedder, tmp_
 
 
 def test_partial_weights_file_missing_used_tensors_is_named(tmp_path, small_embedder):
-    state = {k.split(".", 1)[1]: v for k, v in small_embedder.model.state_dict().items() if k.startswith("stages.")}
+    state = small_embedder.model.body.state_dict()
     partial = {k: v for k, v in state.items() if not k.startswith("layer3.1.conv2")}
     torch.save(partial, tmp_path / "partial.pth")
     with pytest.raises(WeightsError, match="layer3.1.conv2.weight"):
@@ -55,12 +54,111 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(WeightsError, match="weights FILE") as info:
+    with pytest.raises(WeightsError, match="hub/checkpoints") as info:
         create_embedder("backbone:resnet18", device="cpu")
-    assert info.value.parameter == "weights"
-    assert "hub/checkpoints" in str(info.value)
+    assert info.value.parameter == "weights" and "resnet18-imagenet1k-v1-layers1to3.pth" in info.value.hint
+    with pytest.raises(WeightsError, match="efficientnet_b0") as info:
+        create_embedder("backbone:efficientnet_b0", device="cpu")
+    assert info.value.parameter == "weights" and "resnet18" not in info.value.hint
+    assert "{param}" in info.value.hint
 
 
 def test_unknown_backbone():
-    with pytest.raises(UnknownComponentError, match="unknown backbone"):
+    with pytest.raises(UnknownComponentError, match="unknown backbone") as info:
         BackboneEmbedder("resnet9000", pretrained=False)
+    assert info.value.parameter == "backbone"
+
+
+# Recorded before the move to FeatureExtractor: indexes built before must still open.
+RESNET18_RANDOM_FINGERPRINT = "e4adfdc62306f5cb"
+
+
+def test_resnet18_vectors_and_fingerprint_are_unchanged():
+    import torch.nn.functional as F
+    import torchvision
+
+    from simsearch.data.transforms import imagenet_pixels
+
+    embedder = BackboneEmbedder("resnet18", pretrained=False, device="cpu")
+    assert embedder.fingerprint == RESNET18_RANDOM_FINGERPRINT
+    assert embedder.config["layers"] == ["layer2", "layer3"]
+    torch.manual_seed(0)
+    trunk = torchvision.models.resnet18(weights=None).eval()
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    with torch.no_grad():  # the ResNet path by hand: stem, layer1..3, 3x3 average, resize, concatenate
+        x = trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(imagenet_pixels([image], 224, "cpu")))))
+        l2 = trunk.layer2(trunk.layer1(x))
+        l3 = trunk.layer3(l2)
+        local = [F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=True) for m in (l2, l3)]
+        expected = torch.cat([local[0], F.interpolate(local[1], size=l2.shape[-2:], mode="bilinear",
+                                                      align_corners=False)], dim=1).permute(0, 2, 3, 1).numpy()
+    out = embedder.embed([image])
+    np.testing.assert_allclose(out.patches, expected, rtol=1e-5, atol=1e-5)
+    assert set(embedder.model.body.state_dict()) == {
+        k for k in trunk.state_dict() if k.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3."))}
+
+
+@pytest.mark.parametrize("name, layers", [("wide_resnet50_2", ("layer2", "layer3")),
+                                          ("resnext50_32x4d", ("layer2", "layer3")),
+                                          ("efficientnet_b0", ("features.3", "features.5")),
+                                          ("convnext_tiny", ("features.3", "features.5")),
+                                          ("vit_b_16", ("encoder.layers.encoder_layer_5",
+                                                        "encoder.layers.encoder_layer_8"))])
+def test_family_default_layers(name, layers):
+    from simsearch.embed.feature_extractor import default_layers
+    assert default_layers(name) == layers
+
+
+def test_other_families_and_bad_node_names_ask_for_layers():
+    with pytest.raises(UnknownComponentError, match="no default feature layers") as info:
+        BackboneEmbedder("mobilenet_v3_small", pretrained=False, image_size=64)
+    assert info.value.parameter == "layers"
+    small = BackboneEmbedder("mobilenet_v3_small", layers=["features.3", "features.8"], pretrained=False,
+                             image_size=64, device="cpu")
+    assert small.embed([np.zeros((64, 64, 3), np.uint8)]).patches.shape == (1, 8, 8, small.dim)
+    with pytest.raises(UnknownComponentError, match="layer9") as info:
+        BackboneEmbedder("resnet18", layers=["layer9"], pretrained=False, image_size=64)
+    assert info.value.parameter == "layers"
+
+
+def test_vision_transformer_tokens_become_the_patch_grid():
+    from simsearch.errors import InputError
+    embedder = BackboneEmbedder("vit_b_16", pretrained=False, device="cpu")
+    out = embedder.embed([np.zeros((50, 60, 3), np.uint8)])
+    assert out.patches.shape == (1, 14, 14, 2 * 768) and out.image.shape == (1, 2 * 768)
+    # only the blocks up to the deepest chosen one are kept, run and hashed
+    assert not any(k.startswith(("heads.", "encoder.ln.", "encoder.layers.encoder_layer_9."))
+                   for k in embedder.model.body.state_dict())
+    with pytest.raises(InputError, match="224") as info:
+        BackboneEmbedder("vit_b_16", pretrained=False, image_size=128)
+    assert info.value.parameter == "image_size"
+
+
+def test_partial_file_for_another_family_names_missing_tensors(tmp_path):
+    import torchvision
+    torch.manual_seed(1)
+    state = torchvision.models.efficientnet_b0(weights=None).state_dict()
+    kept = {k: v for k, v in state.items() if not k.startswith(("features.6", "features.7", "features.8",
+                                                                 "classifier"))}
+    torch.save(kept, tmp_path / "front.pth")
+    embedder = BackboneEmbedder("efficientnet_b0", image_size=64, weights=tmp_path / "front.pth", device="cpu")
+    assert embedder.config["weights_source"].startswith("file:")
+    torch.save({k: v for k, v in kept.items() if not k.startswith("features.5.2")}, tmp_path / "less.pth")
+    with pytest.raises(WeightsError, match="features.5.2"):
+        BackboneEmbedder("efficientnet_b0", image_size=64, weights=tmp_path / "less.pth", device="cpu")
+
+
+def test_build_index_takes_layers(part_folder, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from simsearch.cli.main import app
+    args = ["build-index", str(part_folder / "good"), "--out", str(tmp_path / "idx"), "--no-pretrained",
+            "--image-size", "64", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, args + ["--layers", "layer1, layer2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["embedder"]["layers"] == ["layer1", "layer2"] and summary["dim"] == 64 + 128
+    result = CliRunner().invoke(app, args + ["--backbone", "mobilenet_v3_small"])
+    assert result.exit_code == UnknownComponentError.exit_code and "--layers" in result.stderr

@@ -88,12 +88,12 @@ def test_checkpoint_round_trips_and_fingerprint_follows_the_weights(tmp_path):
     model.eval()
     with torch.no_grad():
         direct = model.encode(torch.stack([TINY.prepare(i) for i in images])).numpy()
-    vectors = embedder.embed_images(images)
+    vectors = embedder.embed(images).image
     assert vectors.shape == (3, 8) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(vectors, direct, atol=1e-6)
     again = embedder_from_config(embedder.config)
     assert again.fingerprint == embedder.fingerprint
-    np.testing.assert_allclose(again.embed_images(images), vectors, atol=1e-6)
+    np.testing.assert_allclose(again.embed(images).image, vectors, atol=1e-6)
     retrained = train_triplet_ae(samples, tmp_path / "run2", TINY, TrainSettings(epochs=1, batch_size=8, seed=1,
                                                                                   device="cpu"))
     assert create_embedder(f"triplet-ae:{retrained.model_path}").fingerprint != embedder.fingerprint
