@@ -24,6 +24,7 @@ from simsearch.index.vectors import VectorStore
 FORMAT_VERSION = 1
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
+DEFECT_PATCH_FRACTION = 0.1  # of a defect image's patches, those least like the good bank carry the defect
 
 
 class IndexMismatchError(IndexProblem, ValueError):
@@ -65,6 +66,8 @@ class ExemplarIndex:
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
         self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
+        # patches of defect exemplars that carry the defect: what a patch-level defect-aware score compares with
+        self.defect_patches = VectorStore(self.dim) if self.patches is not None else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
@@ -80,7 +83,8 @@ class ExemplarIndex:
         """Exemplars by label, and patches in the bank."""
         good = sum(e.label == "good" for e in self.exemplars.values())
         return {"good": good, "defect": len(self.exemplars) - good,
-                "patches": len(self.patches) if self.patches is not None else 0}
+                "patches": len(self.patches) if self.patches is not None else 0,
+                "defect_patches": len(self.defect_patches) if self.defect_patches is not None else 0}
 
     def defect_types(self) -> dict[str, int]:
         types: dict[str, int] = {}
@@ -114,6 +118,9 @@ class ExemplarIndex:
             self.patches.add(patch_rows, patch_ids)
             self.patch_grid = tuple(int(v) for v in patch_vectors.shape[1:3])
         self.good.add(image_vectors[is_good], ids[is_good])
+        if self.defect_patches is not None and patch_vectors is not None and (~is_good).any() and len(self.patches):
+            rows, patch_ids = self._defect_patches(np.asarray(patch_vectors)[~is_good], ids[~is_good])
+            self.defect_patches.add(rows, patch_ids)
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
         for exemplar_id, item in zip(ids.tolist(), items):
@@ -135,6 +142,19 @@ class ExemplarIndex:
             flat, owner, local = flat[keep], owner[keep], local[keep]
         return flat, (owner << PATCH_ID_BITS) | local
 
+    def _defect_patches(self, grids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Of each defect grid, the patches farthest from the good bank (the defect, not the intact part)."""
+        per_image = grids.shape[1] * grids.shape[2]
+        keep = max(1, int(round(per_image * DEFECT_PATCH_FRACTION)))
+        rows, patch_ids = [], []
+        for grid, exemplar_id in zip(grids, ids):
+            flat = np.ascontiguousarray(grid.reshape(-1, self.dim), dtype=np.float32)
+            distance, _ = self.patches.search(flat, 1)
+            chosen = np.argsort(-distance[:, 0], kind="stable")[:keep]
+            rows.append(flat[chosen])
+            patch_ids.append((int(exemplar_id) << PATCH_ID_BITS) | chosen.astype(np.int64))
+        return np.concatenate(rows), np.concatenate(patch_ids)
+
     def remove(self, ids: Sequence[int]) -> None:
         """Remove exemplars (and their patches) by id; unknown ids are an error and change nothing."""
         ids = [int(i) for i in ids]
@@ -147,6 +167,7 @@ class ExemplarIndex:
         if self.patches is not None:
             for exemplar_id in ids:
                 self.patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
+                self.defect_patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
 
@@ -158,6 +179,14 @@ class ExemplarIndex:
     def nearest_defect(self, vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest defect exemplars by image vector."""
         return self.defect.search(vectors, k)
+
+    def nearest_defect_patches(self, patch_vectors: np.ndarray) -> np.ndarray | None:
+        """For patch grids (N, h, w, D): each patch's distance to the nearest defect patch (N, h, w), or None
+        when the index holds no defect patches."""
+        if self.defect_patches is None or len(self.defect_patches) == 0:
+            return None
+        distances, _ = self.defect_patches.search(patch_vectors.reshape(-1, self.dim), 1)
+        return distances[:, 0].reshape(patch_vectors.shape[:3])
 
     def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1,
                         exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +217,7 @@ class ExemplarIndex:
         stores = {"good": self.good, "defect": self.defect}
         if self.patches is not None:
             stores["patches"] = self.patches
+            stores["defectpatches"] = self.defect_patches
         writers = {role: (lambda path, s=store: write_bytes_atomic(path, s.to_bytes())) for role, store in stores.items()}
         exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
         writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
@@ -216,6 +246,8 @@ class ExemplarIndex:
             for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
                 store = VectorStore.from_bytes((folder / files[role]).read_bytes())
                 setattr(index, role, store)
+            if index.patches is not None and "defectpatches" in files:  # indexes saved before 0.2 have none
+                index.defect_patches = VectorStore.from_bytes((folder / files["defectpatches"]).read_bytes())
             index.exemplars = read_catalogue(folder / files["catalogue"])
         except (KeyError, OSError, RuntimeError, ValueError) as error:
             raise StorageError(f"{folder} is damaged: {error}; rebuild it with `simsearch build-index`") from None
