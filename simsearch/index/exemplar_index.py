@@ -10,21 +10,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from simsearch.errors import IndexProblem, InputError
+from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
+from simsearch.files import write_bytes_atomic
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.index.storage import (
-    StorageError,
-    read_manifest,
-    save_generation,
-    write_bytes_atomic,
-)
+from simsearch.index.storage import StorageError, read_manifest, save_generation
 from simsearch.index.vectors import VectorStore
 
 FORMAT_VERSION = 1
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
-DEFECT_PATCH_FRACTION = 0.1  # of a defect image's patches, those least like the good bank carry the defect
 
 
 class IndexMismatchError(IndexProblem, ValueError):
@@ -66,14 +61,14 @@ class ExemplarIndex:
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
         self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
-        # patches of defect exemplars that carry the defect: what a patch-level defect-aware score compares with
-        self.defect_patches = VectorStore(self.dim) if self.patches is not None else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
         self.threshold: dict[str, Any] | None = None  # set by calibration
         self.created = _now()
+        self.updated: str | None = None  # when it was last saved
         self.generation = 0
+        self.size_bytes: int | None = None  # on disk, when saved or loaded
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -83,8 +78,7 @@ class ExemplarIndex:
         """Exemplars by label, and patches in the bank."""
         good = sum(e.label == "good" for e in self.exemplars.values())
         return {"good": good, "defect": len(self.exemplars) - good,
-                "patches": len(self.patches) if self.patches is not None else 0,
-                "defect_patches": len(self.defect_patches) if self.defect_patches is not None else 0}
+                "patches": len(self.patches) if self.patches is not None else 0}
 
     def defect_types(self) -> dict[str, int]:
         types: dict[str, int] = {}
@@ -118,9 +112,6 @@ class ExemplarIndex:
             self.patches.add(patch_rows, patch_ids)
             self.patch_grid = tuple(int(v) for v in patch_vectors.shape[1:3])
         self.good.add(image_vectors[is_good], ids[is_good])
-        if self.defect_patches is not None and patch_vectors is not None and (~is_good).any() and len(self.patches):
-            rows, patch_ids = self._defect_patches(np.asarray(patch_vectors)[~is_good], ids[~is_good])
-            self.defect_patches.add(rows, patch_ids)
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
         for exemplar_id, item in zip(ids.tolist(), items):
@@ -142,34 +133,28 @@ class ExemplarIndex:
             flat, owner, local = flat[keep], owner[keep], local[keep]
         return flat, (owner << PATCH_ID_BITS) | local
 
-    def _defect_patches(self, grids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Of each defect grid, the patches farthest from the good bank (the defect, not the intact part)."""
-        per_image = grids.shape[1] * grids.shape[2]
-        keep = max(1, int(round(per_image * DEFECT_PATCH_FRACTION)))
-        rows, patch_ids = [], []
-        for grid, exemplar_id in zip(grids, ids):
-            flat = np.ascontiguousarray(grid.reshape(-1, self.dim), dtype=np.float32)
-            distance, _ = self.patches.search(flat, 1)
-            chosen = np.argsort(-distance[:, 0], kind="stable")[:keep]
-            rows.append(flat[chosen])
-            patch_ids.append((int(exemplar_id) << PATCH_ID_BITS) | chosen.astype(np.int64))
-        return np.concatenate(rows), np.concatenate(patch_ids)
-
-    def remove(self, ids: Sequence[int]) -> None:
-        """Remove exemplars (and their patches) by id; unknown ids are an error and change nothing."""
-        ids = [int(i) for i in ids]
+    def remove(self, ids: Sequence[int]) -> list[int]:
+        """Remove exemplars (and their patches) by id; returns the ids removed, each once. Unknown ids
+        (NotFoundError) or removing every good exemplar (ConflictError) change nothing."""
+        ids = list(dict.fromkeys(int(i) for i in ids))  # a repeated id is removed once
         unknown = [i for i in ids if i not in self.exemplars]
         if unknown:
-            raise IndexMismatchError(f"no exemplar with id {', '.join(map(str, unknown))} in this index")
+            raise NotFoundError(f"no exemplar with id {', '.join(map(str, unknown))} in this index",
+                             hint="see the ids with `simsearch info --exemplars`")
+        good = self.counts()["good"]
+        if good and sum(self.exemplars[i].label == "good" for i in ids) >= good:
+            # Scoring measures distance to good exemplars: an index without one cannot score anything.
+            raise ConflictError("the index's last good exemplar cannot be removed: scoring needs at least one",
+                                hint="add another good exemplar first")
         array = np.asarray(ids, dtype=np.int64)
         self.good.remove_ids(array)
         self.defect.remove_ids(array)
         if self.patches is not None:
             for exemplar_id in ids:
                 self.patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
-                self.defect_patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
+        return ids
 
     # -- search -----------------------------------------------------------------------------------
     def nearest_good(self, vectors: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -179,14 +164,6 @@ class ExemplarIndex:
     def nearest_defect(self, vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest defect exemplars by image vector."""
         return self.defect.search(vectors, k)
-
-    def nearest_defect_patches(self, patch_vectors: np.ndarray) -> np.ndarray | None:
-        """For patch grids (N, h, w, D): each patch's distance to the nearest defect patch (N, h, w), or None
-        when the index holds no defect patches."""
-        if self.defect_patches is None or len(self.defect_patches) == 0:
-            return None
-        distances, _ = self.defect_patches.search(patch_vectors.reshape(-1, self.dim), 1)
-        return distances[:, 0].reshape(patch_vectors.shape[:3])
 
     def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1,
                         exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +186,7 @@ class ExemplarIndex:
             "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
-            "created": self.created, "updated": _now(), "generation": self.generation,
+            "created": self.created, "updated": self.updated, "generation": self.generation,
         }
 
     def save(self, folder: str | Path) -> None:
@@ -217,12 +194,15 @@ class ExemplarIndex:
         stores = {"good": self.good, "defect": self.defect}
         if self.patches is not None:
             stores["patches"] = self.patches
-            stores["defectpatches"] = self.defect_patches
         writers = {role: (lambda path, s=store: write_bytes_atomic(path, s.to_bytes())) for role, store in stores.items()}
         exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
         writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
-        saved = save_generation(folder, self.manifest(), writers)
+        manifest = self.manifest()
+        manifest["updated"] = _now()
+        saved = save_generation(folder, manifest, writers)
         self.generation = saved["generation"]
+        self.updated = saved["updated"]
+        self.size_bytes = _size_on_disk(Path(folder), saved)
 
     @classmethod
     def load(cls, folder: str | Path, fingerprint: str | None = None) -> "ExemplarIndex":
@@ -246,8 +226,6 @@ class ExemplarIndex:
             for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
                 store = VectorStore.from_bytes((folder / files[role]).read_bytes())
                 setattr(index, role, store)
-            if index.patches is not None and "defectpatches" in files:  # indexes saved before 0.2 have none
-                index.defect_patches = VectorStore.from_bytes((folder / files["defectpatches"]).read_bytes())
             index.exemplars = read_catalogue(folder / files["catalogue"])
         except (KeyError, OSError, RuntimeError, ValueError) as error:
             raise StorageError(f"{folder} is damaged: {error}; rebuild it with `simsearch build-index`") from None
@@ -255,5 +233,31 @@ class ExemplarIndex:
         index.patch_grid = tuple(manifest["patch_grid"]) if manifest.get("patch_grid") else None
         index.threshold = manifest.get("threshold")
         index.created = manifest.get("created", index.created)
+        index.updated = manifest.get("updated")
         index.generation = int(manifest.get("generation", 0))
+        index.size_bytes = _size_on_disk(folder, manifest)
         return index
+
+    def describe(self) -> dict[str, Any]:
+        """What an index holds and how it scores: the one description behind `simsearch info`, the
+        service's /info and the report's set-up."""
+        patch_mode = self.patches is not None
+        return {
+            "embedder": self.embedder_config, "fingerprint": self.fingerprint,
+            "dim": self.dim, "mode": self.mode, "k": self.k,
+            # The coreset ratio and the patch grid only mean something where there is a patch bank.
+            "coreset_ratio": self.coreset_ratio if patch_mode else None,
+            "patch_grid": list(self.patch_grid) if patch_mode and self.patch_grid else None,
+            "counts": self.counts(), "defect_types": self.defect_types(), "threshold": self.threshold,
+            "format_version": FORMAT_VERSION, "generation": self.generation,
+            "created": self.created, "updated": self.updated, "bytes": self.size_bytes,
+        }
+
+
+def _size_on_disk(folder: Path, manifest: dict[str, Any]) -> int | None:
+    """Bytes of the manifest and the files of its generation (not the stale ones of a crashed save)."""
+    try:
+        names = ["manifest.json", *manifest.get("files", {}).values()]
+        return sum((folder / name).stat().st_size for name in names)
+    except OSError:
+        return None

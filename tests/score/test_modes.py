@@ -1,4 +1,4 @@
-"""Scoring modes on synthetic embeddings: defect exemplars raise the scores of images near them, leave far
+"""Scoring modes on synthetic embeddings (both modes are defect-aware on image vectors): defect exemplars raise the scores of images near them, leave far
 images alone, change nothing when absent, and their removal restores the old scores bit for bit."""
 
 import numpy as np
@@ -52,27 +52,6 @@ def test_without_defects_the_score_is_plain_knn_bit_for_bit():
     assert far[1] == good[1] and far[2] == good[2]  # nearest defect no nearer than the nearest good part
     assert far[0] == good[0]
     assert defect_aware(np.array([2.0]), np.array([1.0]))[0] == pytest.approx(2.0 * (1 + np.log(2.0)))
-
-
-def test_defect_patches_are_those_least_like_the_good_bank():
-    rng = np.random.default_rng(1)
-    index = _index("patch", rng)
-    grid = _grids(rng, [np.zeros(DIM)])
-    grid[0, 1, 2] = 3.0  # one patch carries the defect
-    exemplar = index.add([NewExemplar("d", "defect")], grid.mean(axis=(1, 2)), grid)[0]
-    ids = index.defect_patches.ids()
-    assert len(ids) == 2  # 10% of 16 patches, rounded
-    assert (exemplar << 24 | (1 * GRID[1] + 2)) in ids.tolist()
-
-
-def test_defect_patches_survive_save_and_load(tmp_path):
-    rng = np.random.default_rng(2)
-    index = _index("patch", rng)
-    grid = _grids(rng, [np.ones(DIM)])
-    index.add([NewExemplar("d", "defect")], grid.mean(axis=(1, 2)), grid)
-    index.save(tmp_path / "i")
-    loaded = ExemplarIndex.load(tmp_path / "i")
-    assert np.array_equal(np.sort(loaded.defect_patches.ids()), np.sort(index.defect_patches.ids()))
 
 
 def test_unknown_mode_is_a_clear_error():
