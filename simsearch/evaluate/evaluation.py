@@ -61,6 +61,10 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
         for kind in sorted({class_key(s) for s in samples if s.is_defect}):
             rows = [i for i, s in enumerate(samples) if s.is_defect and class_key(s) == kind]
             evaluation.recall_by_type[kind] = float(predicted[rows].mean())
+    typed = [(s, r) for s, r in zip(samples, results) if s.is_defect and s.defect_type and r.predicted_type]
+    if typed:  # of the typed defects that resemble a known defect, how many got its type right
+        evaluation.extra["type_accuracy"] = sum(s.defect_type == r.predicted_type for s, r in typed) / len(typed)
+        evaluation.extra["typed_defects"] = len(typed)
     return evaluation
 
 

@@ -56,6 +56,7 @@ class ScoreResult:
     anomaly_map: np.ndarray | None = field(default=None, repr=False)  # smoothed map (see simsearch.score.maps)
     image_size: tuple[int, int] | None = None  # (height, width) of the original image
     boxes: list[Box] = field(default_factory=list)
+    predicted_type: str | None = None  # the known defect it resembles more than anything good, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class ScoreResult:
             "nearest": [n.to_dict() for n in self.nearest],
             "nearest_defect": self.nearest_defect.to_dict() if self.nearest_defect else None,
             "boxes": [b.to_dict() for b in self.boxes],
+            "predicted_type": self.predicted_type,
         }
 
 
@@ -88,9 +90,12 @@ def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[s
     results = []
     for row in range(count):
         defect = _neighbours(index, defect_distances[row], defect_ids[row])
+        good = _neighbours(index, good_distances[row], good_ids[row])
+        # the evidence for a type: the nearest defect exemplar is nearer than the nearest good one
+        resembles = bool(defect) and (not good or defect[0].distance < good[0].distance)
         results.append(ScoreResult(
-            path=paths[row], score=float(scores[row]),
-            nearest=_neighbours(index, good_distances[row], good_ids[row]),
+            path=paths[row], score=float(scores[row]), nearest=good,
             nearest_defect=defect[0] if defect else None,
-            patch_map=None if maps is None else maps[row]))
+            patch_map=None if maps is None else maps[row],
+            predicted_type=(defect[0].defect_type or "defect") if resembles else None))
     return results
