@@ -107,11 +107,7 @@ def coreset_comparison(images: list[Path], quick: bool) -> dict:
     from simsearch.data.images import read_image
     from simsearch.embed.backbone import BackboneEmbedder
     from simsearch.embed.base import concat_embeddings, iter_embedded
-    from simsearch.index.coreset import (
-        greedy_coreset,
-        greedy_coreset_reference,
-        random_projection,
-    )
+    from simsearch.index.coreset import greedy_coreset, greedy_coreset_reference, random_projection
 
     embedder = BackboneEmbedder("resnet18", weights=WEIGHTS)
     start = time.perf_counter()

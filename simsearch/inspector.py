@@ -14,22 +14,14 @@ import numpy as np
 from PIL import Image
 
 from simsearch.data.datasets import Sample, good_image_files
-from simsearch.data.images import (
-    ImageError,
-    ImageLike,
-)
+from simsearch.data.images import ImageError, ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
 from simsearch.errors import InputError, NotFittedError
-from simsearch.evaluate.evaluation import (
-    Evaluation,
-    evaluate_dataset,
-    maps_and_masks,
-    score_samples,
-)
+from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset, maps_and_masks, score_samples
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
 from simsearch.files import file_sha256
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar

@@ -18,20 +18,11 @@ from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed.base import tensor_digest
-from simsearch.embed.weights import (
-    WeightsError,
-    read_state_dict,
-    torchvision_state_dict,
-)
+from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, NotFittedError, UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.score.results import ScoreResult
-from simsearch.train.classifier import (
-    EpochCallback,
-    TrainConfig,
-    to_pixels,
-    train_classifier,
-)
+from simsearch.train.classifier import EpochCallback, TrainConfig, to_pixels, train_classifier
 
 KINDS = ("cnn", "cam")
 DEFAULT_SIZE = {"cnn": 128, "cam": 224}

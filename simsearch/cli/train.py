@@ -8,22 +8,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simsearch.cli.output import (
-    console,
-    err_console,
-    fail,
-    handle_errors,
-    warn_skip,
-)
+from simsearch.cli.output import console, err_console, fail, handle_errors, warn_skip
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 

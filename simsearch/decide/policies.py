@@ -18,11 +18,7 @@ import numpy as np
 
 from simsearch.decide.threshold import Threshold
 from simsearch.errors import CalibrationError, UnknownComponentError
-from simsearch.evaluate.metrics import (  # noqa: F401  (re-exported: callers and tests import them from here)
-    binary_metrics,
-    image_auroc,
-    pixel_threshold_for_f1,
-)
+from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_threshold_for_f1  # noqa: F401  (re-exported: callers and tests import them from here)
 
 Calibration = Threshold  # the old name of a calibration's result, kept for one release
 
@@ -44,6 +40,12 @@ class ThresholdPolicy:
 
     def check_target(self, target: float | None) -> float | None:
         """The target to use (a default filled in), or CalibrationError when it is out of range."""
+        return target
+
+    def _refuse_unless(self, within: bool, target: float | None, what: str, example: str) -> float | None:
+        if not within:
+            raise CalibrationError(f"policy {self.name} needs {what}, not {target}",
+                                   hint=f"give {{param}}, e.g. {example}", parameter=self.parameter)
         return target
 
     def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
@@ -110,10 +112,7 @@ class TargetRecall(ThresholdPolicy):
     parameter = "target_recall"
 
     def check_target(self, target: float | None) -> float | None:
-        if target is None or not 0 < target <= 1:
-            raise CalibrationError(f"policy {self.name} needs a recall in (0, 1], not {target}",
-                                   hint="give {param}, e.g. 0.99", parameter=self.parameter)
-        return target
+        return self._refuse_unless(target is not None and 0 < target <= 1, target, "a recall in (0, 1]", "0.99")
 
     def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
         thresholds = candidate_thresholds(scores)
@@ -133,10 +132,8 @@ class MaxFalseAlarm(ThresholdPolicy):
     without_defects = "good-only"  # no defects to catch: the conformal quantile of the goods instead
 
     def check_target(self, target: float | None) -> float | None:
-        if target is None or not 0 <= target < 1:
-            raise CalibrationError(f"policy {self.name} needs a false-alarm rate in [0, 1), not {target}",
-                                   hint="give {param}, e.g. 0.01", parameter=self.parameter)
-        return target
+        return self._refuse_unless(target is not None and 0 <= target < 1, target, "a false-alarm rate in [0, 1)",
+                                   "0.01")
 
     def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
         thresholds = candidate_thresholds(scores)
@@ -158,10 +155,7 @@ class GoodOnly(ThresholdPolicy):
 
     def check_target(self, target: float | None) -> float | None:
         target = self.default_target if target is None else target
-        if not 0 < target < 1:
-            raise CalibrationError(f"a good-only threshold needs a false-alarm rate in (0, 1), not {target}",
-                                   hint="give {param}, e.g. 0.01", parameter=self.parameter)
-        return target
+        return self._refuse_unless(0 < target < 1, target, "a false-alarm rate in (0, 1)", "0.01")
 
     def choose(self, labels: np.ndarray, scores: np.ndarray, target: float | None) -> tuple[float, str]:
         return threshold_from_good(scores[labels == 0], target)

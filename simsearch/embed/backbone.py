@@ -13,12 +13,7 @@ from simsearch.data.transforms import imagenet_pixels
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.feature_extractor import FeatureExtractor
 from simsearch.embed.registry import register_embedder
-from simsearch.embed.weights import (
-    WeightsError,
-    load_partial_state,
-    read_state_dict,
-    torchvision_state_dict,
-)
+from simsearch.embed.weights import WeightsError, load_partial_state, read_state_dict, torchvision_state_dict
 from simsearch.errors import UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.runtime import resolve_device

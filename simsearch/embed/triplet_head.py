@@ -14,11 +14,7 @@ from torch import nn
 from simsearch.data.roi import apply_roi
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
-from simsearch.embed.checkpoint import (
-    checkpoint_argument,
-    read_checkpoint,
-    runtime_options,
-)
+from simsearch.embed.checkpoint import checkpoint_argument, read_checkpoint, runtime_options
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 

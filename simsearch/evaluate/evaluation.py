@@ -11,12 +11,7 @@ import numpy as np
 from simsearch.data.datasets import Sample, class_key
 from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
-from simsearch.evaluate.metrics import (
-    binary_metrics,
-    image_auroc,
-    pixel_auroc,
-    pro_score,
-)
+from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_auroc, pro_score
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer  # the kNN Inspector or any baseline
 

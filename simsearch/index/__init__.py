@@ -2,11 +2,7 @@
 
 from simsearch.index.catalogue import Exemplar
 from simsearch.index.coreset import greedy_coreset, greedy_coreset_reference
-from simsearch.index.exemplar_index import (
-           ExemplarIndex,
-           IndexMismatchError,
-           NewExemplar,
-)
+from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
 from simsearch.index.storage import StorageError
 from simsearch.index.vectors import VectorStore, gpu_count
 

@@ -15,9 +15,7 @@ GOOD_COLOUR, DEFECT_COLOUR, THRESHOLD_COLOUR = "#2b7bba", "#d7301f", "#222222"
 def _figure(width: float = WIDTH, height: float = HEIGHT):
     import matplotlib
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import (
-        Figure,  # a bare Figure: no pyplot state, safe in threads
-    )
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, safe in threads
 
     figure = Figure(figsize=(width, height), dpi=DPI)
     return figure, figure.add_subplot(1, 1, 1)

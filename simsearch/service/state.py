@@ -13,11 +13,7 @@ import numpy as np
 
 from simsearch.errors import ConflictError, InputError
 from simsearch.index.catalogue import Exemplar
-from simsearch.index.exemplar_index import (
-    ExemplarIndex,
-    IndexMismatchError,
-    NewExemplar,
-)
+from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
 from simsearch.index.storage import read_manifest
 from simsearch.index.vectors import VectorStore
 from simsearch.inspector import Inspector

@@ -3,8 +3,8 @@ epoch, early stopping, checkpoints, resume, curves."""
 
 from __future__ import annotations
 
-import csv
 import copy
+import csv
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from simsearch.data.datasets import Sample
+from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.embed.checkpoint import read_checkpoint, write_checkpoint
 from simsearch.errors import TrainingError
-from simsearch.data.splits import DEFAULT_SEED, validation_split
 
 LAST = "last.pt"  # the checkpoint a resumed run continues from
 FINAL = "model.pt"  # the trained model (the best validation epoch): what build-index --embedder KIND:FILE takes

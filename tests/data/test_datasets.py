@@ -3,13 +3,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from simsearch.data.datasets import (
-    DatasetError,
-    count_by_class,
-    discover_samples,
-    good_image_files,
-    read_label_csv,
-)
+from simsearch.data.datasets import DatasetError, count_by_class, discover_samples, good_image_files, read_label_csv
 
 
 def _touch_image(path: Path) -> None:

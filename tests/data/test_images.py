@@ -2,13 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simsearch.data.images import (
-    ImageError,
-    as_rgb_array,
-    iter_readable_images,
-    list_image_files,
-    read_image,
-)
+from simsearch.data.images import ImageError, as_rgb_array, iter_readable_images, list_image_files, read_image
 
 
 def test_gray_bmp_1024x768_becomes_three_channels(tmp_path):
@@ -91,12 +85,7 @@ def test_arrays_and_pil_images_are_accepted():
 def test_read_image_bytes_decodes_like_read_image_and_checks_pixels_first(tmp_path):
     import io as _io
 
-    from simsearch.data.images import (
-        ImageError,
-        ImageTooLargeError,
-        read_image,
-        read_image_bytes,
-    )
+    from simsearch.data.images import ImageError, ImageTooLargeError, read_image, read_image_bytes
 
     pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
     path = tmp_path / "a.png"

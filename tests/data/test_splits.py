@@ -6,12 +6,7 @@ from pathlib import Path
 import pytest
 
 from simsearch.data.datasets import DatasetError, Sample
-from simsearch.data.splits import (
-    comparison_samples,
-    holdout_split,
-    kfold_splits,
-    stratum,
-)
+from simsearch.data.splits import comparison_samples, holdout_split, kfold_splits, stratum
 
 
 def _samples():

@@ -1,12 +1,7 @@
 import numpy as np
 import pytest
 
-from simsearch.decide.policies import (
-    CalibrationError,
-    binary_metrics,
-    calibrate,
-    threshold_from_good,
-)
+from simsearch.decide.policies import CalibrationError, binary_metrics, calibrate, threshold_from_good
 
 
 def _separable():

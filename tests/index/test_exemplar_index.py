@@ -2,13 +2,7 @@ import numpy as np
 import pytest
 
 from simsearch.errors import ConflictError, NotFoundError
-from simsearch.index import (
-    ExemplarIndex,
-    IndexMismatchError,
-    NewExemplar,
-    StorageError,
-    storage,
-)
+from simsearch.index import ExemplarIndex, IndexMismatchError, NewExemplar, StorageError, storage
 
 DIM = 8
 

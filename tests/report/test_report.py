@@ -10,12 +10,11 @@ from typer.testing import CliRunner
 from simsearch.cli.main import app
 from simsearch.cli.output import EXIT_BAD_INPUT
 from simsearch.data.datasets import discover_samples
-from simsearch.inspector import Inspector
+from simsearch.evaluate.evaluation import evaluate_dataset
+from simsearch.inspector import Inspector, calibrate_index
 from simsearch.report import new_run, read_run, render_html, write_report, write_run
 from simsearch.report.html import SECTIONS
 from simsearch.report.writers import report_evaluation
-from simsearch.evaluate.evaluation import evaluate_dataset
-from simsearch.inspector import calibrate_index
 from tests.conftest import write_parts
 
 runner = CliRunner()

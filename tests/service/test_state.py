@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simsearch.index import ExemplarIndex
 from simsearch.errors import NotFoundError
+from simsearch.index import ExemplarIndex
 from simsearch.service.state import ConflictError, IndexState, clone_index
 from tests.conftest import part_image
 

@@ -4,13 +4,7 @@ import pytest
 import torch
 
 from simsearch.train.distances import LpDistance
-from simsearch.train.miners import (
-    AllTripletsMiner,
-    BatchHardMiner,
-    SemiHardMiner,
-    create_miner,
-    miner_names,
-)
+from simsearch.train.miners import AllTripletsMiner, BatchHardMiner, SemiHardMiner, create_miner, miner_names
 
 RAW = LpDistance(normalize_embeddings=False)
 # Points on a line: class 0 at x=0 and x=1, class 1 at x=3 and x=1.5.

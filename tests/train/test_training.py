@@ -11,15 +11,9 @@ from simsearch.embed.checkpoint import read_checkpoint
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.embed.triplet_head import ProjectionHead
 from simsearch.errors import TrainingError, WeightsError
-from simsearch.train.loop import (
-    TrainSettings,
-    stratified_split,
-)
+from simsearch.train.loop import TrainSettings, stratified_split
 from simsearch.train.tasks.common import TripletObjective, TripletOptions
-from simsearch.train.tasks.triplet_ae import (
-    AutoencoderTask,
-    train_triplet_ae,
-)
+from simsearch.train.tasks.triplet_ae import AutoencoderTask, train_triplet_ae
 from tests.conftest import part_image
 
 TINY = AutoencoderConfig(image_size=32, embedding_dim=8, channels=1, widths=[8, 16, 16, 16])

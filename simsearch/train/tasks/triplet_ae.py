@@ -9,26 +9,14 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from simsearch.data.datasets import Sample
+from simsearch.data.datasets import Sample, class_ids
+from simsearch.data.splits import validation_split
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
-from simsearch.train.loop import (
-    OnEvent,
-    TrainResult,
-    TrainSettings,
-    run_training,
-)
-from simsearch.data.splits import validation_split
-from simsearch.data.datasets import class_ids
-from simsearch.train.tasks.common import (
-    OnProgress,
-    OnSkip,
-    TripletObjective,
-    TripletOptions,
-    balanced_batches,
-    read_samples,
-)
+from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
+from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
+                                          read_samples)
 
 KIND = "triplet-ae"
 

@@ -15,29 +15,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from simsearch.data.datasets import Sample
+from simsearch.data.datasets import Sample, class_ids
 from simsearch.data.roi import apply_roi
+from simsearch.data.splits import validation_split
 from simsearch.data.transforms import to_uint8_arrays, to_unit_tensor
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
-from simsearch.train.loop import (
-    OnEvent,
-    TrainResult,
-    TrainSettings,
-    run_training,
-)
-from simsearch.data.splits import validation_split
-from simsearch.data.datasets import class_ids
-from simsearch.train.tasks.common import (
-    OnProgress,
-    OnSkip,
-    TripletObjective,
-    TripletOptions,
-    balanced_batches,
-    read_samples,
-)
+from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
+from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
+                                          read_samples)
 
 KIND = "triplet-head"
 FEATURES = "features.pt"
