@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
-import warnings
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from simsearch.errors import InputError
 
@@ -18,6 +21,8 @@ IMAGE_SUFFIXES = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 # Decompression bombs: refuse anything above this many pixels before decoding it.
 MAX_PIXELS = int(os.environ.get("SIMSEARCH_MAX_PIXELS", 100_000_000))
 MAX_FILE_BYTES = int(os.environ.get("SIMSEARCH_MAX_FILE_BYTES", 200 * 1024 * 1024))
+
+log = logging.getLogger("simsearch")
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -39,37 +44,149 @@ def check_pixel_count(width: int, height: int, max_pixels: int = MAX_PIXELS) -> 
         )
 
 
+# Pillow's bytes per pixel by mode ("1", "L", "P" one byte; 16-bit two); every other mode takes four.
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+# Larger images are reduced while decoding (JPEG draft, Image.reduce): the embedder and the anomaly maps
+# work at 224 px, so 2048 px keeps every detail they use and bounds what one upload costs.
+DECODE_MAX_SIDE = 2048
+
+
 def to_rgb_array(image: Image.Image) -> np.ndarray:
     """Convert a PIL image of any mode (1/L/P/I;16/I/F/RGBA/CMYK...) to an (H, W, 3) uint8 array."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: stretch the used range to 8 bits instead of clipping at 255.
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
-        gray = scaled.round().astype(np.uint8)
+    if image.mode in _SIXTEEN_BIT + ("I", "F"):
+        # 16-bit and float images: stretch the used range to 8 bits instead of clipping at 255. A lookup
+        # table (16-bit) or float32 in place (I, F) keeps this at a few bytes per pixel, never float64.
+        values = np.asarray(image)
+        low, high = values.min(), values.max()
+        if high <= low:
+            gray = np.zeros(values.shape, dtype=np.uint8)
+        elif values.dtype.itemsize == 2:
+            table = (np.arange(65536, dtype=np.float64) - float(low)) / (float(high) - float(low)) * 255.0
+            gray = table.round().clip(0, 255).astype(np.uint8)[values]
+        else:
+            scaled = np.subtract(values, low, dtype=np.float32)
+            scaled *= np.float32(255.0 / (float(high) - float(low)))
+            gray = np.rint(scaled, out=scaled).clip(0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image, dtype=np.uint8)
 
 
-def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
-    """Open (header only), check the pixel count, then decode to RGB; errors are prefixed with name."""
+class DecodeBudget:
+    """Bounds the bytes that concurrent decodes hold at once: a semaphore weighted by the bytes each decode
+    is estimated to need from its header. One decode larger than the whole budget runs alone."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = int(limit_bytes)
+        self.used = 0
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        """Wait until nbytes fit in the budget, and hold them for the block."""
+        nbytes = min(int(nbytes), self.limit)
+        with self._condition:
+            self._condition.wait_for(lambda: self.used + nbytes <= self.limit)
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.used -= nbytes
+                self._condition.notify_all()
+
+
+@dataclass
+class DecodedImage:
+    """An image as decoded: RGB pixels (maybe reduced), its size before reduction, and notes for the user."""
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]  # (height, width) of the stored image, after EXIF orientation
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(y, x) factors from the pixels' frame to the original's."""
+        return self.original_size[0] / self.pixels.shape[0], self.original_size[1] / self.pixels.shape[1]
+
+
+def reduced_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) after dividing by the smallest integer factor that brings the longest side to max_side."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    factor = -(-max(width, height) // max_side)
+    return max(1, width // factor), max(1, height // factor)
+
+
+def decode_cost(mode: str, width: int, height: int, target: tuple[int, int]) -> int:
+    """Bytes a decode is estimated to hold at its peak: the decoded image, the reduction's intermediate and
+    the RGB output with its conversions."""
+    per_pixel = _BYTES_PER_PIXEL.get(mode, 4)
+    reduced = target != (width, height)
+    return width * height * per_pixel + (target[0] * height * 4 if reduced else 0) + target[0] * target[1] * 8
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # a damaged EXIF block must not make a readable image unreadable
+        return 1
+
+
+def _reduce(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    if target == image.size:
+        return image
+    factor = -(-image.size[0] // target[0])
+    if image.mode in _SIXTEEN_BIT:  # Image.reduce has no 16-bit path; a box resize is its equivalent
+        return image.resize(target, Image.Resampling.BOX)
+    return image.reduce(factor)
+
+
+def decode_image(source: str | Path | io.BytesIO, name: str, max_pixels: int = MAX_PIXELS,
+                 max_side: int | None = None, budget: DecodeBudget | None = None) -> DecodedImage:
+    """Open (header only), check the pixel count, then decode to RGB, reduced to max_side when larger (None:
+    full size), EXIF orientation applied, first frame of animations; errors are prefixed with name."""
     try:
         with Image.open(source) as image:
+            # The header's size decides before any pixel is decoded; no process-wide state is touched, so
+            # concurrent decodes cannot change each other's limits.
             check_pixel_count(*image.size, max_pixels=max_pixels)
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+            notes = []
+            if getattr(image, "is_animated", False):
+                notes.append(f"{name}: has several frames (animation or pages); only the first is scored")
+            orientation = _orientation(image)
+            header = image.size  # JPEG draft scaling below shrinks image.size
+            target = reduced_size(*image.size, max_side)
+            if image.format == "JPEG" and target != image.size:
+                image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, target)  # DCT scaling
+                target = reduced_size(*image.size, max_side)
+            with budget.hold(decode_cost(image.mode, *image.size, target)) if budget else contextlib.nullcontext():
                 image.load()
-            return to_rgb_array(image)
+                reduced = _reduce(image, target)
+                if orientation != 1:
+                    reduced.getexif()[ExifTags.Base.Orientation] = orientation
+                    reduced = ImageOps.exif_transpose(reduced)
+                pixels = to_rgb_array(reduced)
+            width, height = header if orientation in (1, 2, 3, 4) else header[::-1]  # 5-8 swap the sides
+            return DecodedImage(pixels, (height, width), notes)
     except ImageError as error:
         raise type(error)(f"{name}: {error.message}", hint=error.hint, parameter=error.parameter) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
         raise ImageTooLargeError(f"{name}: {error}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown format or corrupt)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{name}: not a readable image ({error})") from None
+
+
+def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
+    """Full-size RGB pixels of one image; notes (several frames) go to the simsearch logger."""
+    decoded = decode_image(source, name, max_pixels)
+    for note in decoded.notes:
+        log.warning(note)
+    return decoded.pixels
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -38,6 +38,11 @@ class Box:
     y1: int
     score: float
 
+    def scaled(self, scale_y: float, scale_x: float, height: int, width: int) -> "Box":
+        """The box in a frame scale_y, scale_x times larger (an image reduced on decode), clipped to it."""
+        return Box(int(self.x0 * scale_x), int(self.y0 * scale_y), min(width, int(np.ceil(self.x1 * scale_x))),
+                   min(height, int(np.ceil(self.y1 * scale_y))), self.score)
+
     def to_dict(self) -> dict[str, Any]:
         return {"x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1, "score": round(float(self.score), 6)}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 import simsearch
-from simsearch.data.images import ImageError, ImageTooLargeError
+from simsearch.data.images import DecodeBudget, ImageError, ImageTooLargeError
 from simsearch.errors import (
     ConflictError,
     IndexProblem,
@@ -27,7 +27,7 @@ from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
 from simsearch.service.metrics import Metrics
-from simsearch.service.middleware import RequestMetricsMiddleware, UploadGuardMiddleware
+from simsearch.service.middleware import AccessGuardMiddleware, RequestMetricsMiddleware, UploadGuardMiddleware
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
 from simsearch.service.state import IndexState
@@ -73,12 +73,13 @@ def error_response(error: SimsearchError) -> JSONResponse:
 
 @dataclass
 class Service:
-    """What the handlers use: settings, the index state, the score batcher and the metrics."""
+    """What the handlers use: settings, the index state, the score batcher, the metrics and the decode budget."""
 
     settings: ServiceSettings
     state: IndexState
     batcher: MicroBatcher
     metrics: Metrics
+    decode_budget: DecodeBudget
 
 
 def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str | Path | None = None,
@@ -117,11 +118,13 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         state.wait_for_writes()
         log.info("stopped; index %s at generation %s", folder, state.snapshot.index_.generation)
 
-    app = FastAPI(title="simsearch", version=simsearch.__version__,
-                  description=DESCRIPTION, lifespan=lifespan)
-    app.state.service = Service(settings, state, batcher, metrics)
+    # /docs from the swagger-ui-bundle package's files, so it works offline; ReDoc only exists on a CDN.
+    app = FastAPI(title="simsearch", version=simsearch.__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.service = Service(settings, state, batcher, metrics, DecodeBudget(settings.decode_budget_bytes))
     app.include_router(api)
     app.include_router(open_routes)
+    open_paths = {route.path for route in open_routes.routes} | offline_docs(app)
 
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, error: SimsearchError) -> JSONResponse:
@@ -133,6 +136,35 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         return JSONResponse({"detail": f"internal error ({error.__class__.__name__}); see the server log"},
                             status_code=500)
 
-    app.add_middleware(UploadGuardMiddleware, max_body_bytes=settings.max_body_bytes, timeout=settings.read_timeout_s)
+    app.add_middleware(UploadGuardMiddleware, max_body_bytes=settings.max_body_bytes, timeout=settings.read_timeout_s,
+                       min_rate=settings.min_body_rate)
+    app.add_middleware(AccessGuardMiddleware, token=settings.token, open_paths=open_paths,
+                       max_requests=settings.max_requests)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def offline_docs(app: FastAPI) -> set[str]:
+    """Serve /docs with Swagger UI's files from the swagger-ui-bundle package (no CDN); the open paths it
+    adds. Without the package there is no /docs (the OpenAPI schema stays at /openapi.json)."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        log.warning("swagger-ui-bundle is not installed: no /docs (the schema is at /openapi.json)")
+        return {app.openapi_url}
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+    return {app.openapi_url, "/docs", f"{DOCS_ASSETS}/"}

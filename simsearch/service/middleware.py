@@ -1,23 +1,26 @@
-"""ASGI middleware of the service: upload guards (a declared Content-Length over the cap gets 413 before
-any byte is read; a client that stalls mid-body gets 408 instead of holding a request open), and request
-metrics by route template."""
+"""ASGI middleware of the service: the access guard (a request without the token is answered 401 before its
+body is read, and in-flight requests are bounded), upload guards (a declared Content-Length over the cap
+gets 413 before any byte is read; a client that stalls mid-body, or sends it slower than a floor rate, gets
+408 instead of holding a request open), and request metrics by route template."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
+from typing import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simsearch.service.metrics import Metrics
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
+async def _send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -25,25 +28,64 @@ class _Refused(Exception):
     """Raised from receive() to abandon a request the guard has refused."""
 
 
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    return next((value for name, value in scope.get("headers", []) if name == wanted), None)
+
+
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    try:
+        return int(_header(scope, b"content-length"))
+    except (TypeError, ValueError):
+        return None
+
+
+class AccessGuardMiddleware:
+    """Keeps the server's capacity for authenticated work: with a token configured, a request to any path
+    but the open ones without `Authorization: Bearer <token>` gets 401 before its body is read; and beyond
+    `max_requests` requests in flight, new ones get 503 at once."""
+
+    def __init__(self, app: ASGIApp, token: str | None, open_paths: Collection[str], max_requests: int):
+        self.app = app
+        self.expected = None if token is None else f"Bearer {token}".encode("utf-8")
+        self.open_paths = frozenset(open_paths)  # exact paths, and folders (ending in /) with all below them
+        self.open_folders = tuple(path for path in open_paths if path.endswith("/"))
+        self.max_requests = max_requests
+        self.in_flight = 0
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self.expected is None or scope["path"] in self.open_paths or scope["path"].startswith(self.open_folders):
+            return True
+        return hmac.compare_digest(_header(scope, b"authorization") or b"", self.expected)  # constant time
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._authorised(scope):
+            await _send_json(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
+            return
+        if self.in_flight >= self.max_requests:
+            await _send_json(send, 503, f"{self.in_flight} requests are in progress; retry",
+                             [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class UploadGuardMiddleware:
     """Bounds what one request can make the server hold: a body over `max_body_bytes` gets 413 (at once
     when declared, else as soon as the count passes the cap while reading), and a client that sends no
-    body bytes for `timeout` seconds mid-request gets 408."""
+    body bytes for `timeout` seconds mid-request, or falls below `min_rate` bytes/s once `timeout` has
+    passed (a whole-request deadline of timeout + bytes / min_rate), gets 408."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout: float):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout: float, min_rate: float = float("inf")):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
+        self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +97,8 @@ class UploadGuardMiddleware:
                                         f"{self.max_body_bytes} bytes")
             return
         state = {"body_done": False, "received": 0, "refusal": None, "started": False}
+        loop = asyncio.get_running_loop()
+        start = loop.time()
 
         def refuse(status: int, detail: str) -> _Refused:
             state["refusal"] = (status, detail)
@@ -63,9 +107,16 @@ class UploadGuardMiddleware:
         async def guarded_receive() -> Message:
             if state["body_done"]:  # after the body, receive() only waits for a disconnect: no timeout
                 return await receive()
+            # the moment the bytes so far fall below the floor rate (after the grace of one timeout)
+            deadline = start + self.timeout + state["received"] / self.min_rate
+            wait = min(self.timeout, deadline - loop.time())
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                if wait <= 0:
+                    raise asyncio.TimeoutError
+                message = await asyncio.wait_for(receive(), wait)
             except asyncio.TimeoutError:
+                if wait < self.timeout:
+                    raise refuse(408, f"the request body came slower than {self.min_rate:g} bytes/s") from None
                 raise refuse(408, f"the request body stalled for more than {self.timeout:g} s") from None
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
@@ -14,12 +15,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from simsearch.data.datasets import normalise_label
-from simsearch.data.images import ImageTooLargeError, read_image_bytes
+from simsearch.data.images import DECODE_MAX_SIDE, DecodedImage, ImageError, ImageTooLargeError, decode_image
 from simsearch.report.overlay import overlay_png
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from simsearch.service.app import Service
 
 _bearer = HTTPBearer(auto_error=False, description="The token of `simsearch serve --token-file`.")
@@ -56,18 +55,22 @@ api = APIRouter(dependencies=[Depends(require_token)], responses=AUTH_ERRORS)
 open_routes = APIRouter()
 
 
-async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, "np.ndarray"]:
-    """The upload's bytes and RGB pixels; 413 over the limits, 415 when it is not an image."""
+async def _read_upload(svc: "Service", image: UploadFile) -> tuple[bytes, DecodedImage]:
+    """The upload's bytes and decoded image (reduced to DECODE_MAX_SIDE, within the server's decode memory
+    budget); 413 over the limits, 415 when it is not an image."""
     limit = svc.settings.max_upload_bytes
     data = await image.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"the upload is over the limit of {limit / 2**20:g} MB")
+    if not data:
+        raise ImageError(f"{image.filename or 'upload'}: empty file")
     try:
-        pixels = await run_in_threadpool(read_image_bytes, data, svc.settings.max_pixels, image.filename or "upload")
+        decoded = await run_in_threadpool(decode_image, io.BytesIO(data), image.filename or "upload",
+                                          svc.settings.max_pixels, DECODE_MAX_SIDE, svc.decode_budget)
     except ImageTooLargeError as error:  # the CLI's advice (an environment variable) is not the client's to take
         raise ImageTooLargeError(error.message, hint=f"this server accepts at most "
                                  f"{svc.settings.max_pixels / 1e6:.3g} megapixels") from None
-    return data, pixels  # any other ImageError: 415 from the app's handler
+    return data, decoded  # any other ImageError: 415 from the app's handler
 
 
 @api.post("/score", summary="Score one image", responses=UPLOAD_ERRORS | {
@@ -77,12 +80,19 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     """The JSON of `simsearch score --json` for the uploaded image: score, normalised score, verdict,
     nearest exemplars, boxes. `path` is the upload's file name."""
     svc = service(request)
-    _, pixels = await _read_upload(svc, image)
-    result = await svc.batcher.submit(pixels)  # BatcherUnavailable: 503; an index without good exemplars: 409
+    _, decoded = await _read_upload(svc, image)
+    result = await svc.batcher.submit(decoded.pixels)  # BatcherUnavailable: 503; no good exemplars: 409
     result.path = image.filename
+    png = None
+    if heatmap:  # drawn on the decoded pixels, in their frame, before the boxes go back to the original's
+        png = await run_in_threadpool(overlay_png, decoded.pixels, result, svc.state.snapshot.threshold_)
+    height, width = decoded.original_size
+    result.boxes = [box.scaled(*decoded.scale, height, width) for box in result.boxes]
+    result.image_size = decoded.original_size
     body = result.to_dict()
-    if heatmap:
-        png = await run_in_threadpool(overlay_png, pixels, result, svc.state.snapshot.threshold_)
+    if decoded.notes:
+        body["notes"] = decoded.notes
+    if png is not None:
         body["heatmap_png"] = base64.b64encode(png).decode("ascii")
     return JSONResponse(body)
 
@@ -100,9 +110,9 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     label = normalise_label(label)  # DatasetError: 422
     if type and label != "defect":
         raise HTTPException(422, "type is only for label=defect")
-    data, pixels = await _read_upload(svc, image)
+    data, decoded = await _read_upload(svc, image)
     source = f"upload:{(image.filename or 'image')[:200]}"
-    exemplar = await run_in_threadpool(svc.state.add, pixels, label, type or None, source,
+    exemplar = await run_in_threadpool(svc.state.add, decoded.pixels, label, type or None, source,
                                        hashlib.sha256(data).hexdigest())
     return exemplar.to_dict()
 

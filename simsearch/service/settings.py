@@ -26,7 +26,13 @@ class ServiceSettings:
     max_batch: int = 16  # scores per model call
     max_wait_ms: float = 2.0  # how long the batcher waits for more requests once one is queued
     max_queue: int = 256  # scores waiting for the model; beyond this the server answers 503
+    max_requests: int = 512  # requests in progress at once; beyond this the server answers 503
     read_timeout_s: float = 30.0  # a client that sends no body bytes for this long gets 408
+    # Slow clients (slowloris): a request's headers must be complete this long after the connection opens
+    # or its previous answer, and its body must keep up min_body_rate bytes/s once read_timeout_s has passed.
+    header_timeout_s: float = 10.0
+    min_body_rate: float = 10_000.0
+    decode_budget_bytes: int = 1024 * 1024 * 1024  # what concurrent image decodes may hold at once
     n_nearest: int = 3
 
     @property
@@ -35,23 +41,30 @@ class ServiceSettings:
         return self.max_upload_bytes + MULTIPART_OVERHEAD
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_batch", "max_queue"):
+        for name in ("max_upload_bytes", "max_pixels", "max_batch", "max_queue", "max_requests",
+                     "decode_budget_bytes"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.max_wait_ms < 0 or self.read_timeout_s <= 0:
-            raise InputError("max_wait_ms must be >= 0 and read_timeout_s > 0")
+        if self.max_wait_ms < 0 or min(self.read_timeout_s, self.header_timeout_s, self.min_body_rate) <= 0:
+            raise InputError("max_wait_ms must be >= 0; read_timeout_s, header_timeout_s and min_body_rate > 0")
 
 
 def read_token_file(path: str | Path) -> str:
-    """The token in a file (first line, stripped); refuses a missing, empty or world-readable file."""
+    """The token in a file (first line, stripped); refuses a missing, empty, short, or group- or
+    world-readable file, checking the mode before reading a byte."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:  # one open file for the check and the read: no swap in between
+            mode = os.fstat(handle.fileno()).st_mode
+            if os.name == "posix" and mode & 0o077:
+                raise TokenFileError(f"{path}: the token file can be read or written by other users "
+                                     f"(mode {mode & 0o777:o}); chmod 600 it")
+            text = handle.read(4096).decode("utf-8")
     except OSError as error:
         raise TokenFileError(f"{path}: cannot read the token file ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise TokenFileError(f"{path}: the token file is not UTF-8 text") from None
     token = text.strip().splitlines()[0].strip() if text.strip() else ""
     if len(token) < 16:
         raise TokenFileError(f"{path}: the token must be at least 16 characters (e.g. `openssl rand -hex 32`)")
-    if os.name == "posix" and path.stat().st_mode & 0o004:
-        raise TokenFileError(f"{path}: the token file is readable by everyone; chmod 600 it")
     return token
