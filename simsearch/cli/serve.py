@@ -30,7 +30,13 @@ def register(app: typer.Typer) -> None:
         max_batch: int = typer.Option(16, "--max-batch", help="Most concurrent scores per model call."),
         max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="Wait for more scores to batch, at most."),
         read_timeout: float = typer.Option(30.0, "--read-timeout", help="Seconds a stalled upload may stall."),
-        max_connections: int = typer.Option(512, "--max-connections", help="Beyond this, new requests get 503."),
+        header_timeout: float = typer.Option(10.0, "--header-timeout",
+                                             help="Seconds a client has to send its request headers."),
+        min_upload_rate: float = typer.Option(10.0, "--min-upload-rate",
+                                              help="KB/s an upload must keep up after --read-timeout seconds."),
+        max_connections: int = typer.Option(512, "--max-connections",
+                                            help="Requests in progress at once (beyond: 503); at this many open "
+                                                 "connections, ones that sent no request are closed."),
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
     ) -> None:
         """Serve an index over HTTP: POST /score, /exemplars; GET /info, /metrics, /docs (see docs/service.md)."""
@@ -47,7 +53,9 @@ def register(app: typer.Typer) -> None:
                 warn(f"serving on {host} without --token-file: anyone who can reach it can add and remove exemplars")
             settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                        max_pixels=int(max_megapixels * 1_000_000), token=token,
-                                       max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout)
+                                       max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout,
+                                       header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
+                                       max_requests=max_connections)
             application = create_app(index, settings, weights=weights, device=device)
             sock = bind(host, port)
             bound_host, bound_port = sock.getsockname()[:2]
@@ -58,7 +66,8 @@ def register(app: typer.Typer) -> None:
                 print(f"simsearch serving {index} on http://{shown}:{bound_port} (API docs at /docs)", flush=True)
 
             try:
-                run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce)
+                run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce,
+                    header_timeout=settings.header_timeout_s)
             finally:
                 sock.close()
             sys.stdout.flush()

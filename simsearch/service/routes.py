@@ -143,7 +143,9 @@ async def info(request: Request):
     settings = svc.settings
     return {**svc.state.describe(),
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "read_timeout_s": settings.read_timeout_s},
+                       "read_timeout_s": settings.read_timeout_s, "header_timeout_s": settings.header_timeout_s,
+                       "min_body_rate": settings.min_body_rate, "max_requests": settings.max_requests,
+                       "decode_budget_bytes": settings.decode_budget_bytes},
             "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                          "max_queue": settings.max_queue, "waiting": svc.batcher.waiting},
             "auth": settings.token is not None}

@@ -19,7 +19,7 @@ def test_token_file_rules(tmp_path):
     with pytest.raises(TokenFileError, match="at least 16"):
         read_token_file(short)
     good.chmod(0o644)
-    with pytest.raises(TokenFileError, match="readable by everyone"):
+    with pytest.raises(TokenFileError, match="other users"):
         read_token_file(good)
     with pytest.raises(TokenFileError, match="cannot read"):
         read_token_file(tmp_path / "missing")
@@ -42,3 +42,24 @@ def test_serve_fails_in_one_line_before_listening(tmp_path, served_index):
     assert result.exit_code == EXIT_BAD_INPUT and "token file" in result.stderr
     result = runner.invoke(app, ["serve", "--index", str(served_index[1]), "--port", "70000"])
     assert result.exit_code == EXIT_BAD_INPUT and "--port" in result.stderr
+
+
+def test_token_file_readable_by_the_group_is_refused_before_it_is_read(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123\n")
+    token.chmod(0o640)
+    with pytest.raises(TokenFileError, match="other users .mode 640"):
+        read_token_file(token)
+    short = tmp_path / "short"
+    short.write_bytes(b"\xff")  # neither long enough nor UTF-8: the mode is what is reported, so it was checked first
+    short.chmod(0o604)
+    with pytest.raises(TokenFileError, match="other users"):
+        read_token_file(short)
+
+
+def test_settings_refuse_nonsense_timeouts():
+    for field in ("header_timeout_s", "min_body_rate"):
+        with pytest.raises(ValueError):
+            ServiceSettings(**{field: 0})
+    with pytest.raises(ValueError):
+        ServiceSettings(decode_budget_bytes=0)
