@@ -139,7 +139,7 @@ def build_index(
         if as_json:
             typer.echo(json.dumps(summary))
             return
-        console.print(f"[bold]built[/] {out}: {summary['good']} good and {summary['defect']} defect exemplars, "
+        console.print(f"built {out}: {summary['good']} good and {summary['defect']} defect exemplars, "
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
@@ -199,12 +199,13 @@ def add(
 ) -> None:
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
-        from simsearch.data.datasets import normalise_label
+        from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.data.images import list_image_files
 
         label = normalise_label(label)
         if defect_type and label != "defect":
             fail("--type is only for --label defect")
+        defect_type = check_defect_type(defect_type, "type")  # refused before any image is embedded
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")

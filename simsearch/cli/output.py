@@ -10,12 +10,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import IndexProblem, InputError, SimsearchError, WeightsError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
+# as typed; styles are given as Text objects and style= arguments instead.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 EXIT_ERROR = 1  # unexpected failure; every other code is a SimsearchError's exit_code (simsearch.errors.EXIT_CODES)
 EXIT_BAD_INPUT = InputError.exit_code
@@ -128,7 +131,8 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
     table.add_column("nearest defect (type, distance)")
     shown = results if limit is None else results[:limit]
     for result in shown:
-        verdict = "-" if result.is_anomaly is None else ("[red]REJECT[/]" if result.is_anomaly else "[green]pass[/]")
+        verdict = "-" if result.is_anomaly is None else (Text("REJECT", "red") if result.is_anomaly
+                                                         else Text("pass", "green"))
         good = result.nearest[0] if result.nearest else None
         defect = result.nearest_defect
         table.add_row(
@@ -194,11 +198,12 @@ def print_evaluation(evaluation) -> None:
     """AUROC, confusion matrix and per-type recall of an evaluation."""
     data = evaluation.to_dict()
     auroc = data["image_auroc"]
-    console.print(f"[bold]{data['images']} images[/] ({data['good']} good, {data['defect']} defect): image AUROC "
-                  + (f"[bold]{auroc:.4f}[/]" if auroc is not None else "n/a (one class only)"))
+    console.print(Text.assemble((f"{data['images']} images", "bold"), f" ({data['good']} good, {data['defect']} "
+                                f"defect): image AUROC ", (f"{auroc:.4f}", "bold") if auroc is not None
+                                else "n/a (one class only)"))
     for key, name in (("pixel_auroc", "pixel AUROC"), ("pixel_pro", "pixel PRO (FPR<=0.3)")):
         if data.get(key) is not None:
-            console.print(f"{name}: [bold]{data[key]:.4f}[/]")
+            console.print(Text.assemble(f"{name}: ", (f"{data[key]:.4f}", "bold")))
     if data["confusion"] is not None:
         (tn, fp), (fn, tp) = data["confusion"]
         table = Table(title=f"at threshold {data['threshold']:.6g}")
@@ -215,7 +220,7 @@ def print_evaluation(evaluation) -> None:
 def print_calibration(calibration: Threshold, index: Path) -> None:
     """The chosen threshold, why, and its metrics on the calibration set."""
     metrics = calibration.metrics
-    console.print(f"[bold]threshold {calibration.value:.6g}[/] ({calibration.policy}) stored in {index}")
+    console.print(Text.assemble((f"threshold {calibration.value:.6g}", "bold"), f" ({calibration.policy}) stored in {index}"))
     console.print(f"why: {calibration.reason}", highlight=False)
 
     def percent(value):

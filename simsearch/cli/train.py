@@ -92,7 +92,7 @@ def _report(kind: str, result, counts: dict, as_json: bool) -> None:
         typer.echo(json.dumps(summary))
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch")
-    console.print(f"[bold]trained[/] {kind} for {int(last['epoch'])} epochs ({losses})")
+    console.print(f"trained {kind} for {int(last['epoch'])} epochs ({losses})")
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
     console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")

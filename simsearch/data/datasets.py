@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -17,6 +18,24 @@ GOOD, DEFECT = "good", "defect"
 
 class DatasetError(InputError):
     """A folder or file list that does not form the expected data set."""
+
+
+MAX_NAME_LENGTH = 64  # a defect type names a kind of defect; anything longer is a mistake or an attack
+
+
+def check_defect_type(text: str | None, parameter: str = "defect_type") -> str | None:
+    """A defect type as stored (stripped; empty: None), or InputError when it is longer than MAX_NAME_LENGTH
+    characters or holds control characters (NUL, newlines, escapes); every face calls this through the index."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if len(text) > MAX_NAME_LENGTH:
+        raise InputError(f"defect type {text[:20]!r}... is {len(text)} characters long, over {MAX_NAME_LENGTH}",
+                         hint="shorten {param}", parameter=parameter)
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in text):
+        raise InputError(f"defect type {text!r} holds control or unassigned characters",
+                         hint="use printable characters in {param}", parameter=parameter)
+    return text
 
 
 @dataclass(frozen=True)
@@ -40,7 +59,8 @@ def normalise_label(text: str) -> str:
         return GOOD
     if word in DEFECT_NAMES or word in {"1", "1.0", "true"}:
         return DEFECT
-    raise DatasetError(f"unknown label {text!r}: use good/ok/normal or defect/ng/bad/anomaly")
+    shown = repr(text) if len(text) <= MAX_NAME_LENGTH else f"{text[:20]!r}... ({len(text)} characters)"
+    raise DatasetError(f"unknown label {shown}: use good/ok/normal or defect/ng/bad/anomaly")
 
 
 def is_mvtec_root(root: Path) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from simsearch.data.datasets import check_defect_type
 from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
 from simsearch.files import write_bytes_atomic
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
@@ -99,6 +100,7 @@ class ExemplarIndex:
         labels = [item.label for item in items]
         if any(label not in ("good", "defect") for label in labels):
             raise InputError(f"labels must be good or defect, got {sorted(set(labels))}")
+        types = [check_defect_type(item.defect_type) if item.label == "defect" else None for item in items]
         is_good = np.array([label == "good" for label in labels], dtype=bool)
         if self.patches is not None and is_good.any():
             if patch_vectors is None:
@@ -114,9 +116,8 @@ class ExemplarIndex:
         self.good.add(image_vectors[is_good], ids[is_good])
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
-        for exemplar_id, item in zip(ids.tolist(), items):
-            self.exemplars[exemplar_id] = Exemplar(exemplar_id, str(item.path), item.label,
-                                                   item.defect_type if item.label == "defect" else None,
+        for position, (exemplar_id, item) in enumerate(zip(ids.tolist(), items)):
+            self.exemplars[exemplar_id] = Exemplar(exemplar_id, str(item.path), item.label, types[position],
                                                    item.sha256, added)
         self.next_id += len(items)
         return ids.tolist()

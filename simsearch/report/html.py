@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-from html import escape
+import html as _html
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,6 +14,13 @@ from simsearch.decide.threshold import as_threshold
 from simsearch.report import charts
 from simsearch.report.run import example_groups, read_run, result_arrays
 from simsearch.report.thumbnails import data_uri, file_uri, thumbnail_uri
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def escape(text: str, quote: bool = True) -> str:
+    """HTML-escaped text, control characters (NUL included: HTML forbids them) shown as U+FFFD."""
+    return _html.escape(_CONTROL.sub("\ufffd", text), quote)
 
 SECTIONS = (("data", "1. Data"), ("setup", "2. Set-up"), ("training", "3. Training curves"),
             ("results", "4. Results"), ("examples", "5. Examples"))

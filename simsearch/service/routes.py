@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from simsearch.data.datasets import normalise_label
+from simsearch.data.datasets import check_defect_type, normalise_label
 from simsearch.data.images import DECODE_MAX_SIDE, DecodedImage, ImageError, ImageTooLargeError, decode_image
 from simsearch.report.overlay import overlay_png
 
@@ -110,6 +110,7 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     label = normalise_label(label)  # DatasetError: 422
     if type and label != "defect":
         raise HTTPException(422, "type is only for label=defect")
+    type = check_defect_type(type, "type")  # before the upload is decoded: long or control characters, 422
     data, decoded = await _read_upload(svc, image)
     source = f"upload:{(image.filename or 'image')[:200]}"
     exemplar = await run_in_threadpool(svc.state.add, decoded.pixels, label, type or None, source,
