@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -96,6 +97,16 @@ def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterato
 def warn(message: str) -> None:
     """One warning line on stderr, never wrapped."""
     err_console.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
+class _WarningLines(logging.Handler):
+    """The data layer's notes (an animated image scored on its first frame) as `warning:` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
+logging.getLogger("simsearch.data").addHandler(_WarningLines(logging.WARNING))
 
 
 def warn_skip(path: str, reason: str) -> None:

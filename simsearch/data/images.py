@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 MAX_PIXELS = int(os.environ.get("SIMSEARCH_MAX_PIXELS", 100_000_000))
 MAX_FILE_BYTES = int(os.environ.get("SIMSEARCH_MAX_FILE_BYTES", 200 * 1024 * 1024))
 
-log = logging.getLogger("simsearch")
+log = logging.getLogger("simsearch.data")  # notes for the user; the CLI prints them as warning lines
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -138,7 +138,7 @@ def _orientation(image: Image.Image) -> int:
 def _reduce(image: Image.Image, target: tuple[int, int]) -> Image.Image:
     if target == image.size:
         return image
-    factor = -(-image.size[0] // target[0])
+    factor = max(image.size[0] // target[0], image.size[1] // target[1])
     if image.mode in _SIXTEEN_BIT:  # Image.reduce has no 16-bit path; a box resize is its equivalent
         return image.resize(target, Image.Resampling.BOX)
     return image.reduce(factor)

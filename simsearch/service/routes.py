@@ -115,7 +115,7 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     source = f"upload:{(image.filename or 'image')[:200]}"
     exemplar = await run_in_threadpool(svc.state.add, decoded.pixels, label, type or None, source,
                                        hashlib.sha256(data).hexdigest())
-    return exemplar.to_dict()
+    return exemplar.to_dict() | ({"notes": decoded.notes} if decoded.notes else {})
 
 
 @api.get("/exemplars/{exemplar_id}", summary="Describe an exemplar",
