@@ -95,12 +95,15 @@ def slow_body_cutoff(url: str, image: bytes) -> tuple[int | None, float]:
     for position in range(min(len(body), 120)):
         try:
             connection.sendall(body[position:position + 1])
+        except OSError:  # answered and closed between two bytes: the answer is still to be read
+            pass
+        try:
             reply = connection.recv(4096)
         except socket.timeout:
             continue
         except OSError:
             return None, time.monotonic() - start
-        return int(reply.split(b" ", 2)[1]), time.monotonic() - start
+        return (int(reply.split(b" ", 2)[1]) if reply else None), time.monotonic() - start
     return None, time.monotonic() - start
 
 
