@@ -257,8 +257,7 @@ class ExemplarIndex:
         if force:
             return generation, next_id
         if self.origin != os.path.realpath(folder):
-            raise ConflictError(f"{folder} already holds an index; it is not replaced without asking",
-                                hint="pass {param} to replace it (its ids are not reused)", parameter="force")
+            refuse_to_replace(folder, force)
         if generation != self.generation:
             raise ConflictError(f"{folder} was changed by another writer since this index was read (generation "
                                 f"{generation}, read at {self.generation}); nothing was saved",
@@ -424,6 +423,13 @@ def _check_manifest(path: Path, manifest: dict) -> None:
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
     need(manifest.get("patch_bank") in (None, True, False), "patch_bank is not true or false")
+
+
+def refuse_to_replace(folder: str | Path, force: bool = False) -> None:
+    """ConflictError when `folder` already holds an index and `force` is not given."""
+    if not force and (Path(folder) / MANIFEST).is_file():
+        raise ConflictError(f"{folder} already holds an index; it is not replaced without asking",
+                            hint="pass {param} to replace it (its ids are not reused)", parameter="force")
 
 
 def update_index(folder: str | Path, change: Callable[["ExemplarIndex"], T], fingerprint: str | None = None,
