@@ -69,8 +69,12 @@ def generation_file(folder: str | Path, manifest: dict, role: str, fast: bool = 
     path = folder / name
     if not path.is_file() or path.is_symlink():
         raise StorageError(f"{path} is missing or not a plain file; the index is damaged")
-    checksums = manifest.get("checksums") or {}
-    record = checksums.get(role) if isinstance(checksums, dict) else "damaged"
+    checksums = manifest.get("checksums", {})
+    if not isinstance(checksums, dict):
+        raise StorageError(f"{folder / MANIFEST} is damaged: its checksums are not a record")
+    record = checksums.get(role)
+    if record is None and "checksums" in manifest:
+        raise StorageError(f"{folder / MANIFEST} is damaged: it records no checksum for {name}")
     if record is None:
         return path  # an index written before checksums: loading still checks its shapes and ids
     if not isinstance(record, dict):
