@@ -111,7 +111,6 @@ def build_index(
         from simsearch.index.exemplar_index import refuse_to_replace
         from simsearch.inspector import Inspector
 
-        refuse_to_replace(out, force)  # before the embedding, and again when saving
 
         if mode not in ("patch", "image"):
             fail(f"--mode must be patch or image, not {mode!r}")
@@ -137,6 +136,7 @@ def build_index(
                                    pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
+        refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)
         with progress_bar("embedding", total) as advance:
