@@ -31,13 +31,20 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def open_temporary(path: str | Path) -> tuple[int, Path]:
+    """A new empty file beside `path` (`.NAME.RANDOM.tmp`), open for writing: (fd, its path)."""
+    path = Path(path)
+    # A fresh name created exclusively and never through a symlink: nobody can plant a file for us to write into,
+    # and two writers never share a temporary file.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    return os.open(temporary, flags, 0o644), temporary
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write a file so that readers see the old bytes or the new ones, whole, even after a crash."""
     path = Path(path)
-    # A fresh name created exclusively and never through a symlink: nobody can plant a file for us to write into.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, flags, 0o644)
+    fd, temporary = open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

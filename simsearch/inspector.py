@@ -24,7 +24,8 @@ from simsearch.errors import InputError, NotFittedError
 from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset, maps_and_masks, score_samples
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
 from simsearch.files import file_sha256
-from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
+from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
+from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_map_and_boxes
 from simsearch.score.modes import anomaly_scores
@@ -103,10 +104,32 @@ class Inspector(Scorer):
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
             defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
-            on_skip: OnSkip | None = None) -> list[int]:
+            on_skip: OnSkip | None = None, allow_duplicates: bool = True) -> list[int]:
         """Embed and add exemplars; returns their ids. The index changes only once all are embedded."""
-        embedder = self._require_embedder()
         index = self._require_index()
+        new, embeddings = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
+        return index.add(new, embeddings.image, embeddings.patches, allow_duplicates)
+
+    def add_saved(self, folder: str | Path, images: ImageLike | Sequence[ImageLike], label: str = "good",
+                  defect_type: str | None = None, defect_types: Sequence[str | None] | None = None,
+                  allow_duplicates: bool = False, wait: float = DEFAULT_WAIT, on_progress: Progress | None = None,
+                  on_skip: OnSkip | None = None) -> tuple[list[int], list[str]]:
+        """Embed images, then add them to the index saved in `folder` under its writer lock, on top of whatever
+        other writers committed meanwhile (waiting up to `wait` s for them). Files the index already holds
+        (same sha256) are skipped unless `allow_duplicates`. Returns the new ids and the skipped paths."""
+        new, embeddings = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
+
+        def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
+            skipped = [] if allow_duplicates else index.duplicates(new)
+            return index.add(new, embeddings.image, embeddings.patches, allow_duplicates), skipped
+
+        self.index_, (ids, skipped) = update_index(folder, change, self._require_embedder().fingerprint, wait)
+        return ids, [item.path for item in skipped]
+
+    def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
+                         defect_types: Sequence[str | None] | None, on_progress: Progress | None,
+                         on_skip: OnSkip | None) -> tuple[list[NewExemplar], Embeddings]:
+        embedder = self._require_embedder()
         inputs = expand_inputs(images)
         if defect_types is not None and len(defect_types) != len(inputs):
             raise InputError(f"{len(defect_types)} defect types for {len(inputs)} images")
@@ -120,8 +143,7 @@ class Inspector(Scorer):
             parts.append(embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")
-        embeddings = concat_embeddings(parts)
-        return index.add(new, embeddings.image, embeddings.patches)
+        return new, concat_embeddings(parts)
 
     def remove(self, ids: Sequence[int]) -> None:
         """Remove exemplars by id."""
@@ -186,9 +208,23 @@ class Inspector(Scorer):
         return self._threshold().is_anomalous(self.score_samples(images)).astype(int)
 
     # -- persistence ------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> None:
-        """Write the index (atomically) to a folder."""
-        self._require_index().save(folder)
+    def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
+        """Write the index (atomically, under the folder's writer lock) to a folder; replacing another index
+        there needs `force` (see ExemplarIndex.save)."""
+        self._require_index().save(folder, force=force, wait=wait)
+
+    def save_threshold(self, folder: str | Path, wait: float = DEFAULT_WAIT) -> bool:
+        """Store the threshold in the index saved in `folder`, under its writer lock and on top of what other
+        writers committed; True when they had changed it since this inspector read it."""
+        index = self._require_index()
+        record, read_at = index.threshold, index.generation
+
+        def change(saved: ExemplarIndex) -> bool:
+            saved.threshold = record
+            return saved.generation != read_at
+
+        self.index_, changed = update_index(folder, change, self._require_embedder().fingerprint, wait)
+        return changed
 
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None, embedder: Embedder | None = None,

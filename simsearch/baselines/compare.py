@@ -96,7 +96,7 @@ class KnnMethod:
         return self.inspector.iter_score(images, on_progress, on_skip)
 
     def save(self, folder: Path) -> None:
-        self.inspector.save(folder)
+        self.inspector.save(folder, force=True)  # a rerun replaces its own fold models
 
 
 def build_method(name: str, settings: CompareSettings, on_note: Note | None = None):

@@ -13,7 +13,7 @@ import torch
 
 from simsearch.decide.threshold import Threshold, probability_threshold
 from simsearch.embed.weights import WeightsError, read_state_dict
-from simsearch.errors import IndexProblem
+from simsearch.errors import IndexProblem, SimsearchError
 from simsearch.files import write_bytes_atomic, write_text_atomic
 from simsearch.score.scorer import Scorer
 
@@ -47,6 +47,8 @@ def read_baseline(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BaselineError(f"{config_path} is damaged ({error})") from None
+    if not isinstance(config, dict):
+        raise BaselineError(f"{config_path} is damaged: not a JSON object")
     if config.get("format_version") != FORMAT_VERSION:
         raise BaselineError(f"{folder}: baseline format {config.get('format_version')!r} is not {FORMAT_VERSION}")
     try:
@@ -64,7 +66,16 @@ def load_baseline(folder: str | Path, weights: str | Path | None = None, **runti
     kind = config.get("kind")
     if kind not in baseline_names():
         raise BaselineError(f"{folder}: unknown baseline kind {kind!r} (known: {', '.join(baseline_names())})")
-    return open_baseline(kind, config, tensors, weights=weights, **runtime)
+    size = config.get("image_size", 224)
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise BaselineError(f"{folder / CONFIG_FILE} is damaged: image_size {size!r} is not a size within 8..4096")
+    try:
+        return open_baseline(kind, config, tensors, weights=weights, **runtime)
+    except SimsearchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        # A field missing or of the wrong type in baseline.json: the file is damaged, whatever field it is.
+        raise BaselineError(f"{folder / CONFIG_FILE} is damaged: {error.__class__.__name__} {error}") from None
 
 
 class SavedBaseline(Scorer):

@@ -30,10 +30,20 @@ WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (
 JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
 
 
+WaitOption = typer.Option(None, "--wait", help="Seconds to wait while another writer changes the index "
+                                                 "(default 60).")
+
+
+def _wait(wait: Optional[float]) -> dict:
+    return {} if wait is None else {"wait": wait}
+
+
 def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
+    from simsearch.runtime import check_batch_size
+
     runtime = {}
-    if batch_size:
-        runtime["batch_size"] = batch_size
+    if batch_size is not None:
+        runtime["batch_size"] = check_batch_size(batch_size)
     if device:
         runtime["device"] = device
     return runtime
@@ -90,13 +100,17 @@ def build_index(
                                                             "this stratified part, I/N (e.g. 1/3)."),
     batch_size: int = typer.Option(16, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
+    wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
         from simsearch.data.datasets import good_image_files, typed_defect_samples
         from simsearch.embed import create_embedder
+        from simsearch.index.exemplar_index import refuse_to_replace
         from simsearch.inspector import Inspector
+
 
         if mode not in ("patch", "image"):
             fail(f"--mode must be patch or image, not {mode!r}")
@@ -122,6 +136,7 @@ def build_index(
                                    pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
+        refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)
         with progress_bar("embedding", total) as advance:
@@ -130,7 +145,7 @@ def build_index(
                 inspector.add([s.path for s in defect_samples], "defect",
                               defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
                               on_skip=warn_skip)
-        inspector.save(out)
+        inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "dim": index.dim, "mode": index.mode,
@@ -195,6 +210,9 @@ def add(
     label: str = typer.Option("good", "--label", help="good or defect."),
     defect_type: Optional[str] = typer.Option(None, "--type", help="Defect type (with --label defect)."),
     weights: Optional[Path] = WeightsOption,
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help="Add files the index already holds "
+                                                                           "(same sha256) again."),
+    wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
@@ -211,12 +229,16 @@ def add(
             fail(f"no images found in {', '.join(map(str, paths))}")
         inspector = _load_inspector(index, weights)
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
-            ids = inspector.add(files, label, defect_type=defect_type, on_progress=advance, on_skip=warn_skip)
-        inspector.save(index)
+            ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
+                                               allow_duplicates=allow_duplicates, on_progress=advance,
+                                               on_skip=warn_skip, **_wait(wait))
+        if skipped and not as_json:
+            warn(f"skipped {len(skipped)} file(s) the index already holds (same sha256), e.g. {skipped[0]}; "
+                 "--allow-duplicates adds them again")
         if as_json:
-            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type}))
+            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped}))
         else:
-            console.print(f"added {len(ids)} {label} exemplar(s) to {index}: ids {_id_ranges(ids)}")
+            console.print(f"added {len(ids)} {label} exemplar(s) to {index}" + (f": ids {_id_ranges(ids)}" if ids else ""))
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -228,23 +250,26 @@ def remove(
     index: Path = typer.Argument(..., help="Index folder."),
     ids: List[int] = typer.Argument(None, help="Exemplar ids (see `simsearch info --exemplars`)."),
     path: Optional[List[str]] = typer.Option(None, "--path", help="Remove exemplars added from this path."),
+    wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Remove exemplars by id or source path (saved atomically)."""
     with handle_errors():
-        from simsearch.index import ExemplarIndex
+        from simsearch.index import update_index
 
-        store = ExemplarIndex.load(index)
-        chosen = list(ids or [])
-        for wanted in path or []:
-            matches = [e.id for e in store.exemplars.values() if e.path == wanted or Path(e.path) == Path(wanted)]
-            if not matches:
-                fail(f"no exemplar in {index} was added from {wanted}")
-            chosen.extend(matches)
-        if not chosen:
+        if not ids and not path:
             fail("name the exemplars to remove: ids, or --path")
-        chosen = store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
-        store.save(index)
+
+        def change(store) -> list[int]:
+            chosen = list(ids or [])
+            for wanted in path or []:
+                matches = [e.id for e in store.exemplars.values() if e.path == wanted or Path(e.path) == Path(wanted)]
+                if not matches:
+                    fail(f"no exemplar in {index} was added from {wanted}")
+                chosen.extend(matches)
+            return store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
+
+        _, chosen = update_index(index, change, **_wait(wait))  # under the writer lock, on the committed index
         if as_json:
             typer.echo(json.dumps({"removed": chosen}))
         else:
@@ -285,6 +310,7 @@ def calibrate(
                                                                                    "of good parts, e.g. 0.01."),
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
+    wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Choose and store the reject threshold, and show what it gives."""
@@ -307,7 +333,9 @@ def calibrate(
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
                                           on_progress=advance, on_skip=warn_skip,
                                           warn=warn)
-        inspector.save(index)
+        if inspector.save_threshold(index, **_wait(wait)):
+            warn(f"{index} was changed by another writer while calibrating; the threshold was chosen on the "
+                 "exemplars read before: calibrate again to include the change")
         if as_json:
             typer.echo(json.dumps(calibration.to_record()))
         else:

@@ -13,6 +13,7 @@ import numpy as np
 
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import Item, OnSkip, Progress, iter_batches
+from simsearch.runtime import check_batch_size
 
 
 @dataclass
@@ -95,7 +96,8 @@ def tensor_digest(state: dict) -> str:
 def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
                   on_skip: OnSkip | None = None) -> Iterator[tuple[list[Item], Embeddings]]:
     """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch."""
-    for batch in iter_batches(images, embedder.batch_size, on_skip):
+    # A batch size below 1 would make the whole input one batch: refuse it here, for every embedder.
+    for batch in iter_batches(images, check_batch_size(embedder.batch_size), on_skip):
         yield batch, embedder.embed([i.pixels for i in batch])
         if on_progress:
             on_progress(len(batch))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -13,6 +14,9 @@ from simsearch.files import write_bytes_atomic
 
 FORMAT = "simsearch-metric-checkpoint"
 VERSION = 1
+SIZE_LIMIT = 1 << 16  # no layer of ours is wider: a larger size in a loaded config is damage, not a model
+
+C = TypeVar("C")
 
 
 def write_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model: dict[str, torch.Tensor],
@@ -37,7 +41,17 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
         raise WeightsError(f"checkpoint {path} has format version {payload.get('version')}, expected {VERSION}")
     if kind is not None and payload.get("kind") != kind:
         raise WeightsError(f"checkpoint {path} holds a {payload.get('kind')} model, not a {kind} one")
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("model"), dict):
+        raise WeightsError(f"checkpoint {path} is damaged: it lacks its model config or tensors")
     return payload
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """model.load_state_dict, a mismatch reported as a WeightsError naming `source`."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError, ValueError) as error:
+        raise WeightsError(f"{source} does not fit its own model config: {str(error).strip().splitlines()[0][:200]}") from None
 
 
 def checkpoint_argument(kind: str, argument: str) -> str:
@@ -51,3 +65,36 @@ def checkpoint_argument(kind: str, argument: str) -> str:
 def runtime_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options a trained embedder takes at run time (batch size, device); the rest are in its checkpoint."""
     return {k: options[k] for k in ("batch_size", "device") if options.get(k) is not None}
+
+
+def config_from_record(cls: type[C], record: Any, source: str, limits: dict[str, tuple[float, float]]) -> C:
+    """A model config dataclass from a loaded record, every field checked for type (and, where `limits` names
+    it, range) before any model is built from it; WeightsError naming `source` otherwise."""
+    if not isinstance(record, dict):
+        raise WeightsError(f"{source} is damaged: its model config is not a record")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(record) - set(fields))
+    if unknown:
+        raise WeightsError(f"{source} is damaged: unknown model setting(s) {', '.join(map(str, unknown))}")
+    for name, value in record.items():
+        kind = fields[name]
+        numbers = [value] if kind in ("int", "float") else value if kind.startswith("list[") else None
+        if kind.startswith("list[") and not isinstance(value, list):
+            numbers = None
+        ok = {"int": _is_int(value), "float": _is_number(value), "list[int]": isinstance(value, list)
+              and all(_is_int(v) for v in value), "str | None": value is None or isinstance(value, str),
+              "dict[str, Any]": isinstance(value, dict)}.get(kind, True)
+        low, high = limits.get(name, (float("-inf"), float("inf")))
+        if not ok or (numbers is not None and not all(low <= v <= high for v in numbers)):
+            shown = repr(value) if len(repr(value)) < 40 else repr(value)[:40] + "..."
+            raise WeightsError(f"{source} is damaged: model setting {name} = {shown} is not "
+                               + (f"a {kind}" if not ok else f"within {low:g}..{high:g}"))
+    return cls(**record)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

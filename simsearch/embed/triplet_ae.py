@@ -13,7 +13,8 @@ from torch import nn
 
 from simsearch.data.transforms import to_unit_tensor
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
-from simsearch.embed.checkpoint import checkpoint_argument, read_checkpoint, runtime_options
+from simsearch.embed.checkpoint import (SIZE_LIMIT, checkpoint_argument, config_from_record, load_model_state,
+                                       read_checkpoint, runtime_options)
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError
@@ -85,6 +86,10 @@ class AutoencoderConfig:
         return to_unit_tensor([image], self.image_size, self.channels, self.roi)[0]
 
 
+AUTOENCODER_LIMITS = {"image_size": (8, 4096), "embedding_dim": (1, SIZE_LIMIT), "channels": (1, 3),
+                      "widths": (1, 4096), "triplet_weight": (0, 1e6)}
+
+
 
 
 @register_embedder
@@ -96,11 +101,12 @@ class TripletAutoencoderEmbedder(Embedder):
     def __init__(self, checkpoint: str | Path, batch_size: int = 16, device: str | torch.device | None = None):
         state = read_checkpoint(checkpoint, kind=KIND)
         self.checkpoint = str(Path(checkpoint).resolve())
-        self.model_config = AutoencoderConfig(**state["config"])
+        self.model_config = config_from_record(AutoencoderConfig, state["config"], f"checkpoint {checkpoint}",
+                                               AUTOENCODER_LIMITS)
         self.batch_size = int(batch_size)
         self.device = resolve_device(str(device) if device is not None else None)
         self.model = self.model_config.build()
-        self.model.load_state_dict(state["model"])
+        load_model_state(self.model, state["model"], f"checkpoint {checkpoint}")
         self.model.eval().to(self.device)
         self._digest = tensor_digest(state["model"])
 

@@ -14,7 +14,8 @@ from torch import nn
 from simsearch.data.roi import apply_roi
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
-from simsearch.embed.checkpoint import checkpoint_argument, read_checkpoint, runtime_options
+from simsearch.embed.checkpoint import (SIZE_LIMIT, checkpoint_argument, config_from_record, load_model_state,
+                                       read_checkpoint, runtime_options)
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 
@@ -57,6 +58,9 @@ class HeadConfig:
         return ProjectionHead(self.in_dim, self.embedding_dim, self.hidden_dim)
 
 
+HEAD_LIMITS = {"in_dim": (1, SIZE_LIMIT), "embedding_dim": (1, SIZE_LIMIT), "hidden_dim": (1, SIZE_LIMIT)}
+
+
 
 
 @register_embedder
@@ -70,7 +74,7 @@ class TripletHeadEmbedder(Embedder):
                  device: str | torch.device | None = None):
         state = read_checkpoint(checkpoint, kind=KIND)
         self.checkpoint = str(Path(checkpoint).resolve())
-        self.head_config = HeadConfig(**state["config"])
+        self.head_config = config_from_record(HeadConfig, state["config"], f"checkpoint {checkpoint}", HEAD_LIMITS)
         self.batch_size = int(batch_size)
         self.backbone = BackboneEmbedder.from_config(self.head_config.backbone, weights=weights,
                                                      batch_size=batch_size, device=device)
@@ -78,7 +82,7 @@ class TripletHeadEmbedder(Embedder):
             raise WeightsError(f"checkpoint {checkpoint} expects {self.head_config.in_dim}-d backbone vectors, "
                                f"the backbone gives {self.backbone.dim}")
         self.head = self.head_config.build()
-        self.head.load_state_dict(state["model"])
+        load_model_state(self.head, state["model"], f"checkpoint {checkpoint}")
         self.head.eval().to(self.backbone.device)
         self._digest = self.backbone.weights_digest + tensor_digest(state["model"])
 

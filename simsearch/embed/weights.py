@@ -27,6 +27,14 @@ def safe_torch_load(path: str | Path, what: str = "weights file") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file
+        text = str(error)
+        # torch's own text goes on to suggest weights_only=False, i.e. running the file's code: never quote it.
+        if "Unsupported global" in text or "can still be loaded" in text:
+            raise WeightsError(f"{what} {path} is refused: it is not a plain state dict of tensors (it holds "
+                               "pickled objects, which simsearch never unpickles because that can run code)",
+                               hint="save the model's state_dict() with torch.save and pass that file") from None
+        if "Weights only load failed" in text:
+            raise WeightsError(f"{what} {path} is not a loadable state dict: damaged, or not a torch file") from None
         raise WeightsError(f"{what} {path} is not a loadable state dict ({error.__class__.__name__}: "
                            f"{str(error).splitlines()[0][:200]})") from None
 

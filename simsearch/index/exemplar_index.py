@@ -3,20 +3,26 @@ them to the embedder that made their vectors."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from simsearch.data.datasets import check_defect_type
 from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
-from simsearch.files import write_bytes_atomic
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
-from simsearch.index.storage import StorageError, read_manifest, save_generation
+from simsearch.index.lock import DEFAULT_WAIT, IndexLock
+from simsearch.index.storage import (MANIFEST, StorageError, check_index_folder, committed_generation, generation_file,
+                                     read_manifest, save_generation)
 from simsearch.index.vectors import VectorStore
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
@@ -70,6 +76,7 @@ class ExemplarIndex:
         self.updated: str | None = None  # when it was last saved
         self.generation = 0
         self.size_bytes: int | None = None  # on disk, when saved or loaded
+        self.origin: str | None = None  # the folder (real path) this index was read from or saved to
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -89,12 +96,30 @@ class ExemplarIndex:
                 types[key] = types.get(key, 0) + 1
         return types
 
+    def duplicates(self, items: Sequence[NewExemplar]) -> list[NewExemplar]:
+        """The items whose file (sha256) the index already holds, or that repeat an earlier item."""
+        seen = {e.sha256 for e in self.exemplars.values() if e.sha256}
+        repeated = []
+        for item in items:
+            if item.sha256 and item.sha256 in seen:
+                repeated.append(item)
+            seen.add(item.sha256)
+        return repeated
+
     def add(self, items: Sequence[NewExemplar], image_vectors: np.ndarray,
-            patch_vectors: np.ndarray | None = None) -> list[int]:
+            patch_vectors: np.ndarray | None = None, allow_duplicates: bool = True) -> list[int]:
         """Add exemplars with their image vectors (N, D) and, for good ones in patch mode, patch grids
         (N, h, w, D). Good patches are reduced by greedy k-centre, continuing from the current bank.
-        Returns the new ids. Nothing changes if the input is inconsistent."""
+        Without `allow_duplicates`, items in `duplicates(items)` are skipped. Returns the new ids. Nothing
+        changes if the input is inconsistent."""
         image_vectors = np.asarray(image_vectors, dtype=np.float32).reshape(len(items), -1)
+        if not allow_duplicates:
+            repeated = {id(item) for item in self.duplicates(items)}
+            keep = [n for n, item in enumerate(items) if id(item) not in repeated]
+            items, image_vectors = [items[n] for n in keep], image_vectors[keep]
+            patch_vectors = None if patch_vectors is None else np.asarray(patch_vectors)[keep]
+        if not items:
+            return []
         if image_vectors.shape[1] != self.dim:
             raise IndexMismatchError(f"vectors have {image_vectors.shape[1]} dimensions, the index {self.dim}")
         labels = [item.label for item in items]
@@ -190,54 +215,162 @@ class ExemplarIndex:
             "created": self.created, "updated": self.updated, "generation": self.generation,
         }
 
-    def save(self, folder: str | Path) -> None:
-        """Write the index to a folder atomically: either the new index or the old one is there, whole."""
-        stores = {"good": self.good, "defect": self.defect}
-        if self.patches is not None:
-            stores["patches"] = self.patches
-        writers = {role: (lambda path, s=store: write_bytes_atomic(path, s.to_bytes())) for role, store in stores.items()}
-        exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
-        writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
-        manifest = self.manifest()
-        manifest["updated"] = _now()
-        saved = save_generation(folder, manifest, writers)
+    def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
+        """Write the index to a folder atomically, under the folder's writer lock (waiting up to `wait` s).
+
+        Refuses (ConflictError) to save over an index this one was not read from, unless `force`: then the
+        ids continue after the replaced index's, never reused; and over a folder another writer changed since
+        this index was read (use `update_index` to read, change and save under one lock)."""
+        folder = Path(folder)
+        check_index_folder(folder)
+        with IndexLock(folder, wait):
+            committed = self._committed_for_save(folder, force)
+            if committed is not None:
+                same = self.origin == os.path.realpath(folder) and committed[0] == self.generation
+                if not same:
+                    self._shift_ids(committed[1])
+            stores = {"good": self.good, "defect": self.defect}
+            if self.patches is not None:
+                stores["patches"] = self.patches
+            writers: dict[str, Any] = {role: store.to_bytes() for role, store in stores.items()}
+            exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
+            writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
+            manifest = self.manifest()
+            manifest["updated"] = _now()
+            saved = save_generation(folder, manifest, writers, wait=wait)
         self.generation = saved["generation"]
         self.updated = saved["updated"]
-        self.size_bytes = _size_on_disk(Path(folder), saved)
+        self.origin = os.path.realpath(folder)
+        self.size_bytes = _size_on_disk(folder, saved)
+
+    def _committed_for_save(self, folder: Path, force: bool) -> tuple[int, int] | None:
+        """(generation, next_id) of the index committed in `folder`, checked against this one; None if none."""
+        try:
+            generation = committed_generation(folder)
+            next_id = read_manifest(folder).get("next_id", 0) if generation is not None else 0
+        except StorageError:
+            if not force:
+                raise
+            return 0, 0  # replacing a damaged index: nothing of it can be kept
+        if generation is None:
+            return None
+        next_id = next_id if isinstance(next_id, int) and next_id >= 0 else 0
+        if force:
+            return generation, next_id
+        if self.origin != os.path.realpath(folder):
+            refuse_to_replace(folder, force)
+        if generation != self.generation:
+            raise ConflictError(f"{folder} was changed by another writer since this index was read (generation "
+                                f"{generation}, read at {self.generation}); nothing was saved",
+                                hint="read it again and repeat the change (update_index does both under the lock)")
+        return generation, next_id
+
+    def _shift_ids(self, first_id: int) -> None:
+        """Renumber the exemplars to start at `first_id` or later, so that replacing an index never reuses ids."""
+        offset = first_id - min(self.exemplars, default=first_id)
+        if offset <= 0:
+            return
+        for role in ("good", "defect"):
+            old = getattr(self, role)
+            store = VectorStore(self.dim)
+            store.add(old.vectors(), old.ids() + offset)
+            setattr(self, role, store)
+        if self.patches is not None:
+            ids = self.patches.ids()
+            owners, local = ids >> PATCH_ID_BITS, ids & ((1 << PATCH_ID_BITS) - 1)
+            store = VectorStore(self.dim)
+            store.add(self.patches.vectors(), ((owners + offset) << PATCH_ID_BITS) | local)
+            self.patches = store
+        self.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in self.exemplars.items()}
+        self.next_id += offset
 
     @classmethod
-    def load(cls, folder: str | Path, fingerprint: str | None = None) -> "ExemplarIndex":
-        """Read an index; refuse a newer format, or (when given) another embedder's fingerprint."""
+    def load(cls, folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> "ExemplarIndex":
+        """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
+        a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files."""
         folder = Path(folder)
-        manifest = read_manifest(folder)
+        for attempt in range(3):
+            manifest = read_manifest(folder)
+            try:
+                return cls._from_manifest(folder, manifest, fingerprint, fast)
+            except StorageError:
+                # A writer may have committed and cleaned up between our reading the manifest and its files:
+                # read again when the manifest moved on, else the folder really is damaged.
+                if attempt == 2 or committed_generation(folder) == manifest.get("generation"):
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _from_manifest(cls, folder: Path, manifest: dict, fingerprint: str | None, fast: bool) -> "ExemplarIndex":
         if manifest.get("format") != "simsearch-index":
             raise IndexMismatchError(f"{folder} is not a simsearch index")
-        version = int(manifest.get("format_version", 0))
-        if version > FORMAT_VERSION:
+        version = manifest.get("format_version", 0)
+        if isinstance(version, int) and version > FORMAT_VERSION:
             raise IndexMismatchError(f"{folder} has index format {version}, newer than this simsearch reads "
                                      f"({FORMAT_VERSION}); upgrade simsearch")
+        _check_manifest(folder / MANIFEST, manifest)
         stored = manifest["embedder"]["fingerprint"]
         if fingerprint is not None and fingerprint != stored:
             raise IndexMismatchError(f"{folder} was built with another embedder (fingerprint {stored}, this one "
                                      f"is {fingerprint}); rebuild the index or use the embedder it was built with")
-        index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
-                    manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"))
-        files = manifest.get("files", {})
         try:
-            for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
-                store = VectorStore.from_bytes((folder / files[role]).read_bytes())
-                setattr(index, role, store)
-            index.exemplars = read_catalogue(folder / files["catalogue"])
-        except (KeyError, OSError, RuntimeError, ValueError) as error:
-            raise StorageError(f"{folder} is damaged: {error}; rebuild it with `simsearch build-index`") from None
-        index.next_id = int(manifest["next_id"])
+            index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
+                        manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"))
+        except InputError as error:
+            raise StorageError(f"{folder / MANIFEST} is damaged: {error}") from None
+        for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
+            path = generation_file(folder, manifest, role, fast)
+            try:
+                store = VectorStore.from_bytes(path.read_bytes())
+                store.ids()  # an id-mapped FAISS index, or not ours
+            except (AttributeError, OSError, RuntimeError, ValueError, TypeError) as error:
+                raise StorageError(f"{path} is damaged: not a FAISS index of this format "
+                                   f"({error.__class__.__name__}); rebuild the index with `simsearch build-index`") from None
+            setattr(index, role, store)
+        path = generation_file(folder, manifest, "catalogue", fast)
+        try:
+            index.exemplars = read_catalogue(path)
+        except (sqlite3.Error, OSError, TypeError, ValueError) as error:
+            raise StorageError(f"{path} is damaged: not a readable catalogue ({error}); rebuild the index "
+                               "with `simsearch build-index`") from None
+        index.next_id = manifest["next_id"]
         index.patch_grid = tuple(manifest["patch_grid"]) if manifest.get("patch_grid") else None
         index.threshold = manifest.get("threshold")
         index.created = manifest.get("created", index.created)
         index.updated = manifest.get("updated")
-        index.generation = int(manifest.get("generation", 0))
+        index.generation = manifest.get("generation", 0)
+        index._check_contents(folder, manifest)
+        index.origin = os.path.realpath(folder)
         index.size_bytes = _size_on_disk(folder, manifest)
         return index
+
+    def _check_contents(self, folder: Path, manifest: dict) -> None:
+        """Vectors, catalogue and manifest agree: dims, counts, labels, and every id below next_id."""
+        def damaged(what: str, role: str) -> StorageError:
+            name = manifest["files"].get(role, MANIFEST)
+            return StorageError(f"{folder / name} is damaged: {what}; rebuild the index with `simsearch build-index`")
+
+        stores = {"good": self.good, "defect": self.defect, **({"patches": self.patches} if self.patches else {})}
+        for role, store in stores.items():
+            if store.dim != self.dim:
+                raise damaged(f"{store.dim}-d vectors in a {self.dim}-d index", role)
+        counts = manifest.get("counts")
+        for role, store in stores.items():
+            if isinstance(counts, dict) and counts.get(role, len(store)) != len(store):
+                raise damaged(f"{len(store)} {role} vectors, the manifest records {counts.get(role)}", role)
+        ids = {"good": set(self.good.ids().tolist()), "defect": set(self.defect.ids().tolist())}
+        for label in ("good", "defect"):
+            listed = {i for i, e in self.exemplars.items() if e.label == label}
+            if listed != ids[label]:
+                raise damaged(f"its {label} exemplars ({len(listed)}) do not match the {label} vectors "
+                              f"({len(ids[label])})", "catalogue")
+        if self.exemplars and (min(self.exemplars) < 0 or max(self.exemplars) >= self.next_id):
+            raise damaged(f"next_id {self.next_id} is not above every exemplar id (up to {max(self.exemplars)}), "
+                          "so new exemplars would reuse ids", "manifest")
+        if self.patches is not None and len(self.patches):
+            owners = set(np.unique(self.patches.ids() >> PATCH_ID_BITS).tolist())
+            if not owners <= ids["good"]:
+                raise damaged("patches of exemplars that are not good exemplars of the index", "patches")
 
     def describe(self) -> dict[str, Any]:
         """What an index holds and how it scores: the one description behind `simsearch info`, the
@@ -262,3 +395,51 @@ def _size_on_disk(folder: Path, manifest: dict[str, Any]) -> int | None:
         return sum((folder / name).stat().st_size for name in names)
     except OSError:
         return None
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """Types and ranges of what the manifest holds, before anything is built from it."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise StorageError(f"{path} is damaged: {what}; rebuild the index with `simsearch build-index`")
+
+    def whole(value: Any, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    embedder = manifest.get("embedder")
+    need(isinstance(embedder, dict) and isinstance(embedder.get("fingerprint"), str)
+         and isinstance(embedder.get("config"), dict), "no embedder record")
+    need(whole(manifest.get("format_version", 0), 0), "format_version is not a whole number")
+    need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16, f"dim {manifest.get('dim')!r} is not a vector size")
+    need(isinstance(manifest.get("mode"), str), "mode is not a name")
+    need(whole(manifest.get("k"), 1), f"k {manifest.get('k')!r} is not a positive whole number")
+    need(isinstance(manifest.get("coreset_ratio"), (int, float)) and not isinstance(manifest["coreset_ratio"], bool),
+         "coreset_ratio is not a number")
+    need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < 1 << (63 - PATCH_ID_BITS),
+         f"next_id {manifest.get('next_id')!r} is not a valid id")
+    need(whole(manifest.get("generation", 0), 0), "generation is not a whole number")
+    need(isinstance(manifest.get("files"), dict), "no file list")
+    grid = manifest.get("patch_grid")
+    need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
+         "patch_grid is not two sizes")
+    need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    need(manifest.get("patch_bank") in (None, True, False), "patch_bank is not true or false")
+
+
+def refuse_to_replace(folder: str | Path, force: bool = False) -> None:
+    """ConflictError when `folder` already holds an index and `force` is not given."""
+    if not force and (Path(folder) / MANIFEST).is_file():
+        raise ConflictError(f"{folder} already holds an index; it is not replaced without asking",
+                            hint="pass {param} to replace it (its ids are not reused)", parameter="force")
+
+
+def update_index(folder: str | Path, change: Callable[["ExemplarIndex"], T], fingerprint: str | None = None,
+                 wait: float = DEFAULT_WAIT) -> tuple["ExemplarIndex", T]:
+    """Read the committed index, apply `change` to it and save it, all under the folder's writer lock, so
+    concurrent writers (processes, the service) never lose each other's changes. Returns the saved index and
+    what `change` returned; nothing is saved when `change` raises."""
+    with IndexLock(folder, wait):
+        index = ExemplarIndex.load(folder, fingerprint=fingerprint)
+        result = change(index)
+        index.save(folder, wait=wait)
+    return index, result

@@ -1,23 +1,32 @@
 """Atomic saving of an index folder: each save writes a new generation of files, then switches the
-manifest to it with one rename, so a crash at any point leaves the previous index readable."""
+manifest to it with one rename, so a crash at any point leaves the previous index readable. The manifest
+records each file's size and sha256, and loading checks them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from simsearch.errors import IndexProblem
-from simsearch.files import fsync_dir, write_bytes_atomic
+from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_atomic
+from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
 
 MANIFEST = "manifest.json"
-_GENERATION_FILE = re.compile(r"^[a-z]+-\d{6}\.(faiss|sqlite)(\.tmp)?$")
+_GENERATION_FILE = re.compile(r"^[a-z]+-(\d{6,})\.(faiss|sqlite)$")
+# Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
+_TEMPORARY = re.compile(r"^\.([a-z]+-\d{6,}\.(faiss|sqlite)|manifest\.json)\.[0-9a-f]+\.tmp$|"
+                        r"^[a-z]+-\d{6,}\.(faiss|sqlite)\.tmp$")
+FAST_HASH_LIMIT = 64 << 20  # fast loads hash files up to this size and only check the size of bigger ones
+
+Writer = Union[bytes, Callable[[Path], None]]  # a file's bytes, or a function that fills the (empty) file at a path
 
 
 class StorageError(IndexProblem, OSError):
-    """An index folder that cannot be read or written."""
+    """An index folder that cannot be read or written, or whose files are not what its manifest records."""
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -28,49 +37,127 @@ def read_manifest(folder: str | Path) -> dict:
         what = "does not exist" if not folder.exists() else "is not a simsearch index (no manifest.json)"
         raise StorageError(f"{folder} {what}; build one with `simsearch build-index`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise StorageError(f"{path} is unreadable ({error})") from None
-
-
-def save_generation(folder: str | Path, manifest: dict,
-                    writers: dict[str, Callable[[Path], None]]) -> dict:
-    """Write one generation of files (role -> writer(path)) and commit it by replacing the manifest.
-
-    The manifest gets `generation` and `files` (role -> file name). Files of older generations are
-    deleted only after the new manifest is in place.
-    """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise StorageError(f"{folder} is a file, not an index folder", hint="save the index to another folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise StorageError(f"{folder} exists and is not a simsearch index", hint="save the index to an empty or new folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        previous = read_manifest(folder).get("generation", 0) if (folder / MANIFEST).is_file() else 0
-        generation = max(int(previous), int(manifest.get("generation", 0))) + 1
-        files = {}
-        for role, write in writers.items():
-            name = f"{role}-{generation:06d}.{'sqlite' if role == 'catalogue' else 'faiss'}"
-            temporary = folder / f"{name}.tmp"
-            temporary.unlink(missing_ok=True)
-            write(temporary)
-            os.replace(temporary, folder / name)
-            files[role] = name
-        manifest = {**manifest, "generation": generation, "files": files}
-        fsync_dir(folder)  # the generation's files are in place before the manifest names them
-        write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))  # the commit point
-    except PermissionError as error:
-        raise StorageError(f"cannot write the index to {folder}: permission denied ({error.filename})") from None
-    except OSError as error:
-        if isinstance(error, StorageError):
-            raise
-        raise StorageError(f"cannot write the index to {folder}: {error.strerror or error}") from None
-    keep = set(files.values())
-    for stale in folder.iterdir():
-        if _GENERATION_FILE.match(stale.name) and stale.name not in keep:
-            stale.unlink(missing_ok=True)
+    if not isinstance(manifest, dict):
+        raise StorageError(f"{path} is damaged: not a JSON object; rebuild the index with `simsearch build-index`")
     return manifest
 
 
-__all__ = ["MANIFEST", "StorageError", "read_manifest", "save_generation", "write_bytes_atomic"]
+def committed_generation(folder: str | Path) -> int | None:
+    """The generation the folder's manifest names (None: no index there yet)."""
+    if not (Path(folder) / MANIFEST).is_file():
+        return None
+    generation = read_manifest(folder).get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise StorageError(f"{Path(folder) / MANIFEST} is damaged: generation {generation!r} is not a whole number")
+    return generation
+
+
+def generation_file(folder: str | Path, manifest: dict, role: str, fast: bool = False) -> Path:
+    """The path of one of the manifest's files, checked against its record (size, and sha256 unless `fast`
+    and the file is big); StorageError naming the file otherwise."""
+    folder = Path(folder)
+    files = manifest.get("files")
+    name = files.get(role) if isinstance(files, dict) else None
+    if name is None:
+        raise StorageError(f"{folder / MANIFEST} is damaged: it names no {role} file")
+    # Only a plain generation file name of this folder: never a path that leads elsewhere (../../etc/passwd).
+    if not isinstance(name, str) or not _GENERATION_FILE.match(name):
+        raise StorageError(f"{folder / MANIFEST} is damaged: {role} file {name!r} is not a file name of the index")
+    path = folder / name
+    if not path.is_file() or path.is_symlink():
+        raise StorageError(f"{path} is missing or not a plain file; the index is damaged")
+    checksums = manifest.get("checksums", {})
+    if not isinstance(checksums, dict):
+        raise StorageError(f"{folder / MANIFEST} is damaged: its checksums are not a record")
+    record = checksums.get(role)
+    if record is None and "checksums" in manifest:
+        raise StorageError(f"{folder / MANIFEST} is damaged: it records no checksum for {name}")
+    if record is None:
+        return path  # an index written before checksums: loading still checks its shapes and ids
+    if not isinstance(record, dict):
+        raise StorageError(f"{folder / MANIFEST} is damaged: the checksum record of {name} is not an object")
+    size = path.stat().st_size
+    if size != record.get("bytes"):
+        raise StorageError(f"{path} is damaged: {size} bytes, the manifest records {record.get('bytes')}")
+    if (not fast or size <= FAST_HASH_LIMIT) and file_sha256(path) != record.get("sha256"):
+        raise StorageError(f"{path} is damaged: its sha256 differs from the one the manifest records")
+    return path
+
+
+def check_index_folder(folder: str | Path) -> None:
+    """Refuse to save into a file or into a folder that holds something other than an index."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"{folder} is a file, not an index folder", hint="save the index to another folder")
+    if folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()) and not (folder / MANIFEST).is_file():
+        raise StorageError(f"{folder} exists and is not a simsearch index", hint="save the index to an empty or new folder")
+
+
+def _write_file(path: Path, content: Writer) -> None:
+    """Fill a new file at `path` (already created empty) with bytes or through a writer function."""
+    if isinstance(content, (bytes, bytearray)):
+        with open(path, "r+b") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    else:
+        content(path)
+
+
+def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Writer],
+                    wait: float = DEFAULT_WAIT) -> dict:
+    """Write one generation of files (role -> bytes or writer(path)) and commit it by replacing the manifest,
+    under the folder's writer lock.
+
+    The manifest gets `generation`, `files` (role -> file name) and `checksums` (role -> bytes, sha256).
+    Files of older generations are deleted only after the new manifest is in place.
+    """
+    folder = Path(folder)
+    check_index_folder(folder)
+    with IndexLock(folder, wait):
+        try:
+            previous = committed_generation(folder) or 0
+            generation = max(previous, int(manifest.get("generation", 0))) + 1
+            files, checksums = {}, {}
+            for role, content in writers.items():
+                name = f"{role}-{generation:06d}.{'sqlite' if role == 'catalogue' else 'faiss'}"
+                fd, temporary = open_temporary(folder / name)  # exclusive, never through a symlink
+                os.close(fd)
+                try:
+                    _write_file(temporary, content)
+                    os.replace(temporary, folder / name)
+                except BaseException:
+                    temporary.unlink(missing_ok=True)
+                    raise
+                digest = hashlib.sha256(content).hexdigest() if isinstance(content, (bytes, bytearray)) \
+                    else file_sha256(folder / name)
+                files[role] = name
+                checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": digest}
+            manifest = {**manifest, "generation": generation, "files": files, "checksums": checksums}
+            fsync_dir(folder)  # the generation's files are in place before the manifest names them
+            write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))  # the commit point
+        except PermissionError as error:
+            raise StorageError(f"cannot write the index to {folder}: permission denied ({error.filename})") from None
+        except OSError as error:
+            if isinstance(error, StorageError):
+                raise
+            raise StorageError(f"cannot write the index to {folder}: {error.strerror or error}") from None
+        _remove_stale(folder, generation)
+    return manifest
+
+
+def _remove_stale(folder: Path, committed: int) -> None:
+    """Under the lock: delete generations older than the committed one and unfinished temporary files.
+
+    Newer generation files are left alone (only a writer that does not lock could have made them)."""
+    for stale in folder.iterdir():
+        match = _GENERATION_FILE.match(stale.name)
+        if (match and int(match.group(1)) < committed) or _TEMPORARY.match(stale.name):
+            stale.unlink(missing_ok=True)
+
+
+__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "check_index_folder", "committed_generation", "generation_file",
+           "read_manifest", "save_generation", "write_bytes_atomic"]

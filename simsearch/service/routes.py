@@ -97,7 +97,7 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     return JSONResponse(body)
 
 
-CONFLICT = {409: _error(409, "the index folder was changed by another writer; restart the server")}
+CONFLICT = {409: _error(409, "another writer held the index folder longer than the server waits; try again")}
 
 
 @api.post("/exemplars", summary="Add an exemplar", responses=UPLOAD_ERRORS | CONFLICT)

@@ -1,23 +1,30 @@
-"""The served index: scores read an immutable snapshot; adds and removes build the next snapshot under a
-lock, save it atomically, and only then publish it (copy-on-write), so a score never sees half a change
-and an acknowledged change is on disk."""
+"""The served index: scores read an immutable snapshot; adds and removes take the index folder's writer lock
+(the one `simsearch add` takes), change the committed index, save it atomically, and only then publish it
+(copy-on-write), so a score never sees half a change, an acknowledged change is on disk, and no writer
+beside the server loses one. Commits made by other processes are picked up (reloaded) as they appear."""
 
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from simsearch.errors import ConflictError, InputError
+from simsearch.errors import ConflictError, InputError, SimsearchError
 from simsearch.index.catalogue import Exemplar
-from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
-from simsearch.index.storage import read_manifest
+from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar, update_index
+from simsearch.index.lock import DEFAULT_WAIT
+from simsearch.index.storage import MANIFEST
 from simsearch.index.vectors import VectorStore
 from simsearch.inspector import Inspector
 from simsearch.score.results import ScoreResult
+
+log = logging.getLogger("simsearch.service")
+T = TypeVar("T")
 
 
 def _clone_store(store: VectorStore | None) -> VectorStore | None:
@@ -36,14 +43,16 @@ def clone_index(index: ExemplarIndex) -> ExemplarIndex:
 
 
 class IndexState:
-    """One index folder served by one process: snapshot reads, serialised atomic writes."""
+    """One index folder served by one process: snapshot reads, writes serialised with every other writer."""
 
-    def __init__(self, inspector: Inspector, folder: str | Path):
+    def __init__(self, inspector: Inspector, folder: str | Path, wait: float = DEFAULT_WAIT):
         if inspector.index_ is None:
             raise InputError("the inspector has no index: fit or load one first")
         self.folder = Path(folder)
+        self.wait = wait
         self._current = inspector
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # this process's writers; the folder's lock serialises the others
+        self._seen = self._manifest_signature()
 
     @property
     def snapshot(self) -> Inspector:
@@ -52,43 +61,78 @@ class IndexState:
 
     def score(self, images: Sequence[np.ndarray]) -> list[ScoreResult]:
         """Score RGB arrays against the current snapshot (the same path as `simsearch score`)."""
+        self.refresh()
         return self._current.score(list(images))
 
     def get(self, exemplar_id: int) -> Exemplar | None:
+        self.refresh()
         return self._current.index_.exemplars.get(exemplar_id)
 
     def add(self, pixels: np.ndarray, label: str, defect_type: str | None, source: str, sha256: str) -> Exemplar:
-        """Embed one image, add it, save the index, publish; returns the stored exemplar."""
-        embedder = self._current.embedder
-        embeddings = embedder.embed([pixels])  # outside the lock: adds embed in parallel with everything
-        with self._write_lock:
-            index = clone_index(self._current.index_)
-            [new_id] = index.add([NewExemplar(source, label, defect_type if label == "defect" else None, sha256)],
-                                 embeddings.image, embeddings.patches)
-            self._commit(index)
-            return index.exemplars[new_id]
+        """Embed one image, add it to the committed index under the folder's lock, save, publish."""
+        embeddings = self._current.embedder.embed([pixels])  # outside the locks: adds embed in parallel
+        item = NewExemplar(source, label, defect_type if label == "defect" else None, sha256)
+
+        def change(index: ExemplarIndex) -> int:
+            [new_id] = index.add([item], embeddings.image, embeddings.patches)
+            return new_id
+
+        index, new_id = self._commit(change)
+        return index.exemplars[new_id]
 
     def remove(self, exemplar_id: int) -> Exemplar:
         """Remove one exemplar, save, publish; ExemplarIndex.remove refuses unknown ids and the last good one."""
-        with self._write_lock:
-            exemplar = self._current.index_.exemplars.get(exemplar_id)
-            index = clone_index(self._current.index_)
+        def change(index: ExemplarIndex) -> Exemplar | None:
+            exemplar = index.exemplars.get(exemplar_id)
             index.remove([exemplar_id])
-            self._commit(index)
             return exemplar
 
-    def _check_folder_unchanged(self) -> None:
-        on_disk = read_manifest(self.folder).get("generation", 0) if (self.folder / "manifest.json").is_file() else 0
-        if int(on_disk) != self._current.index_.generation:
-            raise ConflictError(f"{self.folder} was changed by another writer (generation {on_disk}, this server "
-                                f"holds {self._current.index_.generation}); restart the server to pick it up")
+        return self._commit(change)[1]
 
-    def _commit(self, index: ExemplarIndex) -> None:
-        self._check_folder_unchanged()  # never overwrite what `simsearch add` or another server wrote
-        index.save(self.folder)  # atomic: a crash before the rename leaves the previous generation
+    def _commit(self, change: Callable[[ExemplarIndex], T]) -> tuple[ExemplarIndex, T]:
+        with self._write_lock:
+            # Re-read under the folder's lock: what `simsearch add` or another server committed is kept.
+            index, result = update_index(self.folder, change, self._current.embedder.fingerprint, self.wait)
+            self._publish(index)
+            return index, result
+
+    def _publish(self, index: ExemplarIndex) -> None:
         published = copy.copy(self._current)
         published.index_ = index
         self._current = published  # one reference swap: readers see the old or the new snapshot, whole
+        self._seen = self._manifest_signature()
+
+    def _manifest_signature(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.folder / MANIFEST)
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def refresh(self) -> bool:
+        """Reload the index when another process committed to the folder; True when it did. One stat when
+        nothing changed; a damaged outside commit keeps the current snapshot (and is logged)."""
+        signature = self._manifest_signature()
+        if signature == self._seen or not self._write_lock.acquire(blocking=False):
+            return False  # unchanged, or our own write is running and will publish
+        try:
+            if signature == self._seen:
+                return False
+            try:
+                index = ExemplarIndex.load(self.folder, fingerprint=self._current.embedder.fingerprint, fast=True)
+            except SimsearchError as error:
+                log.warning("not reloading %s: %s", self.folder, error)
+                self._seen = signature
+                return False
+            if index.generation == self._current.index_.generation:
+                self._seen = signature
+                return False
+            self._publish(index)
+            self._seen = signature  # the signature read before loading: a later commit is seen next time
+            log.info("reloaded %s at generation %s (changed by another writer)", self.folder, index.generation)
+            return True
+        finally:
+            self._write_lock.release()
 
     def wait_for_writes(self, timeout: float | None = None) -> bool:
         """Block until no write is running (used at shutdown); False on timeout."""
@@ -99,6 +143,7 @@ class IndexState:
 
     def describe(self) -> dict[str, Any]:
         """The current snapshot's ExemplarIndex.describe(), with the folder it is saved to."""
+        self.refresh()
         return {"index": str(self.folder), **self._current.index_.describe()}
 
 

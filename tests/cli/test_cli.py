@@ -37,7 +37,8 @@ def test_build_score_json_info_add_remove(built, part_folder):
     info = json.loads(_run("info", built, "--json").stdout)
     assert info["counts"] == {"good": 12, "defect": 4, "patches": info["counts"]["patches"]}
 
-    added = _run("add", built, part_folder / "good" / "01.png", "--label", "defect", "--type", "dent", "--json")
+    added = _run("add", built, part_folder / "good" / "01.png", "--label", "defect", "--type", "dent", "--json",
+                 "--allow-duplicates")
     assert added.exit_code == 0, added.output
     new_id = json.loads(added.stdout)["added"][0]
     assert json.loads(_run("info", built, "--json").stdout)["defect_types"]["dent"] == 1

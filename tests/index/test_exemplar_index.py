@@ -103,10 +103,10 @@ def test_exception_during_save_leaves_previous_index_readable(tmp_path, monkeypa
     index.save(tmp_path / "idx")
     index.add([NewExemplar("more.png")], outliers[:1])
 
-    def crash(path, data):
+    def crash(path, content):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("simsearch.index.exemplar_index.write_bytes_atomic", crash)
+    monkeypatch.setattr("simsearch.index.storage._write_file", crash)
     with pytest.raises(StorageError, match="No space left"):
         index.save(tmp_path / "idx")
     monkeypatch.undo()

@@ -197,10 +197,35 @@ def test_readyz_is_503_once_scoring_stopped(index_copy):
     assert sys.modules["simsearch.service.app"]
 
 
-def test_add_after_another_writer_changed_the_folder_is_409(client, index_copy, images):
+def test_add_after_another_writer_changed_the_folder_keeps_both_changes(client, index_copy, images):
     _, folder = index_copy
     other = ExemplarIndex.load(folder)
     other.remove([1])
     other.save(folder)
     response = client.post("/exemplars", files=_file(images["good"]), data={"label": "good"})
-    assert response.status_code == 409 and "another writer" in response.json()["detail"]
+    assert response.status_code == 200
+    on_disk = ExemplarIndex.load(folder)
+    assert 1 not in on_disk.exemplars and response.json()["id"] in on_disk.exemplars
+    assert client.get("/exemplars/1").status_code == 404  # the server reloaded the outside change
+
+
+def test_add_while_another_process_holds_the_lock_is_409_not_a_hang(index_copy, images):
+    import subprocess
+    import sys
+
+    from tests.service.conftest import TOKEN, make_client
+
+    _, folder = index_copy
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(folder / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with make_client(index_copy, token=TOKEN) as raw:
+            raw.app.state.service.state.wait = 0.2
+            response = raw.post("/exemplars", files=_file(images["good"]), data={"label": "good"},
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 409 and "another writer" in response.json()["detail"]
+    finally:
+        holder.kill()
+        holder.wait()

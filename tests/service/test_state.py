@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simsearch.errors import NotFoundError
-from simsearch.index import ExemplarIndex
+from simsearch.index import ExemplarIndex, NewExemplar
 from simsearch.service.state import ConflictError, IndexState, clone_index
 from tests.conftest import part_image
 
@@ -55,7 +55,7 @@ def test_failed_save_changes_nothing(index_copy, monkeypatch):
     state = IndexState(inspector, folder)
     generation = ExemplarIndex.load(folder).generation
 
-    def disk_full(self, folder):
+    def disk_full(self, folder, **options):
         raise StorageError("disk full")
 
     monkeypatch.setattr(ExemplarIndex, "save", disk_full)
@@ -65,12 +65,25 @@ def test_failed_save_changes_nothing(index_copy, monkeypatch):
     assert ExemplarIndex.load(folder).generation == generation
 
 
-def test_a_folder_changed_by_another_writer_is_not_overwritten(index_copy):
+def test_a_commit_by_another_writer_is_kept_and_picked_up(index_copy):
     inspector, folder = index_copy
     state = IndexState(inspector, folder)
     other = ExemplarIndex.load(folder)
+    outside = other.add([NewExemplar("outside.png", "defect", "dent", "12" * 32)],
+                        part_image(np.random.default_rng(3), defect=True).mean(axis=(0, 1))[:1].repeat(other.dim)[None])
     other.remove([0])
-    other.save(folder)  # e.g. `simsearch remove` while the server runs
-    with pytest.raises(ConflictError, match="another writer"):
-        state.add(part_image(np.random.default_rng(2)), "good", None, "upload:z.png", "ef" * 32)
-    assert 0 not in ExemplarIndex.load(folder).exemplars
+    other.save(folder)  # e.g. `simsearch add` and `simsearch remove` while the server runs
+    exemplar = state.add(part_image(np.random.default_rng(2)), "good", None, "upload:z.png", "ef" * 32)
+    on_disk = ExemplarIndex.load(folder)
+    assert 0 not in on_disk.exemplars and outside[0] in on_disk.exemplars  # the outside change is kept
+    assert exemplar.id not in outside and exemplar.id in on_disk.exemplars  # and its id is not reused
+    assert state.get(outside[0]).path == "outside.png"
+
+
+def test_reads_reload_after_an_outside_commit(index_copy):
+    inspector, folder = index_copy
+    state = IndexState(inspector, folder)
+    other = ExemplarIndex.load(folder)
+    other.remove([1])
+    other.save(folder)
+    assert state.get(1) is None and state.describe()["generation"] == other.generation
