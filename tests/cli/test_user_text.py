@@ -21,7 +21,8 @@ def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path)
     odd.parent.mkdir()
     shutil.copy(next((part_folder / "defect").rglob("*.png")), odd)
     for kind in ("[/]", "[link=https://evil.example]click[/link]"):
-        added = _run("add", built, odd, "--label", "defect", "--type", kind)
+        # the same file twice on purpose: each add must record its type, so duplicates are allowed here
+        added = _run("add", built, odd, "--label", "defect", "--type", kind, "--allow-duplicates")
         assert added.exit_code == 0, added.output
     info = _run("info", built)
     assert info.exit_code == 0, info.output
