@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from simsearch.data.datasets import Sample, good_image_files
+from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
 from simsearch.data.images import ImageError, ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
@@ -69,6 +69,9 @@ class Inspector(Scorer):
         """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
         exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects."""
         defect_types = None
+        if defects is None and _is_paths(good):
+            good = exemplar_samples([good] if isinstance(good, (str, Path)) else good)  # a labelled folder's
+            # defects become defect exemplars, never good ones
         if _is_samples(good):
             if defects is not None:
                 raise InputError("give labelled samples or good images with defects, not both",
@@ -242,6 +245,13 @@ class Inspector(Scorer):
 def _is_samples(items: object) -> bool:
     """True for a non-empty list of labelled Samples (what Scorer.fit takes)."""
     return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, Sample) for i in items)
+
+
+def _is_paths(items: object) -> bool:
+    """True for a path or a non-empty list of paths."""
+    if isinstance(items, (str, Path)):
+        return True
+    return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, (str, Path)) for i in items)
 
 
 def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:

@@ -106,7 +106,7 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.data.datasets import good_image_files, typed_defect_samples
+        from simsearch.data.datasets import exemplar_samples, typed_defect_samples
         from simsearch.embed import create_embedder
         from simsearch.index.exemplar_index import refuse_to_replace
         from simsearch.inspector import Inspector
@@ -123,13 +123,19 @@ def build_index(
             if len(good) != 1:
                 fail("--fold takes one labelled folder")
             good_files = [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect]
+            labelled_defects = []
         else:
-            good_files = good_image_files(good)
+            # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones
+            found = exemplar_samples(good)
+            good_files = [s.path for s in found if not s.is_defect]
+            labelled_defects = [s for s in found if s.is_defect]
         if not good_files:
-            fail(f"no images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif .tiff)")
-        defect_samples = typed_defect_samples([defects]) if defects else []
-        if defects and not defect_samples:
+            fail(f"no good images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif "
+                 ".tiff outside defect/ng/bad/anomaly folders)")
+        extra_defects = typed_defect_samples([defects]) if defects else []
+        if defects and not extra_defects:
             fail(f"no images found in {defects}")
+        defect_samples = labelled_defects + extra_defects
         start = time.perf_counter()
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
@@ -148,13 +154,15 @@ def build_index(
         inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
-        summary = {"index": str(out), **index.counts(), "dim": index.dim, "mode": index.mode,
+        summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim, "mode": index.mode,
                    "embedder": embedder.config, "fingerprint": embedder.fingerprint,
                    "seconds": round(elapsed, 2), "bytes": _folder_size(out)}
         if as_json:
             typer.echo(json.dumps(summary))
             return
-        console.print(f"built {out}: {summary['good']} good and {summary['defect']} defect exemplars, "
+        types = ", ".join(f"{kind} {count}" for kind, count in sorted(summary["defect_types"].items()))
+        console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
+                      + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
