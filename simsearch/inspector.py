@@ -21,9 +21,9 @@ from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
 from simsearch.errors import InputError, NotFittedError
-from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset, maps_and_masks, score_samples
+from simsearch.evaluate.evaluation import (Evaluation, evaluate_dataset, leave_out_exemplars, maps_and_masks,
+                                           score_samples)
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
-from simsearch.files import file_sha256
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
@@ -294,15 +294,10 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
         calibration.reason += " (leave-one-out on the index's good exemplars)"
         source = source or "index exemplars, leave-one-out"
     else:
-        kept, results = score_samples(inspector, samples, on_progress, on_skip)
-        known = {e.sha256 for e in index.exemplars.values()}
-        fresh = [(s, r) for s, r in zip(kept, results) if file_sha256(s.path) not in known]
-        if len(fresh) < len(kept) and warn is not None:
-            warn(f"left out {len(kept) - len(fresh)} calibration image(s) that are exemplars of the index "
-                 "(a score against itself says nothing)")
-        if not fresh:
-            raise InputError("every calibration image is an exemplar of the index; calibrate on other images")
-        kept, results = [s for s, _ in fresh], [r for _, r in fresh]
+        fresh = leave_out_exemplars(inspector, samples, "calibration", warn)
+        if on_progress is not None and len(fresh) < len(samples):
+            on_progress(len(samples) - len(fresh))
+        kept, results = score_samples(inspector, fresh, on_progress, on_skip)
         labels = np.array([s.is_defect for s in kept], dtype=int)
         calibration = calibrate(labels, np.array([r.score for r in results]), policy, target)
         pixels = maps_and_masks(kept, results)

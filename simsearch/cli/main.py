@@ -373,7 +373,7 @@ def evaluate(
         scorer = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device)
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=warn_skip)
+            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=warn_skip, warn=warn)
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation

@@ -212,6 +212,8 @@ def print_evaluation(evaluation) -> None:
     console.print(Text.assemble((f"{data['images']} images", "bold"), f" ({data['good']} good, {data['defect']} "
                                 f"defect): image AUROC ", (f"{auroc:.4f}", "bold") if auroc is not None
                                 else "n/a (one class only)"))
+    if data.get("left_out_exemplars"):
+        console.print(f"left out {data['left_out_exemplars']} image(s) that are exemplars of the index")
     for key, name in (("pixel_auroc", "pixel AUROC"), ("pixel_pro", "pixel PRO (FPR<=0.3)")):
         if data.get(key) is not None:
             console.print(Text.assemble(f"{name}: ", (f"{data[key]:.4f}", "bold")))
@@ -224,8 +226,15 @@ def print_evaluation(evaluation) -> None:
         table.add_row("good", str(tn), str(fp))
         table.add_row("defect", str(fn), str(tp))
         console.print(table)
+        console.print("recall " + _ratio(tp, tp + fn) + ", false-alarm rate " + _ratio(fp, fp + tn)
+                      + ", precision " + _ratio(tp, tp + fp))
         if data["recall_by_type"]:
             console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+
+
+def _ratio(part: int, whole: int) -> str:
+    """'0.950 (19/20)', or 'n/a (0/0)'."""
+    return f"{part / whole:.3f} ({part}/{whole})" if whole else f"n/a ({part}/{whole})"
 
 
 def print_calibration(calibration: Threshold, index: Path) -> None:

@@ -22,3 +22,23 @@ def test_build_index_on_labelled_folder_indexes_defects_as_defects(part_folder, 
     assert "12 good, 4 defect exemplars (types: spot 4)" in " ".join(result.stdout.split())
     info = json.loads(_run("info", tmp_path / "index", "--json").stdout)
     assert info["counts"]["good"] == 12 and info["counts"]["defect"] == 4 and info["defect_types"] == {"spot": 4}
+
+
+def test_evaluate_leaves_out_exemplars_and_says_so(part_folder, tmp_path):
+    index = tmp_path / "index"
+    assert _run("build-index", part_folder / "good", "--out", index, *FAST).exit_code == 0
+    assert _run("calibrate", "--index", index, "--max-false-alarm", "0.1").exit_code == 0
+    result = _run("evaluate", part_folder, "--index", index, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["left_out_exemplars"] == 12 and report["good"] == 0 and report["defect"] == 4
+    assert {"recall", "false_alarm_rate", "precision"} <= set(report)
+    table = _run("evaluate", part_folder, "--index", index)
+    text = " ".join(table.output.split())
+    assert "left out 12 image(s) that are exemplars of the index" in text
+    assert "recall" in text and "false-alarm rate" in text and "precision" in text
+    whole = tmp_path / "whole"
+    assert _run("build-index", part_folder, "--out", whole, *FAST).exit_code == 0
+    only_exemplars = _run("evaluate", part_folder, "--index", whole)
+    assert only_exemplars.exit_code == 2
+    assert only_exemplars.output.count("\n") == 1 and "every evaluation image is an exemplar" in only_exemplars.output
