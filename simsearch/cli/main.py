@@ -16,8 +16,8 @@ from simsearch.cli.output import (
     human_size,
     print_score_table,
     progress_bar,
+    SkippedInputs,
     warn,
-    warn_skip,
 )
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -145,20 +145,22 @@ def build_index(
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)
+        skips = SkippedInputs()
         with progress_bar("embedding", total) as advance:
-            inspector.fit(good_files, on_progress=advance, on_skip=warn_skip)
+            inspector.fit(good_files, on_progress=advance, on_skip=skips)
             if defect_samples:
                 inspector.add([s.path for s in defect_samples], "defect",
                               defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
-                              on_skip=warn_skip)
+                              on_skip=skips)
         inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim, "mode": index.mode,
                    "embedder": embedder.config, "fingerprint": embedder.fingerprint,
-                   "seconds": round(elapsed, 2), "bytes": _folder_size(out)}
+                   "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records}
         if as_json:
             typer.echo(json.dumps(summary))
+            skips.finish()
             return
         types = ", ".join(f"{kind} {count}" for kind, count in sorted(summary["defect_types"].items()))
         console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
@@ -166,6 +168,7 @@ def build_index(
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+        skips.finish()
 
 
 @app.command()
@@ -193,8 +196,9 @@ def score(
         results = []
         if heatmap is not None:
             heatmap.mkdir(parents=True, exist_ok=True)
+        skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
         with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
-            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=warn_skip)):
+            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=skips)):
                 if heatmap is not None:
                     _write_heatmap(inspector, result, heatmap, number)
                 if as_json:
@@ -202,6 +206,7 @@ def score(
                 results.append(result)
         if not as_json:
             print_score_table(results)
+        skips.finish()
 
 
 def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
@@ -236,17 +241,20 @@ def add(
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
         inspector = _load_inspector(index, weights)
+        skips = SkippedInputs()
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
                                                allow_duplicates=allow_duplicates, on_progress=advance,
-                                               on_skip=warn_skip, **_wait(wait))
+                                               on_skip=skips, **_wait(wait))
         if skipped and not as_json:
             warn(f"skipped {len(skipped)} file(s) the index already holds (same sha256), e.g. {skipped[0]}; "
                  "--allow-duplicates adds them again")
         if as_json:
-            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped}))
+            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
+                                   "skipped": skips.records}))
         else:
             console.print(f"added {len(ids)} {label} exemplar(s) to {index}" + (f": ids {_id_ranges(ids)}" if ids else ""))
+        skips.finish()
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -336,18 +344,20 @@ def calibrate(
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
         inspector = _load_inspector(index, weights)
         total = len(samples) if samples is not None else inspector.index_.counts()["good"]
+        skips = SkippedInputs()
         with progress_bar("scoring", total) as advance:
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
-                                          on_progress=advance, on_skip=warn_skip,
+                                          on_progress=advance, on_skip=skips,
                                           warn=warn)
         if inspector.save_threshold(index, **_wait(wait)):
             warn(f"{index} was changed by another writer while calibrating; the threshold was chosen on the "
                  "exemplars read before: calibrate again to include the change")
         if as_json:
-            typer.echo(json.dumps(calibration.to_record()))
+            typer.echo(json.dumps({**calibration.to_record(), "skipped": skips.records}))
         else:
             print_calibration(calibration, index)
+        skips.finish()
 
 
 @app.command()
@@ -372,18 +382,21 @@ def evaluate(
         samples = _labelled_samples(dataset, fold)
         scorer = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device)
+        skips = SkippedInputs()
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=warn_skip, warn=warn)
+            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=skips, warn=warn)
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation
             written = report_evaluation(evaluation, scorer, dataset, fold, model or index, run_dir)
         if as_json:
-            typer.echo(json.dumps({**evaluation.to_dict(), **({"report": str(written)} if written else {})}))
+            typer.echo(json.dumps({**evaluation.to_dict(), "skipped": skips.records,
+                                   **({"report": str(written)} if written else {})}))
         else:
             print_evaluation(evaluation)
             if written:
                 console.print(f"report: {written}")
+        skips.finish()
 
 
 @app.command()

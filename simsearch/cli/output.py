@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from simsearch.decide.threshold import Threshold, as_threshold
-from simsearch.errors import IndexProblem, InputError, SimsearchError, WeightsError
+from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchError, WeightsError
 
 # Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
 # as typed; styles are given as Text objects and style= arguments instead.
@@ -112,6 +113,29 @@ logging.getLogger("simsearch.data").addHandler(_WarningLines(logging.WARNING))
 def warn_skip(path: str, reason: str) -> None:
     """One warning line for a file that was skipped."""
     warn(f"skipped {reason}" if reason.startswith(str(path)) else f"skipped {path}: {reason}")
+
+
+class SkippedInputs:
+    """The on_skip callback of a command: a warning line per unreadable input, a `{"path", "error"}` record
+    for --json (streamed as its own line with `stream_json`, else in `records` for the command's object), and
+    exit code 6 (EXIT_SKIPPED) at `finish()` when any input was skipped."""
+
+    def __init__(self, stream_json: bool = False):
+        self.stream_json = stream_json
+        self.records: list[dict[str, str]] = []
+
+    def __call__(self, path: str, reason: str) -> None:
+        warn_skip(path, reason)
+        record = {"path": str(path), "error": reason}
+        self.records.append(record)
+        if self.stream_json:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+
+    def finish(self) -> None:
+        """Exit with EXIT_SKIPPED when any input was skipped (after the command's output)."""
+        if self.records:
+            warn(f"{len(self.records)} input(s) skipped as unreadable (exit code {EXIT_SKIPPED})")
+            raise typer.Exit(EXIT_SKIPPED)
 
 
 def human_size(size: int) -> str:

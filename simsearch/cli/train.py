@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simsearch.cli.output import console, err_console, fail, handle_errors, warn_skip
+from simsearch.cli.output import SkippedInputs, console, err_console, fail, handle_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 
@@ -83,19 +83,21 @@ def _samples(data: Path):
     return samples, counts
 
 
-def _report(kind: str, result, counts: dict, as_json: bool) -> None:
+def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs) -> None:
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
                "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
-               "curves": str(result.curves_path), "final": last}
+               "curves": str(result.curves_path), "final": last, "skipped": skips.records}
     if as_json:
         typer.echo(json.dumps(summary))
+        skips.finish()
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch")
     console.print(f"trained {kind} for {int(last['epoch'])} epochs ({losses})")
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
     console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
+    skips.finish()
 
 
 @train_app.command("triplet-ae")
@@ -123,10 +125,11 @@ def triplet_ae(
         model_config = AutoencoderConfig(image_size=image_size, embedding_dim=embedding_dim,
                                          channels=1 if grayscale else 3, roi=None if roi == "none" else roi,
                                          triplet_weight=triplet_weight)
+        skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
-            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip,
+            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
                                       triplet)
-        _report("triplet-ae", result, counts, as_json)
+        _report("triplet-ae", result, counts, as_json, skips)
 
 
 @train_app.command("triplet-head")
@@ -161,10 +164,11 @@ def triplet_head(
                                   device=device)
         head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
                                  roi=None if roi == "none" else roi)
+        skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
-                                        on_read, warn_skip, triplet)
-        _report("triplet-head", result, counts, as_json)
+                                        on_read, skips, triplet)
+        _report("triplet-head", result, counts, as_json, skips)
 
 
 def register(app: typer.Typer) -> None:

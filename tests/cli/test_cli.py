@@ -72,7 +72,7 @@ def test_bad_inputs_give_one_line_errors(case, tmp_path):
 def test_corrupt_file_in_folder_is_skipped_with_a_warning(part_folder, tmp_path):
     (part_folder / "good" / "zz_broken.png").write_bytes(b"junk")
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "idx", *FAST)
-    assert result.exit_code == 0
+    assert result.exit_code == 6  # done, on fewer inputs than given (errors.EXIT_SKIPPED)
     assert "warning: skipped" in result.stderr and "zz_broken.png" in result.stderr
 
 

@@ -42,3 +42,20 @@ def test_evaluate_leaves_out_exemplars_and_says_so(part_folder, tmp_path):
     only_exemplars = _run("evaluate", part_folder, "--index", whole)
     assert only_exemplars.exit_code == 2
     assert only_exemplars.output.count("\n") == 1 and "every evaluation image is an exemplar" in only_exemplars.output
+
+
+def test_skipped_inputs_are_json_records_and_a_distinct_exit_code(part_folder, tmp_path):
+    from simsearch.errors import EXIT_CODES, EXIT_SKIPPED
+
+    index = tmp_path / "index"
+    assert _run("build-index", part_folder / "good", "--out", index, *FAST).exit_code == 0
+    broken = part_folder / "defect" / "spot" / "zz_broken.png"
+    broken.write_bytes(b"not an image")
+    result = _run("score", part_folder / "defect", "--index", index, "--json")
+    assert result.exit_code == EXIT_SKIPPED == 6 and 6 in EXIT_CODES
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    skipped = [row for row in rows if "error" in row]
+    assert len(rows) == 5 and len(skipped) == 1
+    assert skipped[0]["path"] == str(broken) and "not a readable image" in skipped[0]["error"]
+    clean = _run("score", part_folder / "good", "--index", index, "--json")
+    assert clean.exit_code == 0
