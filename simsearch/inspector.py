@@ -7,6 +7,7 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -142,7 +143,9 @@ class Inspector(Scorer):
             for item in batch:  # keep what the catalogue needs, not the pixels
                 sha = item.sha256()
                 kind = defect_types[item.position] if defect_types is not None else defect_type
-                new.append(NewExemplar(item.path or f"<array {sha[:12]}>", label, kind, sha))
+                # absolute (symlinks kept): nearest[].path and report thumbnails work from any folder
+                source = os.path.abspath(item.path) if item.path is not None else f"<array {sha[:12]}>"
+                new.append(NewExemplar(source, label, kind, sha))
             parts.append(embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")

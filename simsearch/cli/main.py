@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -279,7 +280,8 @@ def remove(
         def change(store) -> list[int]:
             chosen = list(ids or [])
             for wanted in path or []:
-                matches = [e.id for e in store.exemplars.values() if e.path == wanted or Path(e.path) == Path(wanted)]
+                matches = [e.id for e in store.exemplars.values()
+                           if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
                 if not matches:
                     fail(f"no exemplar in {index} was added from {wanted}")
                 chosen.extend(matches)

@@ -59,3 +59,28 @@ def test_skipped_inputs_are_json_records_and_a_distinct_exit_code(part_folder, t
     assert skipped[0]["path"] == str(broken) and "not a readable image" in skipped[0]["error"]
     clean = _run("score", part_folder / "good", "--index", index, "--json")
     assert clean.exit_code == 0
+
+
+def test_paths_work_from_another_working_folder(part_folder, fresh_parts, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(part_folder.parent)  # relative arguments, as a user types them
+    assert _run("build-index", "parts/good", "--out", "index", *FAST).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    scored = _run("score", fresh_parts / "defect", "--index", part_folder.parent / "index", "--json")
+    assert scored.exit_code == 0, scored.output
+    nearest = json.loads(scored.stdout.splitlines()[0])["nearest"][0]["path"]
+    assert Path(nearest).is_absolute() and Path(nearest).is_file()
+
+    monkeypatch.chdir(fresh_parts.parent)
+    run_dir = tmp_path / "run"
+    assert _run("evaluate", "fresh", "--index", part_folder.parent / "index", "--run-dir", run_dir).exit_code == 0
+    run = json.loads((run_dir / "run.json").read_text())
+    assert Path(run["data"]["dataset"]).is_absolute() and Path(run["setup"]["index"]).is_absolute()
+    assert all(Path(row["path"]).is_file() for row in run["results"])
+    monkeypatch.chdir(elsewhere)
+    again = _run("report", run_dir / "run.json", "--out", elsewhere / "again.html")
+    assert again.exit_code == 0, again.output
+    assert "not found" not in (elsewhere / "again.html").read_text()
