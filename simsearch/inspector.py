@@ -35,6 +35,7 @@ from simsearch.score.scorer import Scorer
 
 Warn = Callable[[str], None]
 
+MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
 
 
@@ -104,7 +105,19 @@ class Inspector(Scorer):
         if defects is not None:
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
                      on_skip=on_skip)
+        if self.index_.patches is not None:
+            self.index_.map_scale = self._map_scale()
         return self
+
+    def _map_scale(self) -> dict[str, float] | None:
+        """The good exemplars' own leave-one-out scores (a sample of MAP_SCALE_IMAGES of them, re-embedded
+        from their files): the heatmaps' one fixed scale until the index is calibrated. None when fewer than
+        two exemplars have files (in-memory images)."""
+        try:
+            scores = leave_one_out_scores(self, limit=MAP_SCALE_IMAGES)
+        except InputError:
+            return None
+        return {"low": float(scores.min()), "high": float(scores.max()), "images": int(len(scores))}
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
             defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
@@ -183,6 +196,22 @@ class Inspector(Scorer):
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""
         return np.array([r.score for r in self.score(images)])
+
+    @property
+    def heatmap_scale_(self) -> Threshold | None:
+        """What heatmaps are coloured by: the calibrated threshold, or before calibration the index's map scale
+        (its largest good leave-one-out score at mid-scale, its smallest at 0.1), or None (an index built
+        before map scales were stored: each map stretched on its own)."""
+        threshold = self.threshold_
+        if threshold is not None:
+            return threshold
+        scale = self._require_index().map_scale
+        if not scale:
+            return None
+        high = float(scale["high"])
+        low = float(scale["low"]) if float(scale["low"]) < high else high / 2
+        return Threshold(value=high, low=low, high=high, policy="map-scale",
+                         reason="the good exemplars' leave-one-out scores (not calibrated)")
 
     @property
     def threshold_(self) -> Threshold | None:
@@ -265,13 +294,15 @@ def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 
 def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = None,
-                         on_skip: OnSkip | None = None) -> np.ndarray:
+                         on_skip: OnSkip | None = None, limit: int | None = None) -> np.ndarray:
     """Scores of the index's own good exemplars, each against all the others (never against itself),
-    re-embedded from their source files."""
+    re-embedded from their source files (`limit`: only that many, evenly spread over the ids)."""
     index = inspector.index_
-    good = [e for e in index.exemplars.values() if e.label == "good"]
+    good = sorted((e for e in index.exemplars.values() if e.label == "good"), key=lambda e: e.id)
     by_path = {e.path: e for e in good}
     present = [e.path for e in good if Path(e.path).is_file()]
+    if limit is not None and len(present) > limit:
+        present = [present[i] for i in np.linspace(0, len(present) - 1, limit).round().astype(int)]
     if len(present) < 2:
         raise InputError("good-only calibration re-scores the index's good exemplars from their files, and "
                          f"only {len(present)} of them can be found; pass a folder of good images instead")

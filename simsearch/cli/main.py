@@ -197,6 +197,9 @@ def score(
         results = []
         if heatmap is not None:
             heatmap.mkdir(parents=True, exist_ok=True)
+            if inspector.heatmap_scale_ is None:
+                warn(f"{index} has no heatmap scale (built before it was stored) and no threshold: each heatmap is "
+                     "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
         skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
         with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
             for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=skips)):
@@ -213,7 +216,7 @@ def score(
 def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
     from simsearch.data.images import read_image
     from simsearch.report.overlay import overlay_image, overlay_name
-    overlay_image(read_image(result.path), result, inspector.threshold_).save(
+    overlay_image(read_image(result.path), result, inspector.heatmap_scale_).save(
         folder / overlay_name(result.path, number))
 
 

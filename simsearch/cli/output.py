@@ -176,6 +176,8 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
             f"{_short(good.path, 28)} ({good.distance:.3f})" if good else "-",
             f"{defect.defect_type or '-'}, {defect.distance:.3f}" if defect else "-")
     console.print(table)
+    if shown and all(result.is_anomaly is None for result in shown):
+        console.print("not calibrated: run simsearch calibrate (no verdict or normalised score until then)")
     if limit is not None and len(results) > limit:
         console.print(f"... and {len(results) - limit} more (use --json for all)")
 

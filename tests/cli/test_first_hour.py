@@ -84,3 +84,26 @@ def test_paths_work_from_another_working_folder(part_folder, fresh_parts, tmp_pa
     again = _run("report", run_dir / "run.json", "--out", elsewhere / "again.html")
     assert again.exit_code == 0, again.output
     assert "not found" not in (elsewhere / "again.html").read_text()
+
+
+def test_heatmaps_before_calibration_share_the_index_scale(part_folder, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from simsearch.index import ExemplarIndex
+
+    index = tmp_path / "index"
+    assert _run("build-index", part_folder / "good", "--out", index, *FAST).exit_code == 0
+    scale = ExemplarIndex.load(index).map_scale
+    assert scale is not None and 0 < scale["low"] <= scale["high"] and scale["images"] == 12
+    result = _run("score", part_folder / "good" / "00.png", part_folder / "defect", "--index", index,
+                  "--heatmap", tmp_path / "maps")
+    assert result.exit_code == 0, result.output
+    assert "not calibrated: run simsearch calibrate" in " ".join(result.stdout.split())
+    good = np.asarray(Image.open(tmp_path / "maps" / "good_00_overlay.png"), dtype=float)
+    original = np.asarray(Image.open(part_folder / "good" / "00.png").convert("RGB"), dtype=float)
+    # blended at alpha 0.45 with the jet colour map: red means heat = 255 in R, ~0 in B; a good part
+    # stretched on its own has its own peak in red, on the index's scale it has no red area
+    heat = (good - 0.55 * original) / 0.45
+    red = (heat[:, :, 0] > 200) & (heat[:, :, 2] < 60)
+    assert red.mean() < 0.01
