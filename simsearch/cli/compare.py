@@ -134,6 +134,7 @@ def register(app: typer.Typer) -> None:
         """Train one supervised baseline on every labelled image and save it for `simsearch score --model`."""
         with handle_errors():
             from simsearch.baselines.registry import baseline_names, build_baseline
+            from simsearch.data.datasets import count_by_class
             from simsearch.data.splits import comparison_samples
 
             if method not in baseline_names():
@@ -142,13 +143,16 @@ def register(app: typer.Typer) -> None:
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
-            samples = comparison_samples(data)
+            samples = comparison_samples(data)  # an MVTec category: train/good joins test/
+            counts = count_by_class(samples)
+            err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
+                              highlight=False)
             model = build_baseline(method, settings, on_note=_note)
             with progress_bar(f"training {method}", None):
                 model.fit(samples)
             model.save(out)
             summary = {"model": str(out), "method": method, "images": len(samples),
-                       "defect": sum(s.is_defect for s in samples)}
+                       "defect": sum(s.is_defect for s in samples), "images_per_class": counts}
             if as_json:
                 typer.echo(json.dumps(summary))
             else:

@@ -107,3 +107,19 @@ def test_heatmaps_before_calibration_share_the_index_scale(part_folder, tmp_path
     heat = (good - 0.55 * original) / 0.45
     red = (heat[:, :, 0] > 200) & (heat[:, :, 2] < 60)
     assert red.mean() < 0.01
+
+
+def test_train_on_an_mvtec_category_uses_train_good_and_says_how_many(part_folder, tmp_path):
+    import shutil
+
+    category = tmp_path / "category"
+    shutil.copytree(part_folder / "good", category / "train" / "good")
+    (category / "test" / "good").mkdir(parents=True)
+    for name in ("00.png", "01.png"):
+        shutil.move(category / "train" / "good" / name, category / "test" / "good" / name)
+    shutil.copytree(part_folder / "defect" / "spot", category / "test" / "spot")
+    (category / "ground_truth").mkdir()
+    result = _run("train", "triplet-ae", category, "--out", tmp_path / "run", "--epochs", "1", "--image-size", "32",
+                  "--batch-size", "8", "--embedding-dim", "8", "--grayscale", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "images: good 12, spot 4" in result.stderr  # 10 from train/good + 2 from test/good
