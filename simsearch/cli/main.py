@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from simsearch.cli.output import (
+    OneLineErrorsGroup,
     console,
     fail,
     handle_errors,
@@ -21,8 +22,27 @@ from simsearch.cli.output import (
     warn,
 )
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
                   help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import simsearch
+        try:
+            number = version("simsearch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = simsearch.__version__
+        typer.echo(f"simsearch {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                            help="Print the installed version and exit.")) -> None:
+    """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
 
 DEFAULT_INDEX = Path("artifacts/index")
 
@@ -99,7 +119,7 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(16, "--batch-size"),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     wait: Optional[float] = WaitOption,
@@ -179,8 +199,8 @@ def score(
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     model: Optional[Path] = ModelOption,
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
@@ -372,8 +392,8 @@ def evaluate(
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
     model: Optional[Path] = ModelOption,

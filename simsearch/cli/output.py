@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchError, WeightsError
@@ -80,6 +82,35 @@ def handle_errors() -> Iterator[None]:
             message = f"{error.__class__.__name__}: {message} (please report this)"
         err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code)
+
+
+# Click's usage-error root, wherever this Typer takes Click from (its own vendored copy, or the click package):
+# found from the one Click exception Typer exports.
+_CLICK_EXCEPTION = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command group: usage errors (an unknown option, a missing argument, a bad value) as one
+    `error:` line on stderr naming the command's --help, exit 2, instead of Click's multi-line box; --help and
+    every other exit are unchanged."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_EXCEPTION as error:
+            where = f"`{error.ctx.command_path} --help`" if getattr(error, "ctx", None) else "--help"
+            message = " ".join(error.format_message().split())
+            if not message:  # no arguments at all: the help was printed, as asked (no_args_is_help)
+                sys.exit(error.exit_code)
+            err_console.print(f"error: {message} (see {where})", style="red", highlight=False, markup=False,
+                              soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            err_console.print("aborted", style="red", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @contextlib.contextmanager

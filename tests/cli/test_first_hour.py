@@ -123,3 +123,47 @@ def test_train_on_an_mvtec_category_uses_train_good_and_says_how_many(part_folde
                   "--batch-size", "8", "--embedding-dim", "8", "--grayscale", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "images: good 12, spot 4" in result.stderr  # 10 from train/good + 2 from test/good
+
+
+@pytest.mark.parametrize("args", [["score", "--bogus", "x"], ["score"], ["build-index", "x", "--k", "abc"],
+                                  ["train", "triplet-ae", "--bogus"], ["nosuch"]])
+def test_usage_errors_are_one_line(args):
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "--help" in result.stderr and "╭" not in result.stderr
+
+
+def test_help_and_version():
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import simsearch
+
+    assert _run("score", "--help").exit_code == 0 and "--index" in _run("score", "--help").stdout
+    result = _run("--version")
+    assert result.exit_code == 0 and result.stdout == f"simsearch {version('simsearch')}\n"
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == simsearch.__version__ == "0.2.0"
+
+
+def _all_commands(group, path=()):
+    import typer.main
+
+    command = typer.main.get_command(group) if not hasattr(group, "params") else group
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, path + (name,))
+
+
+def test_every_option_explains_itself():
+    missing = []
+    for path, command in _all_commands(app):
+        for param in command.params:
+            text = getattr(param, "help", None) or ""
+            if not text.strip():  # options and arguments alike
+                missing.append(f"{' '.join(path)} {param.opts[0]}")
+            if "seed 0" in text.lower():  # the write-ups' numbering means nothing to a user
+                missing.append(f"{' '.join(path)} {param.opts[0]}: 'seed 0..' jargon")
+    assert missing == []
