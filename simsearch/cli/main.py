@@ -221,10 +221,11 @@ def score(
                 warn(f"{index} has no heatmap scale (built before it was stored) and no threshold: each heatmap is "
                      "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
         skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
+        overlay_names: set[str] = set()
         with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
             for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=skips)):
                 if heatmap is not None:
-                    _write_heatmap(inspector, result, heatmap, number)
+                    _write_heatmap(inspector, result, heatmap, number, overlay_names)
                 if as_json:
                     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
                 results.append(result)
@@ -233,11 +234,11 @@ def score(
         skips.finish()
 
 
-def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
+def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]) -> None:
     from simsearch.data.images import read_image
     from simsearch.report.overlay import overlay_image, overlay_name
     overlay_image(read_image(result.path), result, inspector.heatmap_scale_).save(
-        folder / overlay_name(result.path, number))
+        folder / overlay_name(result.path, number, taken))
 
 
 @app.command()

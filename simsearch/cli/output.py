@@ -177,36 +177,64 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def _short(path: str | None, width: int = 40) -> str:
-    """The file name with its folder (e.g. broken_large/003.png), trimmed from the left to fit."""
+def shorten_middle(text: str, width: int, head_share: float = 1 / 3) -> str:
+    """text cut in the middle to at most width characters ('broken_l…/003.png'), head_share of them from its
+    start: the end of an image name tells images apart, so it is kept whole where it can be."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[-width:] if width > 0 else ""
+    head = int((width - 1) * head_share)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _short(path: str | None) -> str:
+    """The file name with its folder (e.g. broken_large/003.png)."""
     if path is None:
         return "-"
     parts = Path(path).parts
-    text = "/".join(parts[-2:]) if len(parts) >= 2 else path
-    return text if len(text) <= width else "..." + text[-(width - 3):]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else path
+
+
+# Score table columns after the image: score (6), normalised (5), verdict (7); a rich table adds 3 characters
+# per column and 1. What is left of the console's width is shared by the image and its nearest exemplars.
+_FIXED_WIDTH = 6 + 5 + 7 + 3 * 6 + 1
 
 
 def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None) -> None:
-    """One row per scored image."""
+    """One row per scored image, fitted to the console's width (80 columns and up): image names are cut in
+    the middle, never at their end."""
+    free = max(43, console.width - _FIXED_WIDTH)
+    defect_width = max(14, int(free * 0.25))  # "nearest defect" and "type 0.123"
+    image_width = int((free - defect_width) * 0.6)
+    good_width = free - defect_width - image_width
     table = Table(title=title, show_lines=False)
-    table.add_column("image")
-    table.add_column("score", justify="right")
-    table.add_column("normalised", justify="right")
-    table.add_column("verdict")
-    table.add_column("nearest good (distance)")
-    table.add_column("nearest defect (type, distance)")
+    table.add_column("image", no_wrap=True, max_width=image_width)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("norm.", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("nearest good", no_wrap=True, max_width=good_width)
+    table.add_column("nearest defect", no_wrap=True, max_width=defect_width)
     shown = results if limit is None else results[:limit]
     for result in shown:
         verdict = "-" if result.is_anomaly is None else (Text("REJECT", "red") if result.is_anomaly
                                                          else Text("pass", "green"))
         good = result.nearest[0] if result.nearest else None
         defect = result.nearest_defect
-        table.add_row(
-            _short(result.path), f"{result.score:.4f}",
-            "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
-            f"{_short(good.path, 28)} ({good.distance:.3f})" if good else "-",
-            f"{defect.defect_type or '-'}, {defect.distance:.3f}" if defect else "-")
+        good_text = "-"
+        if good:
+            distance = f" {good.distance:.3f}"
+            good_text = shorten_middle(Path(good.path).name, good_width - len(distance), head_share=0) + distance
+        defect_text = "-"
+        if defect:
+            distance = f" {defect.distance:.3f}"
+            defect_text = shorten_middle(defect.defect_type or "untyped", defect_width - len(distance)) + distance
+        table.add_row(shorten_middle(_short(result.path), image_width), f"{result.score:.4f}",
+                      "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
+                      good_text, defect_text)
     console.print(table)
+    console.print("norm.: normalised score, threshold at 0.5; nearest: exemplar file, distance",
+                  highlight=False)
     if shown and all(result.is_anomaly is None for result in shown):
         console.print("not calibrated: run simsearch calibrate (no verdict or normalised score until then)")
     if limit is not None and len(results) > limit:
