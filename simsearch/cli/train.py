@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -83,6 +84,23 @@ def _samples(data: Path):
     return samples, counts
 
 
+def _resumed_config(ctx: typer.Context, out: Path, resume: bool, kind: str, cls, limits: dict,
+                    given: dict) -> object:
+    """The model config: with --resume, the checkpoint's settings, except those given on the command line (a
+    differing one is then named by the training loop); else the options' values. `given` maps each model option
+    (its parameter name) to (config field, value)."""
+    from simsearch.embed.checkpoint import config_from_record, read_checkpoint
+    from simsearch.train.loop import LAST
+
+    explicit = {field: value for name, (field, value) in given.items()
+                if ctx.get_parameter_source(name) is not None and ctx.get_parameter_source(name).name != "DEFAULT"}
+    if not resume or not (out / LAST).is_file():
+        return cls(**{field: value for field, value in given.values()})
+    stored = read_checkpoint(out / LAST, kind=kind)["config"]
+    config = config_from_record(cls, stored, f"checkpoint {out / LAST}", limits)
+    return dataclasses.replace(config, **explicit)
+
+
 def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs) -> None:
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
@@ -102,6 +120,7 @@ def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs
 
 @train_app.command("triplet-ae")
 def triplet_ae(
+    ctx: typer.Context,
     data: Path = DataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-ae"), "--out", "-o", help="Run folder."),
     epochs: int = EpochsOption, lr: float = LrOption, batch_size: int = BatchOption,
@@ -116,15 +135,16 @@ def triplet_ae(
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
-        from simsearch.embed.triplet_ae import AutoencoderConfig
+        from simsearch.embed.triplet_ae import AUTOENCODER_LIMITS, AutoencoderConfig
         from simsearch.train.tasks.triplet_ae import train_triplet_ae
 
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
                                       device, patience)
+        model_config = _resumed_config(ctx, out, resume, "triplet-ae", AutoencoderConfig, AUTOENCODER_LIMITS, {
+            "image_size": ("image_size", image_size), "embedding_dim": ("embedding_dim", embedding_dim),
+            "grayscale": ("channels", 1 if grayscale else 3), "roi": ("roi", None if roi == "none" else roi),
+            "triplet_weight": ("triplet_weight", triplet_weight)})
         samples, counts = _samples(data)
-        model_config = AutoencoderConfig(image_size=image_size, embedding_dim=embedding_dim,
-                                         channels=1 if grayscale else 3, roi=None if roi == "none" else roi,
-                                         triplet_weight=triplet_weight)
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
@@ -134,6 +154,7 @@ def triplet_ae(
 
 @train_app.command("triplet-head")
 def triplet_head(
+    ctx: typer.Context,
     data: Path = DataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-head"), "--out", "-o", help="Run folder."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (in total, when resuming)."),
@@ -154,7 +175,7 @@ def triplet_head(
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
         from simsearch.embed.backbone import BackboneEmbedder
-        from simsearch.embed.triplet_head import HeadConfig
+        from simsearch.embed.triplet_head import HEAD_LIMITS, HeadConfig
         from simsearch.train.tasks.triplet_head import train_triplet_head
 
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
@@ -162,8 +183,9 @@ def triplet_head(
         samples, counts = _samples(data)
         frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
                                   device=device)
-        head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-                                 roi=None if roi == "none" else roi)
+        head_config = _resumed_config(ctx, out, resume, "triplet-head", HeadConfig, HEAD_LIMITS, {
+            "embedding_dim": ("embedding_dim", embedding_dim), "hidden_dim": ("hidden_dim", hidden_dim),
+            "roi": ("roi", None if roi == "none" else roi)})
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,

@@ -196,3 +196,17 @@ def test_overlay_names_never_collide():
     names = [overlay_name(path, number, taken) for number, path in
              enumerate(["/a/test/good/000.png", "/b/val/good/000.png", "/a/test/crack/000.png", None])]
     assert len(set(names)) == 4 and names[0] == "good_000_overlay.png" and names[1] == "good_000_00001_overlay.png"
+
+
+def test_resume_takes_model_settings_from_the_checkpoint(part_folder, tmp_path):
+    run = tmp_path / "run"
+    first = _run("train", "triplet-ae", part_folder, "--out", run, "--epochs", "1", "--image-size", "32",
+                 "--batch-size", "8", "--embedding-dim", "8", "--grayscale", "--device", "cpu")
+    assert first.exit_code == 0, first.output
+    resumed = _run("train", "triplet-ae", part_folder, "--out", run, "--resume", "--epochs", "2", "--batch-size", "8",
+                   "--device", "cpu", "--json")  # no model options: the checkpoint's
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_run"] == 1
+    other = _run("train", "triplet-ae", part_folder, "--out", run, "--resume", "--epochs", "3", "--embedding-dim",
+                 "16", "--device", "cpu")
+    assert other.exit_code == 2 and "embedding_dim 8 (asked 16)" in other.stderr
