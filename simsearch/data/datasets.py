@@ -231,6 +231,10 @@ def exemplar_samples(paths: Sequence[str | Path]) -> list[Sample]:
             samples.extend(Sample(path, GOOD) for path in list_image_files([mvtec_good_folder(item)]))
         elif item.name.lower() == "test" and (item.parent / "ground_truth").is_dir():
             samples.extend(discover_samples(item))
+        elif item.name.lower() in DEFECT_NAMES:
+            raise DatasetError(f"{item} is named like a folder of defects, and would be indexed as good parts",
+                               hint="pass it as {param}, or its parent folder (good/ beside defect/)",
+                               parameter="defects")
         else:
             samples.extend(_folder_exemplars(item))
     return samples

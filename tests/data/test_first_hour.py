@@ -76,3 +76,9 @@ def test_csv_with_unknown_header_is_refused(tmp_path, text):
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(DatasetError, match="expected a header row with a path column"):
         read_label_csv(tmp_path / "labels.csv")
+
+
+def test_a_defect_folder_given_as_good_is_refused(tmp_path):
+    _image(tmp_path / "NG/a.png")
+    with pytest.raises(DatasetError, match="named like a folder of defects"):
+        exemplar_samples([tmp_path / "NG"])
