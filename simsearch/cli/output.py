@@ -206,7 +206,7 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
     the middle, never at their end."""
     free = max(43, console.width - _FIXED_WIDTH)
     defect_width = max(14, int(free * 0.25))  # "nearest defect" and "type 0.123"
-    image_width = int((free - defect_width) * 0.6)
+    image_width = (free - defect_width) // 2
     good_width = free - defect_width - image_width
     table = Table(title=title, show_lines=False)
     table.add_column("image", no_wrap=True, max_width=image_width)
@@ -236,7 +236,7 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
     console.print("norm.: normalised score, threshold at 0.5; nearest: exemplar file, distance",
                   highlight=False)
     if shown and all(result.is_anomaly is None for result in shown):
-        console.print("not calibrated: run simsearch calibrate (no verdict or normalised score until then)")
+        console.print("not calibrated: run simsearch calibrate for verdicts and normalised scores")
     if limit is not None and len(results) > limit:
         console.print(f"... and {len(results) - limit} more (use --json for all)")
 
