@@ -108,6 +108,6 @@ EXIT_CODES = {
 }
 EXIT_SKIPPED = 6  # not an error class: the command finished, on fewer inputs than it was given
 
-__all__ = ["EXIT_CODES", "EXIT_SKIPPED", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem", "InputError",
-           "NotFittedError", "NotFoundError", "SimsearchError", "TrainingError", "UnknownComponentError",
+__all__ = ["EXIT_CODES", "EXIT_SKIPPED", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem",
+           "InputError", "NotFittedError", "NotFoundError", "SimsearchError", "TrainingError", "UnknownComponentError",
            "WeightsError"]

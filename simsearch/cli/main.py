@@ -12,13 +12,13 @@ import typer
 
 from simsearch.cli.output import (
     OneLineErrorsGroup,
+    SkippedInputs,
     console,
     fail,
     handle_errors,
     human_size,
     print_score_table,
     progress_bar,
-    SkippedInputs,
     warn,
 )
 
@@ -44,11 +44,14 @@ def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, c
                                             help="Print the installed version and exit.")) -> None:
     """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
 
+
 DEFAULT_INDEX = Path("artifacts/index")
 
 IndexOption = typer.Option(DEFAULT_INDEX, "--index", "-i", help="Index folder.")
 WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
 JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
+BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
+DEVICE_HELP = "cpu or cuda (default: cuda when available)."
 
 
 WaitOption = typer.Option(None, "--wait", help="Seconds to wait while another writer changes the index "
@@ -119,8 +122,8 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    batch_size: int = typer.Option(16, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
@@ -176,8 +179,8 @@ def build_index(
         inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
-        summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim, "mode": index.mode,
-                   "embedder": embedder.config, "fingerprint": embedder.fingerprint,
+        summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
+                   "mode": index.mode, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
                    "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records}
         if as_json:
             typer.echo(json.dumps(summary))
@@ -199,8 +202,8 @@ def score(
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     model: Optional[Path] = ModelOption,
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
@@ -393,8 +396,8 @@ def evaluate(
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images embedded at a time (lower it when memory runs out)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
     model: Optional[Path] = ModelOption,
