@@ -104,8 +104,10 @@ EXIT_CODES = {
     3: "index problem: missing, damaged, built by another embedder, newer format, unwritable",
     4: "weights or checkpoint unavailable or unfit",
     5: "conflict: the index's state refuses the change",
+    6: "done, but some inputs were skipped as unreadable (each named on stderr, and in --json output)",
 }
+EXIT_SKIPPED = 6  # not an error class: the command finished, on fewer inputs than it was given
 
-__all__ = ["EXIT_CODES", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem", "InputError",
-           "NotFittedError", "NotFoundError", "SimsearchError", "TrainingError", "UnknownComponentError",
+__all__ = ["EXIT_CODES", "EXIT_SKIPPED", "CalibrationError", "ConflictError", "DeviceError", "IndexProblem",
+           "InputError", "NotFittedError", "NotFoundError", "SimsearchError", "TrainingError", "UnknownComponentError",
            "WeightsError"]

@@ -7,13 +7,14 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from simsearch.data.datasets import Sample, good_image_files
+from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
 from simsearch.data.images import ImageError, ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
@@ -21,9 +22,9 @@ from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
 from simsearch.errors import InputError, NotFittedError
-from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset, maps_and_masks, score_samples
+from simsearch.evaluate.evaluation import (Evaluation, evaluate_dataset, leave_out_exemplars, maps_and_masks,
+                                           score_samples)
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
-from simsearch.files import file_sha256
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
@@ -34,6 +35,7 @@ from simsearch.score.scorer import Scorer
 
 Warn = Callable[[str], None]
 
+MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
 
 
@@ -69,6 +71,9 @@ class Inspector(Scorer):
         """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
         exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects."""
         defect_types = None
+        if defects is None and _is_paths(good):
+            good = exemplar_samples([good] if isinstance(good, (str, Path)) else good)  # a labelled folder's
+            # defects become defect exemplars, never good ones
         if _is_samples(good):
             if defects is not None:
                 raise InputError("give labelled samples or good images with defects, not both",
@@ -100,7 +105,19 @@ class Inspector(Scorer):
         if defects is not None:
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
                      on_skip=on_skip)
+        if self.index_.patches is not None:
+            self.index_.map_scale = self._map_scale()
         return self
+
+    def _map_scale(self) -> dict[str, float] | None:
+        """The good exemplars' own leave-one-out scores (a sample of MAP_SCALE_IMAGES of them, re-embedded
+        from their files): the heatmaps' one fixed scale until the index is calibrated. None when fewer than
+        two exemplars have files (in-memory images)."""
+        try:
+            scores = leave_one_out_scores(self, limit=MAP_SCALE_IMAGES)
+        except InputError:
+            return None
+        return {"low": float(scores.min()), "high": float(scores.max()), "images": int(len(scores))}
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
             defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
@@ -139,7 +156,9 @@ class Inspector(Scorer):
             for item in batch:  # keep what the catalogue needs, not the pixels
                 sha = item.sha256()
                 kind = defect_types[item.position] if defect_types is not None else defect_type
-                new.append(NewExemplar(item.path or f"<array {sha[:12]}>", label, kind, sha))
+                # absolute (symlinks kept): nearest[].path and report thumbnails work from any folder
+                source = os.path.abspath(item.path) if item.path is not None else f"<array {sha[:12]}>"
+                new.append(NewExemplar(source, label, kind, sha))
             parts.append(embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")
@@ -177,6 +196,22 @@ class Inspector(Scorer):
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""
         return np.array([r.score for r in self.score(images)])
+
+    @property
+    def heatmap_scale_(self) -> Threshold | None:
+        """What heatmaps are coloured by: the calibrated threshold, or before calibration the index's map scale
+        (its largest good leave-one-out score at mid-scale, its smallest at 0.1), or None (an index built
+        before map scales were stored: each map stretched on its own)."""
+        threshold = self.threshold_
+        if threshold is not None:
+            return threshold
+        scale = self._require_index().map_scale
+        if not scale:
+            return None
+        high = float(scale["high"])
+        low = float(scale["low"]) if float(scale["low"]) < high else high / 2
+        return Threshold(value=high, low=low, high=high, policy="map-scale",
+                         reason="the good exemplars' leave-one-out scores (not calibrated)")
 
     @property
     def threshold_(self) -> Threshold | None:
@@ -244,6 +279,13 @@ def _is_samples(items: object) -> bool:
     return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, Sample) for i in items)
 
 
+def _is_paths(items: object) -> bool:
+    """True for a path or a non-empty list of paths."""
+    if isinstance(items, (str, Path)):
+        return True
+    return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, (str, Path)) for i in items)
+
+
 def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     items = [good] if isinstance(good, (str, Path, Image.Image, np.ndarray)) else list(good)
     paths = [i for i in items if isinstance(i, (str, Path))]
@@ -252,13 +294,15 @@ def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 
 def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = None,
-                         on_skip: OnSkip | None = None) -> np.ndarray:
+                         on_skip: OnSkip | None = None, limit: int | None = None) -> np.ndarray:
     """Scores of the index's own good exemplars, each against all the others (never against itself),
-    re-embedded from their source files."""
+    re-embedded from their source files (`limit`: only that many, evenly spread over the ids)."""
     index = inspector.index_
-    good = [e for e in index.exemplars.values() if e.label == "good"]
+    good = sorted((e for e in index.exemplars.values() if e.label == "good"), key=lambda e: e.id)
     by_path = {e.path: e for e in good}
     present = [e.path for e in good if Path(e.path).is_file()]
+    if limit is not None and len(present) > limit:
+        present = [present[i] for i in np.linspace(0, len(present) - 1, limit).round().astype(int)]
     if len(present) < 2:
         raise InputError("good-only calibration re-scores the index's good exemplars from their files, and "
                          f"only {len(present)} of them can be found; pass a folder of good images instead")
@@ -284,15 +328,10 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
         calibration.reason += " (leave-one-out on the index's good exemplars)"
         source = source or "index exemplars, leave-one-out"
     else:
-        kept, results = score_samples(inspector, samples, on_progress, on_skip)
-        known = {e.sha256 for e in index.exemplars.values()}
-        fresh = [(s, r) for s, r in zip(kept, results) if file_sha256(s.path) not in known]
-        if len(fresh) < len(kept) and warn is not None:
-            warn(f"left out {len(kept) - len(fresh)} calibration image(s) that are exemplars of the index "
-                 "(a score against itself says nothing)")
-        if not fresh:
-            raise InputError("every calibration image is an exemplar of the index; calibrate on other images")
-        kept, results = [s for s, _ in fresh], [r for _, r in fresh]
+        fresh = leave_out_exemplars(inspector, samples, "calibration", warn)
+        if on_progress is not None and len(fresh) < len(samples):
+            on_progress(len(samples) - len(fresh))
+        kept, results = score_samples(inspector, fresh, on_progress, on_skip)
         labels = np.array([s.is_defect for s in kept], dtype=int)
         calibration = calibrate(labels, np.array([r.score for r in results]), policy, target)
         pixels = maps_and_masks(kept, results)

@@ -30,8 +30,9 @@ def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_e
     warnings = []
     calibrate_index(inspector, samples, "f1", warn=warnings.append)
     assert warnings and "left out 6" in warnings[0]
-    evaluation = evaluate_dataset(inspector, samples)
-    assert evaluation.confusion is not None and sum(map(sum, evaluation.confusion)) == 16
+    evaluation = evaluate_dataset(inspector, samples)  # the 6 exemplars are left out here too
+    assert evaluation.confusion is not None and sum(map(sum, evaluation.confusion)) == 10
+    assert evaluation.to_dict()["left_out_exemplars"] == 6
 
 
 def test_folds_are_stratified_and_disjoint(part_folder):

@@ -65,15 +65,15 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
                                     help="Comma-separated: knn-image, knn-patch, triplet-ae, triplet-head, or a baseline "
                                          "(see `simsearch train-baseline --help`)."),
-        folds: int = typer.Option(5, "--folds", help="Stratified k-fold cross-validation (seed 001: 5)."),
+        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is tested once)."),
         backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
         image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
         cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
         epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN and CAM (early stop at 98%)."),
-        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM (seeds 001/002)."),
-        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN (seed 000)."),
+        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
+        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
         probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
                                                       help="Comma-separated torchvision backbones for the probe."),
         seed: int = typer.Option(42, "--seed", help="Split and training seed."),
@@ -82,8 +82,9 @@ def register(app: typer.Typer) -> None:
                                                     "triplet-ae/triplet-head methods, e.g. triplet-head:MODEL."),
         cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        device: Optional[str] = typer.Option(None, "--device"),
+        batch_size: int = typer.Option(16, "--batch-size",
+                                        help="Images embedded at a time (lower it when memory runs out)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Run kNN and the supervised baselines on identical stratified splits; one table, saved as JSON and CSV."""
@@ -117,23 +118,28 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
         method: str = typer.Option("cam", "--method", help="A registered baseline: cnn, cam, probe, ..."),
         out: Path = typer.Option(Path("artifacts/baseline"), "--out", "-o", help="Model folder to write."),
-        backbone: str = typer.Option("resnet18", "--backbone"),
+        backbone: str = typer.Option("resnet18", "--backbone",
+                                     help="Backbone for CAM and the probe (ResNet family or vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
-        image_size: int = typer.Option(224, "--image-size"),
-        cnn_image_size: int = typer.Option(128, "--cnn-image-size"),
-        epochs: int = typer.Option(10, "--epochs"),
+        image_size: int = typer.Option(224, "--image-size", help="Image size for CAM and the probe."),
+        cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
+        epochs: int = typer.Option(10, "--epochs",
+                                   help="Most training epochs (CNN and CAM stop early at 98% training accuracy)."),
         lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
         cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
-        probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones"),
-        seed: int = typer.Option(42, "--seed"),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        device: Optional[str] = typer.Option(None, "--device"),
-        as_json: bool = typer.Option(False, "--json"),
+        probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
+                                                      help="Comma-separated torchvision backbones for the probe."),
+        seed: int = typer.Option(42, "--seed", help="Seed of the training (same seed, same model)."),
+        batch_size: int = typer.Option(16, "--batch-size",
+                                        help="Images embedded at a time (lower it when memory runs out)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     ) -> None:
         """Train one supervised baseline on every labelled image and save it for `simsearch score --model`."""
         with handle_errors():
             from simsearch.baselines.registry import baseline_names, build_baseline
+            from simsearch.data.datasets import count_by_class
             from simsearch.data.splits import comparison_samples
 
             if method not in baseline_names():
@@ -142,13 +148,16 @@ def register(app: typer.Typer) -> None:
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
-            samples = comparison_samples(data)
+            samples = comparison_samples(data)  # an MVTec category: train/good joins test/
+            counts = count_by_class(samples)
+            err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
+                              highlight=False)
             model = build_baseline(method, settings, on_note=_note)
             with progress_bar(f"training {method}", None):
                 model.fit(samples)
             model.save(out)
             summary = {"model": str(out), "method": method, "images": len(samples),
-                       "defect": sum(s.is_defect for s in samples)}
+                       "defect": sum(s.is_defect for s in samples), "images_per_class": counts}
             if as_json:
                 typer.echo(json.dumps(summary))
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,6 +11,8 @@ from typing import List, Optional
 import typer
 
 from simsearch.cli.output import (
+    OneLineErrorsGroup,
+    SkippedInputs,
     console,
     fail,
     handle_errors,
@@ -17,17 +20,38 @@ from simsearch.cli.output import (
     print_score_table,
     progress_bar,
     warn,
-    warn_skip,
 )
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
                   help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import simsearch
+        try:
+            number = version("simsearch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = simsearch.__version__
+        typer.echo(f"simsearch {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                            help="Print the installed version and exit.")) -> None:
+    """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
+
 
 DEFAULT_INDEX = Path("artifacts/index")
 
 IndexOption = typer.Option(DEFAULT_INDEX, "--index", "-i", help="Index folder.")
 WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
 JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
+BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
+DEVICE_HELP = "cpu or cuda (default: cuda when available)."
 
 
 WaitOption = typer.Option(None, "--wait", help="Seconds to wait while another writer changes the index "
@@ -98,15 +122,15 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    batch_size: int = typer.Option(16, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.data.datasets import good_image_files, typed_defect_samples
+        from simsearch.data.datasets import exemplar_samples, typed_defect_samples
         from simsearch.embed import create_embedder
         from simsearch.index.exemplar_index import refuse_to_replace
         from simsearch.inspector import Inspector
@@ -123,13 +147,19 @@ def build_index(
             if len(good) != 1:
                 fail("--fold takes one labelled folder")
             good_files = [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect]
+            labelled_defects = []
         else:
-            good_files = good_image_files(good)
+            # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones
+            found = exemplar_samples(good)
+            good_files = [s.path for s in found if not s.is_defect]
+            labelled_defects = [s for s in found if s.is_defect]
         if not good_files:
-            fail(f"no images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif .tiff)")
-        defect_samples = typed_defect_samples([defects]) if defects else []
-        if defects and not defect_samples:
+            fail(f"no good images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif "
+                 ".tiff outside defect/ng/bad/anomaly folders)")
+        extra_defects = typed_defect_samples([defects]) if defects else []
+        if defects and not extra_defects:
             fail(f"no images found in {defects}")
+        defect_samples = labelled_defects + extra_defects
         start = time.perf_counter()
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
@@ -139,25 +169,30 @@ def build_index(
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)
+        skips = SkippedInputs()
         with progress_bar("embedding", total) as advance:
-            inspector.fit(good_files, on_progress=advance, on_skip=warn_skip)
+            inspector.fit(good_files, on_progress=advance, on_skip=skips)
             if defect_samples:
                 inspector.add([s.path for s in defect_samples], "defect",
                               defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
-                              on_skip=warn_skip)
+                              on_skip=skips)
         inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
-        summary = {"index": str(out), **index.counts(), "dim": index.dim, "mode": index.mode,
-                   "embedder": embedder.config, "fingerprint": embedder.fingerprint,
-                   "seconds": round(elapsed, 2), "bytes": _folder_size(out)}
+        summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
+                   "mode": index.mode, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
+                   "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records}
         if as_json:
             typer.echo(json.dumps(summary))
+            skips.finish()
             return
-        console.print(f"built {out}: {summary['good']} good and {summary['defect']} defect exemplars, "
+        types = ", ".join(f"{kind} {count}" for kind, count in sorted(summary["defect_types"].items()))
+        console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
+                      + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+        skips.finish()
 
 
 @app.command()
@@ -167,8 +202,8 @@ def score(
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     model: Optional[Path] = ModelOption,
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
@@ -185,22 +220,28 @@ def score(
         results = []
         if heatmap is not None:
             heatmap.mkdir(parents=True, exist_ok=True)
+            if inspector.heatmap_scale_ is None:
+                warn(f"{index} has no heatmap scale (built before it was stored) and no threshold: each heatmap is "
+                     "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
+        skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
+        overlay_names: set[str] = set()
         with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
-            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=warn_skip)):
+            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=skips)):
                 if heatmap is not None:
-                    _write_heatmap(inspector, result, heatmap, number)
+                    _write_heatmap(inspector, result, heatmap, number, overlay_names)
                 if as_json:
                     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
                 results.append(result)
         if not as_json:
             print_score_table(results)
+        skips.finish()
 
 
-def _write_heatmap(inspector, result, folder: Path, number: int) -> None:
+def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]) -> None:
     from simsearch.data.images import read_image
     from simsearch.report.overlay import overlay_image, overlay_name
-    overlay_image(read_image(result.path), result, inspector.threshold_).save(
-        folder / overlay_name(result.path, number))
+    overlay_image(read_image(result.path), result, inspector.heatmap_scale_).save(
+        folder / overlay_name(result.path, number, taken))
 
 
 @app.command()
@@ -228,17 +269,20 @@ def add(
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
         inspector = _load_inspector(index, weights)
+        skips = SkippedInputs()
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
                                                allow_duplicates=allow_duplicates, on_progress=advance,
-                                               on_skip=warn_skip, **_wait(wait))
+                                               on_skip=skips, **_wait(wait))
         if skipped and not as_json:
             warn(f"skipped {len(skipped)} file(s) the index already holds (same sha256), e.g. {skipped[0]}; "
                  "--allow-duplicates adds them again")
         if as_json:
-            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped}))
+            typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
+                                   "skipped": skips.records}))
         else:
             console.print(f"added {len(ids)} {label} exemplar(s) to {index}" + (f": ids {_id_ranges(ids)}" if ids else ""))
+        skips.finish()
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -263,7 +307,8 @@ def remove(
         def change(store) -> list[int]:
             chosen = list(ids or [])
             for wanted in path or []:
-                matches = [e.id for e in store.exemplars.values() if e.path == wanted or Path(e.path) == Path(wanted)]
+                matches = [e.id for e in store.exemplars.values()
+                           if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
                 if not matches:
                     fail(f"no exemplar in {index} was added from {wanted}")
                 chosen.extend(matches)
@@ -328,18 +373,20 @@ def calibrate(
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
         inspector = _load_inspector(index, weights)
         total = len(samples) if samples is not None else inspector.index_.counts()["good"]
+        skips = SkippedInputs()
         with progress_bar("scoring", total) as advance:
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
-                                          on_progress=advance, on_skip=warn_skip,
+                                          on_progress=advance, on_skip=skips,
                                           warn=warn)
         if inspector.save_threshold(index, **_wait(wait)):
             warn(f"{index} was changed by another writer while calibrating; the threshold was chosen on the "
                  "exemplars read before: calibrate again to include the change")
         if as_json:
-            typer.echo(json.dumps(calibration.to_record()))
+            typer.echo(json.dumps({**calibration.to_record(), "skipped": skips.records}))
         else:
             print_calibration(calibration, index)
+        skips.finish()
 
 
 @app.command()
@@ -349,8 +396,8 @@ def evaluate(
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
     model: Optional[Path] = ModelOption,
@@ -364,18 +411,21 @@ def evaluate(
         samples = _labelled_samples(dataset, fold)
         scorer = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device)
+        skips = SkippedInputs()
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=warn_skip)
+            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=skips, warn=warn)
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation
             written = report_evaluation(evaluation, scorer, dataset, fold, model or index, run_dir)
         if as_json:
-            typer.echo(json.dumps({**evaluation.to_dict(), **({"report": str(written)} if written else {})}))
+            typer.echo(json.dumps({**evaluation.to_dict(), "skipped": skips.records,
+                                   **({"report": str(written)} if written else {})}))
         else:
             print_evaluation(evaluation)
             if written:
                 console.print(f"report: {written}")
+        skips.finish()
 
 
 @app.command()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -12,9 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from simsearch.decide.threshold import Threshold, as_threshold
-from simsearch.errors import IndexProblem, InputError, SimsearchError, WeightsError
+from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchError, WeightsError
 
 # Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
 # as typed; styles are given as Text objects and style= arguments instead.
@@ -81,6 +84,35 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(code)
 
 
+# Click's usage-error root, wherever this Typer takes Click from (its own vendored copy, or the click package):
+# found from the one Click exception Typer exports.
+_CLICK_EXCEPTION = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command group: usage errors (an unknown option, a missing argument, a bad value) as one
+    `error:` line on stderr naming the command's --help, exit 2, instead of Click's multi-line box; --help and
+    every other exit are unchanged."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_EXCEPTION as error:
+            where = f"`{error.ctx.command_path} --help`" if getattr(error, "ctx", None) else "--help"
+            message = " ".join(error.format_message().split())
+            if not message:  # no arguments at all: the help was printed, as asked (no_args_is_help)
+                sys.exit(error.exit_code)
+            err_console.print(f"error: {message} (see {where})", style="red", highlight=False, markup=False,
+                              soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            err_console.print("aborted", style="red", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields advance(n). Hidden when stderr is not a terminal-like stream."""
@@ -114,6 +146,29 @@ def warn_skip(path: str, reason: str) -> None:
     warn(f"skipped {reason}" if reason.startswith(str(path)) else f"skipped {path}: {reason}")
 
 
+class SkippedInputs:
+    """The on_skip callback of a command: a warning line per unreadable input, a `{"path", "error"}` record
+    for --json (streamed as its own line with `stream_json`, else in `records` for the command's object), and
+    exit code 6 (EXIT_SKIPPED) at `finish()` when any input was skipped."""
+
+    def __init__(self, stream_json: bool = False):
+        self.stream_json = stream_json
+        self.records: list[dict[str, str]] = []
+
+    def __call__(self, path: str, reason: str) -> None:
+        warn_skip(path, reason)
+        record = {"path": str(path), "error": reason}
+        self.records.append(record)
+        if self.stream_json:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+
+    def finish(self) -> None:
+        """Exit with EXIT_SKIPPED when any input was skipped (after the command's output)."""
+        if self.records:
+            warn(f"{len(self.records)} input(s) skipped as unreadable (exit code {EXIT_SKIPPED})")
+            raise typer.Exit(EXIT_SKIPPED)
+
+
 def human_size(size: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
@@ -122,36 +177,66 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def _short(path: str | None, width: int = 40) -> str:
-    """The file name with its folder (e.g. broken_large/003.png), trimmed from the left to fit."""
+def shorten_middle(text: str, width: int, head_share: float = 1 / 3) -> str:
+    """text cut in the middle to at most width characters ('broken_l…/003.png'), head_share of them from its
+    start: the end of an image name tells images apart, so it is kept whole where it can be."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[-width:] if width > 0 else ""
+    head = int((width - 1) * head_share)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _short(path: str | None) -> str:
+    """The file name with its folder (e.g. broken_large/003.png)."""
     if path is None:
         return "-"
     parts = Path(path).parts
-    text = "/".join(parts[-2:]) if len(parts) >= 2 else path
-    return text if len(text) <= width else "..." + text[-(width - 3):]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else path
+
+
+# Score table columns after the image: score (6), normalised (5), verdict (7); a rich table adds 3 characters
+# per column and 1. What is left of the console's width is shared by the image and its nearest exemplars.
+_FIXED_WIDTH = 6 + 5 + 7 + 3 * 6 + 1
 
 
 def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None) -> None:
-    """One row per scored image."""
+    """One row per scored image, fitted to the console's width (80 columns and up): image names are cut in
+    the middle, never at their end."""
+    free = max(43, console.width - _FIXED_WIDTH)
+    defect_width = max(14, int(free * 0.25))  # "nearest defect" and "type 0.123"
+    image_width = (free - defect_width) // 2
+    good_width = free - defect_width - image_width
     table = Table(title=title, show_lines=False)
-    table.add_column("image")
-    table.add_column("score", justify="right")
-    table.add_column("normalised", justify="right")
-    table.add_column("verdict")
-    table.add_column("nearest good (distance)")
-    table.add_column("nearest defect (type, distance)")
+    table.add_column("image", no_wrap=True, max_width=image_width)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("norm.", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("nearest good", no_wrap=True, max_width=good_width)
+    table.add_column("nearest defect", no_wrap=True, max_width=defect_width)
     shown = results if limit is None else results[:limit]
     for result in shown:
         verdict = "-" if result.is_anomaly is None else (Text("REJECT", "red") if result.is_anomaly
                                                          else Text("pass", "green"))
         good = result.nearest[0] if result.nearest else None
         defect = result.nearest_defect
-        table.add_row(
-            _short(result.path), f"{result.score:.4f}",
-            "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
-            f"{_short(good.path, 28)} ({good.distance:.3f})" if good else "-",
-            f"{defect.defect_type or '-'}, {defect.distance:.3f}" if defect else "-")
+        good_text = "-"
+        if good:
+            distance = f" {good.distance:.3f}"
+            good_text = shorten_middle(Path(good.path).name, good_width - len(distance), head_share=0) + distance
+        defect_text = "-"
+        if defect:
+            distance = f" {defect.distance:.3f}"
+            defect_text = shorten_middle(defect.defect_type or "untyped", defect_width - len(distance)) + distance
+        table.add_row(shorten_middle(_short(result.path), image_width), f"{result.score:.4f}",
+                      "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
+                      good_text, defect_text)
     console.print(table)
+    console.print("norm.: normalised score, threshold at 0.5; nearest: exemplar file, distance",
+                  highlight=False)
+    if shown and all(result.is_anomaly is None for result in shown):
+        console.print("not calibrated: run simsearch calibrate for verdicts and normalised scores")
     if limit is not None and len(results) > limit:
         console.print(f"... and {len(results) - limit} more (use --json for all)")
 
@@ -212,6 +297,8 @@ def print_evaluation(evaluation) -> None:
     console.print(Text.assemble((f"{data['images']} images", "bold"), f" ({data['good']} good, {data['defect']} "
                                 f"defect): image AUROC ", (f"{auroc:.4f}", "bold") if auroc is not None
                                 else "n/a (one class only)"))
+    if data.get("left_out_exemplars"):
+        console.print(f"left out {data['left_out_exemplars']} image(s) that are exemplars of the index")
     for key, name in (("pixel_auroc", "pixel AUROC"), ("pixel_pro", "pixel PRO (FPR<=0.3)")):
         if data.get(key) is not None:
             console.print(Text.assemble(f"{name}: ", (f"{data[key]:.4f}", "bold")))
@@ -224,8 +311,15 @@ def print_evaluation(evaluation) -> None:
         table.add_row("good", str(tn), str(fp))
         table.add_row("defect", str(fn), str(tp))
         console.print(table)
+        console.print("recall " + _ratio(tp, tp + fn) + ", false-alarm rate " + _ratio(fp, fp + tn)
+                      + ", precision " + _ratio(tp, tp + fp))
         if data["recall_by_type"]:
             console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+
+
+def _ratio(part: int, whole: int) -> str:
+    """'0.950 (19/20)', or 'n/a (0/0)'."""
+    return f"{part / whole:.3f} ({part}/{whole})" if whole else f"n/a ({part}/{whole})"
 
 
 def print_calibration(calibration: Threshold, index: Path) -> None:

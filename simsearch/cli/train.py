@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -10,7 +11,7 @@ from typing import Callable, Iterator, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simsearch.cli.output import console, err_console, fail, handle_errors, warn_skip
+from simsearch.cli.output import SkippedInputs, console, err_console, fail, handle_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 
@@ -83,23 +84,43 @@ def _samples(data: Path):
     return samples, counts
 
 
-def _report(kind: str, result, counts: dict, as_json: bool) -> None:
+def _resumed_config(ctx: typer.Context, out: Path, resume: bool, kind: str, cls, limits: dict,
+                    given: dict) -> object:
+    """The model config: with --resume, the checkpoint's settings, except those given on the command line (a
+    differing one is then named by the training loop); else the options' values. `given` maps each model option
+    (its parameter name) to (config field, value)."""
+    from simsearch.embed.checkpoint import config_from_record, read_checkpoint
+    from simsearch.train.loop import LAST
+
+    explicit = {field: value for name, (field, value) in given.items()
+                if ctx.get_parameter_source(name) is not None and ctx.get_parameter_source(name).name != "DEFAULT"}
+    if not resume or not (out / LAST).is_file():
+        return cls(**{field: value for field, value in given.values()})
+    stored = read_checkpoint(out / LAST, kind=kind)["config"]
+    config = config_from_record(cls, stored, f"checkpoint {out / LAST}", limits)
+    return dataclasses.replace(config, **explicit)
+
+
+def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs) -> None:
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
                "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
-               "curves": str(result.curves_path), "final": last}
+               "curves": str(result.curves_path), "final": last, "skipped": skips.records}
     if as_json:
         typer.echo(json.dumps(summary))
+        skips.finish()
         return
     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch")
     console.print(f"trained {kind} for {int(last['epoch'])} epochs ({losses})")
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
     console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
+    skips.finish()
 
 
 @train_app.command("triplet-ae")
 def triplet_ae(
+    ctx: typer.Context,
     data: Path = DataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-ae"), "--out", "-o", help="Run folder."),
     epochs: int = EpochsOption, lr: float = LrOption, batch_size: int = BatchOption,
@@ -114,23 +135,26 @@ def triplet_ae(
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
-        from simsearch.embed.triplet_ae import AutoencoderConfig
+        from simsearch.embed.triplet_ae import AUTOENCODER_LIMITS, AutoencoderConfig
         from simsearch.train.tasks.triplet_ae import train_triplet_ae
 
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
                                       device, patience)
+        model_config = _resumed_config(ctx, out, resume, "triplet-ae", AutoencoderConfig, AUTOENCODER_LIMITS, {
+            "image_size": ("image_size", image_size), "embedding_dim": ("embedding_dim", embedding_dim),
+            "grayscale": ("channels", 1 if grayscale else 3), "roi": ("roi", None if roi == "none" else roi),
+            "triplet_weight": ("triplet_weight", triplet_weight)})
         samples, counts = _samples(data)
-        model_config = AutoencoderConfig(image_size=image_size, embedding_dim=embedding_dim,
-                                         channels=1 if grayscale else 3, roi=None if roi == "none" else roi,
-                                         triplet_weight=triplet_weight)
+        skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
-            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip,
+            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
                                       triplet)
-        _report("triplet-ae", result, counts, as_json)
+        _report("triplet-ae", result, counts, as_json, skips)
 
 
 @train_app.command("triplet-head")
 def triplet_head(
+    ctx: typer.Context,
     data: Path = DataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-head"), "--out", "-o", help="Run folder."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (in total, when resuming)."),
@@ -151,7 +175,7 @@ def triplet_head(
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
         from simsearch.embed.backbone import BackboneEmbedder
-        from simsearch.embed.triplet_head import HeadConfig
+        from simsearch.embed.triplet_head import HEAD_LIMITS, HeadConfig
         from simsearch.train.tasks.triplet_head import train_triplet_head
 
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
@@ -159,12 +183,14 @@ def triplet_head(
         samples, counts = _samples(data)
         frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
                                   device=device)
-        head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-                                 roi=None if roi == "none" else roi)
+        head_config = _resumed_config(ctx, out, resume, "triplet-head", HeadConfig, HEAD_LIMITS, {
+            "embedding_dim": ("embedding_dim", embedding_dim), "hidden_dim": ("hidden_dim", hidden_dim),
+            "roi": ("roi", None if roi == "none" else roi)})
+        skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
-                                        on_read, warn_skip, triplet)
-        _report("triplet-head", result, counts, as_json)
+                                        on_read, skips, triplet)
+        _report("triplet-head", result, counts, as_json, skips)
 
 
 def register(app: typer.Typer) -> None:

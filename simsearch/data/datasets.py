@@ -133,24 +133,55 @@ def discover_samples(root: str | Path) -> list[Sample]:
     return samples
 
 
+PATH_COLUMNS = ("path", "file", "filename", "image", "image_path")
+LABEL_COLUMNS = ("label", "class", "is_defect", "defect")
+PROBABILITY_COLUMNS = ("defect_probability",)  # ELPV's own labels.csv: a defect when >= 0.5
+TYPE_COLUMNS = ("type", "defect_type")
+
+
+def _column(header: list[str], names: Sequence[str]) -> int | None:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    return None
+
+
 def read_label_csv(csv_path: str | Path) -> list[Sample]:
-    """Read a `path,label[,type]` CSV (paths relative to the CSV's folder); the header is optional."""
+    """Read a labels CSV by its header names (paths relative to the CSV's folder): a path column (path, file,
+    filename, image), a label column (label, class, is_defect: good/ok/0 or defect/ng/1) or ELPV's
+    defect_probability (>= 0.5 is a defect), and optionally a defect type column (type, defect_type). Other
+    columns (ELPV's cell_type) are ignored; a header without a path and a label column is refused."""
     csv_path = Path(csv_path)
     samples: list[Sample] = []
-    with open(csv_path, newline="", encoding="utf-8") as handle:
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.reader(handle))
-    if rows and rows[0] and rows[0][0].strip().lower() in {"path", "file", "filename", "image"}:
-        rows = rows[1:]
-    for number, row in enumerate(rows, start=2):
-        if not row or not row[0].strip():
+    header = [name.strip().lower() for name in rows[0]] if rows else []
+    path_at, type_at = _column(header, PATH_COLUMNS), _column(header, TYPE_COLUMNS)
+    label_at, probability_at = _column(header, LABEL_COLUMNS), _column(header, PROBABILITY_COLUMNS)
+    if path_at is None or (label_at is None and probability_at is None):
+        shown = ",".join(rows[0])[:80] if rows else "(empty file)"
+        raise DatasetError(f"{csv_path}: header {shown!r} not understood; expected a header row with a path "
+                           f"column ({'/'.join(PATH_COLUMNS)}) and a label column ({'/'.join(LABEL_COLUMNS)}, or "
+                           f"defect_probability), optionally {'/'.join(TYPE_COLUMNS)}")
+    for number, row in enumerate(rows[1:], start=2):
+        if not row or not any(cell.strip() for cell in row):
             continue
-        if len(row) < 2:
-            raise DatasetError(f"{csv_path}:{number}: expected 'path,label', got {row!r}")
-        path = Path(row[0].strip())
+        needed = max(i for i in (path_at, label_at, probability_at) if i is not None)
+        if len(row) <= needed or not row[path_at].strip():
+            raise DatasetError(f"{csv_path}:{number}: expected {len(header)} columns ({','.join(header)}), "
+                               f"got {row!r}")
+        path = Path(row[path_at].strip())
         path = path if path.is_absolute() else csv_path.parent / path
-        label = normalise_label(row[1])
-        defect_type = row[2].strip() if len(row) > 2 and row[2].strip() and label == DEFECT else None
-        samples.append(Sample(path, label, defect_type))
+        if label_at is not None:
+            label = normalise_label(row[label_at])
+        else:
+            try:
+                label = DEFECT if float(row[probability_at]) >= 0.5 else GOOD
+            except ValueError:
+                raise DatasetError(f"{csv_path}:{number}: defect_probability {row[probability_at]!r} is not a "
+                                   "number") from None
+        kind = row[type_at].strip() if type_at is not None and type_at < len(row) else ""
+        samples.append(Sample(path, label, check_defect_type(kind) if kind and label == DEFECT else None))
     if not samples:
         raise DatasetError(f"{csv_path}: no rows")
     return samples
@@ -170,14 +201,48 @@ def typed_defect_samples(paths: Iterable[str | Path], defect_type: str | None = 
     return samples
 
 
-def good_image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Good exemplars: every image under the paths, or train/good when a path is an MVTec category."""
-    resolved = []
+def _folder_exemplars(root: Path) -> list[Sample]:
+    """Every image under root: below a folder named defect/ng/bad/anomaly a defect (typed by the next
+    folder down, if any), anywhere else good."""
+    samples: list[Sample] = []
+    for path in list_image_files([root]):
+        parts = path.relative_to(root).parts[:-1]
+        named = [position for position, part in enumerate(parts) if part.lower() in DEFECT_NAMES]
+        if named:
+            below = parts[named[0] + 1:]
+            samples.append(Sample(path, DEFECT, below[0] if below else None))
+        else:
+            samples.append(Sample(path, GOOD))
+    return samples
+
+
+def exemplar_samples(paths: Sequence[str | Path]) -> list[Sample]:
+    """What an index is built from, labelled: an MVTec category gives its train/good images; an MVTec test
+    tree and a labels CSV their labelled images; a folder its images, those below a defect/ng/bad/anomaly
+    folder as (typed) defects and the others as good; a file is good."""
+    samples: list[Sample] = []
     for item in paths:
         item = Path(item)
-        good = mvtec_good_folder(item) if item.is_dir() else None
-        resolved.append(good if good is not None else item)
-    return list_image_files(resolved)
+        if item.is_file() and item.suffix.lower() == ".csv":
+            samples.extend(read_label_csv(item))
+        elif not item.is_dir():
+            samples.extend(Sample(path, GOOD) for path in list_image_files([item]))
+        elif mvtec_good_folder(item) is not None:
+            samples.extend(Sample(path, GOOD) for path in list_image_files([mvtec_good_folder(item)]))
+        elif item.name.lower() == "test" and (item.parent / "ground_truth").is_dir():
+            samples.extend(discover_samples(item))
+        elif item.name.lower() in DEFECT_NAMES:
+            raise DatasetError(f"{item} is named like a folder of defects, and would be indexed as good parts",
+                               hint="pass it as {param}, or its parent folder (good/ beside defect/)",
+                               parameter="defects")
+        else:
+            samples.extend(_folder_exemplars(item))
+    return samples
+
+
+def good_image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The good images among exemplar_samples(paths) (never the defects of a labelled folder)."""
+    return [s.path for s in exemplar_samples(paths) if not s.is_defect]
 
 
 def class_key(sample: Sample) -> str:
@@ -214,7 +279,8 @@ def training_samples(root: str | Path) -> list[Sample]:
 
 __all__ = [
     "DEFECT", "GOOD", "DatasetError", "Sample", "class_ids", "class_key", "count_by_class", "discover_samples",
-    "good_image_files", "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label", "parse_fold",
+    "exemplar_samples", "good_image_files", "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label",
+    "parse_fold",
     "read_label_csv", "select_fold", "training_samples", "typed_defect_samples",
 ]
 

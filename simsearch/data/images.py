@@ -239,17 +239,43 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_mask_folder(folder: Path) -> bool:
+    """True for an MVTec AD `ground_truth` folder (beside `test/`): its `*_mask.png` files are labels, not
+    images to score."""
+    return folder.name == "ground_truth" and (folder.parent / "test").is_dir()
+
+
+def _walk_images(root: Path) -> list[Path]:
+    """Image files under root, sorted, following symlinked folders and files; a folder reached twice (a
+    symlink loop, or two links to one folder) is walked once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # os.walk does not guard against loops when it follows links
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not is_mask_folder(Path(folder) / name))
+        for name in files:
+            path = Path(folder) / name
+            if is_image_file(path) and path.is_file():  # is_file follows a link; a dangling link is dropped
+                found.append(path)
+    return sorted(found)
+
+
 def list_image_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of image files.
+    """Expand files and folders (recursively, following symlinks) into a sorted list of image files.
 
     Files given by name are kept whatever their suffix (reading decides); inside folders only image
-    suffixes count. A missing path raises FileNotFoundError.
+    suffixes count, and an MVTec `ground_truth` folder is skipped (its masks are not images to score).
+    A missing path raises FileNotFoundError.
     """
     found: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+            found.extend(_walk_images(path))
         elif path.is_file():
             found.append(path)
         else:

@@ -38,13 +38,27 @@ class Threshold:
         """The anomaly-map threshold: pixel_value, or the image threshold when none was calibrated."""
         return float(self.pixel_value) if self.pixel_value is not None else float(self.value)
 
+    def gain(self, value: float | None = None) -> float | None:
+        """The steepness g of the ratio rule: ln 9 / ln(t / low), so that the lowest calibration score maps to
+        0.1; None where the rule does not apply (scores not positive, or low not below t)."""
+        centre, low = float(self.value if value is None else value), float(self.low)
+        return math.log(9.0) / math.log(centre / low) if 0.0 < low < centre else None
+
     def normalise(self, scores: np.ndarray | Sequence[float], value: float | None = None) -> np.ndarray:
-        """Raw scores -> [0, 1] with the threshold (or `value`) at 0.5, anomalib's min-max rule:
-        0.5 + (s - t) / (high - low), where low and high are the raw scores seen at calibration."""
+        """Raw scores -> [0, 1] with the threshold t (or `value`) at 0.5, by the ratio rule
+        s -> 1 / (1 + (t / s)^g) with g = gain(): the lowest calibration score maps to 0.1, scores twice the
+        threshold to 1 / (1 + 2^-g), so the number stays informative on both sides of 0.5 even after a
+        good-only calibration (whose scores span only the good parts). Where scores are not positive
+        distances (low <= 0: e.g. a defect probability), the linear rule 0.5 + (s - t) / (high - low)."""
         scores = np.asarray(scores, dtype=np.float64)
         centre = float(self.value if value is None else value)
-        span = max(float(self.high) - float(self.low), 1e-12)
-        return np.clip(0.5 + (scores - centre) / span, 0.0, 1.0)
+        gain = self.gain(centre)
+        if gain is None:
+            span = max(float(self.high) - float(self.low), 1e-12)
+            return np.clip(0.5 + (scores - centre) / span, 0.0, 1.0)
+        with np.errstate(divide="ignore", over="ignore"):
+            ratio = np.where(scores > 0, centre / np.maximum(scores, 1e-300), np.inf)
+            return np.clip(1.0 / (1.0 + ratio ** gain), 0.0, 1.0)
 
     def is_anomalous(self, scores: np.ndarray | Sequence[float]) -> np.ndarray:
         """True where the raw score is at or above the threshold."""

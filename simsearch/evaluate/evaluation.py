@@ -4,13 +4,16 @@ AUROC and PRO where there are masks."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from simsearch.data.datasets import Sample, class_key
 from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
+from simsearch.files import file_sha256
+from simsearch.errors import InputError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_auroc, pro_score
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer  # the kNN Inspector or any baseline
@@ -51,7 +54,9 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
     scores = np.array([r.score for r in results])
     evaluation = Evaluation(samples, results, image_auroc(labels, scores), threshold)
     if threshold is not None:
-        evaluation.confusion = binary_metrics(labels, scores, threshold)["confusion"]
+        metrics = binary_metrics(labels, scores, threshold)
+        evaluation.confusion = metrics["confusion"]
+        evaluation.extra.update({key: metrics[key] for key in ("recall", "false_alarm_rate", "precision")})
         predicted = (scores >= threshold).astype(int)
         for kind in sorted({class_key(s) for s in samples if s.is_defect}):
             rows = [i for i, s in enumerate(samples) if s.is_defect and class_key(s) == kind]
@@ -85,13 +90,38 @@ def maps_and_masks(samples: Sequence[Sample], results: Sequence[ScoreResult]) ->
     return maps, masks
 
 
+def leave_out_exemplars(scorer: Scorer, samples: Sequence[Sample], purpose: str,
+                        warn: Callable[[str], None] | None = None) -> list[Sample]:
+    """The samples that are not exemplars of the scorer's index (same file bytes, by sha256): an exemplar
+    scored against itself has distance 0 and says nothing. Warns with how many were left out; InputError when
+    none is left. A scorer without an index (a baseline) keeps every sample."""
+    index = getattr(scorer, "index_", None)
+    if index is None:
+        return list(samples)
+    known = {e.sha256 for e in index.exemplars.values()}
+    fresh = [s for s in samples if not (Path(s.path).is_file() and file_sha256(s.path) in known)]
+    if not fresh:
+        raise InputError(f"every {purpose} image is an exemplar of the index (a score against itself says "
+                         f"nothing)", hint=f"{purpose} on images the index was not built from, e.g. another "
+                         "--fold or a held-out folder")
+    if len(fresh) < len(samples) and warn is not None:
+        warn(f"left out {len(samples) - len(fresh)} {purpose} image(s) that are exemplars of the index "
+             "(a score against itself says nothing)")
+    return fresh
+
+
 def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
-                     on_skip: OnSkip | None = None) -> Evaluation:
-    """Score a labelled set: image AUROC, the confusion matrix at the index's threshold (if any), and
-    pixel AUROC and PRO where ground-truth masks exist (at the anomaly maps' resolution)."""
-    kept, results = score_samples(scorer, samples, on_progress, on_skip)
+                     on_skip: OnSkip | None = None, warn: Callable[[str], None] | None = None) -> Evaluation:
+    """Score a labelled set, leaving out the index's own exemplars: image AUROC, the confusion matrix at the
+    index's threshold (if any), and pixel AUROC and PRO where ground-truth masks exist (at the anomaly maps'
+    resolution). `extra["left_out_exemplars"]` says how many samples were exemplars."""
+    fresh = leave_out_exemplars(scorer, samples, "evaluation", warn)
+    if on_progress is not None and len(fresh) < len(samples):
+        on_progress(len(samples) - len(fresh))  # the left-out images count as done
+    kept, results = score_samples(scorer, fresh, on_progress, on_skip)
     threshold = scorer.threshold_
     evaluation = evaluate_results(kept, results, threshold.value if threshold is not None else None)
+    evaluation.extra["left_out_exemplars"] = len(samples) - len(fresh)
     pixels = maps_and_masks(kept, results)
     if pixels is not None:
         evaluation.extra["pixel_auroc"] = pixel_auroc(*pixels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ class ExemplarIndex:
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
         self.threshold: dict[str, Any] | None = None  # set by calibration
+        # {"low", "high", "images"}: the good exemplars' own leave-one-out scores, set when built; the one
+        # heatmap scale of the index until it is calibrated (None: an older index, or no files to re-score)
+        self.map_scale: dict[str, Any] | None = None
         self.created = _now()
         self.updated: str | None = None  # when it was last saved
         self.generation = 0
@@ -212,7 +216,7 @@ class ExemplarIndex:
             "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
-            "created": self.created, "updated": self.updated, "generation": self.generation,
+            "map_scale": self.map_scale, "created": self.created, "updated": self.updated, "generation": self.generation,
         }
 
     def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
@@ -336,6 +340,7 @@ class ExemplarIndex:
         index.next_id = manifest["next_id"]
         index.patch_grid = tuple(manifest["patch_grid"]) if manifest.get("patch_grid") else None
         index.threshold = manifest.get("threshold")
+        index.map_scale = manifest.get("map_scale")
         index.created = manifest.get("created", index.created)
         index.updated = manifest.get("updated")
         index.generation = manifest.get("generation", 0)
@@ -423,6 +428,10 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    scale = manifest.get("map_scale")
+    need(scale is None or (isinstance(scale, dict) and all(
+        isinstance(scale.get(key), (int, float)) and not isinstance(scale.get(key), bool) and math.isfinite(scale[key])
+        for key in ("low", "high"))), "map_scale is not a record of two numbers")
     need(manifest.get("patch_bank") in (None, True, False), "patch_bank is not true or false")
 
 

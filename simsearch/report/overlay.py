@@ -60,10 +60,18 @@ def overlay_png(pixels: np.ndarray, result: ScoreResult, threshold: Threshold | 
     return buffer.getvalue()
 
 
-def overlay_name(path: str | None, number: int) -> str:
-    """A file name for an image's overlay that keeps its folder (MVTec's 000.png repeats per type)."""
+def overlay_name(path: str | None, number: int, taken: set[str] | None = None) -> str:
+    """A file name for an image's overlay that keeps its folder (MVTec's 000.png repeats per type); when that
+    name is in `taken` (two good/000.png from different folders), the image's number is added. The name is
+    added to `taken`."""
     if path is None:
-        return f"image_{number:05d}_overlay.png"
-    parts = Path(path).parts
-    stem = "_".join(parts[-2:-1] + (Path(parts[-1]).stem,))
-    return f"{stem}_overlay.png"
+        name = f"image_{number:05d}_overlay.png"
+    else:
+        parts = Path(path).parts
+        stem = "_".join(parts[-2:-1] + (Path(parts[-1]).stem,))
+        name = f"{stem}_overlay.png"
+        if taken is not None and name in taken:
+            name = f"{stem}_{number:05d}_overlay.png"
+    if taken is not None:
+        taken.add(name)
+    return name

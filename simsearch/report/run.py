@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import replace
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -67,15 +68,20 @@ def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: S
     for sample in evaluated:
         chosen = samples.setdefault(class_of(sample), [])
         if len(chosen) < SAMPLES_PER_CLASS:
-            chosen.append(str(sample.path))
-    return {"dataset": str(dataset), "fold": fold, "splits": splits, "samples": samples}
+            chosen.append(absolute(sample.path))
+    return {"dataset": absolute(dataset), "fold": fold, "splits": splits, "samples": samples}
+
+
+def absolute(path: str | Path) -> str:
+    """A path as stored in run.json: absolute (symlinks kept), so that the run reads the same from any folder."""
+    return os.path.abspath(path)
 
 
 def setup_section(index: Any, index_folder: str | Path | None = None, **hyperparameters: Any) -> dict[str, Any]:
     """The set-up read from an ExemplarIndex: embedder, backbone, weights, mode, k, coreset, threshold."""
     described = index.describe()
     config = dict(described["embedder"])
-    return {"index": None if index_folder is None else str(index_folder), **described, "embedder": config,
+    return {"index": None if index_folder is None else absolute(index_folder), **described, "embedder": config,
             "backbone": config.get("backbone") or config.get("kind"), "weights": describe_weights(config),
             "hyperparameters": hyperparameters}
 
@@ -92,7 +98,7 @@ def describe_weights(config: dict[str, Any]) -> str:
 
 def result_record(sample: Sample, result: ScoreResult) -> dict[str, Any]:
     """One image's line in run.json: its label and type, and what simsearch said of it."""
-    return {**result.to_dict(), "path": str(sample.path), "label": sample.label, "defect_type": sample.defect_type}
+    return {**result.to_dict(), "path": absolute(sample.path), "label": sample.label, "defect_type": sample.defect_type}
 
 
 def evaluation_run(evaluation: Evaluation, index: Any, dataset: str | Path, fold: str | None = None,

@@ -35,6 +35,6 @@ def report_evaluation(evaluation: Evaluation, scorer: Any, dataset: str | Path, 
                       setup={"model": None if index_folder is None else str(index_folder), **scorer.describe()},
                       results=[result_record(s, r) for s, r in zip(evaluation.samples, evaluation.results)],
                       metrics=evaluation.to_dict())
-    write_example_overlays(run, evaluation, scorer.threshold_, folder)
+    write_example_overlays(run, evaluation, getattr(scorer, "heatmap_scale_", scorer.threshold_), folder)
     write_run(run, folder)
     return write_report(folder)

@@ -50,11 +50,25 @@ def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, in
     return sorted(boxes, key=lambda b: -b.score)
 
 
+PEAK_REGION_LEVEL = 0.5  # the peak region: where the map is above half-way from its median to its peak
+
+
+def peak_region_box(amap: np.ndarray, image_size: tuple[int, int] | None = None) -> Box:
+    """The box around the map's peak: the connected region holding the maximum where the map is above
+    half-way between its median and its peak (what a reject names when no region passes the box threshold)."""
+    peak, median = float(amap.max()), float(np.median(amap))
+    level = median + PEAK_REGION_LEVEL * (peak - median) if peak > median else peak
+    return boxes_from_map(amap, level, image_size, min_fraction=0.0)[0]  # highest peak first: the maximum's
+
+
 def add_map_and_boxes(result: ScoreResult, pixel_threshold: float | None = None, reject: bool = False) -> None:
     """Fill result.anomaly_map from its patch map and, for a rejected image, result.boxes: the regions of
-    the map at or above pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes)."""
+    the map at or above pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes), or the peak
+    region when none passes it, so that a reject always says where."""
     if result.patch_map is None:
         return
     result.anomaly_map = anomaly_map(result.patch_map)
     if pixel_threshold is not None and reject:  # boxes say where to look on a reject; a pass has none
         result.boxes = boxes_from_map(result.anomaly_map, float(pixel_threshold), result.image_size)
+        if not result.boxes:  # the box threshold can sit above a borderline reject's map: still name where
+            result.boxes = [peak_region_box(result.anomaly_map, result.image_size)]

@@ -85,7 +85,7 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     result.path = image.filename
     png = None
     if heatmap:  # drawn on the decoded pixels, in their frame, before the boxes go back to the original's
-        png = await run_in_threadpool(overlay_png, decoded.pixels, result, svc.state.snapshot.threshold_)
+        png = await run_in_threadpool(overlay_png, decoded.pixels, result, svc.state.snapshot.heatmap_scale_)
     height, width = decoded.original_size
     result.boxes = [box.scaled(*decoded.scale, height, width) for box in result.boxes]
     result.image_size = decoded.original_size

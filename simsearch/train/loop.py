@@ -117,8 +117,13 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
         if out is None:
             raise TrainingError("resuming needs the run's folder", parameter="out_dir")
         state = read_checkpoint(out / LAST, kind=task.kind)
-        if state["config"] != task.config():
-            raise TrainingError(f"{out / LAST} was trained with other model settings: {state['config']}")
+        stored, asked = state["config"], task.config()
+        if stored != asked:
+            differ = [f"{key} {stored.get(key)!r} (asked {asked.get(key)!r})"
+                      for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key)] \
+                if isinstance(stored, dict) else [repr(stored)]
+            raise TrainingError(f"{out / LAST} was trained with other model settings: {', '.join(differ)}",
+                                hint="resume with the checkpoint's values (or leave those options out)")
         task.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:

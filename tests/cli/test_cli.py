@@ -46,11 +46,11 @@ def test_build_score_json_info_add_remove(built, part_folder):
     assert "dent" not in json.loads(_run("info", built, "--json").stdout)["defect_types"]
 
 
-def test_evaluate_prints_auroc(built, part_folder):
-    result = _run("evaluate", part_folder, "--index", built, "--json")
+def test_evaluate_prints_auroc(built, fresh_parts):
+    result = _run("evaluate", fresh_parts, "--index", built, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["good"] == 12 and report["defect"] == 4 and 0.0 <= report["image_auroc"] <= 1.0
+    assert report["good"] == 8 and report["defect"] == 4 and 0.0 <= report["image_auroc"] <= 1.0
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "no_images", "corrupt"])
@@ -72,7 +72,7 @@ def test_bad_inputs_give_one_line_errors(case, tmp_path):
 def test_corrupt_file_in_folder_is_skipped_with_a_warning(part_folder, tmp_path):
     (part_folder / "good" / "zz_broken.png").write_bytes(b"junk")
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "idx", *FAST)
-    assert result.exit_code == 0
+    assert result.exit_code == 6  # done, on fewer inputs than given (errors.EXIT_SKIPPED)
     assert "warning: skipped" in result.stderr and "zz_broken.png" in result.stderr
 
 

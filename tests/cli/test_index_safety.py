@@ -75,7 +75,7 @@ def test_adding_the_same_file_twice_is_skipped_unless_asked(built, part_folder):
     file = part_folder / "good" / "03.png"
     result = _run("add", built, file, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == {
-        "added": [], "label": "good", "type": None, "skipped_duplicates": [str(file)]}
+        "added": [], "label": "good", "type": None, "skipped_duplicates": [str(file)], "skipped": []}
     said = _run("add", built, file)
     assert said.exit_code == 0 and "skipped 1 file" in said.output and "--allow-duplicates" in said.output
     again = _run("add", built, file, "--allow-duplicates", "--json")

@@ -64,3 +64,13 @@ def test_normalised_score_puts_threshold_at_half():
     record = calibrate(labels, scores).to_record()
     normalised = normalise_scores([record["value"], scores.min(), 1e9], record)
     assert normalised.tolist() == [0.5, pytest.approx(0.5 - (14.5 - 0) / 29), 1.0]
+
+
+def test_normalised_score_is_informative_after_good_only_calibration():
+    # the min-max rule put every good at 0.000 and every defect at 1.000 here (the span was the goods' only)
+    goods = np.linspace(1.0, 2.0, 200)
+    threshold = calibrate(np.zeros(200, int), goods, "good-only", 0.01)
+    normalised = threshold.normalise([goods.min(), np.median(goods), threshold.value, 1.3 * threshold.value,
+                                      3 * threshold.value])
+    assert normalised[0] == pytest.approx(0.1) and 0.1 < normalised[1] < 0.5
+    assert normalised[2] == pytest.approx(0.5) and 0.5 < normalised[3] < normalised[4] < 0.999

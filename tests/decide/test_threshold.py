@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -41,7 +42,10 @@ def test_a_record_that_is_not_a_mapping_is_refused():
 
 def test_normalise_is_anomalous_and_pixel():
     threshold = _threshold()  # value 2, scale 1..5: span 4
-    assert threshold.normalise([2.0, 3.0, 100.0, -100.0]).tolist() == [0.5, 0.75, 1.0, 0.0]
+    normalised = threshold.normalise([2.0, 3.0, 100.0, -100.0, 1.0, 1.5])  # value 2, low 1
+    gain = math.log(9) / math.log(2)
+    assert normalised.tolist() == [0.5, pytest.approx(1 / (1 + (2 / 3) ** gain)), pytest.approx(1.0, abs=1e-4), 0.0,
+                                   pytest.approx(0.1), pytest.approx(1 / (1 + (2 / 1.5) ** gain))]
     assert threshold.normalise([3.5], value=threshold.pixel).tolist() == [0.5]
     assert threshold.is_anomalous([1.9, 2.0, 2.1]).tolist() == [False, True, True]
     assert threshold.pixel == 3.5 and Threshold(value=2.0).pixel == 2.0
