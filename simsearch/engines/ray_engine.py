@@ -1,0 +1,320 @@
+"""Embedding and scoring as Ray Data jobs, for sets too large for one machine.
+
+The driver lists the files and cuts them into the embedder's batches; a Ray Data job hands each batch to one
+of a fixed pool of actors (each holds the model, and a GPU where the cluster has them), and the driver
+streams the actors' rows back in input order:
+
+- `build_index`: actors embed; the driver adds the vectors to one ExemplarIndex in the same chunks, in the
+  same order, as `Inspector.fit`, so the patch coreset and every id come out as in one process.
+- `iter_score`: actors load the saved index and score; the driver gets ScoreResults (maps left on the
+  workers; scores, verdicts, nearest exemplars and boxes come back).
+
+Images and the index folder must be readable at the same path on every node (a shared file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageError
+from simsearch.data.inputs import OnSkip, Progress, iter_items
+from simsearch.embed import Embedder, embedder_from_config
+from simsearch.errors import InputError, SimsearchError
+from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
+from simsearch.inspector import FIT_CHUNK, Inspector
+from simsearch.runtime import check_batch_size
+from simsearch.score.results import Box, Neighbour, ScoreResult
+
+if TYPE_CHECKING:
+    import pyarrow
+
+MAX_BLOCKS = 1000  # blocks of the list of batches (more only add scheduling overhead)
+INSTALL_HINT = "install it with `pip install simsearch[ray]`, or leave {param} out"
+
+
+def import_ray() -> Any:
+    """The `ray` module (with Ray Data), or an InputError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError("the ray engine needs Ray, which is not installed", hint=INSTALL_HINT,
+                         parameter="engine") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """The Ray cluster a job runs on and how its actor pool is sized."""
+
+    workers: int  # actors, each holding one copy of the model
+    cpus_per_worker: float
+    gpus_per_worker: float  # 0 on a cluster without GPUs
+    address: str | None  # None: a local Ray started for this job
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str | None = None, workers: int | None = None,
+                object_store_memory: int | None = None) -> Iterator[RayCluster]:
+    """Join the Ray cluster at `address`, or (None) start a local one with at least `workers` CPUs, for the
+    time of the block. `workers` actors (default: one per GPU, else one per CPU) hold the model; on a cluster
+    with GPUs each gets a GPU (or a share of one when there are more workers than GPUs)."""
+    if workers is not None and workers < 1:
+        raise InputError(f"workers must be at least 1, not {workers}", hint="pass a positive {param}",
+                         parameter="workers")
+    ray = import_ray()
+    started_here = False
+    if not ray.is_initialized():
+        options: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=max(workers or 1, os.cpu_count() or 1), object_store_memory=object_store_memory,
+                         **options)
+        except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError here
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InputError(f"cannot {where}: {reason}",
+                             hint="start one with `ray start --head` and pass its address in {param}"
+                             if address else "check that this machine can start Ray (`ray start --head`)",
+                             parameter="address") from None
+        started_here = True
+    try:
+        yield _size_pool(ray.cluster_resources(), workers, address)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _size_pool(resources: dict[str, float], workers: int | None, address: str | None) -> RayCluster:
+    gpus = float(resources.get("GPU", 0.0))
+    cpus = float(resources.get("CPU", 0.0))
+    count = workers or max(1, int(gpus) if gpus >= 1 else int(cpus))
+    if gpus >= 1:
+        return RayCluster(count, 1.0, min(1.0, gpus / count), address)
+    if count > cpus:
+        # actors that cannot be placed would wait forever: refuse instead
+        raise InputError(f"{count} workers need {count} CPUs and the Ray cluster has {cpus:g}",
+                         hint="ask for fewer in {param} or add nodes", parameter="workers")
+    return RayCluster(count, 1.0, 0.0, address)
+
+
+# -- the job ------------------------------------------------------------------------------------------
+def _run_job(files: Sequence[str], batch_size: int, worker: type, constructor: dict[str, Any],
+             cluster: RayCluster) -> Iterator["pyarrow.Table"]:
+    """Stream the workers' output tables, in input order. Each input row is one batch of paths, so each
+    worker call embeds exactly the batch the single-process path would."""
+    ray = import_ray()
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # the coreset continues in input order, as in one process
+    context.enable_progress_bars = False  # the caller shows one bar for the whole job
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    batches = [{"start": start, "paths": [str(p) for p in files[start:start + batch_size]]}
+               for start in range(0, len(files), batch_size)]
+    # blocks of a few batches each, so that every worker gets some; no more workers than batches
+    dataset = ray.data.from_items(batches, override_num_blocks=min(len(batches), MAX_BLOCKS)).map_batches(
+        worker, fn_constructor_kwargs=constructor, batch_size=1, batch_format="pyarrow",
+        concurrency=min(cluster.workers, len(batches)), num_cpus=cluster.cpus_per_worker,
+        **({"num_gpus": cluster.gpus_per_worker} if cluster.gpus_per_worker else {}))
+    try:
+        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+    except Exception as error:
+        cause = _simsearch_cause(error)
+        if cause is not None:  # a worker's own error (missing weights, damaged index): say it as one line
+            raise cause from None
+        raise
+
+
+def _simsearch_cause(error: BaseException | None) -> SimsearchError | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, SimsearchError):
+            return error
+        seen.add(id(error))
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
+
+
+def _read_batch(paths: Sequence[str]) -> tuple[list, dict[int, str]]:
+    """The readable items of a batch, and for each unreadable one its position and the reason."""
+    reasons: dict[str, str] = {}
+    items = list(iter_items(list(paths), on_skip=lambda path, reason: reasons.setdefault(str(path), reason)))
+    readable = {item.position for item in items}
+    return items, {n: reasons.get(p, "unreadable") for n, p in enumerate(paths) if n not in readable}
+
+
+def _batch_rows(batch: "pyarrow.Table") -> list[tuple[int, list[str]]]:
+    return list(zip(batch.column("start").to_pylist(), batch.column("paths").to_pylist()))
+
+
+def _absolute(path: str | Path | None) -> str | None:
+    # workers may run in another folder (or on another node): give them the path from the root
+    return None if path is None else str(Path(path).resolve())
+
+
+def _runtime(embedder: Embedder) -> dict[str, Any]:
+    # the workers pick their own device (a GPU where Ray gave them one); the batch is cut by the driver
+    return {"batch_size": embedder.batch_size}
+
+
+# -- building -----------------------------------------------------------------------------------------
+class EmbeddingWorker:
+    """A Ray actor holding one embedder: a batch of paths in, one row per path out (vectors as bytes)."""
+
+    def __init__(self, config: dict[str, Any], weights: str | None, runtime: dict[str, Any]):
+        self.embedder = embedder_from_config(config, weights=weights, **runtime)
+
+    def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
+        import pyarrow as pa
+
+        rows: dict[str, list] = {"position": [], "error": [], "sha256": [], "image": [], "patches": [],
+                                 "grid": []}
+        for start, paths in _batch_rows(batch):
+            items, unreadable = _read_batch(paths)
+            embeddings = self.embedder.embed([item.pixels for item in items]) if items else None
+            by_position = {item.position: row for row, item in enumerate(items)}
+            for offset, path in enumerate(paths):
+                row = by_position.get(offset)
+                rows["position"].append(start + offset)
+                rows["error"].append(unreadable.get(offset))
+                rows["sha256"].append(None if row is None else items[row].sha256())
+                rows["image"].append(None if row is None else embeddings.image[row].tobytes())
+                patches = None if row is None or embeddings.patches is None else embeddings.patches[row]
+                rows["patches"].append(None if patches is None else patches.tobytes())
+                rows["grid"].append(None if patches is None else list(patches.shape))
+        return pa.table(rows, schema=pa.schema([("position", pa.int64()), ("error", pa.string()),
+                                                ("sha256", pa.string()), ("image", pa.large_binary()),
+                                                ("patches", pa.large_binary()), ("grid", pa.list_(pa.int32()))]))
+
+
+def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayCluster,
+                on_progress: Progress | None = None,
+                on_skip: OnSkip | None = None) -> Iterator[tuple[int, str, np.ndarray, np.ndarray | None]]:
+    """(position, sha256, image vector, patch grid or None) of each readable file, in input order, embedded
+    by the cluster's workers with a copy of `embedder`; unreadable files go to `on_skip`."""
+    files = [str(f) for f in files]
+    constructor = {"config": embedder.config, "weights": _absolute(embedder.config.get("weights_path")),
+                   "runtime": _runtime(embedder)}
+    names = ("position", "error", "sha256", "image", "patches", "grid")
+    for table in _run_job(files, check_batch_size(embedder.batch_size), EmbeddingWorker, constructor, cluster):
+        for position, error, sha, image, patches, grid in zip(*(table.column(n).to_pylist() for n in names)):
+            if error is not None:
+                if on_skip:
+                    on_skip(files[position], error)
+            else:
+                yield (position, sha, np.frombuffer(image, np.float32),
+                       None if patches is None else np.frombuffer(patches, np.float32).reshape(grid))
+        if on_progress:
+            on_progress(table.num_rows)
+
+
+def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder: Embedder, cluster: RayCluster,
+                mode: str = "patch", k: int = 1, coreset_ratio: float = 0.1, on_progress: Progress | None = None,
+                on_skip: OnSkip | None = None) -> Inspector:
+    """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
+    the one `Inspector(embedder, mode, k, coreset_ratio).fit(good)` (then adding the defects) builds."""
+    if mode == "patch" and not embedder.supports_patches:
+        raise InputError("this embedder gives no patch vectors: use mode='image'")
+    if not good:
+        raise ImageError("no good images found to build the index from")
+    index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio)
+    sources = [(str(p), "good", None) for p in good] + [(str(s.path), "defect", s.defect_type) for s in defects]
+    chunk: list[tuple[NewExemplar, np.ndarray, np.ndarray | None]] = []
+    chunk_key = None
+
+    def flush() -> None:
+        if chunk:
+            patches = None if chunk[0][2] is None else np.stack([c[2] for c in chunk])
+            index.add([c[0] for c in chunk], np.stack([c[1] for c in chunk]), patches)
+            chunk.clear()
+
+    for position, sha, image, patches in embed_files([s[0] for s in sources], embedder, cluster, on_progress,
+                                                     on_skip):
+        # the single-process fit adds good images FIT_CHUNK inputs at a time, then all the defects at once
+        key = position // FIT_CHUNK if position < len(good) else "defect"
+        if key != chunk_key:
+            flush()
+            chunk_key = key
+        path, label, defect_type = sources[position]
+        chunk.append((NewExemplar(path, label, defect_type, sha), image, patches if label == "good" else None))
+    flush()
+    counts = index.counts()
+    if counts["good"] == 0:
+        raise ImageError(f"none of the {len(good)} good inputs could be read as an image")
+    if defects and counts["defect"] == 0:
+        raise ImageError("nothing to add: no readable defect image")
+    inspector = Inspector(embedder, mode, k, coreset_ratio)
+    inspector.index_ = index
+    return inspector
+
+
+# -- scoring ------------------------------------------------------------------------------------------
+class ScoringWorker:
+    """A Ray actor holding one Inspector loaded from the index folder: a batch of paths in, one row per path
+    out (the `score --json` record, the exact score and normalised score, or why the file was skipped)."""
+
+    def __init__(self, index: str, weights: str | None, runtime: dict[str, Any], n_nearest: int):
+        self.inspector = Inspector.load(index, weights=weights, n_nearest=n_nearest, **runtime)
+
+    def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
+        import pyarrow as pa
+
+        rows: dict[str, list] = {"position": [], "error": [], "score": [], "normalised_score": [], "record": []}
+        for start, paths in _batch_rows(batch):
+            reasons: dict[str, str] = {}
+            results = iter(self.inspector.score(paths, on_skip=lambda p, r: reasons.setdefault(str(p), r)))
+            for offset, path in enumerate(paths):
+                result = None if path in reasons else next(results)
+                rows["position"].append(start + offset)
+                rows["error"].append(reasons.get(path))
+                rows["score"].append(None if result is None else result.score)
+                rows["normalised_score"].append(None if result is None else result.normalised_score)
+                rows["record"].append(None if result is None else json.dumps(result.to_dict(), ensure_ascii=False))
+        return pa.table(rows, schema=pa.schema([("position", pa.int64()), ("error", pa.string()),
+                                                ("score", pa.float64()), ("normalised_score", pa.float64()),
+                                                ("record", pa.string())]))
+
+
+def iter_score(inspector: Inspector, index: str | Path, files: Sequence[str | Path], cluster: RayCluster,
+               weights: str | Path | None = None, on_progress: Progress | None = None,
+               on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+    """Score files on the cluster against the index saved in `index` (already opened here as `inspector`,
+    which sets the batch size, the embedder and n_nearest), one ScoreResult per readable file in input
+    order. Results carry no maps (boxes, verdicts and neighbours are there)."""
+    files = [str(f) for f in files]
+    embedder = inspector.embedder
+    constructor = {"index": str(Path(index).resolve()), "weights": _absolute(weights),
+                   "runtime": _runtime(embedder), "n_nearest": inspector.n_nearest}
+    for table in _run_job(files, check_batch_size(embedder.batch_size), ScoringWorker, constructor, cluster):
+        columns = (table.column(n).to_pylist() for n in ("position", "error", "score", "normalised_score", "record"))
+        for position, error, score, normalised, record in zip(*columns):
+            if error is not None:
+                if on_skip:
+                    on_skip(files[position], error)
+                continue
+            yield _result_from_record(json.loads(record), score, normalised)
+        if on_progress:
+            on_progress(table.num_rows)
+
+
+def _neighbour(record: dict[str, Any]) -> Neighbour:
+    return Neighbour(record["id"], record["path"], record["label"], record["type"], record["distance"])
+
+
+def _result_from_record(record: dict[str, Any], score: float, normalised: float | None) -> ScoreResult:
+    """A ScoreResult from a worker's `to_dict` record, with the score and normalised score unrounded."""
+    return ScoreResult(path=record["path"], score=score, nearest=[_neighbour(n) for n in record["nearest"]],
+                       nearest_defect=_neighbour(record["nearest_defect"]) if record["nearest_defect"] else None,
+                       normalised_score=normalised, is_anomaly=record["is_anomaly"],
+                       boxes=[Box(**box) for box in record["boxes"]], predicted_type=record["predicted_type"])
