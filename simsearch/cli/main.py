@@ -165,7 +165,7 @@ def build_index(
             from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
             with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
                 inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
-                                         on_progress=advance, on_skip=warn_skip)
+                                         device, on_progress=advance, on_skip=warn_skip)
         else:
             inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
             with progress_bar("embedding", total) as advance:
@@ -238,7 +238,8 @@ def score(
             if engine == "ray":
                 from simsearch.engines import ray_engine
                 cluster = stack.enter_context(ray_engine.ray_cluster(address, workers))
-                scored = ray_engine.iter_score(inspector, index, files, cluster, weights, advance, warn_skip)
+                scored = ray_engine.iter_score(inspector, index, files, cluster, weights, device, advance,
+                                               warn_skip)
             else:
                 scored = inspector.iter_score(files, on_progress=advance, on_skip=warn_skip)
             for number, result in enumerate(scored):

@@ -74,7 +74,7 @@ def ray_cluster(address: str | None = None, workers: int | None = None,
     ray = import_ray()
     started_here = False
     if not ray.is_initialized():
-        options: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        options: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         try:
             if address:
                 ray.init(address=address, **options)
@@ -110,7 +110,7 @@ def _size_pool(resources: dict[str, float], workers: int | None, address: str | 
 
 
 # -- the job ------------------------------------------------------------------------------------------
-def _run_job(files: Sequence[str], batch_size: int, worker: type, constructor: dict[str, Any],
+def _run_job(files: Sequence[str], batch_size: int, worker: type, settings: dict[str, Any],
              cluster: RayCluster) -> Iterator["pyarrow.Table"]:
     """Stream the workers' output tables, in input order. Each input row is one batch of paths, so each
     worker call embeds exactly the batch the single-process path would."""
@@ -119,13 +119,16 @@ def _run_job(files: Sequence[str], batch_size: int, worker: type, constructor: d
     context.execution_options.preserve_order = True  # the coreset continues in input order, as in one process
     context.enable_progress_bars = False  # the caller shows one bar for the whole job
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes are for Ray's own progress bars
     batches = [{"start": start, "paths": [str(p) for p in files[start:start + batch_size]]}
                for start in range(0, len(files), batch_size)]
+    if not batches:
+        return
     # blocks of a few batches each, so that every worker gets some; no more workers than batches
     dataset = ray.data.from_items(batches, override_num_blocks=min(len(batches), MAX_BLOCKS)).map_batches(
-        worker, fn_constructor_kwargs=constructor, batch_size=1, batch_format="pyarrow",
-        concurrency=min(cluster.workers, len(batches)), num_cpus=cluster.cpus_per_worker,
+        worker, fn_constructor_kwargs={"settings": settings}, batch_size=1, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=min(cluster.workers, len(batches))),
+        num_cpus=cluster.cpus_per_worker,
         **({"num_gpus": cluster.gpus_per_worker} if cluster.gpus_per_worker else {}))
     try:
         yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
@@ -163,17 +166,17 @@ def _absolute(path: str | Path | None) -> str | None:
     return None if path is None else str(Path(path).resolve())
 
 
-def _runtime(embedder: Embedder) -> dict[str, Any]:
-    # the workers pick their own device (a GPU where Ray gave them one); the batch is cut by the driver
-    return {"batch_size": embedder.batch_size}
+def _runtime(embedder: Embedder, device: str | None) -> dict[str, Any]:
+    # without a device the workers pick their own (the GPU Ray gave them, if any); the driver cuts the batches
+    return {"batch_size": embedder.batch_size, **({"device": device} if device else {})}
 
 
 # -- building -----------------------------------------------------------------------------------------
 class EmbeddingWorker:
     """A Ray actor holding one embedder: a batch of paths in, one row per path out (vectors as bytes)."""
 
-    def __init__(self, config: dict[str, Any], weights: str | None, runtime: dict[str, Any]):
-        self.embedder = embedder_from_config(config, weights=weights, **runtime)
+    def __init__(self, settings: dict[str, Any]):  # config, weights, runtime
+        self.embedder = embedder_from_config(settings["config"], weights=settings["weights"], **settings["runtime"])
 
     def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
         import pyarrow as pa
@@ -198,16 +201,17 @@ class EmbeddingWorker:
                                                 ("patches", pa.large_binary()), ("grid", pa.list_(pa.int32()))]))
 
 
-def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayCluster,
+def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayCluster, device: str | None = None,
                 on_progress: Progress | None = None,
                 on_skip: OnSkip | None = None) -> Iterator[tuple[int, str, np.ndarray, np.ndarray | None]]:
     """(position, sha256, image vector, patch grid or None) of each readable file, in input order, embedded
-    by the cluster's workers with a copy of `embedder`; unreadable files go to `on_skip`."""
+    by the cluster's workers with a copy of `embedder` on `device` (None: each worker's GPU if Ray gave it
+    one, else its CPU); unreadable files go to `on_skip`."""
     files = [str(f) for f in files]
-    constructor = {"config": embedder.config, "weights": _absolute(embedder.config.get("weights_path")),
-                   "runtime": _runtime(embedder)}
+    settings = {"config": embedder.config, "weights": _absolute(embedder.config.get("weights_path")),
+                "runtime": _runtime(embedder, device)}
     names = ("position", "error", "sha256", "image", "patches", "grid")
-    for table in _run_job(files, check_batch_size(embedder.batch_size), EmbeddingWorker, constructor, cluster):
+    for table in _run_job(files, check_batch_size(embedder.batch_size), EmbeddingWorker, settings, cluster):
         for position, error, sha, image, patches, grid in zip(*(table.column(n).to_pylist() for n in names)):
             if error is not None:
                 if on_skip:
@@ -220,8 +224,8 @@ def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayClu
 
 
 def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder: Embedder, cluster: RayCluster,
-                mode: str = "patch", k: int = 1, coreset_ratio: float = 0.1, on_progress: Progress | None = None,
-                on_skip: OnSkip | None = None) -> Inspector:
+                mode: str = "patch", k: int = 1, coreset_ratio: float = 0.1, device: str | None = None,
+                on_progress: Progress | None = None, on_skip: OnSkip | None = None) -> Inspector:
     """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
     the one `Inspector(embedder, mode, k, coreset_ratio).fit(good)` (then adding the defects) builds."""
     if mode == "patch" and not embedder.supports_patches:
@@ -239,8 +243,8 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
             index.add([c[0] for c in chunk], np.stack([c[1] for c in chunk]), patches)
             chunk.clear()
 
-    for position, sha, image, patches in embed_files([s[0] for s in sources], embedder, cluster, on_progress,
-                                                     on_skip):
+    for position, sha, image, patches in embed_files([s[0] for s in sources], embedder, cluster, device,
+                                                     on_progress, on_skip):
         # the single-process fit adds good images FIT_CHUNK inputs at a time, then all the defects at once
         key = position // FIT_CHUNK if position < len(good) else "defect"
         if key != chunk_key:
@@ -264,8 +268,9 @@ class ScoringWorker:
     """A Ray actor holding one Inspector loaded from the index folder: a batch of paths in, one row per path
     out (the `score --json` record, the exact score and normalised score, or why the file was skipped)."""
 
-    def __init__(self, index: str, weights: str | None, runtime: dict[str, Any], n_nearest: int):
-        self.inspector = Inspector.load(index, weights=weights, n_nearest=n_nearest, **runtime)
+    def __init__(self, settings: dict[str, Any]):  # index, weights, runtime, n_nearest
+        self.inspector = Inspector.load(settings["index"], weights=settings["weights"],
+                                        n_nearest=settings["n_nearest"], **settings["runtime"])
 
     def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
         import pyarrow as pa
@@ -287,16 +292,17 @@ class ScoringWorker:
 
 
 def iter_score(inspector: Inspector, index: str | Path, files: Sequence[str | Path], cluster: RayCluster,
-               weights: str | Path | None = None, on_progress: Progress | None = None,
+               weights: str | Path | None = None, device: str | None = None, on_progress: Progress | None = None,
                on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
     """Score files on the cluster against the index saved in `index` (already opened here as `inspector`,
     which sets the batch size, the embedder and n_nearest), one ScoreResult per readable file in input
-    order. Results carry no maps (boxes, verdicts and neighbours are there)."""
+    order, on `device` as in `embed_files`. Results carry no maps (boxes, verdicts and neighbours are there).
+    The index folder, `weights` and the files must be readable at the same paths on every node."""
     files = [str(f) for f in files]
     embedder = inspector.embedder
-    constructor = {"index": str(Path(index).resolve()), "weights": _absolute(weights),
-                   "runtime": _runtime(embedder), "n_nearest": inspector.n_nearest}
-    for table in _run_job(files, check_batch_size(embedder.batch_size), ScoringWorker, constructor, cluster):
+    settings = {"index": str(Path(index).resolve()), "weights": _absolute(weights),
+                "runtime": _runtime(embedder, device), "n_nearest": inspector.n_nearest}
+    for table in _run_job(files, check_batch_size(embedder.batch_size), ScoringWorker, settings, cluster):
         columns = (table.column(n).to_pylist() for n in ("position", "error", "score", "normalised_score", "record"))
         for position, error, score, normalised, record in zip(*columns):
             if error is not None:

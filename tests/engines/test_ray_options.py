@@ -1,0 +1,74 @@
+"""The ray engine's options, without Ray running: a missing Ray is a one-line error with the install command,
+the pool is sized from the cluster's resources, and a worker's record becomes the same ScoreResult."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from simsearch.cli.main import app
+from simsearch.engines import ray_engine
+from simsearch.errors import InputError
+from simsearch.score.results import Box, Neighbour, ScoreResult
+
+
+@pytest.fixture
+def without_ray(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+
+
+@pytest.mark.parametrize("command", [["build-index", "{folder}/good", "--out", "{folder}/index"],
+                                     ["score", "{folder}/good"]])
+def test_engine_ray_without_ray_says_how_to_install_it(without_ray, part_folder, command):
+    args = [a.format(folder=part_folder) for a in command] + ["--engine", "ray"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "pip install simsearch[ray]" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (part_folder / "index").exists()
+
+
+def test_ray_options_need_the_ray_engine(part_folder):
+    result = CliRunner().invoke(app, ["score", str(part_folder / "good"), "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--address and --workers are for --engine ray" in result.output
+    result = CliRunner().invoke(app, ["score", str(part_folder / "good"), "--engine", "spark"])
+    assert result.exit_code == 2 and "--engine must be local or ray" in result.output
+    result = CliRunner().invoke(app, ["score", str(part_folder / "good"), "--results-format", "parquet"])
+    assert result.exit_code == 2 and "--results-format is for --results" in result.output
+
+
+def test_pool_is_one_worker_per_gpu_else_per_cpu():
+    assert ray_engine._size_pool({"CPU": 8.0}, None, None).workers == 8
+    on_gpus = ray_engine._size_pool({"CPU": 32.0, "GPU": 4.0}, None, "auto")
+    assert (on_gpus.workers, on_gpus.gpus_per_worker) == (4, 1.0)
+    shared = ray_engine._size_pool({"CPU": 32.0, "GPU": 2.0}, 4, "auto")
+    assert (shared.workers, shared.gpus_per_worker) == (4, 0.5)
+    with pytest.raises(InputError, match="3 workers need 3 CPUs") as raised:
+        ray_engine._size_pool({"CPU": 2.0}, 3, None)
+    assert raised.value.parameter == "workers"
+
+
+def test_a_workers_record_becomes_the_same_result():
+    result = ScoreResult("x.png", 1.23456789, [Neighbour(3, "a.png", "good", None, 0.25)],
+                         Neighbour(7, "b.png", "defect", "crack", 0.5), 0.7654321, True,
+                         boxes=[Box(1, 2, 3, 4, 0.9)], predicted_type="crack")
+    rebuilt = ray_engine._result_from_record(result.to_dict(), result.score, result.normalised_score)
+    assert rebuilt.to_dict() == result.to_dict()
+    assert (rebuilt.score, rebuilt.normalised_score) == (result.score, result.normalised_score)
+
+
+def test_a_workers_own_error_is_found_in_rays_wrapping():
+    from simsearch.errors import WeightsError
+    own = WeightsError("the weights file is not there")
+
+    class Wrapped(Exception):
+        cause = own
+
+    outer = RuntimeError("task failed")
+    outer.__cause__ = Wrapped()
+    assert ray_engine._simsearch_cause(outer) is own
+    assert ray_engine._simsearch_cause(RuntimeError("other")) is None
