@@ -15,6 +15,7 @@ Images and the index folder must be readable at the same path on every node (a s
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -110,10 +111,11 @@ def _size_pool(resources: dict[str, float], workers: int | None, address: str | 
 
 
 # -- the job ------------------------------------------------------------------------------------------
-def _run_job(files: Sequence[str], batch_size: int, worker: type, settings: dict[str, Any],
+def _run_job(files: Sequence[str], batch_size: int, worker: type["Worker"], settings: dict[str, Any],
              cluster: RayCluster) -> Iterator["pyarrow.Table"]:
     """Stream the workers' output tables, in input order. Each input row is one batch of paths, so each
-    worker call embeds exactly the batch the single-process path would."""
+    worker call embeds exactly the batch the single-process path would. A worker's own error (a missing
+    weights file, a damaged index) is raised here as the same error."""
     ray = import_ray()
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the coreset continues in input order, as in one process
@@ -130,23 +132,67 @@ def _run_job(files: Sequence[str], batch_size: int, worker: type, settings: dict
         compute=ray.data.ActorPoolStrategy(size=min(cluster.workers, len(batches))),
         num_cpus=cluster.cpus_per_worker,
         **({"num_gpus": cluster.gpus_per_worker} if cluster.gpus_per_worker else {}))
-    try:
-        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-    except Exception as error:
-        cause = _simsearch_cause(error)
-        if cause is not None:  # a worker's own error (missing weights, damaged index): say it as one line
-            raise cause from None
-        raise
+    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        _raise_failure(table)
+        yield table
 
 
-def _simsearch_cause(error: BaseException | None) -> SimsearchError | None:
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, SimsearchError):
-            return error
-        seen.add(id(error))
-        error = getattr(error, "cause", None) or error.__cause__
-    return None
+class Worker:
+    """A Ray actor: `setup` once, then `rows` for each batch of paths. The project's own errors come back as
+    a `failure` row (Ray would pass them on as text only), which `_run_job` raises again as the same class."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.failure: SimsearchError | None = None
+        try:
+            self.setup(settings)
+        except SimsearchError as error:  # reported with the first batch: Ray gives a failed start as text
+            self.failure = error
+
+    @staticmethod
+    def columns() -> list[tuple[str, Any]]:
+        """(name, pyarrow type) of each output column besides `failure`."""
+        raise NotImplementedError
+
+    def setup(self, settings: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def rows(self, start: int, paths: list[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
+        import pyarrow as pa
+
+        schema = pa.schema(self.columns() + [("failure", pa.string())])
+        try:
+            if self.failure is not None:
+                raise self.failure
+            rows = [row for start, paths in zip(batch.column("start").to_pylist(), batch.column("paths").to_pylist())
+                    for row in self.rows(start, paths)]
+        except SimsearchError as error:
+            rows = [{"failure": json.dumps({"module": type(error).__module__, "name": type(error).__qualname__,
+                                            "message": error.message, "hint": error.hint,
+                                            "parameter": error.parameter})}]
+        return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _raise_failure(table: "pyarrow.Table") -> None:
+    """Raise the first worker error that `table` reports, if any."""
+    failures = [f for f in table.column("failure").to_pylist() if f is not None]
+    if failures:
+        raise _rebuilt_error(failures[0])
+
+
+def _rebuilt_error(failure: str) -> SimsearchError:
+    """The worker's error again, of its class when that is one of simsearch's (else SimsearchError)."""
+    record = json.loads(failure)
+    cls: type[SimsearchError] = SimsearchError
+    if record["module"].split(".")[0] == "simsearch":
+        found = getattr(importlib.import_module(record["module"]), record["name"], None)
+        if isinstance(found, type) and issubclass(found, SimsearchError):
+            cls = found
+    error = cls.__new__(cls)
+    SimsearchError.__init__(error, record["message"], hint=record["hint"], parameter=record["parameter"])
+    return error
 
 
 def _read_batch(paths: Sequence[str]) -> tuple[list, dict[int, str]]:
@@ -155,10 +201,6 @@ def _read_batch(paths: Sequence[str]) -> tuple[list, dict[int, str]]:
     items = list(iter_items(list(paths), on_skip=lambda path, reason: reasons.setdefault(str(path), reason)))
     readable = {item.position for item in items}
     return items, {n: reasons.get(p, "unreadable") for n, p in enumerate(paths) if n not in readable}
-
-
-def _batch_rows(batch: "pyarrow.Table") -> list[tuple[int, list[str]]]:
-    return list(zip(batch.column("start").to_pylist(), batch.column("paths").to_pylist()))
 
 
 def _absolute(path: str | Path | None) -> str | None:
@@ -172,33 +214,35 @@ def _runtime(embedder: Embedder, device: str | None) -> dict[str, Any]:
 
 
 # -- building -----------------------------------------------------------------------------------------
-class EmbeddingWorker:
-    """A Ray actor holding one embedder: a batch of paths in, one row per path out (vectors as bytes)."""
+class EmbeddingWorker(Worker):
+    """Holds one embedder: a batch of paths in, one row per path out (vectors as bytes, or why the file
+    was skipped)."""
 
-    def __init__(self, settings: dict[str, Any]):  # config, weights, runtime
+    @staticmethod
+    def columns() -> list[tuple[str, Any]]:
+        import pyarrow as pa
+        return [("position", pa.int64()), ("error", pa.string()), ("sha256", pa.string()),
+                ("image", pa.large_binary()), ("patches", pa.large_binary()), ("grid", pa.list_(pa.int32()))]
+
+    def setup(self, settings: dict[str, Any]) -> None:  # config, weights, runtime
         self.embedder = embedder_from_config(settings["config"], weights=settings["weights"], **settings["runtime"])
 
-    def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
-        import pyarrow as pa
-
-        rows: dict[str, list] = {"position": [], "error": [], "sha256": [], "image": [], "patches": [],
-                                 "grid": []}
-        for start, paths in _batch_rows(batch):
-            items, unreadable = _read_batch(paths)
-            embeddings = self.embedder.embed([item.pixels for item in items]) if items else None
-            by_position = {item.position: row for row, item in enumerate(items)}
-            for offset, path in enumerate(paths):
-                row = by_position.get(offset)
-                rows["position"].append(start + offset)
-                rows["error"].append(unreadable.get(offset))
-                rows["sha256"].append(None if row is None else items[row].sha256())
-                rows["image"].append(None if row is None else embeddings.image[row].tobytes())
-                patches = None if row is None or embeddings.patches is None else embeddings.patches[row]
-                rows["patches"].append(None if patches is None else patches.tobytes())
-                rows["grid"].append(None if patches is None else list(patches.shape))
-        return pa.table(rows, schema=pa.schema([("position", pa.int64()), ("error", pa.string()),
-                                                ("sha256", pa.string()), ("image", pa.large_binary()),
-                                                ("patches", pa.large_binary()), ("grid", pa.list_(pa.int32()))]))
+    def rows(self, start: int, paths: list[str]) -> list[dict[str, Any]]:
+        items, unreadable = _read_batch(paths)
+        embeddings = self.embedder.embed([item.pixels for item in items]) if items else None
+        by_position = {item.position: row for row, item in enumerate(items)}
+        rows = []
+        for offset in range(len(paths)):
+            row = by_position.get(offset)
+            if row is None:
+                rows.append({"position": start + offset, "error": unreadable.get(offset)})
+                continue
+            patches = None if embeddings.patches is None else embeddings.patches[row]
+            rows.append({"position": start + offset, "sha256": items[row].sha256(),
+                         "image": embeddings.image[row].tobytes(),
+                         "patches": None if patches is None else patches.tobytes(),
+                         "grid": None if patches is None else list(patches.shape)})
+        return rows
 
 
 def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayCluster, device: str | None = None,
@@ -264,31 +308,33 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
 
 
 # -- scoring ------------------------------------------------------------------------------------------
-class ScoringWorker:
-    """A Ray actor holding one Inspector loaded from the index folder: a batch of paths in, one row per path
-    out (the `score --json` record, the exact score and normalised score, or why the file was skipped)."""
+class ScoringWorker(Worker):
+    """Holds one Inspector loaded from the index folder: a batch of paths in, one row per path out (the
+    `score --json` record, the exact score and normalised score, or why the file was skipped)."""
 
-    def __init__(self, settings: dict[str, Any]):  # index, weights, runtime, n_nearest
+    @staticmethod
+    def columns() -> list[tuple[str, Any]]:
+        import pyarrow as pa
+        return [("position", pa.int64()), ("error", pa.string()), ("score", pa.float64()),
+                ("normalised_score", pa.float64()), ("record", pa.string())]
+
+    def setup(self, settings: dict[str, Any]) -> None:  # index, weights, runtime, n_nearest
         self.inspector = Inspector.load(settings["index"], weights=settings["weights"],
                                         n_nearest=settings["n_nearest"], **settings["runtime"])
 
-    def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
-        import pyarrow as pa
-
-        rows: dict[str, list] = {"position": [], "error": [], "score": [], "normalised_score": [], "record": []}
-        for start, paths in _batch_rows(batch):
-            reasons: dict[str, str] = {}
-            results = iter(self.inspector.score(paths, on_skip=lambda p, r: reasons.setdefault(str(p), r)))
-            for offset, path in enumerate(paths):
-                result = None if path in reasons else next(results)
-                rows["position"].append(start + offset)
-                rows["error"].append(reasons.get(path))
-                rows["score"].append(None if result is None else result.score)
-                rows["normalised_score"].append(None if result is None else result.normalised_score)
-                rows["record"].append(None if result is None else json.dumps(result.to_dict(), ensure_ascii=False))
-        return pa.table(rows, schema=pa.schema([("position", pa.int64()), ("error", pa.string()),
-                                                ("score", pa.float64()), ("normalised_score", pa.float64()),
-                                                ("record", pa.string())]))
+    def rows(self, start: int, paths: list[str]) -> list[dict[str, Any]]:
+        reasons: dict[str, str] = {}
+        results = iter(self.inspector.score(paths, on_skip=lambda path, reason: reasons.setdefault(str(path), reason)))
+        rows = []
+        for offset, path in enumerate(paths):
+            if path in reasons:
+                rows.append({"position": start + offset, "error": reasons[path]})
+                continue
+            result = next(results)
+            rows.append({"position": start + offset, "score": result.score,
+                         "normalised_score": result.normalised_score,
+                         "record": json.dumps(result.to_dict(), ensure_ascii=False)})
+        return rows
 
 
 def iter_score(inspector: Inspector, index: str | Path, files: Sequence[str | Path], cluster: RayCluster,

@@ -34,10 +34,11 @@ def _parquet_schema():
 
 
 class ResultsWriter:
-    """Writes ScoreResults to `path` as `results_format` (jsonl or parquet); use as a context manager."""
+    """Writes ScoreResults to the file `results` as `results_format` (jsonl or parquet); use as a context
+    manager."""
 
-    def __init__(self, path: str | Path, results_format: str = "jsonl"):
-        self.path = Path(path)
+    def __init__(self, results: str | Path, results_format: str = "jsonl"):
+        self.path = Path(results)
         self.results_format = check_results_format(results_format)
         if self.path.is_dir():
             raise InputError(f"{self.path} is a folder", hint="give a file name in {param}", parameter="results")

@@ -124,3 +124,11 @@ def test_more_workers_than_cpus_is_refused(cluster):
     with pytest.raises(InputError, match="workers need"):
         with ray_engine.ray_cluster(workers=64):
             pass
+
+
+def test_a_workers_error_comes_back_as_the_projects_error(cluster, elpv_split, single_process, tmp_path):
+    from simsearch.errors import IndexProblem
+    _, local, _ = single_process
+    # the workers open the index folder themselves: one they cannot find is the same error as here
+    with pytest.raises(IndexProblem):
+        list(ray_engine.iter_score(local, tmp_path / "no-index", elpv_split["scored"][:4], cluster))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from simsearch.cli.main import app
 from simsearch.engines import ray_engine
-from simsearch.errors import InputError
+from simsearch.errors import IndexProblem, InputError
 from simsearch.score.results import Box, Neighbour, ScoreResult
 
 
@@ -61,14 +61,18 @@ def test_a_workers_record_becomes_the_same_result():
     assert (rebuilt.score, rebuilt.normalised_score) == (result.score, result.normalised_score)
 
 
-def test_a_workers_own_error_is_found_in_rays_wrapping():
-    from simsearch.errors import WeightsError
-    own = WeightsError("the weights file is not there")
-
-    class Wrapped(Exception):
-        cause = own
-
-    outer = RuntimeError("task failed")
-    outer.__cause__ = Wrapped()
-    assert ray_engine._simsearch_cause(outer) is own
-    assert ray_engine._simsearch_cause(RuntimeError("other")) is None
+def test_a_workers_own_error_comes_back_as_the_same_error(tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install simsearch[ray])")
+    # run in this process: the worker's table is what Ray would carry back to the driver
+    worker = ray_engine.ScoringWorker({"index": str(tmp_path / "no-index"), "weights": None, "runtime": {},
+                                       "n_nearest": 3})
+    table = worker(pa.table({"start": [0], "paths": [["a.png"]]}))
+    with pytest.raises(IndexProblem) as raised:
+        ray_engine._raise_failure(table)
+    from simsearch.index.storage import read_manifest
+    with pytest.raises(IndexProblem) as expected:  # what opening it here says
+        read_manifest(tmp_path / "no-index")
+    assert type(raised.value) is type(expected.value)
+    assert (raised.value.message, raised.value.hint, raised.value.parameter) == \
+        (expected.value.message, expected.value.hint, expected.value.parameter)
+    assert raised.value.exit_code == 3
