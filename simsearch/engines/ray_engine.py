@@ -19,6 +19,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -38,6 +39,7 @@ from simsearch.score.results import Box, Neighbour, ScoreResult
 if TYPE_CHECKING:
     import pyarrow
 
+CONNECT_TIMEOUT_S = 5.0  # for a cluster's address to answer at all
 MAX_BLOCKS = 1000  # blocks of the list of batches (more only add scheduling overhead)
 INSTALL_HINT = "install it with `pip install simsearch[ray]`, or leave {param} out"
 
@@ -64,11 +66,12 @@ class RayCluster:
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None = None, workers: int | None = None,
+def ray_cluster(address: str | None = None, workers: int | None = None, num_cpus: int | None = None,
                 object_store_memory: int | None = None) -> Iterator[RayCluster]:
-    """Join the Ray cluster at `address`, or (None) start a local one with at least `workers` CPUs, for the
-    time of the block. `workers` actors (default: one per GPU, else one per CPU) hold the model; on a cluster
-    with GPUs each gets a GPU (or a share of one when there are more workers than GPUs)."""
+    """Join the Ray cluster at `address`, or (None) start a local one for the time of the block, with
+    `num_cpus` CPUs (default: this machine's, and at least `workers`) and `object_store_memory` bytes
+    (default: Ray's). `workers` actors (default: one per GPU, else one per CPU) will hold the model; on a
+    cluster with GPUs each gets a GPU (or a share of one when there are more workers than GPUs)."""
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, not {workers}", hint="pass a positive {param}",
                          parameter="workers")
@@ -78,10 +81,13 @@ def ray_cluster(address: str | None = None, workers: int | None = None,
         options: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         try:
             if address:
+                _check_reachable(address)
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=max(workers or 1, os.cpu_count() or 1), object_store_memory=object_store_memory,
-                         **options)
+                ray.init(num_cpus=num_cpus or max(workers or 1, os.cpu_count() or 1),
+                         object_store_memory=object_store_memory, **options)
+        except InputError:
+            raise
         except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError here
             where = f"join the Ray cluster at {address}" if address else "start a local Ray"
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -95,6 +101,22 @@ def ray_cluster(address: str | None = None, workers: int | None = None,
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse at once a HOST:PORT (or ray://HOST:PORT) where nothing answers: Ray would retry for minutes."""
+    if address in ("auto", "local"):
+        return  # Ray finds the cluster this node belongs to, or says at once that there is none
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"Ray address {address!r} is not auto, HOST:PORT or ray://HOST:PORT",
+                         hint="give the head node's address in {param}, e.g. 10.0.0.5:6379", parameter="address")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise InputError(f"cannot join the Ray cluster at {address}: nothing answers there ({error.strerror or error})",
+                         hint="start one with `ray start --head` and pass its address in {param}",
+                         parameter="address") from None
 
 
 def _size_pool(resources: dict[str, float], workers: int | None, address: str | None) -> RayCluster:

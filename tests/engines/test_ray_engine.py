@@ -28,7 +28,7 @@ N_GOOD_INDEXED, N_DEFECT_INDEXED, N_GOOD_SCORED, N_DEFECT_SCORED = 100, 10, 120,
 def cluster():
     """A local Ray of 2 CPUs and 2 workers, small object store, for the whole module."""
     try:
-        with ray_engine.ray_cluster(workers=2, object_store_memory=200 * 1024 * 1024) as running:
+        with ray_engine.ray_cluster(workers=2, num_cpus=2, object_store_memory=200 * 1024 * 1024) as running:
             yield running
     except InputError as error:
         pytest.skip(f"Ray cannot start here: {error}")

@@ -76,3 +76,16 @@ def test_a_workers_own_error_comes_back_as_the_same_error(tmp_path):
     assert (raised.value.message, raised.value.hint, raised.value.parameter) == \
         (expected.value.message, expected.value.hint, expected.value.parameter)
     assert raised.value.exit_code == 3
+
+
+def test_an_address_where_nothing_answers_is_refused_at_once():
+    import socket
+    with socket.socket() as probe:  # a port that was free a moment ago: connecting is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(InputError, match=f"cannot join the Ray cluster at 127.0.0.1:{port}: nothing answers"):
+        ray_engine._check_reachable(f"127.0.0.1:{port}", timeout=2)
+    with pytest.raises(InputError, match="is not auto, HOST:PORT or ray://HOST:PORT") as raised:
+        ray_engine._check_reachable("head-node")
+    assert raised.value.parameter == "address"
+    ray_engine._check_reachable("auto")  # left to Ray, which answers at once
