@@ -53,8 +53,10 @@ def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -
     if engine == "local" and (address is not None or workers is not None):
         fail("--address and --workers are for --engine ray")
     if engine == "ray":
-        from simsearch.engines.ray_engine import import_ray
+        from simsearch.engines.ray_engine import check_reachable, import_ray
         import_ray()  # before any work: a missing Ray is a one-line error with the install command
+        if address:
+            check_reachable(address)
 
 
 def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:

@@ -81,7 +81,7 @@ def ray_cluster(address: str | None = None, workers: int | None = None, num_cpus
         options: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         try:
             if address:
-                _check_reachable(address)
+                check_reachable(address)
                 ray.init(address=address, **options)
             else:
                 ray.init(num_cpus=num_cpus or max(workers or 1, os.cpu_count() or 1),
@@ -103,10 +103,10 @@ def ray_cluster(address: str | None = None, workers: int | None = None, num_cpus
             ray.shutdown()
 
 
-def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Refuse at once a HOST:PORT (or ray://HOST:PORT) where nothing answers: Ray would retry for minutes."""
     if address in ("auto", "local"):
-        return  # Ray finds the cluster this node belongs to, or says at once that there is none
+        return  # Ray looks for the cluster this node belongs to, and says so when there is none
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise InputError(f"Ray address {address!r} is not auto, HOST:PORT or ray://HOST:PORT",

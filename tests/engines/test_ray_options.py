@@ -84,8 +84,8 @@ def test_an_address_where_nothing_answers_is_refused_at_once():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(InputError, match=f"cannot join the Ray cluster at 127.0.0.1:{port}: nothing answers"):
-        ray_engine._check_reachable(f"127.0.0.1:{port}", timeout=2)
+        ray_engine.check_reachable(f"127.0.0.1:{port}", timeout=2)
     with pytest.raises(InputError, match="is not auto, HOST:PORT or ray://HOST:PORT") as raised:
-        ray_engine._check_reachable("head-node")
+        ray_engine.check_reachable("head-node")
     assert raised.value.parameter == "address"
-    ray_engine._check_reachable("auto")  # left to Ray, which answers at once
+    ray_engine.check_reachable("auto")  # left to Ray: it looks for a cluster this node belongs to
