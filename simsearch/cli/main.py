@@ -40,9 +40,9 @@ def _wait(wait: Optional[float]) -> dict:
 
 
 EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data job: see "
-                                                    "docs/ray.md; needs `pip install simsearch[ray]`).")
-AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (e.g. "
-                                                     "ray://head:10001 or auto); none starts a local Ray.")
+                                                    "docs/ray.md; needs simsearch's `ray` extra).")
+AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (HEAD:6379 "
+                                                     "or auto); none starts a local Ray.")
 WorkersOption = typer.Option(None, "--workers", help="With --engine ray: actors holding the model (default: one "
                                                      "per GPU, else one per CPU of the cluster).")
 
