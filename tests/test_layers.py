@@ -23,8 +23,9 @@ def allowed_imports() -> dict[str, set[str]]:
     allowed["report"] = everything_inference
     allowed["workflows"] = everything_inference  # the old import path, kept for one release
     allowed["loading"] = everything_inference | {"baselines"}
+    allowed["engines"] = everything_inference  # the pipeline beyond one process (Ray): a face, never training
     allowed["service"] = everything_inference | {"report", "baselines", "loading"}
-    allowed["cli"] = everything_inference | {"train", "baselines", "report", "service", "loading"}
+    allowed["cli"] = everything_inference | {"train", "baselines", "report", "service", "loading", "engines"}
     return allowed
 
 

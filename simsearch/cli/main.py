@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -60,6 +61,26 @@ WaitOption = typer.Option(None, "--wait", help="Seconds to wait while another wr
 
 def _wait(wait: Optional[float]) -> dict:
     return {} if wait is None else {"wait": wait}
+
+
+EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data job: see "
+                                                    "docs/ray.md; needs simsearch's `ray` extra).")
+AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (HEAD:6379 "
+                                                     "or auto); none starts a local Ray.")
+WorkersOption = typer.Option(None, "--workers", help="With --engine ray: actors holding the model (default: one "
+                                                     "per GPU, else one per CPU of the cluster).")
+
+
+def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (address is not None or workers is not None):
+        fail("--address and --workers are for --engine ray")
+    if engine == "ray":
+        from simsearch.engines.ray_engine import check_reachable, import_ray
+        import_ray()  # before any work: a missing Ray is a one-line error with the install command
+        if address:
+            check_reachable(address)
 
 
 def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
@@ -126,6 +147,9 @@ def build_index(
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     wait: Optional[float] = WaitOption,
+    engine: str = EngineOption,
+    address: Optional[str] = AddressOption,
+    workers: Optional[int] = WorkersOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
@@ -138,6 +162,7 @@ def build_index(
 
         if mode not in ("patch", "image"):
             fail(f"--mode must be patch or image, not {mode!r}")
+        _check_engine(engine, address, workers)
         for path in good + ([defects] if defects else []):
             if not path.exists():
                 fail(f"{path}: no such file or folder")
@@ -167,15 +192,21 @@ def build_index(
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
-        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
         total = len(good_files) + len(defect_samples)
         skips = SkippedInputs()
-        with progress_bar("embedding", total) as advance:
-            inspector.fit(good_files, on_progress=advance, on_skip=skips)
-            if defect_samples:
-                inspector.add([s.path for s in defect_samples], "defect",
-                              defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
-                              on_skip=skips)
+        if engine == "ray":
+            from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
+            with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
+                inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
+                                         device, on_progress=advance, on_skip=skips)
+        else:
+            inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
+            with progress_bar("embedding", total) as advance:
+                inspector.fit(good_files, on_progress=advance, on_skip=skips)
+                if defect_samples:
+                    inspector.add([s.path for s in defect_samples], "defect",
+                                  defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
+                                  on_skip=skips)
         inspector.save(out, force=force, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
@@ -205,11 +236,28 @@ def score(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     model: Optional[Path] = ModelOption,
+    engine: str = EngineOption,
+    address: Optional[str] = AddressOption,
+    workers: Optional[int] = WorkersOption,
+    results_path: Optional[Path] = typer.Option(None, "--results", help="Write every result to this file (then "
+                                                "no table is printed)."),
+    results_format: str = typer.Option("jsonl", "--results-format", help="jsonl (the --json records) or parquet "
+                                       "(the same keys as columns; needs pyarrow)."),
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
         from simsearch.data.images import list_image_files
+        from simsearch.engines.results import ResultsWriter, check_results_format
 
+        _check_engine(engine, address, workers)
+        if engine == "ray" and model is not None:
+            fail("--engine ray scores an index (--index); score a --model with the local engine")
+        if engine == "ray" and heatmap is not None:
+            fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
+        check_results_format(results_format)
+        if results_path is None and results_format != "jsonl":
+            fail("--results-format is for --results: name the file to write")
+        writer = ResultsWriter(results_path, results_format) if results_path else None  # checked before the work
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
@@ -225,14 +273,29 @@ def score(
                      "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
         skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
         overlay_names: set[str] = set()
-        with progress_bar("scoring", len(files), enabled=len(files) > 1) as advance:
-            for number, result in enumerate(inspector.iter_score(files, on_progress=advance, on_skip=skips)):
+        with contextlib.ExitStack() as stack:
+            if writer is not None:
+                stack.enter_context(writer)
+            advance = stack.enter_context(progress_bar("scoring", len(files), enabled=len(files) > 1))
+            if engine == "ray":
+                from simsearch.engines import ray_engine
+                cluster = stack.enter_context(ray_engine.ray_cluster(address, workers))
+                scored = ray_engine.iter_score(inspector, index, files, cluster, weights, device, advance, skips)
+            else:
+                scored = inspector.iter_score(files, on_progress=advance, on_skip=skips)
+            for number, result in enumerate(scored):
                 if heatmap is not None:
                     _write_heatmap(inspector, result, heatmap, number, overlay_names)
                 if as_json:
                     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-                results.append(result)
-        if not as_json:
+                if writer is not None:
+                    writer.write(result)  # kept on disk, not in memory: a Ray job may score millions
+                else:
+                    results.append(result)
+        if writer is not None:
+            if not as_json:
+                console.print(f"wrote {writer.count} result(s) to {results_path} ({results_format})")
+        elif not as_json:
             print_score_table(results)
         skips.finish()
 
