@@ -83,7 +83,12 @@ def _samples(data: Path):
     return samples, counts
 
 
-def _report(kind: str, result, counts: dict, as_json: bool) -> None:
+def _report(kind: str, result, counts: dict, as_json: bool, data: Path | None = None) -> None:
+    from simsearch.report import training_run, write_run
+
+    # run.json beside the checkpoints, so that `simsearch report OUT` shows the curves
+    write_run(training_run(kind, result.history, data, counts, {"checkpoint": str(result.model_path)},
+                           result.best_epoch), result.out_dir)
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
                "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
@@ -95,7 +100,8 @@ def _report(kind: str, result, counts: dict, as_json: bool) -> None:
     console.print(f"trained {kind} for {int(last['epoch'])} epochs ({losses})")
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
-    console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
+    console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}\n"
+                  f"report: simsearch report {result.out_dir}")
 
 
 @train_app.command("triplet-ae")
@@ -126,7 +132,7 @@ def triplet_ae(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, warn_skip,
                                       triplet)
-        _report("triplet-ae", result, counts, as_json)
+        _report("triplet-ae", result, counts, as_json, data)
 
 
 @train_app.command("triplet-head")
@@ -164,7 +170,7 @@ def triplet_head(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
                                         on_read, warn_skip, triplet)
-        _report("triplet-head", result, counts, as_json)
+        _report("triplet-head", result, counts, as_json, data)
 
 
 def register(app: typer.Typer) -> None:
