@@ -8,6 +8,7 @@ defects among them as typed defect exemplars."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from simsearch.data.splits import validation_split
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
+from simsearch.embed.base import Embeddings
 from simsearch.errors import NotFittedError
 from simsearch.inspector import Inspector
 from simsearch.score.results import ScoreResult
@@ -32,7 +34,91 @@ from simsearch.score.scorer import Scorer
 EMBEDDER_FILE = "embedder.pt"  # a trained embedder's checkpoint, beside the index, in a saved method's folder
 INDEX_DIR = "index"
 TRIPLET_HEAD_EPOCHS = 30  # cached backbone vectors make head epochs cheap; early stopping ends most runs sooner
+# Views per image for the head: 1 (the image itself) lets every fold and draw reuse the remembered backbone
+# vectors; augmented views (option triplet-head.views=2) are embedded afresh each time.
+TRIPLET_HEAD_VIEWS = 1
+MEMO_BYTES = 1 << 30  # at most this much remembered backbone vectors (ELPV at 128 px: ~0.4 GB with patches)
 GOOD_ONLY_RATE = 0.01  # without validation defects: reject about 1% of good parts
+
+
+class MemoEmbedder(Embedder):
+    """An embedder that remembers the vectors of the images it has embedded (keyed by their pixels), so that
+    compare's folds and learning-curve draws embed each image once. It is the embedder it wraps in every way
+    that is saved (config, fingerprint), so an index built through it opens with the plain embedder."""
+
+    def __init__(self, inner: Embedder, budget_bytes: int = MEMO_BYTES):
+        self.inner = inner
+        self.kind = inner.kind
+        self.batch_size = inner.batch_size
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self._vectors: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # device, image_size, ...: the wrapped embedder's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights: str | Path | None = None, **runtime: Any) -> Embedder:
+        raise NotImplementedError("a MemoEmbedder wraps a built embedder; rebuild the inner one from its config")
+
+    @classmethod
+    def from_spec(cls, argument: str, **options: Any) -> Embedder:
+        raise NotImplementedError("a MemoEmbedder wraps a built embedder")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.inner.config
+
+    @property
+    def weights_digest(self) -> str:
+        return self.inner.weights_digest
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def supports_patches(self) -> bool:
+        return self.inner.supports_patches
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        keys = [_pixel_key(image) for image in images]
+        missing = [i for i, key in enumerate(keys) if key not in self._vectors]
+        fresh: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        if missing:
+            computed = self.inner.embed([images[i] for i in missing])
+            for row, i in enumerate(missing):
+                fresh[keys[i]] = (computed.image[row], None if computed.patches is None else computed.patches[row])
+                size = computed.image[row].nbytes + (0 if computed.patches is None else computed.patches[row].nbytes)
+                if self.used_bytes + size <= self.budget_bytes:
+                    self._vectors[keys[i]] = fresh[keys[i]]
+                    self.used_bytes += size
+        rows = [fresh.get(key) or self._vectors[key] for key in keys]
+        patches = None if any(r[1] is None for r in rows) else np.stack([r[1] for r in rows])
+        return Embeddings(np.stack([r[0] for r in rows]), patches)
+
+
+def _pixel_key(image: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(image)
+    return hashlib.blake2b(str((array.shape, array.dtype.str)).encode() + array.tobytes(), digest_size=16).digest()
+
+
+_MEMOS: dict[str, MemoEmbedder] = {}  # one per frozen-backbone fingerprint, for the life of the process
+
+
+def memo_embedder(embedder: Embedder) -> MemoEmbedder:
+    """The process's MemoEmbedder for this embedder's fingerprint (the frozen backbone's vectors never change)."""
+    memo = _MEMOS.get(embedder.fingerprint)
+    if memo is None:
+        _MEMOS.clear()  # keep one backbone's vectors at a time: the memory stays bounded by MEMO_BYTES
+        memo = _MEMOS[embedder.fingerprint] = MemoEmbedder(embedder)
+    return memo
 
 
 class SimilarityMethod(Scorer):
@@ -59,8 +145,9 @@ class SimilarityMethod(Scorer):
     def _train_embedder(self, samples: Sequence[Sample]) -> Embedder:
         """The frozen backbone (kNN methods); the triplet methods override this to train one."""
         settings = self.settings
-        return create_embedder(f"backbone:{settings.backbone}", weights=settings.weights,
-                               pretrained=settings.pretrained, image_size=settings.image_size, **self._runtime())
+        return memo_embedder(create_embedder(f"backbone:{settings.backbone}", weights=settings.weights,
+                                             pretrained=settings.pretrained, image_size=settings.image_size,
+                                             **self._runtime()))
 
     def _train_settings(self, epochs: int):
         from simsearch.train.loop import TrainSettings
@@ -204,13 +291,17 @@ class TripletHeadMethod(SimilarityMethod):
 
         settings = self.settings
         options = settings.options.get(self.name, {})
-        frozen = BackboneEmbedder(settings.backbone, image_size=settings.image_size, weights=settings.weights,
-                                  pretrained=settings.pretrained, **self._runtime())
+        # The frozen backbone's vectors are remembered across folds and draws (the kNN methods share them).
+        frozen = memo_embedder(BackboneEmbedder(settings.backbone, image_size=settings.image_size,
+                                                weights=settings.weights, pretrained=settings.pretrained,
+                                                **self._runtime()))
         result = train_triplet_head(list(samples), frozen, self._work_dir(), HeadConfig(),
                                     self._train_settings(int(options.get("epochs", TRIPLET_HEAD_EPOCHS))),
-                                    views=int(options.get("views", 2)))
+                                    views=int(options.get("views", TRIPLET_HEAD_VIEWS)))
         self._keep(result)
-        return TripletHeadEmbedder(result.model_path, weights=settings.weights, **self._runtime())
+        embedder = TripletHeadEmbedder(result.model_path, weights=settings.weights, **self._runtime())
+        embedder.backbone = frozen  # the same vectors, remembered
+        return embedder
 
 
 class TripletAutoencoderMethod(SimilarityMethod):
