@@ -70,11 +70,6 @@ class CompareSettings:
                            target_accuracy=self.target_accuracy, seed=self.seed)
 
 
-def build_method(name: str, settings: CompareSettings, on_note: Note | None = None):
-    """A fresh, untrained method. Raises WeightsError when its weights are unavailable."""
-    return build_baseline(name, settings, on_note)
-
-
 def fold_metrics(samples: Sequence[Sample], scores: Sequence[float], verdicts: Sequence[bool]) -> dict[str, Any]:
     """Image AUROC on scores; F1, balanced accuracy, accuracy and confusion [[TN, FP], [FN, TP]] on verdicts."""
     labels = np.array([int(s.is_defect) for s in samples])
@@ -135,7 +130,7 @@ def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: Com
         folds = []
         for split in splits:
             try:
-                method = build_method(name, settings, note)
+                method = build_baseline(name, settings, note)
                 folds.append(run_fold(method, split))
             except WeightsError as error:
                 note(f"{name} skipped: {error}")
@@ -215,7 +210,7 @@ def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settin
                         drawn = draw_defects(split.train, count, settings.seed, repeat)
                         run = {"fold": split.fold, "repeat": repeat, "defects": sum(s.is_defect for s in drawn)}
                         try:
-                            result = run_fold(build_method(name, settings, note),
+                            result = run_fold(build_baseline(name, settings, note),
                                               Split(split.fold, drawn, split.test))
                             run.update(_curve_row(result))
                         except (SimsearchError, ValueError) as error:
