@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,18 +25,21 @@ def _cell(summary: dict, metric: str, digits: int = 3, spread: bool = True) -> s
         return "-"
     if not spread:
         return f"{value['mean']:.{digits}f}"
-    return f"{value['mean']:.{digits}f}±{value['std']:.{max(digits - 1, 1)}f}"
+    return f"{value['mean']:.{digits}f}±{value['std']:.2f}"
 
 
 def print_comparison(report: dict) -> None:
     """One row per method (mean±std over folds), readable at 80 columns; the confusion matrix is in the CSV."""
-    table = Table(title=f"{len(report['splits'])} fold(s); mean±std over folds", box=box.SIMPLE, pad_edge=False)
-    for column in ("method", "family", "AUROC", "F1", "bal. acc.", "train s", "img/s"):
-        table.add_column(column, justify="left" if column in ("method", "family") else "right")
+    table = Table(title=f"{len(report['splits'])} fold(s); mean±std over folds", box=None, pad_edge=False,
+                  header_style="bold")
+    widths = {"method": 12, "family": 10, "AUROC": 10, "F1": 10, "bal. acc.": 10, "train s": 7, "img/s": 5}
+    for column, width in widths.items():  # 76 columns in all: fits an 80-column terminal
+        table.add_column(column, justify="left" if column in ("method", "family") else "right", no_wrap=True,
+                         min_width=width)
     for name, result in report["methods"].items():
         summary = result["summary"]
         table.add_row(escape(name), result.get("family", ""), _cell(summary, "image_auroc"), _cell(summary, "f1"),
-                      _cell(summary, "balanced_accuracy"), _cell(summary, "train_seconds", 1, False),
+                      _cell(summary, "balanced_accuracy"), _cell(summary, "train_seconds", 0, False),
                       _cell(summary, "images_per_second", 1, False))
     console.print(table)
 
@@ -45,7 +47,7 @@ def print_comparison(report: dict) -> None:
 def print_curve(curve: dict) -> None:
     """Methods by labelled defects per type: image AUROC / F1, means over folds and draws."""
     table = Table(title=f"learning curve: AUROC/F1 by labelled defects per type ({curve['repeats']} draw(s))",
-                  box=box.SIMPLE, pad_edge=False)
+                  box=None, pad_edge=False, header_style="bold")
     table.add_column("method")
     for label in curve["counts"]:
         table.add_column(label, justify="right")
