@@ -15,7 +15,9 @@ from simsearch.baselines.persist import SavedBaseline, write_baseline
 from simsearch.baselines.registry import Note, register_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
+from simsearch.data.splits import validation_split
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
@@ -53,17 +55,27 @@ def load_backbone_weights(model: CamClassifier, weights: str | Path | None = Non
 def build_cnn(options: Any, on_note: Note | None = None) -> "ImageClassifier":
     """Seed 000's small CNN from CompareSettings (its own image size and learning rate)."""
     return ImageClassifier("cnn", options.cnn_image_size, options.backbone, options.weights, options.pretrained,
-                           options.train_config("cnn"), **_runtime(options))
+                           options.train_config("cnn"), **_runtime(options), on_note=on_note)
 
 
 def build_cam(options: Any, on_note: Note | None = None) -> "ImageClassifier":
     """Seeds 001/002's CAM classifier from CompareSettings (the shared backbone, weights and image size)."""
     return ImageClassifier("cam", options.image_size, options.backbone, options.weights, options.pretrained,
-                           options.train_config("cam"), **_runtime(options))
+                           options.train_config("cam"), **_runtime(options), on_note=on_note)
 
 
 def _runtime(options: Any) -> dict[str, Any]:
-    return {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
+    return {"batch_size": options.batch_size, "val_fraction": options.val_fraction, "patience": options.patience,
+            **({"device": options.device} if options.device else {})}
+
+
+def f1_threshold(labels: Sequence[int], probabilities: Sequence[float]) -> float | None:
+    """The F1-best defect-probability threshold on a validation part (the policy of `simsearch calibrate`);
+    None when the part lacks good or defect images."""
+    labels = np.asarray(labels, dtype=int)
+    if not (labels == 1).any() or not (labels == 0).any():
+        return None
+    return calibrate(labels, probabilities, "f1").value
 
 
 @register_baseline("cam", build_cam, help="fine-tuned backbone with class activation map boxes (seeds 001/002)")
@@ -73,7 +85,8 @@ class ImageClassifier(SavedBaseline):
 
     def __init__(self, kind: str = "cnn", image_size: int | None = None, backbone: str = "resnet18",
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
-                 threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None):
+                 threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None,
+                 val_fraction: float = 0.2, patience: int | None = 3, on_note: Note | None = None):
         if kind not in KINDS:
             raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
@@ -85,8 +98,12 @@ class ImageClassifier(SavedBaseline):
         self.threshold = threshold
         self.batch_size = batch_size
         self.device = torch.device(device or "cpu")
+        self.val_fraction = val_fraction  # share of the training samples held out to pick epoch and threshold
+        self.patience = patience
+        self.on_note = on_note
         self.model_: torch.nn.Module | None = None
         self.history_: list[dict] = []
+        self.best_epoch_: int | None = None
         self.weights_source_: str | None = None
 
     def _build(self) -> torch.nn.Module:
@@ -112,20 +129,47 @@ class ImageClassifier(SavedBaseline):
         return self.model_ is not None
 
     def fit(self, samples: Sequence[Sample], on_epoch: EpochCallback | None = None) -> "ImageClassifier":
-        """Train on labelled samples (defect types are not used)."""
-        return self.fit_images([s.path for s in samples], [int(s.is_defect) for s in samples], on_epoch)
+        """Train on labelled samples (defect types only stratify the split): a validation part carved from them
+        (val_fraction, stratified) picks the best epoch, stops early and places the F1-best threshold."""
+        train, held = validation_split(samples, self.val_fraction, self.train.seed)
+        held_labels = {s.is_defect for s in held}
+        if held and held_labels != {True, False} or not {s.is_defect for s in train} >= {True, False}:
+            # Too few defects to spare some: train on everything, keep the last epoch and threshold 0.5.
+            self._note(f"{self.kind}: too few defects to hold out a validation part with both classes; trained "
+                       "on every sample for the full epochs, threshold 0.5")
+            train, held = list(samples), []
+        return self.fit_images([s.path for s in train], [int(s.is_defect) for s in train], on_epoch,
+                               [s.path for s in held], [int(s.is_defect) for s in held])
 
-    def fit_images(self, images: Sequence[ImageLike], labels: Sequence[int],
-                   on_epoch: EpochCallback | None = None) -> "ImageClassifier":
-        """Train on images with labels 0 (good) / 1 (defect)."""
+    def _note(self, text: str) -> None:
+        if self.on_note:
+            self.on_note(text)
+
+    def fit_images(self, images: Sequence[ImageLike], labels: Sequence[int], on_epoch: EpochCallback | None = None,
+                   val_images: Sequence[ImageLike] = (), val_labels: Sequence[int] = ()) -> "ImageClassifier":
+        """Train on images with labels 0 (good) / 1 (defect); with validation images, keep the epoch of lowest
+        validation loss and put the threshold where the validation F1 is highest."""
         labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         if len(labels) != len(images) or len(set(labels.tolist())) < 2:
-            raise InputError("training needs images of both classes (good and defect), one label per image")
+            raise InputError("training needs images of both classes (good and defect), one label per image",
+                             hint="label at least one defect image", parameter="samples")
         model = self._build().to(self.device)
         pixels = to_pixels(images, self.image_size).to(self.device)
         frozen = model.frozen if isinstance(model, CamClassifier) else None
-        self.history_ = train_classifier(model, pixels, labels.to(self.device), self.train, on_epoch, frozen)
+        validation = None
+        if len(val_images):
+            validation = (to_pixels(val_images, self.image_size).to(self.device),
+                          torch.as_tensor(np.asarray(val_labels, dtype=np.int64)).to(self.device))
+        self.history_ = train_classifier(model, pixels, labels.to(self.device), self.train, on_epoch, frozen,
+                                         validation, self.patience)
         self.model_ = model
+        self.best_epoch_ = None
+        if validation is not None:
+            losses = [row["val_loss"] for row in self.history_]
+            self.best_epoch_ = self.history_[int(np.argmin(losses))]["epoch"]  # the first lowest, as the loop keeps
+            probabilities = [r.score for r in self.score(list(val_images))]
+            chosen = f1_threshold(val_labels, probabilities)
+            self.threshold = chosen if chosen is not None else 0.5
         return self
 
     def _require_model(self) -> torch.nn.Module:
@@ -175,7 +219,8 @@ class ImageClassifier(SavedBaseline):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "image_size": self.image_size, "backbone": self.backbone if self.kind == "cam"
                 else None, "threshold": self.threshold, "weights_source": self.weights_source_,
-                "train": self.train.to_dict(), "history": self.history_}
+                "train": self.train.to_dict(), "val_fraction": self.val_fraction, "patience": self.patience,
+                "best_epoch": self.best_epoch_, "history": self.history_}
 
     def describe(self) -> dict[str, Any]:
         """The set-up from the saved config (the training history left out)."""
@@ -205,4 +250,5 @@ class ImageClassifier(SavedBaseline):
         classifier.model_ = model.eval().to(classifier.device)
         classifier.weights_source_ = config.get("weights_source")
         classifier.history_ = config.get("history", [])
+        classifier.best_epoch_ = config.get("best_epoch")
         return classifier

@@ -1,6 +1,9 @@
-"""Every method on the same splits: kNN (image, patch, triplet embedders where available), small CNN, CAM,
-backbone probe. Per fold: image AUROC, F1, balanced accuracy, confusion matrix, training time, images/s;
-then mean and spread over folds, written as JSON and CSV."""
+"""Every registered method on the same splits: the similarity family (kNN image/patch, the triplet embedders
+trained per fold) and the classifiers (small CNN, CAM, backbone probe). Each trains on a fold's training part
+only, choosing its epochs and threshold on a validation part carved from it. Per fold: image AUROC, F1,
+balanced accuracy, confusion matrix, training time, images/s; then mean and spread over folds, written as JSON,
+CSV and a run.json for `simsearch report`. The learning curve reruns the folds with 0, 1, 3, ... labelled defects
+per type (seeded, nested draws)."""
 
 from __future__ import annotations
 
@@ -14,23 +17,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
-from simsearch.baselines.registry import baseline_names, build_baseline
+from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
 from simsearch.data.datasets import Sample
-from simsearch.data.splits import DEFAULT_SEED, Split
-from simsearch.decide.policies import calibrate
-from simsearch.embed import WeightsError, create_embedder
-from simsearch.errors import UnknownComponentError
+from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
+from simsearch.embed import WeightsError
+from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
-from simsearch.inspector import Inspector
 from simsearch.train.classifier import TrainConfig
 
-KNN_METHODS = ("knn-image", "knn-patch")
-TRIPLET_METHODS = ("triplet-ae", "triplet-head")
-SUPERVISED_METHODS = baseline_names()  # every registered baseline (cnn, cam, probe, ...)
-METHODS = KNN_METHODS + TRIPLET_METHODS + SUPERVISED_METHODS
 METRICS = ("image_auroc", "f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
-KNN_HOLDOUT = 0.2  # share of the training good images held out of the index to place the kNN threshold
+CURVE_METRICS = ("image_auroc", "f1", "balanced_accuracy", "train_seconds")
+CURVE_COUNTS: tuple[int | None, ...] = (0, 1, 3, 10, None)  # None: every labelled defect
 Note = Callable[[str], None]
+
+
+def method_names() -> tuple[str, ...]:
+    """What `compare` can run: every registered method (`--methods all`)."""
+    return baseline_names()
 
 
 @dataclass
@@ -51,7 +54,9 @@ class CompareSettings:
     k: int = 1
     coreset_ratio: float = 0.1
     probe_backbones: tuple[str, ...] = DEFAULT_BACKBONES
-    triplet_specs: dict[str, str] = field(default_factory=dict)  # method -> embedder spec, e.g. 'triplet-head:FILE'
+    val_fraction: float = 0.2  # share of each training part held out to choose epochs and the threshold
+    patience: int | None = 3  # epochs without a lower validation loss before a training run stops
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method extras, e.g. {"triplet-head": {"epochs": 20}}
     batch_size: int = 16
     device: str | None = None
     seed: int = DEFAULT_SEED
@@ -63,63 +68,6 @@ class CompareSettings:
         return TrainConfig(epochs=self.epochs, learning_rate=rate, class_weights=self.class_weights,
                            augment=method == "cnn" or self.cam_augment,
                            target_accuracy=self.target_accuracy, seed=self.seed)
-
-
-class KnnMethod:
-    """kNN similarity search as a compared method: indexes only the good images of the training part.
-
-    Threshold without test leakage: 20% of the training good images are held out of the index; they and
-    the training defects are scored against it, the F1-best threshold is kept, then the held-out goods
-    join the index."""
-
-    def __init__(self, embedder, mode: str, k: int = 1, coreset_ratio: float = 0.1, seed: int = DEFAULT_SEED):
-        self.inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
-        self.seed = seed
-
-    def fit(self, train: Sequence[Sample]) -> "KnnMethod":
-        good = [s for s in train if not s.is_defect]
-        defects = [s for s in train if s.is_defect]
-        order = np.random.default_rng(self.seed).permutation(len(good))
-        held = max(1, int(round(len(good) * KNN_HOLDOUT)))
-        indexed, held_out = [good[i] for i in sorted(order[held:])], [good[i] for i in sorted(order[:held])]
-        self.inspector.fit([s.path for s in indexed])
-        check = held_out + defects
-        scores = np.array([r.score for r in self.inspector.score([s.path for s in check])])
-        labels = np.array([int(s.is_defect) for s in check])
-        self.inspector.add([s.path for s in held_out], "good")
-        threshold = calibrate(labels, scores, "f1")  # the same F1 policy as `simsearch calibrate`
-        threshold.calibrated_on = "held-out training goods + training defects"
-        self.inspector.index_.threshold = threshold.to_record()
-        return self
-
-    def iter_score(self, images, on_progress=None, on_skip=None):
-        return self.inspector.iter_score(images, on_progress, on_skip)
-
-    def save(self, folder: Path) -> None:
-        self.inspector.save(folder, force=True)  # a rerun replaces its own fold models
-
-
-def build_method(name: str, settings: CompareSettings, on_note: Note | None = None):
-    """A fresh, untrained method. Raises WeightsError when its weights or embedder are unavailable."""
-    runtime = {"batch_size": settings.batch_size, **({"device": settings.device} if settings.device else {})}
-    if name in KNN_METHODS + TRIPLET_METHODS:
-        if name in TRIPLET_METHODS:
-            spec = settings.triplet_specs.get(name, f"{name}:")
-            try:
-                embedder = create_embedder(spec, **runtime)
-            except WeightsError:
-                raise
-            except Exception as error:  # another helper's embedder: any failure to build it means "skip"
-                raise WeightsError(f"cannot build the {spec!r} embedder ({error})") from None
-            mode = "image"
-        else:
-            embedder = create_embedder(f"backbone:{settings.backbone}", weights=settings.weights,
-                                       pretrained=settings.pretrained, image_size=settings.image_size, **runtime)
-            mode = name.removeprefix("knn-")
-        return KnnMethod(embedder, mode, settings.k, settings.coreset_ratio, settings.seed)
-    if name in SUPERVISED_METHODS:
-        return build_baseline(name, settings, on_note)
-    raise UnknownComponentError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
 def fold_metrics(samples: Sequence[Sample], scores: Sequence[float], verdicts: Sequence[bool]) -> dict[str, Any]:
@@ -144,8 +92,15 @@ def run_fold(method, split: Split) -> dict[str, Any]:
     score_seconds = time.perf_counter() - start
     kept = [by_path[r.path] for r in results]
     metrics = fold_metrics(kept, [r.score for r in results], [bool(r.is_anomaly) for r in results])
+    trained = {"train_images": len(split.train), "train_defects": sum(s.is_defect for s in split.train)}
+    if getattr(method, "history_", None):
+        trained["history"] = method.history_
+        trained["best_epoch"] = getattr(method, "best_epoch_", None)
+    threshold = getattr(method, "threshold_", None)
+    value = getattr(threshold, "value", threshold)
     return {"fold": split.fold, **metrics, "train_seconds": train_seconds,
-            "images_per_second": len(results) / max(score_seconds, 1e-9), "test_images": len(results)}
+            "images_per_second": len(results) / max(score_seconds, 1e-9), "test_images": len(results),
+            "threshold": float(value) if value is not None else None, **trained}
 
 
 def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -159,30 +114,23 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def compare(splits: Sequence[Split], methods: Sequence[str], settings: CompareSettings,
+def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: CompareSettings,
             models_dir: str | Path | None = None, on_note: Note | None = None,
             on_done: Callable[[str, int], None] | None = None,
             report_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run each method on each split; methods whose weights or embedder are unavailable are skipped with a note.
-    With report_dir, the report is rewritten after each method, so a long run keeps what it has finished."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UnknownComponentError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    """Run each method on each split (methods: names, or 'all'); methods whose weights are unavailable are
+    skipped with a note. With report_dir, the report is rewritten after each method, so a long run keeps what
+    it has finished."""
+    methods = resolve_methods(methods)
     notes: list[str] = []
-
-    def note(text: str) -> None:
-        if text not in notes:
-            notes.append(text)
-            if on_note:
-                on_note(text)
-
+    note = _noter(notes, on_note)
     report: dict[str, Any] = {"settings": {**asdict(settings), "methods": list(methods)},
                               "splits": [s.describe() for s in splits], "methods": {}, "notes": notes}
     for name in methods:
         folds = []
         for split in splits:
             try:
-                method = build_method(name, settings, note)
+                method = build_baseline(name, settings, note)
                 folds.append(run_fold(method, split))
             except WeightsError as error:
                 note(f"{name} skipped: {error}")
@@ -192,10 +140,99 @@ def compare(splits: Sequence[Split], methods: Sequence[str], settings: CompareSe
             if on_done:
                 on_done(name, split.fold)
         if folds:
-            report["methods"][name] = {"summary": summarise(folds), "folds": folds}
+            report["methods"][name] = {"family": get_baseline(name).family, "summary": summarise(folds),
+                                       "folds": folds}
         if report_dir is not None:
             write_report(report, report_dir)
     return report
+
+
+def _noter(notes: list[str], on_note: Note | None) -> Note:
+    def note(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
+            if on_note:
+                on_note(text)
+    return note
+
+
+def parse_counts(text: str) -> list[int | None]:
+    """'0,1,3,10,all' -> [0, 1, 3, 10, None] (None: every labelled defect), sorted, repeats dropped."""
+    from simsearch.errors import InputError
+
+    counts: list[int | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "all":
+            value = None
+        elif part.isdigit():
+            value = int(part)
+        else:
+            raise InputError(f"{part!r} is not a defect count", hint="give {param} as counts and 'all', "
+                             "e.g. 0,1,3,10,all", parameter="curve_counts")
+        if value not in counts:
+            counts.append(value)
+    if not counts:
+        raise InputError("no defect count given", hint="give {param}, e.g. 0,1,3,10,all", parameter="curve_counts")
+    return sorted(counts, key=lambda c: float("inf") if c is None else c)
+
+
+def count_label(count: int | None) -> str:
+    return "all" if count is None else str(count)
+
+
+def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settings: CompareSettings,
+                   counts: Sequence[int | None] = CURVE_COUNTS, repeats: int = 3,
+                   comparison: dict[str, Any] | None = None, on_note: Note | None = None,
+                   on_done: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+    """Each method's AUROC and F1 when given `count` labelled defects per type of each fold's training part
+    (every good image kept; the test parts unchanged). Draws are seeded by (seed, repeat) and nested; a count
+    that draws the same images every time (0, all) runs once. The 'all' point reuses `comparison`'s folds
+    when given. A method that cannot train on a draw (a classifier without defects) gets no value there."""
+    from simsearch.errors import InputError
+
+    methods = resolve_methods(methods)
+    if repeats < 1:
+        raise InputError("repeats must be at least 1", hint="raise {param}", parameter="curve_repeats")
+    notes: list[str] = []
+    note = _noter(notes, on_note)
+    curve: dict[str, Any] = {"counts": [count_label(c) for c in counts], "repeats": repeats,
+                             "per": "defect type", "methods": {}, "notes": notes}
+    for name in methods:
+        points: dict[str, Any] = {}
+        for count in counts:
+            runs: list[dict[str, Any]] = []
+            finished = (comparison or {}).get("methods", {}).get(name)
+            if count is None and finished:
+                runs = [{**_curve_row(f), "repeat": 0, "defects": f["train_defects"]} for f in finished["folds"]]
+            else:
+                for repeat in range(1 if count in (0, None) else repeats):
+                    for split in splits:
+                        drawn = draw_defects(split.train, count, settings.seed, repeat)
+                        run = {"fold": split.fold, "repeat": repeat, "defects": sum(s.is_defect for s in drawn)}
+                        try:
+                            result = run_fold(build_baseline(name, settings, note),
+                                              Split(split.fold, drawn, split.test))
+                            run.update(_curve_row(result))
+                        except (SimsearchError, ValueError) as error:
+                            note(f"{name} with {count_label(count)} defect(s) per type, fold {split.fold}: "
+                                 f"no result ({str(error).splitlines()[0]})")
+                        runs.append(run)
+            points[count_label(count)] = {**{m: _mean_std([r.get(m) for r in runs]) for m in CURVE_METRICS},
+                                          "defects": _mean_std([r["defects"] for r in runs]), "runs": runs}
+            if on_done:
+                on_done(name, count_label(count))
+        curve["methods"][name] = {"family": get_baseline(name).family, "points": points}
+    return curve
+
+
+def _curve_row(fold: dict[str, Any]) -> dict[str, Any]:
+    return {"fold": fold["fold"], **{m: fold.get(m) for m in CURVE_METRICS}}
+
+
+def _mean_std(values: Sequence[float | None]) -> dict[str, Any]:
+    present = [float(v) for v in values if v is not None and v == v]
+    return {"mean": float(np.mean(present)) if present else None,
+            "std": float(np.std(present)) if present else None, "n": len(present)}
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> tuple[Path, Path]:
@@ -206,12 +243,12 @@ def write_report(report: dict[str, Any], folder: str | Path) -> tuple[Path, Path
     json_path.write_text(json.dumps(report, indent=2, default=str))
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "folds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+        writer.writerow(["method", "family", "folds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
                         + ["tn", "fp", "fn", "tp"])
         for name, result in report["methods"].items():
             summary = result["summary"]
             (tn, fp), (fn, tp) = summary["confusion"]
-            writer.writerow([name, len(result["folds"])]
+            writer.writerow([name, result.get("family", ""), len(result["folds"])]
                             + [_round(summary[m][s]) for m in METRICS for s in ("mean", "std")] + [tn, fp, fn, tp])
     return json_path, csv_path
 

@@ -69,6 +69,13 @@ def load_baseline(folder: str | Path, weights: str | Path | None = None, **runti
     size = config.get("image_size", 224)
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
         raise BaselineError(f"{folder / CONFIG_FILE} is damaged: image_size {size!r} is not a size within 8..4096")
+    files = config.get("files")
+    if files is not None:  # files a baseline keeps beside baseline.json, named relative to its folder
+        if not isinstance(files, dict) or not all(isinstance(v, str) and v and not Path(v).is_absolute()
+                                                  and ".." not in Path(v).parts for v in files.values()):
+            raise BaselineError(f"{folder / CONFIG_FILE} is damaged: 'files' must map names to paths inside "
+                                "the folder")
+        config = {**config, "files": {name: str(folder / path) for name, path in files.items()}}
     try:
         return open_baseline(kind, config, tensors, weights=weights, **runtime)
     except SimsearchError:

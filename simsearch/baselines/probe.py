@@ -19,11 +19,11 @@ from simsearch.baselines.registry import register_baseline
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
-from simsearch.data.splits import DEFAULT_SEED, holdout_split
+from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
-from simsearch.errors import NotFittedError
+from simsearch.errors import InputError, NotFittedError
 from simsearch.files import file_sha256
 from simsearch.score.results import ScoreResult
 
@@ -113,7 +113,8 @@ def build_probe(options: Any, on_note: Note | None = None) -> "BackboneProbe":
     """The probe from CompareSettings: its candidate backbones, the shared weights file for --backbone."""
     weights = {options.backbone: options.weights} if options.weights else {}
     runtime = {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
-    return BackboneProbe(options.probe_backbones, weights, options.image_size, class_weights=options.class_weights,
+    return BackboneProbe(options.probe_backbones, weights, options.image_size, options.val_fraction,
+                         class_weights=options.class_weights,
                          seed=options.seed, cache_dir=options.cache_dir, pretrained=options.pretrained,
                          on_note=on_note, **runtime)
 
@@ -160,29 +161,37 @@ class BackboneProbe(SavedBaseline):
 
     def fit(self, samples: Sequence[Sample], on_note: Note | None = None,
             on_progress: Progress | None = None) -> "BackboneProbe":
-        """Embed the training samples with each backbone, choose by validation F1, refit the head on all."""
+        """Embed the training samples with each backbone; on a validation part carved from them (validation_size,
+        stratified) choose the backbone by F1 and place the F1-best threshold. The head keeps the fit on the
+        rest, so that the threshold is placed on images the head has not seen."""
+        from simsearch.baselines.classifier import f1_threshold
+
         on_note = on_note or self.on_note
         self.notes_, self.candidates_ = [], []
-        split = holdout_split(samples, self.validation_size, self.seed)
-        ordered = split.train + split.test
+        rest, held = validation_split(samples, self.validation_size, self.seed)
+        ordered = list(rest) + list(held)
         labels = np.array([int(s.is_defect) for s in ordered])
-        fit_rows = np.arange(len(split.train))
-        val_rows = np.arange(len(split.train), len(ordered))
+        if len(set(labels[:len(rest)].tolist())) < 2:
+            raise InputError("the probe needs good and defect images to train on",
+                             hint="label at least two defect images", parameter="samples")
+        fit_rows = np.arange(len(rest))
+        val_rows = np.arange(len(rest), len(ordered))
         best = None
         for name, embedder in self._embedders(on_note):
             vectors = self.cache.vectors(embedder, [s.path for s in ordered], on_progress)
             head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
-            predicted = head.predict_proba(vectors[val_rows]) >= self.threshold
-            f1 = float(f1_score(labels[val_rows], predicted, zero_division=0))
+            probabilities = head.predict_proba(vectors[val_rows])
+            threshold = f1_threshold(labels[val_rows], probabilities)
+            threshold = 0.5 if threshold is None else threshold
+            f1 = float(f1_score(labels[val_rows], probabilities >= threshold, zero_division=0)) if len(val_rows) else 0.0
             self.candidates_.append({"backbone": name, "validation_f1": round(f1, 6), "params": model_size(name),
-                                     "dim": embedder.dim})
+                                     "dim": embedder.dim, "threshold": threshold})
             key = (-f1, model_size(name))
             if best is None or key < best[0]:
-                best = (key, embedder, vectors)
+                best = (key, embedder, head, threshold)
         if best is None:
             raise WeightsError("the probe found no backbone with usable weights: " + "; ".join(self.notes_))
-        _, self.embedder_, vectors = best
-        self.head_ = LinearHead.fit(vectors, labels, self.class_weights, self.seed)
+        _, self.embedder_, self.head_, self.threshold = best
         return self
 
     @property

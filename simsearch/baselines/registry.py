@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from simsearch.errors import UnknownComponentError
 from simsearch.score.scorer import FAMILIES, Scorer
@@ -18,7 +18,8 @@ Build = Callable[[Any, "Note | None"], Scorer]
 # (config, tensors, weights, **runtime) -> the saved scorer (see simsearch.baselines.persist.load_baseline)
 Load = Callable[..., Scorer]
 
-BUILT_IN = ("simsearch.baselines.classifier", "simsearch.baselines.probe")  # modules whose import registers
+# Modules whose import registers their methods (similarity first, then the classifiers), in this order.
+BUILT_IN = ("simsearch.baselines.similarity", "simsearch.baselines.classifier", "simsearch.baselines.probe")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,22 @@ def baseline_names() -> tuple[str, ...]:
         module = entry.scorer.__module__
         return BUILT_IN.index(module) if module in BUILT_IN else len(BUILT_IN)
     return tuple(e.name for e in sorted(_REGISTRY.values(), key=position))
+
+
+def resolve_methods(methods: str | Sequence[str]) -> list[str]:
+    """Registered names from 'all', a comma-separated text or a list (order kept, repeats dropped);
+    UnknownComponentError names the choices."""
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not names:
+        raise UnknownComponentError("no method named", hint=f"give {{param}} as all or some of "
+                                    f"{', '.join(baseline_names())}", parameter="methods")
+    if "all" in names:
+        return list(baseline_names())
+    unknown = [n for n in names if n not in baseline_names()]
+    if unknown:
+        raise UnknownComponentError(f"unknown method(s) {', '.join(unknown)}", hint=f"{{param}} takes all or "
+                                    f"some of {', '.join(baseline_names())}", parameter="methods")
+    return list(dict.fromkeys(names))
 
 
 def get_baseline(name: str) -> BaselineEntry:

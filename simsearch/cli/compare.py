@@ -7,52 +7,94 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar
 
-DEFAULT_METHODS = "knn-image,knn-patch,cnn,cam,probe"
+DEFAULT_METHODS = "knn-image,knn-patch,triplet-head,cnn,cam,probe"
 
 
 def _note(text: str) -> None:
     err_console.print(f"note: {text}", style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
-def _cell(summary: dict, metric: str, digits: int = 3) -> str:
+def _cell(summary: dict, metric: str, digits: int = 3, spread: bool = True) -> str:
     value = summary[metric]
     if value["mean"] is None:
         return "-"
-    return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+    if not spread:
+        return f"{value['mean']:.{digits}f}"
+    return f"{value['mean']:.{digits}f}±{value['std']:.2f}"
 
 
 def print_comparison(report: dict) -> None:
-    """One row per method: mean ± std over folds, the confusion matrix summed over folds."""
-    table = Table(title=f"{len(report['splits'])} fold(s); mean ± std over folds")
-    for column in ("method", "image AUROC", "F1", "balanced acc.", "TN FP FN TP", "train s", "images/s"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+    """One row per method (mean±std over folds), readable at 80 columns; the confusion matrix is in the CSV."""
+    table = Table(title=f"{len(report['splits'])} fold(s); mean±std over folds", box=None, pad_edge=False,
+                  header_style="bold")
+    widths = {"method": 12, "family": 10, "AUROC": 10, "F1": 10, "bal. acc.": 10, "train s": 7, "img/s": 5}
+    for column, width in widths.items():  # 76 columns in all: fits an 80-column terminal
+        table.add_column(column, justify="left" if column in ("method", "family") else "right", no_wrap=True,
+                         min_width=width)
     for name, result in report["methods"].items():
         summary = result["summary"]
-        (tn, fp), (fn, tp) = summary["confusion"]
-        table.add_row(name, _cell(summary, "image_auroc"), _cell(summary, "f1"), _cell(summary, "balanced_accuracy"),
-                      f"{tn} {fp} {fn} {tp}", _cell(summary, "train_seconds", 1),
-                      _cell(summary, "images_per_second", 1))
+        table.add_row(escape(name), result.get("family", ""), _cell(summary, "image_auroc"), _cell(summary, "f1"),
+                      _cell(summary, "balanced_accuracy"), _cell(summary, "train_seconds", 0, False),
+                      _cell(summary, "images_per_second", 1, False))
     console.print(table)
 
 
+def print_curve(curve: dict) -> None:
+    """Methods by labelled defects per type: image AUROC / F1, means over folds and draws."""
+    table = Table(title=f"learning curve: AUROC/F1 by labelled defects per type ({curve['repeats']} draw(s))",
+                  box=None, pad_edge=False, header_style="bold")
+    table.add_column("method")
+    for label in curve["counts"]:
+        table.add_column(label, justify="right")
+    for name, method in curve["methods"].items():
+        cells = []
+        for label in curve["counts"]:
+            point = method["points"][label]
+            auroc, f1 = point["image_auroc"]["mean"], point["f1"]["mean"]
+            cells.append("-" if auroc is None else f"{auroc:.2f}/{f1:.2f}" if f1 is not None else f"{auroc:.2f}/-")
+        table.add_row(escape(name), *cells)
+    console.print(table)
+
+
+def _options(pairs: Optional[List[str]]) -> dict:
+    """['triplet-head.epochs=20'] -> {'triplet-head': {'epochs': 20}} (numbers parsed)."""
+    options: dict = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        method, dot, name = key.partition(".")
+        if not (equals and dot and method and name):
+            fail(f"--option {pair!r} is not METHOD.NAME=VALUE (e.g. triplet-head.epochs=20)")
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                pass
+        options.setdefault(method, {})[name] = value
+    return options
+
+
 def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed, batch_size, device,
-              probe_backbones=None, cache=None, triplet=None, lr=1e-4, cnn_lr=1e-3):
+              probe_backbones=None, cache=None, lr=1e-4, cnn_lr=1e-3, val_fraction=0.2, patience=3, options=None):
     from simsearch.baselines.compare import CompareSettings
     from simsearch.baselines.probe import DEFAULT_BACKBONES
 
     if weights is not None and not weights.is_file():
         fail(f"{weights}: no such weights file")
+    if not 0 <= val_fraction < 1:
+        fail(f"--val-fraction must be in [0, 1), not {val_fraction}")
     backbones = tuple(b.strip() for b in probe_backbones.split(",") if b.strip()) if probe_backbones \
         else DEFAULT_BACKBONES
     return CompareSettings(backbone=backbone, weights=str(weights) if weights else None, pretrained=not no_pretrained,
                            image_size=image_size, cnn_image_size=cnn_image_size, epochs=epochs, seed=seed,
                            batch_size=batch_size, device=device, probe_backbones=backbones,
-                           learning_rate=lr, cnn_learning_rate=cnn_lr,
-                           triplet_specs={spec.partition(":")[0]: spec for spec in triplet or []},
+                           learning_rate=lr, cnn_learning_rate=cnn_lr, val_fraction=val_fraction,
+                           patience=patience if patience and patience > 0 else None, options=options or {},
                            **({"cache_dir": str(cache)} if cache else {}))
 
 
@@ -63,60 +105,96 @@ def register(app: typer.Typer) -> None:
     def compare(
         data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
-                                    help="Comma-separated: knn-image, knn-patch, triplet-ae, triplet-head, or a baseline "
-                                         "(see `simsearch train-baseline --help`)."),
+                                    help="Comma-separated registered methods, or all (see `simsearch compare "
+                                         "--list`)."),
         folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is tested once)."),
         backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
         image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
         cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
-        epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN and CAM (early stop at 98%)."),
+        epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN, CAM and triplet-ae."),
         lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
         cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
+        val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each fold's training part held "
+                                           "out to choose epochs and thresholds."),
+        patience: int = typer.Option(3, "--patience", help="Stop training after this many epochs without a lower "
+                                     "validation loss (0: never)."),
+        option: Optional[List[str]] = typer.Option(None, "--option", help="Per-method setting METHOD.NAME=VALUE, "
+                                                   "e.g. triplet-head.epochs=20 (repeatable)."),
         probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
                                                       help="Comma-separated torchvision backbones for the probe."),
-        seed: int = typer.Option(42, "--seed", help="Split and training seed."),
-        out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV and models."),
-        triplet: Optional[List[str]] = typer.Option(None, "--triplet", help="Triplet embedder spec for the "
-                                                    "triplet-ae/triplet-head methods, e.g. triplet-head:MODEL."),
+        seed: int = typer.Option(42, "--seed", help="Split, draw and training seed."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Use a stratified random subset of this many "
+                                            "images (quick runs on slow machines)."),
+        curve: bool = typer.Option(False, "--curve", help="Also draw the learning curve: each method given 0, 1, "
+                                   "3, ... labelled defects per type."),
+        curve_counts: str = typer.Option("0,1,3,10,all", "--curve-counts", help="Labelled defects per type for "
+                                         "the learning curve."),
+        curve_repeats: int = typer.Option(3, "--curve-repeats", help="Seeded draws per count."),
+        out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV, run.json "
+                                 "and models."),
         cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
         batch_size: int = typer.Option(16, "--batch-size",
                                         help="Images embedded at a time (lower it when memory runs out)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        list_methods: bool = typer.Option(False, "--list", help="List the registered methods and exit."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Run kNN and the supervised baselines on identical stratified splits; one table, saved as JSON and CSV."""
+        """Train every method on each fold's training part (epochs and thresholds chosen on a validation part of
+        it), test on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
         with handle_errors():
             from simsearch.baselines.compare import compare as run_compare
-            from simsearch.baselines.compare import write_report
-            from simsearch.data.splits import comparison_samples, kfold_splits
+            from simsearch.baselines.compare import learning_curve, parse_counts, write_report
+            from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
+            from simsearch.data.splits import comparison_samples, kfold_splits, subsample
+            from simsearch.report import comparison_run, write_run
 
-            chosen = [m.strip() for m in methods.split(",") if m.strip()]
-            if not chosen:
-                fail("--methods is empty")
+            if list_methods:
+                for name in baseline_names():
+                    entry = get_baseline(name)
+                    console.print(f"{escape(name):14} {entry.family:11} {escape(entry.help)}", highlight=False)
+                return
+            chosen = resolve_methods(methods)
+            counts = parse_counts(curve_counts) if curve else None
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones, cache, triplet, lr, cnn_lr)
+                                 batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
+                                 _options(option))
             samples = comparison_samples(data)
+            if limit is not None:
+                samples = subsample(samples, limit, seed)
             splits = kfold_splits(samples, folds, seed)
             with progress_bar("comparing", len(chosen) * len(splits)) as advance:
                 report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
                                      on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
             report["data"] = str(data)
+            if limit is not None:
+                report["limit"] = limit
+            if counts is not None:
+                with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
+                    report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,
+                                                     curve_repeats, report, on_note=_note,
+                                                     on_done=lambda name, count: advance(1))
             json_path, csv_path = write_report(report, out)
+            run_path = write_run(comparison_run(report), out)
             if as_json:
                 typer.echo(json.dumps(report, default=str))
                 return
             print_comparison(report)
-            console.print(f"saved {json_path} and {csv_path}" + (f"; models under {out / 'models'}" if save_models else ""))
+            if counts is not None:
+                print_curve(report["curve"])
+            console.print(f"saved {escape(str(json_path))}, {escape(str(csv_path))} and {escape(str(run_path))}"
+                          + (f"; models under {escape(str(out / 'models'))}" if save_models else "")
+                          + f"\nnext: simsearch report {escape(str(out))}", highlight=False)
 
     @app.command("train-baseline")
     def train_baseline(
         data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
-        method: str = typer.Option("cam", "--method", help="A registered baseline: cnn, cam, probe, ..."),
+        method: str = typer.Option("cam", "--method", help="A registered method: cnn, cam, probe, knn-patch, "
+                                   "triplet-head, ... (see `simsearch compare --list`)."),
         out: Path = typer.Option(Path("artifacts/baseline"), "--out", "-o", help="Model folder to write."),
         backbone: str = typer.Option("resnet18", "--backbone",
                                      help="Backbone for CAM and the probe (ResNet family or vgg16)."),
@@ -136,14 +214,17 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     ) -> None:
-        """Train one supervised baseline on every labelled image and save it for `simsearch score --model`."""
+        """Train one method on every labelled image (a validation part held out for epochs and threshold) and save
+        it with run.json for `simsearch score --model` and `simsearch report`."""
         with handle_errors():
-            from simsearch.baselines.registry import baseline_names, build_baseline
+            from simsearch.baselines.registry import build_baseline, resolve_methods
             from simsearch.data.datasets import count_by_class
             from simsearch.data.splits import comparison_samples
+            from simsearch.report import training_run, write_run
 
-            if method not in baseline_names():
-                fail(f"--method must be one of {', '.join(baseline_names())}, not {method!r}")
+            if "," in method or method.strip() == "all":
+                fail(f"--method takes one method, not {method!r}")
+            (method,) = resolve_methods(method)
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
@@ -156,8 +237,14 @@ def register(app: typer.Typer) -> None:
             with progress_bar(f"training {method}", None):
                 model.fit(samples)
             model.save(out)
+            history = getattr(model, "history_", None) or []
+            run = training_run(method, history, data, counts, setup={
+                "model": str(out), "backbone": settings.backbone, "hyperparameters": model.describe()},
+                best_epoch=getattr(model, "best_epoch_", None))
+            run_path = write_run(run, out)
             summary = {"model": str(out), "method": method, "images": len(samples),
-                       "defect": sum(s.is_defect for s in samples), "images_per_class": counts}
+                       "defect": sum(s.is_defect for s in samples), "images_per_class": counts,
+                       "run": str(run_path)}
             if as_json:
                 typer.echo(json.dumps(summary))
             else:

@@ -101,7 +101,12 @@ def _resumed_config(ctx: typer.Context, out: Path, resume: bool, kind: str, cls,
     return dataclasses.replace(config, **explicit)
 
 
-def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs) -> None:
+def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs, data: Path | None = None) -> None:
+    from simsearch.report import training_run, write_run
+
+    # run.json beside the checkpoints, so that `simsearch report OUT` shows the curves
+    write_run(training_run(kind, result.history, data, counts, {"checkpoint": str(result.model_path)},
+                           result.best_epoch), result.out_dir)
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
                "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
@@ -114,7 +119,8 @@ def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs
     console.print(f"trained {kind} for {int(last['epoch'])} epochs ({losses})")
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
-    console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}")
+    console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}\n"
+                  f"report: simsearch report {result.out_dir}")
     skips.finish()
 
 
@@ -149,7 +155,7 @@ def triplet_ae(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
                                       triplet)
-        _report("triplet-ae", result, counts, as_json, skips)
+        _report("triplet-ae", result, counts, as_json, skips, data)
 
 
 @train_app.command("triplet-head")
@@ -190,7 +196,7 @@ def triplet_head(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
                                         on_read, skips, triplet)
-        _report("triplet-head", result, counts, as_json, skips)
+        _report("triplet-head", result, counts, as_json, skips, data)
 
 
 def register(app: typer.Typer) -> None:

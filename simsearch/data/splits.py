@@ -5,6 +5,7 @@ calibrate/evaluate/build-index. All stratify by the class key (good, or the defe
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -100,6 +101,41 @@ def validation_split(samples: Sequence[Sample], fraction: float,
         raise TrainingError(f"cannot hold out {fraction:.0%} of {len(samples)} images: {error}",
                             parameter="val_fraction") from None
     return rest, held
+
+
+def draw_defects(samples: Sequence[Sample], count: int | None, seed: int = DEFAULT_SEED,
+                 repeat: int = 0) -> list[Sample]:
+    """Every good sample plus at most `count` labelled defects PER TYPE (None: all), for the learning curve.
+
+    Seeded by (seed, repeat, type): each type's defects are put in one random order and the first `count` are
+    kept, so that the draws are nested (the 1 drawn is among the 3, the 3 among the 10) and the same seed and
+    repeat always draw the same files, whatever order the samples come in."""
+    if count is not None and count < 0:
+        raise InputError(f"a defect count must be 0 or more, not {count}", parameter="count")
+    ordered = sorted(samples, key=lambda s: str(s.path))
+    if count is None:
+        return ordered
+    by_type: dict[str, list[Sample]] = {}
+    for sample in ordered:
+        if sample.is_defect:
+            by_type.setdefault(class_key(sample), []).append(sample)
+    kept = {id(s) for s in ordered if not s.is_defect}
+    for key, members in by_type.items():
+        rng = np.random.default_rng([seed, repeat, zlib.crc32(key.encode("utf-8"))])
+        kept.update(id(members[i]) for i in rng.permutation(len(members))[:count])
+    return [s for s in ordered if id(s) in kept]
+
+
+def subsample(samples: Sequence[Sample], count: int, seed: int = DEFAULT_SEED) -> list[Sample]:
+    """A stratified random `count` of the samples (all of them when count >= their number), for quick runs."""
+    samples = sorted(samples, key=lambda s: str(s.path))
+    if count >= len(samples):
+        return samples
+    if count < 4:
+        raise InputError(f"a subset of {count} images is too small", hint="give {param} >= 4", parameter="limit")
+    keys = _strata(samples, 2)
+    kept, _ = train_test_split(list(range(len(samples))), train_size=count, random_state=seed, stratify=keys)
+    return [samples[i] for i in sorted(kept)]
 
 
 def select_fold(samples: Sequence[Sample], fold: int, n_folds: int, seed: int = DEFAULT_SEED) -> list[Sample]:

@@ -151,6 +151,29 @@ def training_png(rows: Sequence[dict[str, Any]], x: str = "epoch") -> bytes:
     return _png(figure)
 
 
+def curve_png(curve: dict[str, Any], metric: str = "image_auroc") -> bytes:
+    """The learning curve: one line per method (solid: similarity, dashed: classifier), the metric's mean over
+    folds and repeats against the labelled defects per type, with a band of one standard deviation."""
+    labels = list(curve["counts"])
+    figure, axes = _figure(WIDTH * 1.3, HEIGHT * 1.1)
+    positions = np.arange(len(labels))
+    for number, (name, method) in enumerate(curve["methods"].items()):
+        points = [method["points"].get(label, {}).get(metric) or {} for label in labels]
+        means = np.array([np.nan if p.get("mean") is None else p["mean"] for p in points], dtype=float)
+        stds = np.array([0.0 if p.get("std") is None else p["std"] for p in points], dtype=float)
+        style = "-" if method.get("family") == "similarity" else "--"
+        axes.plot(positions, means, style, marker="o", ms=4, lw=2, color=f"C{number}",
+                  label=f"{name} ({method.get('family', '?')})")
+        axes.fill_between(positions, means - stds, means + stds, color=f"C{number}", alpha=0.12)
+    axes.set_xticks(positions, labels)
+    title = {"image_auroc": "image AUROC", "f1": "F1 at the method's threshold"}.get(metric, metric)
+    axes.set(xlabel=f"labelled defects per {curve.get('per', 'defect type')} given to the method",
+             ylabel=title, title=f"Learning curve: {title}")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    return _png(figure)
+
+
 def _is_number(value: Any) -> bool:
     try:
         float(value)

@@ -194,7 +194,7 @@ def _setup(run: dict[str, Any]) -> str:
         if metrics:
             rows.append(("on the calibration set", ", ".join(f"{escape(k)} {_fmt(v)}" for k, v in metrics.items())))
         parts.append("<h3>Threshold</h3>" + _kv(rows))
-    else:
+    elif run.get("kind", "evaluate") == "evaluate":  # compare and train runs keep thresholds per model
         parts.append('<h3>Threshold</h3><p class="note">No threshold: the index was not calibrated, so there '
                      "are no verdicts (run <code>simsearch calibrate</code>).</p>")
     extra = {k: v for k, v in setup.items() if k not in {key for key, _ in known} | {"embedder", "threshold",
@@ -276,6 +276,33 @@ def _comparison(run: dict[str, Any]) -> str:
                "deviation over folds or seeds where given</p>"))
 
 
+def _curve(run: dict[str, Any]) -> str:
+    """The learning curve of a compare run: AUROC and F1 per method against the labelled defects given."""
+    curve = run.get("curve")
+    if not curve or not curve.get("methods"):
+        return ""
+    labels = [str(c) for c in curve.get("counts", [])]
+    rows = []
+    for name, method in curve["methods"].items():
+        line = [escape(str(name)), escape(str(method.get("family", "")))]
+        for label in labels:
+            point = method.get("points", {}).get(label, {})
+            cells = []
+            for metric in ("image_auroc", "f1"):
+                value = (point.get(metric) or {}).get("mean")
+                cells.append(_fmt(value, 2) if value is not None else "&mdash;")
+            line.append(" / ".join(cells))
+        rows.append(line)
+    per = escape(str(curve.get("per", "defect type")))
+    table = _table(["method", "family"] + [f"{escape(label)} per {per}" for label in labels], rows, numeric_from=2)
+    figures = "".join(_chart(charts.curve_png, f"learning curve {metric}", curve, metric)
+                      for metric in ("image_auroc", "f1"))
+    return (f"<h3>Learning curve: how many defects must be labelled?</h3>{table}"
+            f'<p class="note">cells: image AUROC / F1, mean over folds and {escape(str(curve.get("repeats")))} '
+            "seeded draw(s); the test parts are the same at every count.</p>"
+            f"<div class=charts>{figures}</div>")
+
+
 def _results(run: dict[str, Any]) -> str:
     results = run.get("results") or []
     metrics = run.get("metrics") or {}
@@ -315,6 +342,7 @@ def _results(run: dict[str, Any]) -> str:
             figures.append(_chart(charts.recall_png, "recall per defect type", metrics["recall_by_type"], counts))
         parts.append(f"<div class=charts>{''.join(figures)}</div>")
     parts.append(_comparison(run))
+    parts.append(_curve(run))
     body = "".join(parts)
     return body or '<p class="note">This run has no per-image results or metrics.</p>'
 

@@ -227,3 +227,51 @@ def result_arrays(results: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.nda
     rows = list(results)
     return (np.array([r.get("label") == "defect" for r in rows], dtype=int),
             np.array([float(r["score"]) for r in rows], dtype=np.float64))
+
+
+COMPARISON_COLUMNS = (("image_auroc", "image AUROC"), ("f1", "F1"), ("balanced_accuracy", "balanced acc."),
+                      ("train_seconds", "train s / fold"), ("images_per_second", "images/s"))
+
+
+def comparison_run(report: dict[str, Any], title: str = "") -> dict[str, Any]:
+    """The run.json of `simsearch compare`, from its compare.json report: the comparison table (with each
+    method's family), the learning curve when there is one, and each fold's training curves."""
+    rows = [{"method": name, "metrics": {"family": result.get("family"),
+                                         **{label: result["summary"].get(key) for key, label in COMPARISON_COLUMNS},
+                                         "folds": len(result["folds"])}}
+            for name, result in report.get("methods", {}).items()]
+    training = []
+    for name, result in report.get("methods", {}).items():
+        for fold in result["folds"]:
+            if fold.get("history"):
+                best = f", best epoch {fold['best_epoch']}" if fold.get("best_epoch") else ""
+                training.append({"title": f"{name}, fold {fold['fold']} ({fold.get('train_images', '?')} "
+                                          f"training images{best})", "rows": fold["history"]})
+    splits = {f"fold {s['fold']} train": {GOOD: s["train"] - s["train_defect"], "defect": s["train_defect"]}
+              for s in report.get("splits", [])}
+    splits.update({f"fold {s['fold']} test": {GOOD: s["test"] - s["test_defect"], "defect": s["test_defect"]}
+                   for s in report.get("splits", [])})
+    settings = dict(report.get("settings") or {})
+    notes = report.get("notes") or []
+    return new_run(
+        "compare", title or f"comparison on {Path(str(report.get('data', 'data'))).name}",
+        data={"dataset": report.get("data"), "splits": splits},
+        setup={"backbone": settings.get("backbone"), "weights": settings.get("weights") or
+               ("ImageNet (torchvision)" if settings.get("pretrained", True) else "random, untrained: tests only"),
+               "hyperparameters": settings},
+        comparison={"title": "Method comparison", "rows": rows,
+                    "note": "mean \u00b1 standard deviation over folds; F1 and balanced accuracy at each method's "
+                            "own threshold, chosen on a validation part of each fold's training part"
+                            + ("; notes: " + "; ".join(notes) if notes else "")},
+        curve=report.get("curve"), training=training)
+
+
+def training_run(kind: str, history: Sequence[dict[str, Any]], dataset: str | Path | None = None,
+                 counts: dict[str, int] | None = None, setup: dict[str, Any] | None = None,
+                 best_epoch: int | None = None, title: str = "") -> dict[str, Any]:
+    """The run.json of `simsearch train` and `simsearch train-baseline`: the data, the set-up and the curves."""
+    best = f" (best epoch {best_epoch}, lowest validation loss)" if best_epoch else ""
+    return new_run(kind, title or f"{kind} training" + (f" on {Path(str(dataset)).name}" if dataset else ""),
+                   data={"dataset": None if dataset is None else str(dataset),
+                         "splits": {"training images": counts} if counts else {}},
+                   setup=setup or {}, training=[{"title": f"{kind}{best}", "rows": list(history)}])

@@ -5,7 +5,7 @@ into the run's TrainSettings and the task's ClassifierOptions."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -56,17 +56,22 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def train_classifier(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                     on_epoch: EpochCallback | None = None, frozen: nn.Module | None = None) -> list[dict]:
-    """Train in place through the training loop; returns the per-epoch history (epoch, loss, accuracy)."""
-    settings = config.settings()
-    task = ClassificationTask(model, pixels, labels, settings, config.options(), frozen)
+                     on_epoch: EpochCallback | None = None, frozen: nn.Module | None = None,
+                     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     patience: int | None = None) -> list[dict]:
+    """Train in place through the training loop; returns the per-epoch history (epoch, loss, accuracy, and
+    val_loss, val_accuracy with a validation set). With `validation` (pixels, labels) the model ends holding
+    the epoch of lowest validation loss, and `patience` epochs without a lower one stop the run."""
+    settings = replace(config.settings(), patience=patience if validation is not None else None)
+    task = ClassificationTask(model, pixels, labels, settings, config.options(), frozen, validation)
 
     def on_event(event: TrainEvent) -> None:
         if on_epoch is not None and event.stage == "epoch":
             on_epoch(event.epoch, event.losses["train_loss"], event.losses["train_accuracy"])
 
     result = run_training(task, settings, None, on_event=on_event)
-    history = [{"epoch": int(row["epoch"]), "loss": row["train_loss"], "accuracy": row["train_accuracy"]}
+    history = [{"epoch": int(row["epoch"]), "loss": row["train_loss"], "accuracy": row["train_accuracy"],
+                **({"val_loss": row["val_loss"], "val_accuracy": row["val_accuracy"]} if "val_loss" in row else {})}
                for row in result.history]
     return history
 

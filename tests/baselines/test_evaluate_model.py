@@ -22,7 +22,8 @@ def test_evaluate_a_saved_baseline_with_its_report(part_folder, fresh_parts, tmp
     result = _run("evaluate", fresh_parts, "--model", model, "--json", "--report", "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert metrics["images"] == 12 and metrics["defect"] == 4 and metrics["threshold"] == 0.5
+    saved = json.loads((model / "baseline.json").read_text())["threshold"]  # placed on its validation part
+    assert metrics["images"] == 12 and metrics["defect"] == 4 and metrics["threshold"] == saved
     assert sum(map(sum, metrics["confusion"])) == 12 and 0.0 <= metrics["image_auroc"] <= 1.0
     assert (run_dir / "report.html").is_file()
     setup = json.loads((run_dir / "run.json").read_text())["setup"]

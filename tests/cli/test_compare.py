@@ -30,27 +30,81 @@ def parts(part_folder):
     return part_folder
 
 
-def test_compare_writes_json_and_csv_for_every_method(parts, tmp_path):
+def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_path):
+    """--methods all: every registered method, trained per fold, with its family; then `simsearch report`."""
+    from simsearch.baselines.registry import baseline_names, get_baseline
+
     out = tmp_path / "cmp"
-    methods = "knn-image,knn-patch,cnn,cam,probe,triplet-head"
-    result = _run("compare", parts, "--methods", methods, "--folds", "2", "--out", out,
-                  "--cache", tmp_path / "cache", *FAST)
+    result = _run("compare", parts, "--methods", "all", "--folds", "2", "--out", out,
+                  "--cache", tmp_path / "cache", "--option", "triplet-head.epochs=2", *FAST)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "compare.json").read_text())
-    ran = ["knn-image", "knn-patch", "cnn", "cam", "probe"]
-    assert list(report["methods"]) == ran
-    assert any("triplet-head" in note for note in report["notes"])  # no triplet embedder registered: a note
+    ran = list(baseline_names())
+    assert list(report["methods"]) == ran and {"triplet-head", "triplet-ae", "knn-patch", "cam"} <= set(ran)
     for name in ran:
+        assert report["methods"][name]["family"] == get_baseline(name).family
         folds = report["methods"][name]["folds"]
         assert len(folds) == 2 and sum(f["test_images"] for f in folds) == 20
         confusion = report["methods"][name]["summary"]["confusion"]
         assert sum(map(sum, confusion)) == 20 and confusion[1][0] + confusion[1][1] == 8
         assert 0 <= report["methods"][name]["summary"]["f1"]["mean"] <= 1
+        assert all(f["threshold"] is not None for f in folds)
+    assert report["methods"]["knn-patch"]["family"] == "similarity" and report["methods"]["cam"]["family"] == "classifier"
+    assert all(f["history"] and f["best_epoch"] for f in report["methods"]["triplet-head"]["folds"])
     rows = list(csv.DictReader(open(out / "compare.csv")))
     assert [r["method"] for r in rows] == ran and float(rows[0]["images_per_second_mean"]) > 0
+    assert {r["family"] for r in rows} == {"similarity", "classifier"}
     assert (out / "models" / "cam" / "fold1" / "baseline.json").is_file()
-    assert (out / "models" / "knn-patch" / "fold2" / "manifest.json").is_file()
-    assert "compare.json" in result.stdout
+    assert (out / "models" / "knn-patch" / "fold2" / "index" / "manifest.json").is_file()
+    assert (out / "models" / "triplet-head" / "fold2" / "embedder.pt").is_file()
+    assert "compare.json" in result.stdout and "run.json" in result.stdout
+    scored = _run("score", parts / "defect", "--model", out / "models" / "triplet-head" / "fold1", "--json")
+    assert scored.exit_code == 0, scored.output
+    assert len(scored.stdout.splitlines()) == 8
+
+    page = _run("report", out)
+    assert page.exit_code == 0, page.output
+    html = (out / "report.html").read_text()
+    assert "Method comparison" in html and "similarity" in html and "classifier" in html
+    assert "triplet-head, fold 1" in html and "cam, fold 2" in html  # per-fold training curves
+
+
+def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):
+    out = tmp_path / "curve"
+    result = _run("compare", parts, "--methods", "knn-image,cam", "--folds", "2", "--out", out, "--curve",
+                  "--curve-counts", "0,1,all", "--curve-repeats", "2", "--no-save-models", *FAST)
+    assert result.exit_code == 0, result.output
+    curve = json.loads((out / "compare.json").read_text())["curve"]
+    assert curve["counts"] == ["0", "1", "all"] and curve["repeats"] == 2
+    knn, cam = curve["methods"]["knn-image"], curve["methods"]["cam"]
+    assert knn["family"] == "similarity" and cam["family"] == "classifier"
+    assert len(knn["points"]["1"]["runs"]) == 4 and len(knn["points"]["0"]["runs"]) == 2  # 0 draws alike: once
+    assert all(run["defects"] == 1 for run in knn["points"]["1"]["runs"])  # one type (spot): one defect
+    assert knn["points"]["0"]["image_auroc"]["mean"] is not None  # kNN needs no defects
+    assert cam["points"]["0"]["image_auroc"]["n"] == 0  # a classifier cannot train without defects
+    assert "learning curve" in result.stdout
+    assert _run("report", out).exit_code == 0
+    assert "Learning curve" in (out / "report.html").read_text()
+
+
+def test_compare_method_errors_are_one_line(parts, tmp_path):
+    for methods in ("knn-patch,nope", ""):
+        result = _run("compare", parts, "--methods", methods, "--out", tmp_path / "x", *FAST)
+        assert result.exit_code != 0 and result.stderr.startswith("error: ")
+        assert len(result.stderr.strip().splitlines()) == 1 and "--methods" in result.stderr
+    assert "triplet-head" in _run("compare", parts, "--methods", "knn-patch,nope", *FAST).stderr
+    listed = _run("compare", parts, "--list")
+    assert listed.exit_code == 0 and "triplet-ae" in listed.stdout and "classifier" in listed.stdout
+
+
+def test_train_baseline_writes_a_run_the_report_renders(parts, tmp_path):
+    model = tmp_path / "cam"
+    trained = _run("train-baseline", parts, "--method", "cam", "--out", model, "--epochs", "3", *FAST[:-2])
+    assert trained.exit_code == 0, trained.output
+    run = json.loads((model / "run.json").read_text())
+    assert run["kind"] == "cam" and run["training"][0]["rows"][0]["val_loss"] >= 0
+    assert _run("report", model).exit_code == 0
+    assert "Training curves" in (model / "report.html").read_text()
 
 
 def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):

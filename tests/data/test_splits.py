@@ -82,3 +82,31 @@ def test_fold_selection_lives_in_splits_and_keeps_its_old_import():
     with pytest.raises(DatasetError) as error:
         splits.parse_fold("2of3")
     assert error.value.parameter == "fold"
+
+
+def test_defect_draws_are_reproducible_nested_per_type_and_keep_every_good():
+    from simsearch.data.splits import draw_defects
+
+    samples = _samples()
+    draws = {count: draw_defects(samples, count, seed=7, repeat=1) for count in (0, 1, 3, 10, None)}
+    for count, drawn in draws.items():
+        kinds = Counter(s.defect_type for s in drawn if s.is_defect)
+        assert sum(not s.is_defect for s in drawn) == 60  # every good image kept
+        if count is None:
+            assert kinds == {"crack": 20, "scratch": 10, "rare": 2}
+        else:
+            assert kinds == {k: min(count, n) for k, n in (("crack", 20), ("scratch", 10), ("rare", 2)) if count}
+    defects = {count: {s.path for s in drawn if s.is_defect} for count, drawn in draws.items()}
+    assert defects[0] <= defects[1] <= defects[3] <= defects[10] <= defects[None]  # nested
+    assert draw_defects(list(reversed(samples)), 3, seed=7, repeat=1) == draws[3]  # same seed: same files
+    others = [{s.path for s in draw_defects(samples, 3, seed=7, repeat=r) if s.is_defect} for r in (0, 2)]
+    assert defects[3] not in others and others[0] != others[1]  # another repeat draws others
+    assert {s.path for s in draw_defects(samples, 3, seed=8, repeat=1) if s.is_defect} != defects[3]
+
+
+def test_a_negative_defect_count_is_refused():
+    from simsearch.data.splits import draw_defects
+    from simsearch.errors import InputError
+
+    with pytest.raises(InputError, match="0 or more"):
+        draw_defects(_samples(), -1)

@@ -84,24 +84,14 @@ def test_a_new_policy_is_one_class_and_its_registry_entry(monkeypatch):
 
 
 def test_compare_and_calibrate_choose_the_same_f1_threshold():
-    from simsearch.baselines.compare import KnnMethod
-    from simsearch.data.datasets import Sample
+    from simsearch.baselines.similarity import place_threshold
 
-    train = [Sample(f"g{i}.png", "good") for i in range(400)] + [Sample(f"d{i}.png", "defect") for i in range(30)]
-    method = KnnMethod(None, "image")
-    checked = {}
-
-    def score(paths):
-        checked["labels"] = np.array([int(str(p).startswith("d")) for p in paths])
-        rng = np.random.default_rng(5)
-        values = np.where(checked["labels"] == 1, rng.gamma(4, 1, len(paths)) + 3, rng.gamma(4, 1, len(paths)))
-        checked["scores"] = values
-        return [SimpleNamespace(score=float(v)) for v in values]
-
-    method.inspector = SimpleNamespace(fit=lambda paths: None, score=score, add=lambda paths, label: None,
-                                       index_=SimpleNamespace(threshold=None))
-    method.fit(train)
-    stored = Threshold.from_record(method.inspector.index_.threshold)
-    chosen = calibrate(checked["labels"], checked["scores"])
+    rng = np.random.default_rng(5)
+    labels = np.array([0] * 80 + [1] * 6)
+    scores = np.where(labels == 1, rng.gamma(4, 1, len(labels)) + 3, rng.gamma(4, 1, len(labels)))
+    stored = place_threshold(labels, scores)
+    chosen = calibrate(labels, scores)
     assert stored.policy == "f1" and stored.value == chosen.value
-    assert stored.value == threshold_for_f1(checked["labels"], checked["scores"])[0]
+    assert stored.value == threshold_for_f1(labels, scores)[0]
+    good_only = place_threshold(labels[:80], scores[:80])  # no validation defects: good-only, never refused
+    assert good_only.policy == "good-only" and good_only.value >= np.sort(scores[:80])[-2]

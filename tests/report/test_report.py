@@ -148,3 +148,18 @@ def test_evaluate_report_and_report_commands(part_folder, fresh_parts, tmp_path)
     missing = runner.invoke(app, ["report", str(tmp_path / "nowhere")])
     assert missing.exit_code == EXIT_BAD_INPUT and "no run folder or run.json" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_a_training_run_writes_run_json_that_the_report_renders(part_folder, tmp_path):
+    run = tmp_path / "head"
+    result = runner.invoke(app, [str(a) for a in ("train", "triplet-head", part_folder, "--out", run,
+                                                  "--no-pretrained", "--image-size", "64", "--epochs", "3",
+                                                  "--batch-size", "8", "--views", "1", "--device", "cpu")])
+    assert result.exit_code == 0, result.output
+    recorded, _ = read_run(run)
+    assert recorded["kind"] == "triplet-head" and len(recorded["training"][0]["rows"]) == 3
+    assert "train_loss" in recorded["training"][0]["rows"][0]
+    assert recorded["data"]["splits"]["training images"] == {"good": 12, "spot": 4}
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    page = Page((run / "report.html").read_text())
+    assert any(h.startswith("triplet-head") for h in page.headings) and len(page.images) >= 1

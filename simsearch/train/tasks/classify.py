@@ -45,7 +45,8 @@ class ClassificationTask:
     kind = "classifier"
 
     def __init__(self, model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, settings: TrainSettings,
-                 options: ClassifierOptions | None = None, frozen: nn.Module | None = None):
+                 options: ClassifierOptions | None = None, frozen: nn.Module | None = None,
+                 validation: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.options = options or ClassifierOptions()
         self.model, self.labels, self.frozen = model, labels, frozen
         self.batch_size = settings.batch_size
@@ -54,11 +55,16 @@ class ClassificationTask:
         self.weights = torch.tensor(self.options.class_weights, dtype=torch.float32, device=labels.device)
         self.augment = augmentation(self.options) if self.options.augment else None
         self.inputs, self.classify = pixels, model
+        # Validation pixels and labels: the loop's validation loss picks the best epoch and stops early.
+        self.val_inputs, self.val_labels = validation if validation is not None else (None, None)
         if frozen is not None and self.augment is None and hasattr(model, "classify_frozen"):
             # Without augmentation the frozen trunk sees the same pixels every epoch: run it once.
             frozen.eval()
             with torch.no_grad():
                 self.inputs = torch.cat([model.frozen_features(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])
+                if self.val_inputs is not None:
+                    self.val_inputs = torch.cat([model.frozen_features(self.val_inputs[i:i + 32])
+                                                 for i in range(0, len(self.val_inputs), 32)])
             self.classify = model.classify_frozen
         self._orders: list[torch.Tensor] = []  # drawn in epoch order, so asking twice draws nothing new
 
@@ -77,19 +83,34 @@ class ClassificationTask:
         return [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
     def val_batches(self) -> list:
-        return []
+        if self.val_inputs is None:
+            return []
+        rows = torch.arange(len(self.val_inputs))
+        return [_ValidationRows(rows[start:start + self.batch_size]) for start in range(0, len(rows), self.batch_size)]
 
     def batch_weight(self, rows: torch.Tensor) -> float:
         return float(len(rows))  # means over images, not batches: the accuracy is correct / N
 
     def losses(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = self.inputs[rows]
-        if self.augment is not None:
-            batch = torch.stack([self.augment(image) for image in batch])
+        if isinstance(rows, _ValidationRows):  # never augmented
+            batch, labels = self.val_inputs[rows.rows], self.val_labels[rows.rows]
+        else:
+            batch, labels = self.inputs[rows], self.labels[rows]
+            if self.augment is not None:
+                batch = torch.stack([self.augment(image) for image in batch])
         logits = self.classify(batch)
-        labels = self.labels[rows]
         loss = F.cross_entropy(logits, labels, weight=self.weights)
         return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).double().mean().detach()}  # float64: exact counts
 
     def should_stop(self, row: dict[str, float]) -> bool:
         return row["train_accuracy"] >= self.options.target_accuracy
+
+
+class _ValidationRows:
+    """Rows of the validation set (a batch the task must not take from the training set)."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)

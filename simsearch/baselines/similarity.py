@@ -1,0 +1,342 @@
+"""Similarity search as compared methods (family "similarity"): kNN over the frozen backbone's image or patch
+vectors, and kNN over the triplet-loss embedders, TRAINED PER FOLD on the fold's training part only.
+
+Every method carves one validation part from its training samples (`validation_split`, val_fraction): the
+triplet trainers pick their best epoch on it (early stopping), and the index built from the rest scores it to
+place the threshold (F1-best with defects, else good-only). The validation images then join the index, the
+defects among them as typed defect exemplars."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.registry import Note, register_baseline
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageLike
+from simsearch.data.inputs import OnSkip, Progress
+from simsearch.data.splits import validation_split
+from simsearch.decide.policies import calibrate
+from simsearch.decide.threshold import Threshold
+from simsearch.embed import Embedder, create_embedder
+from simsearch.embed.base import Embeddings
+from simsearch.errors import NotFittedError
+from simsearch.inspector import Inspector
+from simsearch.score.results import ScoreResult
+from simsearch.score.scorer import Scorer
+
+EMBEDDER_FILE = "embedder.pt"  # a trained embedder's checkpoint, beside the index, in a saved method's folder
+INDEX_DIR = "index"
+TRIPLET_HEAD_EPOCHS = 30  # cached backbone vectors make head epochs cheap; early stopping ends most runs sooner
+# Views per image for the head: 1 (the image itself) lets every fold and draw reuse the remembered backbone
+# vectors; augmented views (option triplet-head.views=2) are embedded afresh each time.
+TRIPLET_HEAD_VIEWS = 1
+MEMO_BYTES = 1 << 30  # at most this much remembered backbone vectors (ELPV at 128 px: ~0.4 GB with patches)
+GOOD_ONLY_RATE = 0.01  # without validation defects: reject about 1% of good parts
+
+
+class MemoEmbedder(Embedder):
+    """An embedder that remembers the vectors of the images it has embedded (keyed by their pixels), so that
+    compare's folds and learning-curve draws embed each image once. It is the embedder it wraps in every way
+    that is saved (config, fingerprint), so an index built through it opens with the plain embedder."""
+
+    def __init__(self, inner: Embedder, budget_bytes: int = MEMO_BYTES):
+        self.inner = inner
+        self.kind = inner.kind
+        self.batch_size = inner.batch_size
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self._vectors: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # device, image_size, ...: the wrapped embedder's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights: str | Path | None = None, **runtime: Any) -> Embedder:
+        raise NotImplementedError("a MemoEmbedder wraps a built embedder; rebuild the inner one from its config")
+
+    @classmethod
+    def from_spec(cls, argument: str, **options: Any) -> Embedder:
+        raise NotImplementedError("a MemoEmbedder wraps a built embedder")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.inner.config
+
+    @property
+    def weights_digest(self) -> str:
+        return self.inner.weights_digest
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def supports_patches(self) -> bool:
+        return self.inner.supports_patches
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        keys = [_pixel_key(image) for image in images]
+        missing = [i for i, key in enumerate(keys) if key not in self._vectors]
+        fresh: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        if missing:
+            computed = self.inner.embed([images[i] for i in missing])
+            for row, i in enumerate(missing):
+                fresh[keys[i]] = (computed.image[row], None if computed.patches is None else computed.patches[row])
+                size = computed.image[row].nbytes + (0 if computed.patches is None else computed.patches[row].nbytes)
+                if self.used_bytes + size <= self.budget_bytes:
+                    self._vectors[keys[i]] = fresh[keys[i]]
+                    self.used_bytes += size
+        rows = [fresh.get(key) or self._vectors[key] for key in keys]
+        patches = None if any(r[1] is None for r in rows) else np.stack([r[1] for r in rows])
+        return Embeddings(np.stack([r[0] for r in rows]), patches)
+
+
+def _pixel_key(image: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(image)
+    return hashlib.blake2b(str((array.shape, array.dtype.str)).encode() + array.tobytes(), digest_size=16).digest()
+
+
+_MEMOS: dict[str, MemoEmbedder] = {}  # one per frozen-backbone fingerprint, for the life of the process
+
+
+def memo_embedder(embedder: Embedder) -> MemoEmbedder:
+    """The process's MemoEmbedder for this embedder's fingerprint (the frozen backbone's vectors never change)."""
+    memo = _MEMOS.get(embedder.fingerprint)
+    if memo is None:
+        _MEMOS.clear()  # keep one backbone's vectors at a time: the memory stays bounded by MEMO_BYTES
+        memo = _MEMOS[embedder.fingerprint] = MemoEmbedder(embedder)
+    return memo
+
+
+class SimilarityMethod(Scorer):
+    """An Inspector over an embedder, its threshold placed on a validation part of the training samples."""
+
+    family = "similarity"
+
+    def __init__(self, name: str, settings: Any, on_note: Note | None = None):
+        self.name = name
+        self.settings = settings
+        self.on_note = on_note
+        self.mode = "patch" if name == "knn-patch" else "image"  # the triplet embedders give image vectors
+        self.inspector_: Inspector | None = None
+        self.history_: list[dict] = []
+        self.best_epoch_: int | None = None
+        self.checkpoint_: Path | None = None  # the trained embedder's checkpoint (triplet methods)
+        self._work: tempfile.TemporaryDirectory | None = None
+
+    # -- training -----------------------------------------------------------------------------------
+    def _runtime(self) -> dict[str, Any]:
+        return {"batch_size": self.settings.batch_size,
+                **({"device": self.settings.device} if self.settings.device else {})}
+
+    def _train_embedder(self, samples: Sequence[Sample]) -> Embedder:
+        """The frozen backbone (kNN methods); the triplet methods override this to train one."""
+        settings = self.settings
+        return memo_embedder(create_embedder(f"backbone:{settings.backbone}", weights=settings.weights,
+                                             pretrained=settings.pretrained, image_size=settings.image_size,
+                                             **self._runtime()))
+
+    def _train_settings(self, epochs: int):
+        from simsearch.train.loop import TrainSettings
+
+        settings = self.settings
+        # The trainers split with validation_split(samples, val_fraction, seed) too: the very part fit() holds out.
+        return TrainSettings(epochs=epochs, seed=settings.seed, val_fraction=settings.val_fraction,
+                             patience=settings.patience, device=settings.device, save_interval=max(epochs, 1))
+
+    def _work_dir(self) -> Path:
+        self._work = tempfile.TemporaryDirectory(prefix=f"simsearch-{self.name}-")
+        return Path(self._work.name)
+
+    def _keep(self, result) -> None:
+        self.history_ = [dict(row) for row in result.history]
+        self.best_epoch_ = result.best_epoch
+        self.checkpoint_ = Path(result.model_path)
+
+    def fit(self, samples: Sequence[Sample]) -> "SimilarityMethod":
+        """Train the embedder (if any) on the samples, index the rest of the validation split, place the
+        threshold on the validation part, then add the validation part to the index."""
+        samples = list(samples)
+        rest, held = validation_split(samples, self.settings.val_fraction, self.settings.seed)
+        embedder = self._train_embedder(samples)
+        settings = self.settings
+        inspector = Inspector(embedder, mode=self.mode, k=settings.k, coreset_ratio=settings.coreset_ratio)
+        inspector.fit(rest)
+        threshold = None
+        if held:
+            by_path = {str(s.path): s for s in held}
+            results = inspector.score([s.path for s in held])
+            labels = np.array([int(by_path[r.path].is_defect) for r in results])
+            scores = np.array([r.score for r in results])
+            threshold = place_threshold(labels, scores)
+            for label, part in (("good", [s for s in held if not s.is_defect]),
+                                ("defect", [s for s in held if s.is_defect])):
+                if part:
+                    inspector.add([s.path for s in part], label,
+                                  defect_types=[s.defect_type for s in part] if label == "defect" else None)
+        if threshold is not None:
+            inspector.index_.threshold = threshold.to_record()
+        self.inspector_ = inspector
+        return self
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def _require(self) -> Inspector:
+        if self.inspector_ is None:
+            raise NotFittedError(f"this {self.name} method is not fitted: call fit() or load it")
+        return self.inspector_
+
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        """The Inspector's results: kNN score, verdict at the validation threshold, maps and nearest exemplars."""
+        return self._require().iter_score(images, on_progress, on_skip)
+
+    @property
+    def threshold_(self) -> Threshold | None:
+        return self._require().threshold_ if self.inspector_ is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        inspector = self._require()
+        threshold = inspector.threshold_
+        return {"scorer": self.name, "family": self.family, "mode": self.mode,
+                "embedder": inspector.embedder.config if inspector.embedder is not None else None,
+                "best_epoch": self.best_epoch_, "threshold": threshold.to_record() if threshold else None}
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        """baseline.json (kind, files, history) + the index in folder/index (+ the trained embedder's
+        checkpoint as folder/embedder.pt), so that `simsearch score --model FOLDER` opens it."""
+        inspector = self._require()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"index": INDEX_DIR}
+        if self.checkpoint_ is not None:
+            shutil.copyfile(self.checkpoint_, folder / EMBEDDER_FILE)
+            files["embedder"] = EMBEDDER_FILE
+        inspector.save(folder / INDEX_DIR, force=True)  # a rerun replaces its own fold models
+        write_baseline(folder, {"kind": self.name, "family": self.family, "mode": self.mode, "files": files,
+                                "embedder": inspector.embedder.config, "history": self.history_,
+                                "best_epoch": self.best_epoch_}, {})
+
+    @classmethod
+    def load(cls, folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> "SimilarityMethod":
+        """Open a method saved by `save`; refuses a folder holding another kind of model."""
+        from simsearch.baselines.persist import BaselineError, load_baseline
+
+        scorer = load_baseline(folder, weights=weights, **runtime)
+        if not isinstance(scorer, cls):
+            raise BaselineError(f"{folder} holds a {scorer.name} model, not a {cls.__name__}",
+                                hint="open it with simsearch.load")
+        return scorer
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict, weights: str | Path | None = None,
+                   batch_size: int | None = None, device: str | None = None) -> "SimilarityMethod":
+        """Reopen a saved method: its index, with the trained embedder's checkpoint when it has one ('files'
+        are absolute here: load_baseline resolves them against the folder)."""
+        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        files = config["files"]
+        embedder = None
+        if files.get("embedder"):
+            extra = {"weights": weights} if config["kind"] == "triplet-head" else {}
+            embedder = create_embedder(f"{config['kind']}:{files['embedder']}", **extra, **runtime)
+        method = BUILDERS[config["kind"]](config["kind"], _Loaded(runtime.get("batch_size"), device))
+        method.inspector_ = Inspector.load(files["index"], weights=weights, embedder=embedder, **runtime)
+        method.history_ = list(config.get("history") or [])
+        method.best_epoch_ = config.get("best_epoch")
+        method.checkpoint_ = Path(files["embedder"]) if files.get("embedder") else None
+        return method
+
+
+class _Loaded:
+    """The few settings a loaded method keeps (it is not trained again)."""
+
+    def __init__(self, batch_size: int | None, device: str | None):
+        self.batch_size, self.device = batch_size or 16, device
+
+
+def place_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold | None:
+    """F1-best on a validation part with defects (the policy of `simsearch calibrate`); with none, the
+    good-only conformal quantile at about 1% false alarms (fewer goods: the strictest rate they allow)."""
+    labels = np.asarray(labels, dtype=int)
+    if not (labels == 0).any():
+        return None
+    if (labels == 1).any():
+        threshold = calibrate(labels, scores, "f1")
+    else:
+        threshold = calibrate(labels, scores, "good-only", max(GOOD_ONLY_RATE, 1.0 / int((labels == 0).sum())))
+    threshold.calibrated_on = "validation part of the training samples"
+    return threshold
+
+
+class TripletHeadMethod(SimilarityMethod):
+    """A triplet-loss projection head on the frozen backbone, trained on the fold's training samples."""
+
+    def _train_embedder(self, samples: Sequence[Sample]) -> Embedder:
+        from simsearch.embed.backbone import BackboneEmbedder
+        from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
+        from simsearch.train.tasks.triplet_head import train_triplet_head
+
+        settings = self.settings
+        options = settings.options.get(self.name, {})
+        # The frozen backbone's vectors are remembered across folds and draws (the kNN methods share them).
+        frozen = memo_embedder(BackboneEmbedder(settings.backbone, image_size=settings.image_size,
+                                                weights=settings.weights, pretrained=settings.pretrained,
+                                                **self._runtime()))
+        result = train_triplet_head(list(samples), frozen, self._work_dir(), HeadConfig(),
+                                    self._train_settings(int(options.get("epochs", TRIPLET_HEAD_EPOCHS))),
+                                    views=int(options.get("views", TRIPLET_HEAD_VIEWS)))
+        self._keep(result)
+        embedder = TripletHeadEmbedder(result.model_path, weights=settings.weights, **self._runtime())
+        embedder.backbone = frozen  # the same vectors, remembered
+        return embedder
+
+
+class TripletAutoencoderMethod(SimilarityMethod):
+    """The triplet-loss convolutional autoencoder, trained on the fold's training samples."""
+
+    def _train_embedder(self, samples: Sequence[Sample]) -> Embedder:
+        from simsearch.embed.triplet_ae import AutoencoderConfig
+        from simsearch.train.tasks.triplet_ae import train_triplet_ae
+
+        settings = self.settings
+        options = settings.options.get(self.name, {})
+        config = AutoencoderConfig(image_size=int(options.get("image_size", 128)))
+        result = train_triplet_ae(list(samples), self._work_dir(), config,
+                                  self._train_settings(int(options.get("epochs", settings.epochs))))
+        self._keep(result)
+        return create_embedder(f"triplet-ae:{result.model_path}", **self._runtime())
+
+
+BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "triplet-head": TripletHeadMethod,
+            "triplet-ae": TripletAutoencoderMethod}
+
+
+def _builder(name: str):
+    def build(settings: Any, on_note: Note | None = None) -> SimilarityMethod:
+        return BUILDERS[name](name, settings, on_note)
+    build.__name__ = f"build_{name.replace('-', '_')}"
+    return build
+
+
+def _load(config: dict[str, Any], tensors: dict, weights: str | Path | None = None, **runtime: Any) -> Scorer:
+    return SimilarityMethod.from_saved(config, tensors, weights, **runtime)
+
+
+for _name, _help in (("knn-image", "kNN over the frozen backbone's pooled image vectors"),
+                     ("knn-patch", "kNN over the frozen backbone's patch vectors (PatchCore-like)"),
+                     ("triplet-ae", "kNN over a triplet-loss autoencoder trained on each fold's training part"),
+                     ("triplet-head", "kNN over a triplet-loss head on the frozen backbone, trained per fold")):
+    register_baseline(_name, _builder(_name), family="similarity", load=_load, help=_help)(BUILDERS[_name])
