@@ -18,7 +18,7 @@ Build = Callable[[Any, "Note | None"], Scorer]
 # (config, tensors, weights, **runtime) -> the saved scorer (see simsearch.baselines.persist.load_baseline)
 Load = Callable[..., Scorer]
 
-BUILT_IN = ("simsearch.baselines.classifier", "simsearch.baselines.probe")  # modules whose import registers
+BUILT_IN = ("simsearch.baselines.classifier", "simsearch.baselines.probe", "simsearch.baselines.learned")  # modules whose import registers
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,8 @@ def triplet_head(
     views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
     roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
     patience: Optional[int] = PatienceOption,
+    level: str = typer.Option("image", "--level", help="image: learn on pooled image vectors; patch: on patch "
+                              "vectors (defect patches mined from image labels; for --mode patch indexes)."),
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
@@ -154,13 +156,19 @@ def triplet_head(
         from simsearch.embed.triplet_head import HeadConfig
         from simsearch.train.tasks.triplet_head import train_triplet_head
 
+        from simsearch.embed.triplet_head import LEVELS
+        from simsearch.errors import InputError
+
+        if level not in LEVELS:
+            raise InputError(f"unknown level {level!r}", hint=f"{{param}} takes {' or '.join(LEVELS)}",
+                             parameter="level")
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
                                       device, patience)
         samples, counts = _samples(data)
         frozen = BackboneEmbedder(backbone, image_size=image_size, weights=weights, pretrained=not no_pretrained,
                                   device=device)
         head_config = HeadConfig(embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-                                 roi=None if roi == "none" else roi)
+                                 roi=None if roi == "none" else roi, level=level)
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
                                         on_read, warn_skip, triplet)
