@@ -38,7 +38,7 @@ FEATURES = "features.pt"
 PATCH_FEATURES = "patch_features.pt"
 PATCHES_PER_GOOD = 32  # random patches drawn from each good image, beside its hard ones
 HARD_FRACTION = 0.05  # per image, the share of patches least like the good bank (as the index's defect patches)
-MINING_BANK = 20_000  # good patches the mining compares with (a random draw: exact search stays fast)
+MINING_BANK = 8_000  # good patches the mining compares with (a random draw: exact search stays fast)
 PATCH_BATCH = 128  # patch-level batches: many patches per class, so batch-hard mining finds hard ones
 
 
@@ -142,13 +142,14 @@ def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, 
 
 
 def _nearest_distance(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Each query's Euclidean distance to its nearest bank vector (exact, FAISS)."""
+    """Each query's Euclidean distance to its nearest bank vector (exact, FAISS), for queries (..., D)."""
     import faiss
 
     index = faiss.IndexFlatL2(bank.shape[1])
     index.add(np.ascontiguousarray(bank, dtype=np.float32))
-    squared, _ = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
-    return np.sqrt(np.maximum(squared[:, 0], 0.0))
+    flat = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
+    squared, _ = index.search(flat, 1)
+    return np.sqrt(np.maximum(squared[:, 0], 0.0)).reshape(queries.shape[:-1])
 
 
 def _draw_bank(grids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -180,20 +181,24 @@ def mine_patches(samples: Sequence[Sample], grids: torch.Tensor, labels: Sequenc
         mined_labels.extend([labels[row]] * len(positions))
 
     for half, half_bank in zip(halves, banks):
-        for row in half:
-            flat = grids_np[row].reshape(per_image, dim)
-            hard = np.argsort(-_nearest_distance(half_bank, flat), kind="stable")[:n_hard]
+        if not half:
+            continue
+        distances = _nearest_distance(half_bank, grids_np[half].reshape(len(half), per_image, dim))
+        for row, row_distances in zip(half, distances):
+            hard = np.argsort(-row_distances, kind="stable")[:n_hard]
             rest = np.setdiff1d(np.arange(per_image), hard)
             take(row, np.concatenate([hard, rng.choice(rest, min(PATCHES_PER_GOOD, len(rest)), replace=False)]))
-    for row, sample in enumerate(samples):
-        if not sample.is_defect:
-            continue
-        mask = patch_mask(sample.mask_path, (height, width)).ravel() if sample.mask_path else None
-        if mask is not None and mask.any():
-            take(row, np.flatnonzero(mask))
+    defect_rows = [n for n, s in enumerate(samples) if s.is_defect]
+    masks = {n: patch_mask(samples[n].mask_path, (height, width)).ravel() for n in defect_rows
+             if samples[n].mask_path}
+    unmasked = [n for n in defect_rows if n not in masks or not masks[n].any()]
+    distances = dict(zip(unmasked, _nearest_distance(mined_bank, grids_np[unmasked].reshape(len(unmasked), per_image,
+                                                                                          dim)))) if unmasked else {}
+    for row in defect_rows:
+        if row in distances:
+            take(row, np.argsort(-distances[row], kind="stable")[:n_hard])
         else:
-            distances = _nearest_distance(mined_bank, grids_np[row].reshape(per_image, dim))
-            take(row, np.argsort(-distances, kind="stable")[:n_hard])
+            take(row, np.flatnonzero(masks[row]))
     stacked = torch.from_numpy(np.concatenate(vectors).astype(np.float32))[:, None, :]
     return stacked, mined_labels, mined_bank
 
