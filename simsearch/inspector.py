@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
-from simsearch.data.images import ImageError, ImageLike
+from simsearch.data.images import ImageError, ImageLike, patch_mask
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
@@ -70,7 +70,7 @@ class Inspector(Scorer):
             on_progress: Progress | None = None, on_skip: OnSkip | None = None) -> "Inspector":
         """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
         exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects."""
-        defect_types = None
+        defect_types = defect_masks = None
         if defects is None and _is_paths(good):
             good = exemplar_samples([good] if isinstance(good, (str, Path)) else good)  # a labelled folder's
             # defects become defect exemplars, never good ones
@@ -83,6 +83,7 @@ class Inspector(Scorer):
             defect_samples = [s for s in samples if s.is_defect]
             defects = [s.path for s in defect_samples] or None
             defect_types = [s.defect_type for s in defect_samples]
+            defect_masks = [s.mask_path for s in defect_samples]
         embedder = self._require_embedder()
         if self.mode == "patch" and not embedder.supports_patches:
             raise InputError("this embedder gives no patch vectors: use mode='image'")
@@ -104,7 +105,7 @@ class Inspector(Scorer):
             raise ImageError(f"none of the {len(good_inputs)} good inputs could be read as an image")
         if defects is not None:
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
-                     on_skip=on_skip)
+                     on_skip=on_skip, masks=defect_masks)
         if self.index_.patches is not None:
             self.index_.map_scale = self._map_scale()
         return self
@@ -121,11 +122,14 @@ class Inspector(Scorer):
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
             defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
-            on_skip: OnSkip | None = None, allow_duplicates: bool = True) -> list[int]:
-        """Embed and add exemplars; returns their ids. The index changes only once all are embedded."""
+            on_skip: OnSkip | None = None, allow_duplicates: bool = True,
+            masks: Sequence[str | Path | None] | None = None) -> list[int]:
+        """Embed and add exemplars; returns their ids. The index changes only once all are embedded. `masks`:
+        a defect mask file (or None) per image, marking the patches that join the defect patch bank."""
         index = self._require_index()
-        new, embeddings = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
-        return index.add(new, embeddings.image, embeddings.patches, allow_duplicates)
+        new, embeddings, mask_grids = self._embed_exemplars(images, label, defect_type, defect_types, on_progress,
+                                                            on_skip, masks)
+        return index.add(new, embeddings.image, embeddings.patches, allow_duplicates, mask_grids)
 
     def add_saved(self, folder: str | Path, images: ImageLike | Sequence[ImageLike], label: str = "good",
                   defect_type: str | None = None, defect_types: Sequence[str | None] | None = None,
@@ -134,7 +138,7 @@ class Inspector(Scorer):
         """Embed images, then add them to the index saved in `folder` under its writer lock, on top of whatever
         other writers committed meanwhile (waiting up to `wait` s for them). Files the index already holds
         (same sha256) are skipped unless `allow_duplicates`. Returns the new ids and the skipped paths."""
-        new, embeddings = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
+        new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
 
         def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
             skipped = [] if allow_duplicates else index.duplicates(new)
@@ -145,12 +149,16 @@ class Inspector(Scorer):
 
     def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
                          defect_types: Sequence[str | None] | None, on_progress: Progress | None,
-                         on_skip: OnSkip | None) -> tuple[list[NewExemplar], Embeddings]:
+                         on_skip: OnSkip | None, masks: Sequence[str | Path | None] | None = None,
+                         ) -> tuple[list[NewExemplar], Embeddings, list[np.ndarray | None] | None]:
         embedder = self._require_embedder()
         inputs = expand_inputs(images)
         if defect_types is not None and len(defect_types) != len(inputs):
             raise InputError(f"{len(defect_types)} defect types for {len(inputs)} images")
+        if masks is not None and len(masks) != len(inputs):
+            raise InputError(f"{len(masks)} masks for {len(inputs)} images")
         new: list[NewExemplar] = []
+        kept_masks: list[str | Path | None] = []
         parts: list[Embeddings] = []
         for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
             for item in batch:  # keep what the catalogue needs, not the pixels
@@ -159,10 +167,15 @@ class Inspector(Scorer):
                 # absolute (symlinks kept): nearest[].path and report thumbnails work from any folder
                 source = os.path.abspath(item.path) if item.path is not None else f"<array {sha[:12]}>"
                 new.append(NewExemplar(source, label, kind, sha))
+                kept_masks.append(masks[item.position] if masks is not None else None)
             parts.append(embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")
-        return new, concat_embeddings(parts)
+        embeddings = concat_embeddings(parts)
+        if embeddings.patches is None or not any(kept_masks):
+            return new, embeddings, None
+        grid = embeddings.patches.shape[1:3]
+        return new, embeddings, [None if path is None else patch_mask(path, grid) for path in kept_masks]
 
     def remove(self, ids: Sequence[int]) -> None:
         """Remove exemplars by id."""

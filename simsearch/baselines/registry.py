@@ -19,7 +19,8 @@ Build = Callable[[Any, "Note | None"], Scorer]
 Load = Callable[..., Scorer]
 
 # Modules whose import registers their methods (similarity first, then the classifiers), in this order.
-BUILT_IN = ("simsearch.baselines.similarity", "simsearch.baselines.classifier", "simsearch.baselines.probe")
+BUILT_IN = ("simsearch.baselines.similarity", "simsearch.baselines.classifier", "simsearch.baselines.probe",
+            "simsearch.baselines.learned")
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,8 @@ def triplet_head(
     views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
     roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
     patience: Optional[int] = PatienceOption,
+    level: str = typer.Option("image", "--level", help="image: learn on pooled image vectors; patch: on patch "
+                              "vectors (defect patches mined from image labels; for --mode patch indexes)."),
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
@@ -184,6 +186,12 @@ def triplet_head(
         from simsearch.embed.triplet_head import HEAD_LIMITS, HeadConfig
         from simsearch.train.tasks.triplet_head import train_triplet_head
 
+        from simsearch.embed.triplet_head import LEVELS
+        from simsearch.errors import InputError
+
+        if level not in LEVELS:
+            raise InputError(f"unknown level {level!r}", hint=f"{{param}} takes {' or '.join(LEVELS)}",
+                             parameter="level")
         settings, triplet = _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin,
                                       device, patience)
         samples, counts = _samples(data)
@@ -191,7 +199,7 @@ def triplet_head(
                                   device=device)
         head_config = _resumed_config(ctx, out, resume, "triplet-head", HeadConfig, HEAD_LIMITS, {
             "embedding_dim": ("embedding_dim", embedding_dim), "hidden_dim": ("hidden_dim", hidden_dim),
-            "roi": ("roi", None if roi == "none" else roi)})
+            "roi": ("roi", None if roi == "none" else roi), "level": ("level", level)})
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,

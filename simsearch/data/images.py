@@ -311,3 +311,12 @@ def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         check_pixel_count(*mask.size)
         gray = mask.convert("L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(gray) >= 128
+
+
+PATCH_MASK_DETAIL = 8  # a mask is read at this many pixels per patch side, so small defects still mark a patch
+
+
+def patch_mask(path: str | Path, grid: tuple[int, int]) -> np.ndarray:
+    """The (h, w) patches of a grid that a ground-truth mask touches anywhere."""
+    fine = read_mask(path, (grid[0] * PATCH_MASK_DETAIL, grid[1] * PATCH_MASK_DETAIL))
+    return fine.reshape(grid[0], PATCH_MASK_DETAIL, grid[1], PATCH_MASK_DETAIL).any(axis=(1, 3))

@@ -46,19 +46,23 @@ class ProjectionHead(nn.Module):
 
 @dataclass
 class HeadConfig:
-    """What fixes the head embedder's vectors: the backbone's config, the head's shape, the ROI crop."""
+    """What fixes the head embedder's vectors: the backbone's config, the head's shape, the ROI crop, and the
+    level it was trained at: "image" (on pooled backbone vectors) or "patch" (on patch vectors; the image
+    vector is then the mean of the projected patches, unit length)."""
 
     backbone: dict[str, Any] = field(default_factory=dict)
     in_dim: int = 0
     embedding_dim: int = 128
     hidden_dim: int = 512
     roi: str | None = None
+    level: str = "image"
 
     def build(self) -> ProjectionHead:
         return ProjectionHead(self.in_dim, self.embedding_dim, self.hidden_dim)
 
 
 HEAD_LIMITS = {"in_dim": (1, SIZE_LIMIT), "embedding_dim": (1, SIZE_LIMIT), "hidden_dim": (1, SIZE_LIMIT)}
+LEVELS = ("image", "patch")
 
 
 
@@ -75,6 +79,9 @@ class TripletHeadEmbedder(Embedder):
         state = read_checkpoint(checkpoint, kind=KIND)
         self.checkpoint = str(Path(checkpoint).resolve())
         self.head_config = config_from_record(HeadConfig, state["config"], f"checkpoint {checkpoint}", HEAD_LIMITS)
+        if self.head_config.level not in LEVELS:
+            raise WeightsError(f"checkpoint {checkpoint} is damaged: level {self.head_config.level!r} is not one of "
+                               f"{', '.join(LEVELS)}")
         self.batch_size = int(batch_size)
         self.backbone = BackboneEmbedder.from_config(self.head_config.backbone, weights=weights,
                                                      batch_size=batch_size, device=device)
@@ -88,9 +95,12 @@ class TripletHeadEmbedder(Embedder):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"kind": KIND, "weights_path": self.checkpoint, "backbone": self.backbone.config,
-                "embedding_dim": self.head_config.embedding_dim, "hidden_dim": self.head_config.hidden_dim,
-                "roi": self.head_config.roi}
+        config = {"kind": KIND, "weights_path": self.checkpoint, "backbone": self.backbone.config,
+                  "embedding_dim": self.head_config.embedding_dim, "hidden_dim": self.head_config.hidden_dim,
+                  "roi": self.head_config.roi}
+        if self.head_config.level != "image":  # image-level heads keep the config (and fingerprint) they had
+            config["level"] = self.head_config.level
+        return config
 
     @property
     def weights_digest(self) -> str:
@@ -104,8 +114,11 @@ class TripletHeadEmbedder(Embedder):
         features = self.backbone.embed([apply_roi(image, self.head_config.roi) for image in images])
         device = self.backbone.device
         with torch.inference_mode():
-            image = self.head(torch.from_numpy(features.image).to(device))
             patches = self.head(torch.from_numpy(features.patches).to(device))
+            if self.head_config.level == "patch":  # the head never saw pooled vectors: pool what it made
+                image = F.normalize(patches.mean(dim=(1, 2)), dim=-1)
+            else:
+                image = self.head(torch.from_numpy(features.image).to(device))
         return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
 
     @classmethod

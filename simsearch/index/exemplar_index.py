@@ -25,9 +25,12 @@ from simsearch.index.vectors import VectorStore
 
 T = TypeVar("T")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a bank of defect patches beside the good one (version 1 indexes read as having none)
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
+# Without a mask, the share of a defect image's patches that carry the defect: those least like the good bank.
+# A defect usually covers a small part of the image; the rest of its patches look good and must not be banked.
+DEFECT_PATCH_FRACTION = 0.05
 
 
 class IndexMismatchError(IndexProblem, ValueError):
@@ -50,7 +53,8 @@ def _now() -> str:
 
 class ExemplarIndex:
     """Good exemplars (image vectors, and in patch mode a coreset of their patch vectors) and defect
-    exemplars (image vectors, with their type), each with a stable id and a catalogue entry."""
+    exemplars (image vectors with their type, and in patch mode the patches that carry the defect), each with
+    a stable id and a catalogue entry."""
 
     def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str = "patch",
                  k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None):
@@ -69,6 +73,7 @@ class ExemplarIndex:
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
         self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
+        self.defect_patches = VectorStore(self.dim) if self.patches is not None else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
@@ -87,10 +92,13 @@ class ExemplarIndex:
         return len(self.exemplars)
 
     def counts(self) -> dict[str, int]:
-        """Exemplars by label, and patches in the bank."""
+        """Exemplars by label, and patches in the banks (the defect patch bank only where there is a patch bank)."""
         good = sum(e.label == "good" for e in self.exemplars.values())
-        return {"good": good, "defect": len(self.exemplars) - good,
-                "patches": len(self.patches) if self.patches is not None else 0}
+        counts = {"good": good, "defect": len(self.exemplars) - good,
+                  "patches": len(self.patches) if self.patches is not None else 0}
+        if self.defect_patches is not None:
+            counts["defect_patches"] = len(self.defect_patches)
+        return counts
 
     def defect_types(self) -> dict[str, int]:
         types: dict[str, int] = {}
@@ -111,17 +119,23 @@ class ExemplarIndex:
         return repeated
 
     def add(self, items: Sequence[NewExemplar], image_vectors: np.ndarray,
-            patch_vectors: np.ndarray | None = None, allow_duplicates: bool = True) -> list[int]:
-        """Add exemplars with their image vectors (N, D) and, for good ones in patch mode, patch grids
-        (N, h, w, D). Good patches are reduced by greedy k-centre, continuing from the current bank.
-        Without `allow_duplicates`, items in `duplicates(items)` are skipped. Returns the new ids. Nothing
-        changes if the input is inconsistent."""
+            patch_vectors: np.ndarray | None = None, allow_duplicates: bool = True,
+            masks: Sequence[np.ndarray | None] | None = None) -> list[int]:
+        """Add exemplars with their image vectors (N, D) and, in patch mode, patch grids (N, h, w, D). Good
+        patches are reduced by greedy k-centre, continuing from the current bank. A defect's patches that
+        carry the defect join the defect patch bank: those its mask marks (`masks`: one (h, w) boolean grid or
+        None per item), else the DEFECT_PATCH_FRACTION least like the good bank. Without `allow_duplicates`,
+        items in `duplicates(items)` are skipped. Returns the new ids. Nothing changes if the input is
+        inconsistent."""
         image_vectors = np.asarray(image_vectors, dtype=np.float32).reshape(len(items), -1)
+        if masks is not None and len(masks) != len(items):
+            raise InputError(f"{len(masks)} masks for {len(items)} exemplars")
         if not allow_duplicates:
             repeated = {id(item) for item in self.duplicates(items)}
             keep = [n for n, item in enumerate(items) if id(item) not in repeated]
             items, image_vectors = [items[n] for n in keep], image_vectors[keep]
             patch_vectors = None if patch_vectors is None else np.asarray(patch_vectors)[keep]
+            masks = None if masks is None else [masks[n] for n in keep]
         if not items:
             return []
         if image_vectors.shape[1] != self.dim:
@@ -138,10 +152,20 @@ class ExemplarIndex:
             if self.patch_grid is not None and grid != self.patch_grid:
                 raise IndexMismatchError(f"patch grid {grid} differs from the index's {self.patch_grid}")
         ids = np.arange(self.next_id, self.next_id + len(items), dtype=np.int64)
+        defect_rows = None
+        if self.patches is not None and patch_vectors is not None and (~is_good).any():
+            grid = tuple(patch_vectors.shape[1:3])
+            if self.patch_grid is not None and grid != self.patch_grid:
+                raise IndexMismatchError(f"patch grid {grid} differs from the index's {self.patch_grid}")
+            defect_masks = None if masks is None else [m for m, good in zip(masks, is_good) if not good]
+            defect_rows = (np.asarray(patch_vectors)[~is_good], defect_masks)
         if self.patches is not None and is_good.any():
             patch_rows, patch_ids = self._select_patches(np.asarray(patch_vectors)[is_good], ids[is_good])
             self.patches.add(patch_rows, patch_ids)
             self.patch_grid = tuple(int(v) for v in patch_vectors.shape[1:3])
+        if defect_rows is not None and len(self.patches):  # after the goods: "least like good" needs the bank
+            patch_rows, patch_ids = self._select_defect_patches(*defect_rows, ids[~is_good])
+            self.defect_patches.add(patch_rows, patch_ids)
         self.good.add(image_vectors[is_good], ids[is_good])
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
@@ -163,6 +187,28 @@ class ExemplarIndex:
             flat, owner, local = flat[keep], owner[keep], local[keep]
         return flat, (owner << PATCH_ID_BITS) | local
 
+    def _select_defect_patches(self, grids: np.ndarray, masks: Sequence[np.ndarray | None] | None,
+                               ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The patches of defect grids (N, h, w, D) that carry the defect, with their ids: the mask's patches
+        where there is a mask, else the DEFECT_PATCH_FRACTION farthest from the good patch bank."""
+        per_image = grids.shape[1] * grids.shape[2]
+        n_select = max(1, int(round(per_image * DEFECT_PATCH_FRACTION)))
+        rows, row_ids = [], []
+        for position, (grid, exemplar_id) in enumerate(zip(grids, ids.tolist())):
+            flat = np.ascontiguousarray(grid.reshape(-1, self.dim), dtype=np.float32)
+            mask = None if masks is None else masks[position]
+            if mask is not None and np.asarray(mask).any():
+                mask = np.asarray(mask, dtype=bool)
+                if mask.shape != grid.shape[:2]:
+                    raise InputError(f"mask grid {mask.shape} differs from the patch grid {grid.shape[:2]}")
+                keep = np.flatnonzero(mask.ravel())
+            else:
+                distances = self.patches.search(flat, 1)[0][:, 0]
+                keep = np.sort(np.argsort(-distances, kind="stable")[:n_select])
+            rows.append(flat[keep])
+            row_ids.append((exemplar_id << PATCH_ID_BITS) | keep.astype(np.int64))
+        return np.concatenate(rows), np.concatenate(row_ids)
+
     def remove(self, ids: Sequence[int]) -> list[int]:
         """Remove exemplars (and their patches) by id; returns the ids removed, each once. Unknown ids
         (NotFoundError) or removing every good exemplar (ConflictError) change nothing."""
@@ -179,9 +225,10 @@ class ExemplarIndex:
         array = np.asarray(ids, dtype=np.int64)
         self.good.remove_ids(array)
         self.defect.remove_ids(array)
-        if self.patches is not None:
-            for exemplar_id in ids:
-                self.patches.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
+        for bank in (self.patches, self.defect_patches):
+            if bank is not None:
+                for exemplar_id in ids:
+                    bank.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
         return ids
@@ -207,6 +254,18 @@ class ExemplarIndex:
         distances, patch_ids = self.patches.search(patch_vectors.reshape(-1, self.dim), k, excluded)
         owners = np.where(patch_ids[:, 0] >= 0, patch_ids[:, 0] >> PATCH_ID_BITS, -1)
         return distances.mean(axis=1).reshape(shape), owners.reshape(shape)
+
+    def nearest_defect_patches(self, patch_vectors: np.ndarray,
+                               exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For patch grids (N, h, w, D): each patch's distance to the nearest defect patch (inf where the bank
+        is empty) and the defect exemplar it came from (-1 where none), both (N, h, w)."""
+        if self.defect_patches is None:
+            raise IndexMismatchError("this index was built in image mode and has no patch bank")
+        shape = patch_vectors.shape[:3]
+        excluded = None if exclude is None else (exclude << PATCH_ID_BITS, (exclude + 1) << PATCH_ID_BITS)
+        distances, patch_ids = self.defect_patches.search(patch_vectors.reshape(-1, self.dim), 1, excluded)
+        owners = np.where(patch_ids[:, 0] >= 0, patch_ids[:, 0] >> PATCH_ID_BITS, -1)
+        return distances[:, 0].reshape(shape), owners.reshape(shape)
 
     # -- persistence ------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -236,6 +295,7 @@ class ExemplarIndex:
             stores = {"good": self.good, "defect": self.defect}
             if self.patches is not None:
                 stores["patches"] = self.patches
+                stores["defect_patches"] = self.defect_patches
             writers: dict[str, Any] = {role: store.to_bytes() for role, store in stores.items()}
             exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
             writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
@@ -279,12 +339,15 @@ class ExemplarIndex:
             store = VectorStore(self.dim)
             store.add(old.vectors(), old.ids() + offset)
             setattr(self, role, store)
-        if self.patches is not None:
-            ids = self.patches.ids()
+        for role in ("patches", "defect_patches"):
+            old = getattr(self, role)
+            if old is None:
+                continue
+            ids = old.ids()
             owners, local = ids >> PATCH_ID_BITS, ids & ((1 << PATCH_ID_BITS) - 1)
             store = VectorStore(self.dim)
-            store.add(self.patches.vectors(), ((owners + offset) << PATCH_ID_BITS) | local)
-            self.patches = store
+            store.add(old.vectors(), ((owners + offset) << PATCH_ID_BITS) | local)
+            setattr(self, role, store)
         self.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in self.exemplars.items()}
         self.next_id += offset
 
@@ -322,7 +385,10 @@ class ExemplarIndex:
                         manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"))
         except InputError as error:
             raise StorageError(f"{folder / MANIFEST} is damaged: {error}") from None
-        for role in ("good", "defect") + (("patches",) if index.patches is not None else ()):
+        roles = ("good", "defect") + (("patches",) if index.patches is not None else ())
+        if index.patches is not None and "defect_patches" in manifest["files"]:
+            roles += ("defect_patches",)  # format 1 indexes have none: their defect patch bank stays empty
+        for role in roles:
             path = generation_file(folder, manifest, role, fast)
             try:
                 store = VectorStore.from_bytes(path.read_bytes())
@@ -355,7 +421,8 @@ class ExemplarIndex:
             name = manifest["files"].get(role, MANIFEST)
             return StorageError(f"{folder / name} is damaged: {what}; rebuild the index with `simsearch build-index`")
 
-        stores = {"good": self.good, "defect": self.defect, **({"patches": self.patches} if self.patches else {})}
+        stores = {"good": self.good, "defect": self.defect,
+                  **({"patches": self.patches, "defect_patches": self.defect_patches} if self.patches else {})}
         for role, store in stores.items():
             if store.dim != self.dim:
                 raise damaged(f"{store.dim}-d vectors in a {self.dim}-d index", role)
@@ -376,6 +443,11 @@ class ExemplarIndex:
             owners = set(np.unique(self.patches.ids() >> PATCH_ID_BITS).tolist())
             if not owners <= ids["good"]:
                 raise damaged("patches of exemplars that are not good exemplars of the index", "patches")
+        if self.defect_patches is not None and len(self.defect_patches):
+            owners = set(np.unique(self.defect_patches.ids() >> PATCH_ID_BITS).tolist())
+            if not owners <= ids["defect"]:
+                raise damaged("defect patches of exemplars that are not defect exemplars of the index",
+                              "defect_patches")
 
     def describe(self) -> dict[str, Any]:
         """What an index holds and how it scores: the one description behind `simsearch info`, the

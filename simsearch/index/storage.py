@@ -16,7 +16,7 @@ from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_
 from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
 
 MANIFEST = "manifest.json"
-_GENERATION_FILE = re.compile(r"^[a-z]+-(\d{6,})\.(faiss|sqlite)$")
+_GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite)$")
 # Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
 _TEMPORARY = re.compile(r"^\.([a-z]+-\d{6,}\.(faiss|sqlite)|manifest\.json)\.[0-9a-f]+\.tmp$|"
                         r"^[a-z]+-\d{6,}\.(faiss|sqlite)\.tmp$")

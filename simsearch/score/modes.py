@@ -2,7 +2,8 @@
 anomalous, PyOD's sign). A mode is one class and one registry entry; the index records its name.
 
 Both built-in modes are defect-aware: the distance to the good exemplars is the score, raised where the
-image lies nearer to a known defect than to anything good (`defect_aware`, on image vectors). An index without
+image lies nearer to a known defect than to anything good (`defect_aware`, on image vectors, and in the patch
+mode on each patch too). An index without
 defect exemplars scores exactly as plain kNN; adding or removing a defect changes the next scores at once."""
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class ImageMode(ScoringMode):
 
 @register_scoring_mode
 class PatchMode(ScoringMode):
-    """PatchCore: each patch's distance to the nearest good patches; the image score is the largest."""
+    """PatchCore: each patch's distance to the nearest good patches, raised (`defect_aware`, per patch) where the
+    patch lies nearer to a known defect patch than to any good one; the image score is the largest. With defect
+    exemplars, the image vector's resemblance to a known defect raises the whole map by one factor too."""
 
     name = "patch"
     needs_patches = True
@@ -79,11 +82,12 @@ class PatchMode(ScoringMode):
             raise InputError("patch mode needs patch vectors, and this embedder gives none",
                              hint="use the image mode for {param}", parameter="mode")
         maps, _ = index.nearest_patches(embeddings.patches, index.k, exclude=exclude)
+        if index.defect_patches is not None and len(index.defect_patches):
+            # patch level: maps and boxes point at the regions that look like a known defect
+            maps = defect_aware(maps, index.nearest_defect_patches(embeddings.patches, exclude=exclude)[0])
         scores = maps.reshape(len(maps), -1).max(axis=1)
         if not len(index.defect):
             return scores, maps
-        # the image vector decides how much the part resembles a known defect (patch-level defect banks were
-        # measured worse on ELPV: 0.861 against 0.889 good-only, while this gives 0.903); maps keep their shape
         good = index.nearest_good(embeddings.image, 1, exclude=exclude)[0][:, 0]
         defect = index.nearest_defect(embeddings.image, 1)[0][:, 0]
         factor = defect_aware(good, defect) / np.maximum(good, 1e-12)

@@ -62,6 +62,7 @@ class ScoreResult:
     image_size: tuple[int, int] | None = None  # (height, width) of the original image
     boxes: list[Box] = field(default_factory=list)
     predicted_type: str | None = None  # the known defect it resembles more than anything good, if any
+    type_evidence: dict[str, Any] | None = None  # why: the nearest defect exemplars (ids, distances) and more
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class ScoreResult:
             "nearest_defect": self.nearest_defect.to_dict() if self.nearest_defect else None,
             "boxes": [b.to_dict() for b in self.boxes],
             "predicted_type": self.predicted_type,
+            "type_evidence": self.type_evidence,
         }
 
 
@@ -84,23 +86,57 @@ def _neighbours(index: ExemplarIndex, distances: np.ndarray, ids: np.ndarray) ->
     return found
 
 
+TYPE_NEIGHBOURS = 3  # defect exemplars listed as the evidence for a predicted type
+
+
 def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[str | None] | None = None,
                      n_nearest: int = 3) -> list[ScoreResult]:
-    """Score a batch: anomaly score, the n nearest good exemplars, and the nearest defect exemplar."""
+    """Score a batch: anomaly score, the n nearest good exemplars, the nearest defect exemplar, and the
+    predicted defect type with its evidence."""
     count = len(embeddings.image)
     paths = paths if paths is not None else [None] * count
     scores, maps = anomaly_scores(index, embeddings)
     good_distances, good_ids = index.nearest_good(embeddings.image, n_nearest)
-    defect_distances, defect_ids = index.nearest_defect(embeddings.image, 1)
+    defect_distances, defect_ids = index.nearest_defect(embeddings.image, TYPE_NEIGHBOURS)
+    peak = _peak_patch_evidence(index, embeddings, maps)
     results = []
     for row in range(count):
-        defect = _neighbours(index, defect_distances[row], defect_ids[row])
+        defects = _neighbours(index, defect_distances[row], defect_ids[row])
         good = _neighbours(index, good_distances[row], good_ids[row])
-        # the evidence for a type: the nearest defect exemplar is nearer than the nearest good one
-        resembles = bool(defect) and (not good or defect[0].distance < good[0].distance)
+        predicted, evidence = None, None
+        if defects:
+            evidence = {"level": "image", "defect_ids": [n.id for n in defects],
+                        "defect_distances": [round(n.distance, 6) for n in defects],
+                        "good_distance": round(good[0].distance, 6) if good else None}
+            # the evidence for a type: the nearest defect exemplar is nearer than the nearest good one
+            if not good or defects[0].distance < good[0].distance:
+                predicted = defects[0].defect_type or "defect"
+        if peak is not None and peak[row] is not None:
+            # the map's peak patch lies nearer a known defect's patch than any good patch: its type wins
+            owner, defect_distance, good_distance = peak[row]
+            exemplar = index.exemplars.get(owner)
+            if exemplar is not None and defect_distance < good_distance:
+                predicted = exemplar.defect_type or "defect"
+                evidence = {**(evidence or {}), "level": "patch", "patch_defect_id": owner,
+                            "patch_defect_distance": round(defect_distance, 6),
+                            "patch_good_distance": round(good_distance, 6)}
         results.append(ScoreResult(
             path=paths[row], score=float(scores[row]), nearest=good,
-            nearest_defect=defect[0] if defect else None,
+            nearest_defect=defects[0] if defects else None,
             patch_map=None if maps is None else maps[row],
-            predicted_type=(defect[0].defect_type or "defect") if resembles else None))
+            predicted_type=predicted, type_evidence=evidence))
     return results
+
+
+def _peak_patch_evidence(index: ExemplarIndex, embeddings: Embeddings,
+                         maps: np.ndarray | None) -> list[tuple[int, float, float] | None] | None:
+    """Per image, at the patch where its map peaks: (nearest defect patch's exemplar id, distance to it,
+    distance to the nearest good patch); None without a defect patch bank."""
+    if maps is None or embeddings.patches is None or index.defect_patches is None or not len(index.defect_patches):
+        return None
+    flat = embeddings.patches.reshape(len(maps), -1, embeddings.patches.shape[-1])
+    peaks = flat[np.arange(len(maps)), maps.reshape(len(maps), -1).argmax(axis=1)][:, None, None, :]
+    good, _ = index.nearest_patches(peaks, index.k)
+    defect, owners = index.nearest_defect_patches(peaks)
+    return [None if owners[n, 0, 0] < 0 else (int(owners[n, 0, 0]), float(defect[n, 0, 0]), float(good[n, 0, 0]))
+            for n in range(len(maps))]

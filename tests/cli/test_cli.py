@@ -35,7 +35,9 @@ def test_build_score_json_info_add_remove(built, part_folder):
     assert rows[0]["nearest_defect"]["type"] == "spot"
 
     info = json.loads(_run("info", built, "--json").stdout)
-    assert info["counts"] == {"good": 12, "defect": 4, "patches": info["counts"]["patches"]}
+    assert info["counts"] == {"good": 12, "defect": 4, "patches": info["counts"]["patches"],
+                              "defect_patches": info["counts"]["defect_patches"]}
+    assert info["counts"]["defect_patches"] > 0  # the defects' patches least like good are banked
 
     added = _run("add", built, part_folder / "good" / "01.png", "--label", "defect", "--type", "dent", "--json",
                  "--allow-duplicates")

@@ -70,3 +70,20 @@ def test_bad_training_inputs_give_one_line_errors(part_folder, tmp_path):
     assert miner.exit_code == EXIT_BAD_INPUT and "batch-hard" in miner.stderr
     roi = _run("train", "triplet-ae", part_folder, "--roi", "box", "--out", tmp_path / "r", *TINY_AE)
     assert roi.exit_code == EXIT_BAD_INPUT and "hough" in roi.stderr
+
+
+def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder, tmp_path):
+    run = tmp_path / "head"
+    result = _run("train", "triplet-head", part_folder, "--level", "patch", "--out", run, "--no-pretrained",
+                  "--image-size", "64", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    index = tmp_path / "index"
+    built = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--embedder",
+                 f"triplet-head:{run / 'model.pt'}", "--out", index, "--json")
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout.splitlines()[-1])["defect_patches"] > 0
+
+
+def test_an_unknown_level_is_a_one_line_error(part_folder, tmp_path):
+    level = _run("train", "triplet-head", part_folder, "--level", "pixel", "--out", tmp_path / "r")
+    assert level.exit_code == EXIT_BAD_INPUT and "--level" in level.stderr and "patch" in level.stderr

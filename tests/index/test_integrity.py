@@ -46,7 +46,8 @@ def _rewrite(folder: Path, role: str, data: bytes | None = None, *, record: bool
 
 def test_the_manifest_records_size_and_sha256_of_every_file(folder):
     manifest = _manifest(folder)
-    assert set(manifest["checksums"]) == set(manifest["files"]) == {"good", "defect", "patches", "catalogue"}
+    assert set(manifest["checksums"]) == set(manifest["files"]) == {"good", "defect", "patches", "defect_patches",
+                                                                      "catalogue"}
     for role, name in manifest["files"].items():
         assert manifest["checksums"][role] == {"bytes": (folder / name).stat().st_size,
                                                "sha256": file_sha256(folder / name)}

@@ -57,3 +57,95 @@ def test_without_defects_the_score_is_plain_knn_bit_for_bit():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(UnknownComponentError, match="unknown scoring mode"):
         get_scoring_mode("nope")
+
+
+def _defect_grid(rng, defect_centre, defect_cells):
+    """A mostly good patch grid whose `defect_cells` (row, col) carry the defect."""
+    grid = _grids(rng, [np.zeros(DIM)])
+    for row, col in defect_cells:
+        grid[0, row, col] = defect_centre + 0.05 * rng.standard_normal(DIM)
+    return grid
+
+
+def test_patch_level_defects_raise_the_map_where_a_patch_looks_like_a_known_defect():
+    rng = np.random.default_rng(1)
+    index = _index("patch", rng)
+    defect_centre = np.full(DIM, 1.0)
+    query = _defect_grid(rng, defect_centre * 0.9, [(2, 3)])
+    query[0, 0, 0] = -defect_centre  # anomalous, but unlike the known defect
+    # the image vector stays near the goods, so only the patch level can explain a raise
+    embeddings = Embeddings(np.zeros((1, DIM), np.float32), query)
+    before_scores, before_maps = anomaly_scores(index, embeddings)
+
+    grid = _defect_grid(rng, defect_centre, [(1, 1)])
+    ids = index.add([NewExemplar("d0", "defect", "crack")], np.full((1, DIM), 5.0, np.float32), grid)
+    assert index.counts()["defect_patches"] == 1
+    assert (index.defect_patches.ids() & 0xFFFFFF).tolist() == [1 * GRID[1] + 1]  # the patch least like good
+    scores, maps = anomaly_scores(index, embeddings)
+    assert maps[0, 2, 3] > before_maps[0, 2, 3] * 1.5  # the defect-like patch is raised
+    assert maps[0, 0, 0] == before_maps[0, 0, 0]  # the unlike anomaly is not
+    assert np.array_equal(np.delete(maps.ravel(), [2 * GRID[1] + 3]), np.delete(before_maps.ravel(), [2 * GRID[1] + 3]))
+    assert scores[0] > before_scores[0]
+
+    index.remove(ids)
+    assert index.counts()["defect_patches"] == 0
+    after_scores, after_maps = anomaly_scores(index, embeddings)
+    assert np.array_equal(after_scores, before_scores) and np.array_equal(after_maps, before_maps)
+
+
+def test_a_mask_chooses_the_defect_patches():
+    rng = np.random.default_rng(2)
+    index = _index("patch", rng)
+    grid = _defect_grid(rng, np.full(DIM, 1.0), [(0, 1), (3, 3)])
+    mask = np.zeros(GRID, bool)
+    mask[3, 3] = mask[3, 2] = True  # the mask, not the distances, decides
+    index.add([NewExemplar("d0", "defect")], grid.mean(axis=(1, 2)), grid, masks=[mask])
+    assert sorted((index.defect_patches.ids() & 0xFFFFFF).tolist()) == [3 * GRID[1] + 2, 3 * GRID[1] + 3]
+
+
+def test_the_defect_patch_bank_is_saved_and_loaded(tmp_path):
+    rng = np.random.default_rng(3)
+    index = _index("patch", rng)
+    grid = _defect_grid(rng, np.full(DIM, 1.0), [(1, 2)])
+    index.add([NewExemplar("d0", "defect", "crack")], grid.mean(axis=(1, 2)), grid)
+    index.save(tmp_path / "index")
+    loaded = ExemplarIndex.load(tmp_path / "index")
+    assert np.array_equal(loaded.defect_patches.ids(), index.defect_patches.ids())
+    query = _defect_grid(rng, np.full(DIM, 0.9), [(0, 0)])
+    embeddings = Embeddings(query.mean(axis=(1, 2)), query)
+    assert np.array_equal(anomaly_scores(loaded, embeddings)[1], anomaly_scores(index, embeddings)[1])
+
+
+def test_predicted_type_comes_from_the_nearest_defect_patch_with_its_evidence():
+    from simsearch.score.results import score_embeddings
+
+    rng = np.random.default_rng(4)
+    index = _index("patch", rng)
+    crack, stain = np.full(DIM, 1.0), np.full(DIM, -1.0)
+    for name, centre in (("crack", crack), ("stain", stain)):
+        grid = _defect_grid(rng, centre, [(1, 1)])
+        index.add([NewExemplar(name, "defect", name)], np.full((1, DIM), 5.0, np.float32), grid)
+    query = _defect_grid(rng, stain * 0.9, [(2, 2)])
+    plain = _grids(rng, [np.zeros(DIM)])
+    results = score_embeddings(index, Embeddings(np.zeros((2, DIM), np.float32), np.concatenate([query, plain])))
+    assert results[0].predicted_type == "stain"
+    evidence = results[0].to_dict()["type_evidence"]
+    assert evidence["level"] == "patch" and index.exemplars[evidence["patch_defect_id"]].defect_type == "stain"
+    assert evidence["patch_defect_distance"] < evidence["patch_good_distance"]
+    assert len(evidence["defect_ids"]) == 2 and evidence["defect_distances"] == sorted(evidence["defect_distances"])
+    assert results[1].predicted_type is None  # a good part resembles no defect
+
+
+def test_a_format_1_index_without_a_defect_patch_bank_loads_with_an_empty_one(tmp_path):
+    import json
+
+    rng = np.random.default_rng(5)
+    _index("patch", rng).save(tmp_path / "index")
+    manifest_path = tmp_path / "index" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 1
+    for record in ("files", "checksums", "counts"):
+        manifest[record].pop("defect_patches")
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = ExemplarIndex.load(tmp_path / "index")
+    assert loaded.counts()["defect_patches"] == 0

@@ -1,11 +1,16 @@
 """Train a projection head on a frozen backbone with the triplet loss: metric learning on pretrained features.
 
-The backbone never changes, so its image vectors are computed once per image and view (the original
-and `views - 1` augmented copies) and cached in the run's folder; epochs then take seconds.
+The backbone never changes, so its vectors are computed once and cached in the run's folder; epochs then take
+seconds. At the image level (HeadConfig.level "image") the head learns on pooled image vectors, one per image
+and view (the original and `views - 1` augmented copies). At the patch level ("patch") it learns on patch
+vectors, from image-level labels: a good image's patches are all good; a defect image holds some defect
+patches, taken to be those its mask marks or else those least like the good images' patches (hard
+negatives); the good patches least like the other good images' patches come in as hard positives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from simsearch.data.datasets import Sample, class_ids
+from simsearch.data.images import patch_mask
 from simsearch.data.roi import apply_roi
 from simsearch.data.splits import validation_split
 from simsearch.data.transforms import to_uint8_arrays, to_unit_tensor
@@ -29,6 +35,11 @@ from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, 
 
 KIND = "triplet-head"
 FEATURES = "features.pt"
+PATCH_FEATURES = "patch_features.pt"
+PATCHES_PER_GOOD = 32  # random patches drawn from each good image, beside its hard ones
+HARD_FRACTION = 0.05  # per image, the share of patches least like the good bank (as the index's defect patches)
+MINING_BANK = 8_000  # good patches the mining compares with (a random draw: exact search stays fast)
+PATCH_BATCH = 128  # patch-level batches: many patches per class, so batch-hard mining finds hard ones
 
 
 def view_vectors(backbone: BackboneEmbedder, image: np.ndarray, views: int, augment: InspectionAugment,
@@ -108,6 +119,90 @@ def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views:
     return kept, vectors
 
 
+def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, roi: str | None, cache: Path,
+                         on_read: OnProgress | None = None,
+                         on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
+    """(kept samples, backbone patch grids (N, h, w, D) in float16); reused from `cache` when made from the
+    same inputs."""
+    key = hashlib.sha256(json.dumps([backbone.fingerprint, "patches", roi, [str(s.path) for s in samples]])
+                         .encode()).hexdigest()
+    if cache.is_file():
+        stored = torch.load(cache, map_location="cpu", weights_only=True)
+        if stored.get("key") == key:
+            by_path = {str(s.path): s for s in samples}
+            if on_read:
+                on_read(len(samples))
+            return [by_path[p] for p in stored["paths"]], stored["patches"]
+    kept, grids = read_samples(samples, lambda image: torch.from_numpy(
+        backbone.embed([apply_roi(image, roi)]).patches[0]).half(), on_skip, on_read)
+    patches = torch.stack(grids)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "paths": [str(s.path) for s in kept], "patches": patches}, cache)
+    return kept, patches
+
+
+def _nearest_distance(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each query's Euclidean distance to its nearest bank vector (exact, FAISS), for queries (..., D)."""
+    import faiss
+
+    index = faiss.IndexFlatL2(bank.shape[1])
+    index.add(np.ascontiguousarray(bank, dtype=np.float32))
+    flat = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
+    squared, _ = index.search(flat, 1)
+    return np.sqrt(np.maximum(squared[:, 0], 0.0)).reshape(queries.shape[:-1])
+
+
+def _draw_bank(grids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    flat = grids.reshape(-1, grids.shape[-1])
+    return flat[rng.choice(len(flat), min(MINING_BANK, len(flat)), replace=False)].astype(np.float32)
+
+
+def mine_patches(samples: Sequence[Sample], grids: torch.Tensor, labels: Sequence[int], seed: int,
+                 bank: np.ndarray | None = None) -> tuple[torch.Tensor, list[int], np.ndarray]:
+    """Labelled patch vectors (M, 1, D) from image-level labels, their labels, and the good bank they were
+    mined against. Each good image gives PATCHES_PER_GOOD random patches and its HARD_FRACTION least like
+    the bank (without a given bank: the bank of the other half of the good images, so an image is never
+    compared with itself); each defect image its mask's patches, or its HARD_FRACTION least like the bank."""
+    rng = np.random.default_rng(seed)
+    grids_np = grids.numpy()
+    count, height, width, dim = grids_np.shape
+    per_image = height * width
+    n_hard = max(1, int(round(per_image * HARD_FRACTION)))
+    good_rows = [n for n, s in enumerate(samples) if not s.is_defect]
+    halves = [good_rows[0::2], good_rows[1::2]] if bank is None else [good_rows]
+    banks = ([_draw_bank(grids_np[halves[1]], rng), _draw_bank(grids_np[halves[0]], rng)] if bank is None
+             else [bank])
+    mined_bank = bank if bank is not None else np.concatenate(banks)[rng.permutation(sum(map(len, banks)))
+                                                                       [:MINING_BANK]]
+    vectors, mined_labels = [], []
+
+    def take(row: int, positions: np.ndarray) -> None:
+        vectors.append(grids_np[row].reshape(per_image, dim)[positions])
+        mined_labels.extend([labels[row]] * len(positions))
+
+    for half, half_bank in zip(halves, banks):
+        if not half:
+            continue
+        distances = _nearest_distance(half_bank, grids_np[half].reshape(len(half), per_image, dim))
+        for row, row_distances in zip(half, distances):
+            hard = np.argsort(-row_distances, kind="stable")[:n_hard]
+            rest = np.setdiff1d(np.arange(per_image), hard)
+            take(row, np.concatenate([hard, rng.choice(rest, min(PATCHES_PER_GOOD, len(rest)), replace=False)]))
+    defect_rows = [n for n, s in enumerate(samples) if s.is_defect]
+    masks = {n: patch_mask(samples[n].mask_path, (height, width)).ravel() for n in defect_rows
+             if samples[n].mask_path}
+    unmasked = [n for n in defect_rows if n not in masks or not masks[n].any()]
+    distances = dict(zip(unmasked, _nearest_distance(mined_bank, grids_np[unmasked].reshape(len(unmasked), per_image,
+                                                                                          dim)))) if unmasked else {}
+    for row in defect_rows:
+        if row in distances:
+            take(row, np.argsort(-distances[row], kind="stable")[:n_hard])
+        else:
+            take(row, np.flatnonzero(masks[row]))
+    stacked = torch.from_numpy(np.concatenate(vectors).astype(np.float32))[:, None, :]
+    return stacked, mined_labels, mined_bank
+
+
 def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: str | Path,
                        head_config: HeadConfig | None = None, settings: TrainSettings | None = None,
                        views: int = 2, resume: bool = False, on_event: OnEvent | None = None,
@@ -118,6 +213,9 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
     settings = settings or TrainSettings()
     head_config.backbone, head_config.in_dim = backbone.config, backbone.dim
     out_dir = Path(out_dir)
+    if head_config.level == "patch":
+        return _train_patch_head(samples, backbone, out_dir, head_config, settings, resume, on_event, on_read,
+                                 on_skip, triplet)
     kept, vectors = cached_vectors(samples, backbone, max(1, views), settings.seed, head_config.roi,
                                    out_dir / FEATURES, on_read, on_skip)
     position = {str(s.path): i for i, s in enumerate(kept)}
@@ -125,4 +223,30 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
     train_rows, val_rows = ([position[str(s.path)] for s in part] for part in (train, val))
     task = HeadTask(head_config, settings, vectors[train_rows], class_ids(train)[0],
                     vectors[val_rows] if val else None, class_ids(val)[0] if val else [], triplet)
+    return run_training(task, settings, out_dir, resume, on_event)
+
+
+def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: Path, head_config: HeadConfig,
+                      settings: TrainSettings, resume: bool, on_event: OnEvent | None, on_read: OnProgress | None,
+                      on_skip: OnSkip | None, triplet: TripletOptions | None) -> TrainResult:
+    """The patch level: cache the backbone's patch grids, mine labelled patches, train the head on them."""
+    kept, grids = cached_patch_vectors(samples, backbone, head_config.roi, out_dir / PATCH_FEATURES, on_read, on_skip)
+    position = {str(s.path): i for i, s in enumerate(kept)}
+    train, val = validation_split(kept, settings.val_fraction, settings.seed)
+    labels, names = class_ids(train)
+    train_vectors, train_labels, bank = mine_patches(train, grids[[position[str(s.path)] for s in train]], labels,
+                                                     settings.seed)
+    val_vectors, val_labels = None, []
+    if val:
+        known = {name: n for n, name in enumerate(names)}
+        val_ids, val_names = class_ids(val)
+        # the validation images' classes by the training part's numbering (a class it lacks is dropped)
+        val_ids = [known.get(val_names[i], -1) for i in val_ids]
+        keep = [n for n, i in enumerate(val_ids) if i >= 0]
+        if keep:
+            val_vectors, val_labels, _ = mine_patches([val[n] for n in keep],
+                                                      grids[[position[str(val[n].path)] for n in keep]],
+                                                      [val_ids[n] for n in keep], settings.seed, bank)
+    patch_settings = dataclasses.replace(settings, batch_size=max(settings.batch_size, PATCH_BATCH))
+    task = HeadTask(head_config, patch_settings, train_vectors, train_labels, val_vectors, val_labels, triplet)
     return run_training(task, settings, out_dir, resume, on_event)

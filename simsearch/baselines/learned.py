@@ -1,0 +1,183 @@
+"""triplet-patch as a compared method: a patch-level triplet head trained on the fold's own training part, then
+defect-aware patch kNN with it (goods as good exemplars, defects as defect exemplars down to their patches).
+
+Per fold, nothing of the test part is seen: `fit` carves a validation part from the training samples
+(`validation_split`), trains the head on the rest with early stopping on the validation loss, indexes the rest,
+and places the F1 threshold on the validation part's scores; the validation images then join the index. With
+no labelled defect to learn from it is exactly the frozen backbone's defect-aware patch kNN (knn-patch)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from simsearch.baselines.persist import write_baseline
+from simsearch.baselines.registry import Note, register_baseline
+from simsearch.data.datasets import Sample
+from simsearch.data.images import ImageLike
+from simsearch.data.inputs import OnSkip, Progress
+from simsearch.data.splits import DEFAULT_SEED, validation_split
+from simsearch.decide.policies import calibrate
+from simsearch.decide.threshold import Threshold
+from simsearch.embed import Embedder, embedder_from_config
+from simsearch.embed.backbone import BackboneEmbedder
+from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
+from simsearch.errors import NotFittedError
+from simsearch.inspector import Inspector
+from simsearch.score.results import ScoreResult
+from simsearch.score.scorer import Scorer
+from simsearch.train.loop import TrainSettings
+from simsearch.train.tasks.triplet_head import train_triplet_head
+
+NAME = "triplet-patch"
+VAL_FRACTION = 0.2  # of the training part: the head's validation loss and the threshold's calibration set
+PATIENCE = 3  # epochs without a lower validation loss before training stops
+INDEX_FOLDER, HEAD_FILE = "index", "head.pt"
+
+
+class TripletPatchScorer(Scorer):
+    """A patch-level triplet head on a frozen backbone, trained per fit, with a defect-aware patch index."""
+
+    name = NAME
+    family = "similarity"
+
+    def __init__(self, backbone: str = "resnet18", weights: str | Path | None = None, image_size: int = 224,
+                 epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = 16, device: str | None = None,
+                 pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
+                 val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, on_note: Note | None = None):
+        self.backbone, self.weights, self.image_size = backbone, weights, image_size
+        self.epochs, self.seed, self.batch_size, self.device = epochs, seed, batch_size, device
+        self.pretrained, self.k, self.coreset_ratio = pretrained, k, coreset_ratio
+        self.val_fraction, self.patience, self.on_note = val_fraction, patience, on_note
+        self.inspector_: Inspector | None = None
+        self.head_checkpoint_: Path | None = None  # None: no head was learned (no labelled defects)
+        self.best_epoch_: int | None = None
+        self.train_paths_: list[str] = []  # what the head and the index saw (tests assert no test image)
+
+    def _backbone(self) -> BackboneEmbedder:
+        return BackboneEmbedder(self.backbone, image_size=self.image_size, weights=self.weights,
+                                pretrained=self.pretrained, batch_size=self.batch_size, device=self.device)
+
+    def fit(self, samples: Sequence[Sample]) -> "TripletPatchScorer":
+        """Train the head (when there are defects), index the training part, calibrate on the validation part."""
+        samples = list(samples)
+        train, val = validation_split(samples, self.val_fraction, self.seed)
+        self.train_paths_ = [str(s.path) for s in samples]
+        backbone = self._backbone()
+        embedder: Embedder = backbone
+        if any(s.is_defect for s in train) and self.epochs > 0:
+            work = Path(tempfile.mkdtemp(prefix="simsearch-triplet-patch-"))
+            # the same validation_split (fraction, seed) inside: the head validates on exactly `val`
+            settings = TrainSettings(epochs=self.epochs, seed=self.seed, device=self.device,
+                                     val_fraction=self.val_fraction, patience=self.patience)
+            result = train_triplet_head(samples, backbone, work / "run", HeadConfig(level="patch"), settings)
+            self.head_checkpoint_, self.best_epoch_ = result.model_path, result.best_epoch
+            embedder = TripletHeadEmbedder(result.model_path, weights=self.weights, batch_size=self.batch_size,
+                                           device=self.device)
+        elif self.on_note:
+            self.on_note(f"{NAME}: no labelled defects to learn from; the frozen backbone scores alone")
+        self.inspector_ = Inspector(embedder, mode="patch", k=self.k, coreset_ratio=self.coreset_ratio)
+        self.inspector_.fit(train)
+        if val:
+            scores = np.array([r.score for r in self.inspector_.score([s.path for s in val])])
+            labels = [int(s.is_defect) for s in val]
+            # without defects: good-only, at 1 % false alarms or the lowest rate the few goods can place
+            threshold = calibrate(labels, scores, "f1") if any(labels) else \
+                calibrate(labels, scores, "good-only", max(0.01, 1.0 / (len(scores) + 1)))
+            threshold.calibrated_on = "validation part of the training samples"
+            self.inspector_.index_.threshold = threshold.to_record()
+            self._add(val)
+        return self
+
+    def _add(self, samples: Sequence[Sample]) -> None:
+        good = [s.path for s in samples if not s.is_defect]
+        defects = [s for s in samples if s.is_defect]
+        if good:
+            self.inspector_.add(good, "good")
+        if defects:
+            self.inspector_.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
+                                masks=[s.mask_path for s in defects])
+
+    def _require(self) -> Inspector:
+        if self.inspector_ is None:
+            raise NotFittedError(f"this {NAME} scorer is not trained: call fit() or load()")
+        return self.inspector_
+
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        return self._require().iter_score(images, on_progress, on_skip)
+
+    @property
+    def threshold_(self) -> Threshold | None:
+        return self.inspector_.threshold_ if self.inspector_ is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        threshold = self.threshold_
+        return {"scorer": self.name, "family": self.family, "learned_head": self.head_checkpoint_ is not None,
+                "best_epoch": self.best_epoch_, "threshold": threshold.to_record() if threshold else None}
+
+    def save(self, folder: str | Path) -> None:
+        """folder/head.pt (the head's checkpoint, when one was learned), folder/index, baseline.json."""
+        inspector = self._require()
+        folder = Path(folder).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        head = None
+        if self.head_checkpoint_ is not None:
+            head = folder / HEAD_FILE
+            if Path(self.head_checkpoint_).resolve() != head:
+                shutil.copyfile(self.head_checkpoint_, head)
+            inspector.index_.embedder_config["weights_path"] = str(head)  # the copy the index goes with
+        inspector.save(folder / INDEX_FOLDER, force=True)
+        config = {"kind": NAME, "index": str(folder / INDEX_FOLDER), "head": str(head) if head else None,
+                  "backbone": self._backbone_config(inspector), "fingerprint": inspector.embedder.fingerprint,
+                  "best_epoch": self.best_epoch_, "train_paths": len(self.train_paths_)}
+        write_baseline(folder, config, {"saved": torch.zeros(1)})  # the model lives in head.pt and the index
+
+    @staticmethod
+    def _backbone_config(inspector: Inspector) -> dict[str, Any]:
+        config = inspector.embedder.config
+        return config.get("backbone", config) if config.get("kind") != "backbone" else config
+
+    @classmethod
+    def load(cls, folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> "TripletPatchScorer":
+        from simsearch.baselines.persist import read_baseline
+
+        config, tensors = read_baseline(folder)
+        return cls.from_saved(config, tensors, weights, **runtime)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
+                   batch_size: int | None = None, device: str | None = None) -> "TripletPatchScorer":
+        """The saved head (or frozen backbone) and its index; `weights`: the backbone's moved weights file."""
+        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        if config.get("head"):
+            embedder: Embedder = TripletHeadEmbedder(config["head"], weights=weights, **runtime)
+        else:
+            embedder = embedder_from_config(config["backbone"], weights=weights, **runtime)
+        scorer = cls(on_note=None)
+        scorer.inspector_ = Inspector.load(config["index"], embedder=embedder)
+        scorer.head_checkpoint_ = Path(config["head"]) if config.get("head") else None
+        scorer.best_epoch_ = config.get("best_epoch")
+        return scorer
+
+
+def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
+    """From compare's CompareSettings (val_fraction and options read where present)."""
+    options = getattr(settings, "options", None) or {}
+    return TripletPatchScorer(
+        backbone=settings.backbone, weights=settings.weights, image_size=settings.image_size,
+        epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size, device=settings.device,
+        pretrained=getattr(settings, "pretrained", True), k=getattr(settings, "k", 1),
+        coreset_ratio=getattr(settings, "coreset_ratio", 0.1),
+        val_fraction=getattr(settings, "val_fraction", VAL_FRACTION),
+        patience=options.get("patience", PATIENCE), on_note=on_note)
+
+
+register_baseline(NAME, build, family="similarity",
+                  help="patch-level triplet head trained per fold + defect-aware patch kNN (frozen without defects)")(
+    TripletPatchScorer)

@@ -1,0 +1,43 @@
+"""triplet-patch as a compared method: trained on the fit samples only; with no labelled defects it is exactly the
+frozen backbone's patch kNN."""
+
+import numpy as np
+import torch
+
+from simsearch.baselines.learned import TripletPatchScorer
+from simsearch.data.datasets import discover_samples
+from simsearch.data.splits import validation_split
+from simsearch.embed.backbone import BackboneEmbedder
+from simsearch.inspector import Inspector
+from tests.conftest import write_parts
+
+
+def _scorer(**options):
+    return TripletPatchScorer(pretrained=False, image_size=64, epochs=2, batch_size=8, device="cpu", seed=0,
+                              **options)
+
+
+def test_without_defects_it_is_the_frozen_patch_knn_exactly(tmp_path):
+    samples = [s for s in discover_samples(write_parts(tmp_path / "train", seed=1, n_good=10, n_defect=1))
+               if not s.is_defect]
+    test = sorted(p for p in write_parts(tmp_path / "test", seed=2, n_good=2, n_defect=2).rglob("*.png"))
+    scorer = _scorer().fit(samples)
+    assert scorer.head_checkpoint_ is None and isinstance(scorer.inspector_.embedder, BackboneEmbedder)
+    train, val = validation_split(samples, 0.2, 0)
+    frozen = Inspector(BackboneEmbedder("resnet18", image_size=64, pretrained=False, batch_size=8, device="cpu"),
+                       mode="patch", coreset_ratio=0.1).fit(train)
+    frozen.add([s.path for s in val], "good")
+    assert [r.score for r in scorer.score(test)] == [r.score for r in frozen.score(test)]
+
+
+def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tmp_path):
+    fit = discover_samples(write_parts(tmp_path / "train", seed=3, n_good=10, n_defect=5))
+    scorer = _scorer().fit(fit)
+    assert scorer.head_checkpoint_ is not None and scorer.inspector_.embedder.config["level"] == "patch"
+    cached = torch.load(scorer.head_checkpoint_.parent / "patch_features.pt", weights_only=True)["paths"]
+    assert sorted(cached) == sorted(str(s.path) for s in fit)  # no test image was read for training
+    counts = scorer.inspector_.index_.counts()
+    assert counts["good"] == 10 and counts["defect"] == 5 and counts["defect_patches"] > 0
+    assert scorer.threshold_ is not None and scorer.threshold_.policy == "f1"
+    scores = np.array([r.score for r in scorer.score([s.path for s in fit])])
+    assert np.isfinite(scores).all()
