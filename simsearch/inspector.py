@@ -27,7 +27,7 @@ from simsearch.files import file_sha256
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
-from simsearch.score.maps import add_map_and_boxes
+from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores
 from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer
@@ -164,7 +164,7 @@ class Inspector(Scorer):
         for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip):
             results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
             for item, result in zip(batch, results):
-                result.image_size = item.pixels.shape[:2]
+                result.image_size = item.size
                 self._apply_threshold(result, threshold)
                 yield result
 
@@ -172,7 +172,7 @@ class Inspector(Scorer):
         if threshold is not None:
             result.normalised_score = float(threshold.normalise([result.score])[0])
             result.is_anomaly = bool(threshold.is_anomalous([result.score])[0])
-        add_map_and_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
+        add_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""

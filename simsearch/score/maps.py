@@ -50,11 +50,11 @@ def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, in
     return sorted(boxes, key=lambda b: -b.score)
 
 
-def add_map_and_boxes(result: ScoreResult, pixel_threshold: float | None = None, reject: bool = False) -> None:
-    """Fill result.anomaly_map from its patch map and, for a rejected image, result.boxes: the regions of
-    the map at or above pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes)."""
+def add_boxes(result: ScoreResult, pixel_threshold: float | None = None, reject: bool = False) -> None:
+    """For a rejected image with a patch map, fill result.boxes: the regions of its anomaly map at or above
+    pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes). Other images' maps stay uncomputed
+    until something reads them (ScoreResult.anomaly_map)."""
     if result.patch_map is None:
         return
-    result.anomaly_map = anomaly_map(result.patch_map)
     if pixel_threshold is not None and reject:  # boxes say where to look on a reject; a pass has none
         result.boxes = boxes_from_map(result.anomaly_map, float(pixel_threshold), result.image_size)
