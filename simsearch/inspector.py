@@ -15,7 +15,7 @@ from PIL import Image
 
 from simsearch.data.datasets import Sample, good_image_files
 from simsearch.data.images import ImageError, ImageLike
-from simsearch.data.inputs import OnSkip, Progress, expand_inputs
+from simsearch.data.inputs import DEFAULT_WORKERS, OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
@@ -42,6 +42,7 @@ class Inspector(Scorer):
 
     name = "knn"
     family = "similarity"
+    workers = DEFAULT_WORKERS  # loader threads reading the next batches while the network runs (0: none)
 
     def __init__(self, embedder: Embedder | None = None, mode: str = "patch", k: int = 1,
                  coreset_ratio: float = 0.1, n_nearest: int = 3):
@@ -135,7 +136,7 @@ class Inspector(Scorer):
             raise InputError(f"{len(defect_types)} defect types for {len(inputs)} images")
         new: list[NewExemplar] = []
         parts: list[Embeddings] = []
-        for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
+        for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip, self.workers):
             for item in batch:  # keep what the catalogue needs, not the pixels
                 sha = item.sha256()
                 kind = defect_types[item.position] if defect_types is not None else defect_type
@@ -161,7 +162,7 @@ class Inspector(Scorer):
         index = self._require_index()
         embedder = self._require_embedder()
         threshold = self.threshold_
-        for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip):
+        for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers):
             results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
             for item, result in zip(batch, results):
                 result.image_size = item.size
