@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("SIMSEARCH_SHARED", ROOT.parent / "shared"))  # ../shared, or where this names
 BOTTLE = SHARED / "data" / "mvtec_bottle"
 WEIGHTS = SHARED / "weights" / "resnet18-imagenet1k-v1-layers1to3.pth"
 PEER = {"build_s": 380.0, "coreset_s": 375.0, "score_images_per_s": 8.3, "peak_gb": 3.6}
