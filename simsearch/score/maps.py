@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from simsearch.score.results import Box, ScoreResult
 
@@ -17,6 +16,8 @@ MIN_REGION_FRACTION = 1e-4  # regions smaller than this share of the map are noi
 
 def anomaly_map(patch_map: np.ndarray, size: int = MAP_SIZE, sigma: float = SIGMA) -> np.ndarray:
     """(h, w) patch distances -> (size, size) map: bilinear upsampling, then Gaussian smoothing."""
+    from scipy import ndimage  # on first use: scoring a pass needs no map, and start-up stays short
+
     upsampled = resize_map(patch_map, size, size)
     return ndimage.gaussian_filter(upsampled, sigma=sigma, mode="nearest") if sigma > 0 else upsampled
 
@@ -31,6 +32,8 @@ def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, in
                    min_fraction: float = MIN_REGION_FRACTION) -> list[Box]:
     """Connected regions of amap >= threshold, as boxes in original pixels (image_size = (H, W)),
     each scored by its peak value, highest first."""
+    from scipy import ndimage
+
     above = amap >= threshold
     labels, count = ndimage.label(above)
     if count == 0:
