@@ -203,6 +203,8 @@ def test_channels_last_and_bfloat16_keep_the_vectors_and_the_fingerprint(small_e
     assert vectors.patches.dtype == np.float32 and not np.array_equal(vectors.patches, reference.patches)
     assert _cosine(vectors.patches, reference.patches).min() > 0.98  # bf16 rounding, not other vectors
     assert half.fingerprint == last.fingerprint == small_embedder.fingerprint  # an index opens with either
+    reopened = embedder_from_config(small_embedder.config, device="cpu", precision="bfloat16", channels_last=True)
+    assert reopened.precision == "bfloat16" and reopened.channels_last  # runtime options, as load(...) passes them
 
 
 def test_unknown_precision_and_float16_on_cpu_are_refused():
