@@ -16,7 +16,7 @@ from PIL import Image
 
 from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
 from simsearch.data.images import ImageError, ImageLike, patch_mask
-from simsearch.data.inputs import OnSkip, Progress, expand_inputs
+from simsearch.data.inputs import DEFAULT_WORKERS, OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
@@ -28,7 +28,7 @@ from simsearch.evaluate.metrics import pixel_threshold_for_f1
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
-from simsearch.score.maps import add_map_and_boxes
+from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores
 from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer
@@ -44,6 +44,7 @@ class Inspector(Scorer):
 
     name = "knn"
     family = "similarity"
+    workers = DEFAULT_WORKERS  # loader threads reading the next batches while the network runs (0: none)
 
     def __init__(self, embedder: Embedder | None = None, mode: str = "patch", k: int = 1,
                  coreset_ratio: float = 0.1, n_nearest: int = 3):
@@ -160,7 +161,7 @@ class Inspector(Scorer):
         new: list[NewExemplar] = []
         kept_masks: list[str | Path | None] = []
         parts: list[Embeddings] = []
-        for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip):
+        for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip, self.workers):
             for item in batch:  # keep what the catalogue needs, not the pixels
                 sha = item.sha256()
                 kind = defect_types[item.position] if defect_types is not None else defect_type
@@ -193,10 +194,10 @@ class Inspector(Scorer):
         index = self._require_index()
         embedder = self._require_embedder()
         threshold = self.threshold_
-        for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip):
+        for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers):
             results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
             for item, result in zip(batch, results):
-                result.image_size = item.pixels.shape[:2]
+                result.image_size = item.size
                 self._apply_threshold(result, threshold)
                 yield result
 
@@ -204,7 +205,7 @@ class Inspector(Scorer):
         if threshold is not None:
             result.normalised_score = float(threshold.normalise([result.score])[0])
             result.is_anomaly = bool(threshold.is_anomalous([result.score])[0])
-        add_map_and_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
+        add_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""

@@ -47,3 +47,19 @@ def test_add_is_all_or_nothing(small_embedder, part_folder, tmp_path):
     with pytest.raises(ImageError):
         inspector.add([tmp_path / "bad.png"])
     assert len(inspector.index_) == before
+
+
+def test_maps_are_made_only_where_boxes_or_readers_ask(small_embedder):
+    from simsearch.score.maps import anomaly_map
+
+    rng = np.random.default_rng(1)
+    inspector = Inspector(small_embedder, coreset_ratio=0.5).fit([part_image(rng) for _ in range(8)])
+    test = [part_image(rng), part_image(rng, defect=True)]
+    scores = inspector.score_samples(test)
+    inspector.index_.threshold = {"value": float(scores.mean()), "low": float(scores.min()),
+                                  "high": float(scores.max()), "pixel": 0.0, "policy": "test"}
+    passed, rejected = inspector.score(test)
+    assert not passed.is_anomaly and rejected.is_anomaly
+    assert passed._anomaly_map is None and not passed.boxes  # a pass costs no map
+    assert rejected._anomaly_map is not None and rejected.boxes  # a reject's boxes come from its map
+    assert np.array_equal(passed.anomaly_map, anomaly_map(passed.patch_map))  # made when read

@@ -4,6 +4,9 @@ with progress and skip callbacks that embedding, scoring and the baselines share
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -11,24 +14,40 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from simsearch.data.images import ImageLike, iter_readable_images, list_image_files
+from simsearch.data.images import ImageError, ImageLike, as_rgb_array, iter_readable_images, list_image_files
 from simsearch.files import file_sha256
 
 Progress = Callable[[int], None]  # called with how many more images are done
 OnSkip = Callable[[str, str], None]  # called with (path, reason) for an unreadable file
+Prepare = Callable[[np.ndarray], np.ndarray]  # per-image work done on the loader's threads (e.g. resizing)
+
+# Loader threads decoding and preparing the next batches while the network runs on the current one. PIL
+# releases the GIL while it decodes and resizes, so threads overlap with torch without copying pixels
+# between processes. Four keep two cores busy; more only hold more decoded images.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
 class Item:
-    """An input image once read: where it came from and its pixels."""
+    """An input image once read: where it came from, its pixels (prepared, when the loader was given a
+    `prepare` step) and its size as read."""
 
     path: str | None
     pixels: np.ndarray
     position: int  # index in the input list
+    size: tuple[int, int] | None = None  # (height, width) as read, before any preparation
+    source: ImageLike | None = None  # the in-memory input (PIL image or array) it was read from
+
+    def __post_init__(self) -> None:
+        if self.size is None:
+            self.size = tuple(self.pixels.shape[:2])
 
     def sha256(self) -> str:
-        """The file's hash, or the pixels' for in-memory images (only adding an exemplar needs it)."""
-        return file_sha256(self.path) if self.path is not None else hashlib.sha256(self.pixels.tobytes()).hexdigest()
+        """The file's hash, or the pixels' as read for in-memory images (only adding an exemplar needs it)."""
+        if self.path is not None:
+            return file_sha256(self.path)
+        pixels = as_rgb_array(self.source) if self.source is not None else self.pixels
+        return hashlib.sha256(pixels.tobytes()).hexdigest()
 
 
 def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
@@ -44,18 +63,63 @@ def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return expanded
 
 
-def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None) -> Iterator[Item]:
-    """Read inputs one by one; unreadable files are reported and skipped."""
+def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare | None) -> Item:
+    is_path = isinstance(source, (str, Path))
+    return Item(str(source) if is_path else None, prepare(pixels) if prepare else pixels, position,
+                tuple(pixels.shape[:2]), None if is_path else source)
+
+
+def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
+               prepare: Prepare | None = None) -> Iterator[Item]:
+    """Read inputs one by one, in this thread; unreadable files are reported and skipped."""
     for position, pixels in iter_readable_images(images, on_skip):
-        source = images[position]
-        yield Item(str(source) if isinstance(source, (str, Path)) else None, pixels, position)
+        yield _item(images[position], position, pixels, prepare)
 
 
+def _read(images: Sequence[ImageLike], position: int, prepare: Prepare | None) -> Item:
+    return _item(images[position], position, as_rgb_array(images[position]), prepare)
 
-def iter_batches(images: Sequence[ImageLike], batch_size: int, on_skip: OnSkip | None = None) -> Iterator[list[Item]]:
-    """Readable inputs in lists of up to batch_size items (unreadable ones go to on_skip)."""
+
+def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prepare: Prepare | None = None,
+                workers: int = DEFAULT_WORKERS, prefetch: int = 32) -> Iterator[Item]:
+    """Like iter_items, with up to `prefetch` inputs read and prepared ahead on `workers` threads; items and
+    skips come in input order. workers=0 reads in this thread."""
+    if workers <= 0 or len(images) <= 1:
+        yield from iter_items(images, on_skip, prepare)
+        return
+    readable = 0
+    pending: deque[tuple[int, Future]] = deque()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simsearch-loader")
+    try:
+        submitted = 0
+        while submitted < len(images) or pending:
+            # Keep the window full: decoded images waiting for the network are bounded by `prefetch`.
+            while submitted < len(images) and len(pending) < max(prefetch, workers):
+                pending.append((submitted, executor.submit(_read, images, submitted, prepare)))
+                submitted += 1
+            position, future = pending.popleft()
+            try:
+                item = future.result()
+            except ImageError as error:
+                if on_skip is not None:
+                    image = images[position]
+                    on_skip(str(image) if isinstance(image, (str, Path)) else f"input {position}", str(error))
+                continue
+            readable += 1
+            yield item
+    finally:
+        # An early stop (an error, or the consumer closing the generator) drops what is queued.
+        executor.shutdown(wait=True, cancel_futures=True)
+    if not readable:
+        raise ImageError(f"none of the {len(images)} inputs could be read as an image")
+
+
+def iter_batches(images: Sequence[ImageLike], batch_size: int, on_skip: OnSkip | None = None,
+                 prepare: Prepare | None = None, workers: int = DEFAULT_WORKERS) -> Iterator[list[Item]]:
+    """Readable inputs in lists of up to batch_size items, in input order (unreadable ones go to on_skip),
+    read and prepared ahead on `workers` loader threads (0: in this thread)."""
     batch: list[Item] = []
-    for item in iter_items(images, on_skip):
+    for item in iter_loaded(images, on_skip, prepare, workers, prefetch=2 * batch_size):
         batch.append(item)
         if len(batch) == batch_size:
             yield batch

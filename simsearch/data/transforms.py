@@ -20,9 +20,17 @@ def unit_pixels(images: Sequence[np.ndarray], size: int, device: torch.device | 
     Resizing runs in PIL on uint8 (antialiased bilinear, several times faster than on float tensors)."""
     if not len(images):
         return torch.zeros(0, 3, size, size, device=device)
-    resized = np.stack([np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BILINEAR)) for image in images])
+    resized = np.stack([resize_rgb(image, size) for image in images])
     return torch.from_numpy(resized).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """An RGB uint8 array resized to (size, size) (antialiased bilinear in PIL); one already that size is
+    returned as it is, so a loader thread can resize ahead of the network with the same result."""
+    image = np.asarray(image, dtype=np.uint8)
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def imagenet_pixels(images: Sequence[np.ndarray], size: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -9,18 +9,33 @@ import numpy as np
 import torch
 import torchvision
 
-from simsearch.data.transforms import imagenet_pixels
+from simsearch.data.transforms import imagenet_pixels, resize_rgb
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.feature_extractor import FeatureExtractor
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError, load_partial_state, read_state_dict, torchvision_state_dict
-from simsearch.errors import UnknownComponentError
+from simsearch.errors import InputError, UnknownComponentError
 from simsearch.files import file_sha256
 from simsearch.runtime import resolve_device
+
+# Runtime options: they change the arithmetic, not what the vectors are (the fingerprint leaves them out), and
+# each is measured on real data by benchmarks/core_pipeline.py (speed, and image AUROC to 3 decimals).
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 RESNET_STEM = ("conv1", "bn1", "relu", "maxpool")  # the ResNet stem, for the baselines' CAM classifier
 RANDOM_SEED = 0
 KIND = "backbone"
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    """A known autocast precision for the device; float16 needs a GPU (CPU convolutions have no fast float16)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}",
+                         hint="choose one of them for {param}", parameter="precision")
+    if precision == "float16" and device.type != "cuda":
+        raise InputError("float16 autocast runs on a CUDA GPU only", hint="use bfloat16 for {param} on a CPU",
+                         parameter="precision")
+    return precision
 
 
 @register_embedder
@@ -38,11 +53,14 @@ class BackboneEmbedder(Embedder):
     def __init__(self, backbone: str = "resnet18", layers: Sequence[str] | None = None,
                  image_size: int = 224, weights: str | Path | None = None, pretrained: bool = True,
                  batch_size: int = 16, device: str | torch.device | None = None,
-                 expected_weights_sha256: str | None = None):
+                 expected_weights_sha256: str | None = None, precision: str = "float32",
+                 channels_last: bool = False):
         self.backbone = backbone
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
+        self.precision = check_precision(precision, self.device)
+        self.channels_last = bool(channels_last)
         try:
             builder = torchvision.models.get_model_builder(backbone)
         except ValueError:
@@ -73,6 +91,8 @@ class BackboneEmbedder(Embedder):
         # Over the tensors of the modules actually run: a partial file and a full one give the same digest.
         self._weights_digest = tensor_digest(state)
         self.model = extractor.eval().to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         probe_size = self.image_size if extractor.tokens else 64  # a transformer takes only its own size
         with torch.inference_mode():
             probe = self.model(torch.zeros(1, 3, probe_size, probe_size, device=self.device))
@@ -92,9 +112,17 @@ class BackboneEmbedder(Embedder):
     def dim(self) -> int:
         return self._dim
 
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """Resize to the network's input size (on a loader thread; `embed` then only normalises)."""
+        return resize_rgb(pixels, self.image_size)
+
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
-        with torch.inference_mode():
-            features = self.model(imagenet_pixels(images, self.image_size, self.device))
+        pixels = imagenet_pixels(images, self.image_size, self.device)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
+                                                    enabled=self.precision != "float32"):
+            features = self.model(pixels).float()
             image_vectors = features.mean(dim=(2, 3))
             patches = features.permute(0, 2, 3, 1)
         return Embeddings(image=image_vectors.float().cpu().numpy(),

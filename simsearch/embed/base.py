@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from simsearch.data.images import ImageLike
-from simsearch.data.inputs import Item, OnSkip, Progress, iter_batches
+from simsearch.data.inputs import DEFAULT_WORKERS, Item, OnSkip, Progress, iter_batches
 from simsearch.runtime import check_batch_size
 
 
@@ -65,6 +65,11 @@ class Embedder(ABC):
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
         """Embed one batch of RGB uint8 arrays (sizes may differ)."""
 
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """The per-image part of the preprocessing (e.g. resizing), run ahead on the loader's threads; `embed`
+        gives the same vectors for prepared and unprepared images. This default leaves images as they are."""
+        return pixels
+
     @property
     def supports_patches(self) -> bool:
         return True
@@ -94,10 +99,12 @@ def tensor_digest(state: dict) -> str:
 
 
 def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None) -> Iterator[tuple[list[Item], Embeddings]]:
-    """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch."""
+                  on_skip: OnSkip | None = None, workers: int = DEFAULT_WORKERS) -> Iterator[tuple[list[Item], Embeddings]]:
+    """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch; `workers` loader threads
+    read and prepare the next batches while the network runs (0: all in this thread)."""
     # A batch size below 1 would make the whole input one batch: refuse it here, for every embedder.
-    for batch in iter_batches(images, check_batch_size(embedder.batch_size), on_skip):
+    batches = iter_batches(images, check_batch_size(embedder.batch_size), on_skip, embedder.prepare, workers)
+    for batch in batches:
         yield batch, embedder.embed([i.pixels for i in batch])
         if on_progress:
             on_progress(len(batch))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchvision
 
-from simsearch.data.transforms import imagenet_pixels
+from simsearch.data.transforms import imagenet_pixels, resize_rgb
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.weights import WeightsError, torchvision_state_dict
 from simsearch.runtime import resolve_device
@@ -59,6 +59,10 @@ class PooledEmbedder(Embedder):
     @property
     def supports_patches(self) -> bool:
         return False
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """Resize to the network's input size (on a loader thread; `embed` then only normalises)."""
+        return resize_rgb(pixels, self.image_size)
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
         with torch.inference_mode():

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+
+def roc_auc_score(labels: Any, scores: Any) -> float:
+    """scikit-learn's ROC AUC, imported on first use: scikit-learn (with pandas, scipy.stats) costs seconds of
+    start-up that scoring, which only reaches this module through the threshold policies, never needs."""
+    from sklearn.metrics import roc_auc_score as sklearn_roc_auc
+
+    return sklearn_roc_auc(labels, scores)
 
 
 def image_auroc(labels: Sequence[int], scores: Sequence[float]) -> float | None:

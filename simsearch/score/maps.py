@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from simsearch.score.results import Box, ScoreResult
 
@@ -17,6 +16,8 @@ MIN_REGION_FRACTION = 1e-4  # regions smaller than this share of the map are noi
 
 def anomaly_map(patch_map: np.ndarray, size: int = MAP_SIZE, sigma: float = SIGMA) -> np.ndarray:
     """(h, w) patch distances -> (size, size) map: bilinear upsampling, then Gaussian smoothing."""
+    from scipy import ndimage  # on first use: scoring a pass needs no map, and start-up stays short
+
     upsampled = resize_map(patch_map, size, size)
     return ndimage.gaussian_filter(upsampled, sigma=sigma, mode="nearest") if sigma > 0 else upsampled
 
@@ -31,6 +32,8 @@ def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, in
                    min_fraction: float = MIN_REGION_FRACTION) -> list[Box]:
     """Connected regions of amap >= threshold, as boxes in original pixels (image_size = (H, W)),
     each scored by its peak value, highest first."""
+    from scipy import ndimage
+
     above = amap >= threshold
     labels, count = ndimage.label(above)
     if count == 0:
@@ -61,13 +64,12 @@ def peak_region_box(amap: np.ndarray, image_size: tuple[int, int] | None = None)
     return boxes_from_map(amap, level, image_size, min_fraction=0.0)[0]  # highest peak first: the maximum's
 
 
-def add_map_and_boxes(result: ScoreResult, pixel_threshold: float | None = None, reject: bool = False) -> None:
-    """Fill result.anomaly_map from its patch map and, for a rejected image, result.boxes: the regions of
-    the map at or above pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes), or the peak
-    region when none passes it, so that a reject always says where."""
+def add_boxes(result: ScoreResult, pixel_threshold: float | None = None, reject: bool = False) -> None:
+    """For a rejected image with a patch map, fill result.boxes: the regions of its anomaly map at or above
+    pixel_threshold (a Threshold's `pixel`; None: no threshold, no boxes). Other images' maps stay uncomputed
+    until something reads them (ScoreResult.anomaly_map)."""
     if result.patch_map is None:
         return
-    result.anomaly_map = anomaly_map(result.patch_map)
     if pixel_threshold is not None and reject:  # boxes say where to look on a reject; a pass has none
         result.boxes = boxes_from_map(result.anomaly_map, float(pixel_threshold), result.image_size)
         if not result.boxes:  # the box threshold can sit above a borderline reject's map: still name where

@@ -58,11 +58,26 @@ class ScoreResult:
     normalised_score: float | None = None
     is_anomaly: bool | None = None
     patch_map: np.ndarray | None = field(default=None, repr=False)  # (h, w) patch distances, patch mode
-    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # smoothed map (see simsearch.score.maps)
     image_size: tuple[int, int] | None = None  # (height, width) of the original image
     boxes: list[Box] = field(default_factory=list)
     predicted_type: str | None = None  # the known defect it resembles more than anything good, if any
     type_evidence: dict[str, Any] | None = None  # why: the nearest defect exemplars (ids, distances) and more
+    map_from_patches: bool = field(default=False, repr=False)  # the anomaly map is patch_map smoothed (kNN)
+    _anomaly_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def anomaly_map(self) -> np.ndarray | None:
+        """The anomaly map; for kNN results patch_map smoothed (see simsearch.score.maps), computed when first
+        read: scoring pays for it only where boxes, a report or an evaluation use it."""
+        if self._anomaly_map is None and self.map_from_patches and self.patch_map is not None:
+            from simsearch.score.maps import anomaly_map  # maps builds on this module's Box
+
+            self._anomaly_map = anomaly_map(self.patch_map)
+        return self._anomaly_map
+
+    @anomaly_map.setter
+    def anomaly_map(self, value: np.ndarray | None) -> None:
+        self._anomaly_map = value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +140,9 @@ def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[s
             nearest_defect=defects[0] if defects else None,
             patch_map=None if maps is None else maps[row],
             predicted_type=predicted, type_evidence=evidence))
+            nearest_defect=defect[0] if defect else None,
+            patch_map=None if maps is None else maps[row], map_from_patches=maps is not None,
+            predicted_type=(defect[0].defect_type or "defect") if resembles else None))
     return results
 
 

@@ -162,3 +162,56 @@ def test_build_index_takes_layers(part_folder, tmp_path):
     assert summary["embedder"]["layers"] == ["layer1", "layer2"] and summary["dim"] == 64 + 128
     result = CliRunner().invoke(app, args + ["--backbone", "mobilenet_v3_small"])
     assert result.exit_code == UnknownComponentError.exit_code and "--layers" in result.stderr
+
+
+def _parts(count=5):
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 255, (40 + 7 * n, 90 - 5 * n, 3), dtype=np.uint8) for n in range(count)]
+
+
+def test_prepared_images_give_the_same_vectors(small_embedder):
+    images = _parts()
+    direct = small_embedder.embed(images)
+    prepared = small_embedder.embed([small_embedder.prepare(image) for image in images])
+    assert all(small_embedder.prepare(image).shape == (64, 64, 3) for image in images)
+    assert np.array_equal(direct.image, prepared.image) and np.array_equal(direct.patches, prepared.patches)
+
+
+def test_loader_threads_give_the_same_vectors_in_the_same_order(small_embedder):
+    from simsearch.embed.base import concat_embeddings, iter_embedded
+
+    images = _parts(9)
+    in_thread = concat_embeddings([e for _, e in iter_embedded(small_embedder, images, workers=0)])
+    threaded = concat_embeddings([e for _, e in iter_embedded(small_embedder, images, workers=3)])
+    assert np.array_equal(in_thread.patches, threaded.patches)
+    assert np.array_equal(in_thread.image, small_embedder.embed(images).image)
+
+
+def _cosine(a, b):
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_channels_last_and_bfloat16_keep_the_vectors_and_the_fingerprint(small_embedder):
+    images = _parts()
+    reference = small_embedder.embed(images)
+    last = BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", channels_last=True)
+    assert last.model.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.allclose(last.embed(images).patches, reference.patches, atol=1e-4)
+    half = BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", precision="bfloat16")
+    vectors = half.embed(images)
+    assert vectors.patches.dtype == np.float32 and not np.array_equal(vectors.patches, reference.patches)
+    assert _cosine(vectors.patches, reference.patches).min() > 0.98  # bf16 rounding, not other vectors
+    assert half.fingerprint == last.fingerprint == small_embedder.fingerprint  # an index opens with either
+    reopened = embedder_from_config(small_embedder.config, device="cpu", precision="bfloat16", channels_last=True)
+    assert reopened.precision == "bfloat16" and reopened.channels_last  # runtime options, as load(...) passes them
+
+
+def test_unknown_precision_and_float16_on_cpu_are_refused():
+    from simsearch.errors import InputError
+
+    with pytest.raises(InputError, match="unknown precision 'fp8'") as error:
+        BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", precision="fp8")
+    assert error.value.parameter == "precision"
+    with pytest.raises(InputError, match="CUDA GPU only"):
+        BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", precision="float16")

@@ -38,15 +38,17 @@ def test_overlay_png_is_an_image_with_the_box_drawn():
 
 
 def test_a_reject_below_the_box_threshold_still_names_its_peak_region():
-    from simsearch.score.maps import add_map_and_boxes
+    from simsearch.score.maps import add_boxes
 
     grid = np.zeros((8, 8), np.float32)
     grid[5, 1] = 1.0
-    result = ScoreResult(path="x.png", score=1.0, nearest=[], patch_map=grid, image_size=(800, 800))
-    add_map_and_boxes(result, pixel_threshold=100.0, reject=True)  # no pixel reaches the box threshold
+    result = ScoreResult(path="x.png", score=1.0, nearest=[], patch_map=grid, image_size=(800, 800),
+                         map_from_patches=True)
+    add_boxes(result, pixel_threshold=100.0, reject=True)  # no pixel reaches the box threshold
     assert len(result.boxes) == 1
     box = result.boxes[0]
     assert box.x0 < 150 < box.x1 and box.y0 < 550 < box.y1  # around patch (5, 1) of an 8x8 grid on 800 px
-    passed = ScoreResult(path="y.png", score=1.0, nearest=[], patch_map=grid, image_size=(800, 800))
-    add_map_and_boxes(passed, pixel_threshold=100.0, reject=False)
+    passed = ScoreResult(path="y.png", score=1.0, nearest=[], patch_map=grid, image_size=(800, 800),
+                         map_from_patches=True)
+    add_boxes(passed, pixel_threshold=100.0, reject=False)
     assert passed.boxes == []  # a pass names nothing
