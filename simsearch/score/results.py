@@ -138,11 +138,8 @@ def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[s
         results.append(ScoreResult(
             path=paths[row], score=float(scores[row]), nearest=good,
             nearest_defect=defects[0] if defects else None,
-            patch_map=None if maps is None else maps[row],
-            predicted_type=predicted, type_evidence=evidence))
-            nearest_defect=defect[0] if defect else None,
             patch_map=None if maps is None else maps[row], map_from_patches=maps is not None,
-            predicted_type=(defect[0].defect_type or "defect") if resembles else None))
+            predicted_type=predicted, type_evidence=evidence))
     return results
 
 
