@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from simsearch.cli.output import (
     console,
@@ -101,6 +102,10 @@ def build_index(
     batch_size: int = typer.Option(16, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
+    index_kind: List[str] = typer.Option([], "--index-kind", help="FAISS index for the vectors: auto (exact up to "
+                                         "30k vectors, IVF above, IVF-PQ from 5M), or a factory string (Flat, HNSW32, "
+                                         "IVF4096,Flat, IVF65536,PQ48); ROLE=KIND for one store (good, defect, "
+                                         "patches). Repeatable."),
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -109,6 +114,7 @@ def build_index(
         from simsearch.data.datasets import good_image_files, typed_defect_samples
         from simsearch.embed import create_embedder
         from simsearch.index.exemplar_index import refuse_to_replace
+        from simsearch.index.kinds import parse_kinds
         from simsearch.inspector import Inspector
 
 
@@ -136,8 +142,9 @@ def build_index(
                                    pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
+        kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
-        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
+        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
         total = len(good_files) + len(defect_samples)
         with progress_bar("embedding", total) as advance:
             inspector.fit(good_files, on_progress=advance, on_skip=warn_skip)
@@ -150,7 +157,8 @@ def build_index(
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "dim": index.dim, "mode": index.mode,
                    "embedder": embedder.config, "fingerprint": embedder.fingerprint,
-                   "seconds": round(elapsed, 2), "bytes": _folder_size(out)}
+                   "seconds": round(elapsed, 2), "bytes": _folder_size(out),
+                   "index_kinds": index.describe()["index_kinds"]}
         if as_json:
             typer.echo(json.dumps(summary))
             return
@@ -158,6 +166,9 @@ def build_index(
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+        for role, kind in summary["index_kinds"].items():
+            if kind["vectors"] and kind["kind"] != "Flat" or kind.get("note"):
+                console.print(f"search {role}: {escape(kind['summary'])}")
 
 
 @app.command()

@@ -21,7 +21,7 @@ AUTO_EXACT_MAX = 30_000  # up to here an exact search (pruned on a CPU) is fast 
 AUTO_PQ_MIN = 5_000_000  # from here full vectors no longer fit in memory comfortably: auto compresses (PQ)
 TRAIN_POINTS_PER_CELL = 39  # FAISS's own floor for k-means (fewer: a warning and poor cells)
 TRAIN_SAMPLE_PER_CELL = 64  # k-means on more than this per cell costs time and gains little
-RECALL_TARGET = 0.95  # nprobe / efSearch grow until the sample's recall@1 reaches this
+RECALL_TARGET = 0.99  # nprobe / efSearch grow until the sample's recall@1 reaches this (scores stay exact-like)
 RECALL_QUERIES = 200
 RECALL_K = 10
 ADD_CHUNK = 100_000  # vectors added at a time: bounds the memory a build needs beyond the index itself
@@ -143,6 +143,7 @@ def auto_kind(n: int, dim: int) -> str:
     if n <= AUTO_EXACT_MAX:
         return EXACT
     lists = 2 ** int(round(math.log2(4 * math.sqrt(n))))
+    lists = max(1, min(lists, 2 ** int(math.log2(max(n // TRAIN_POINTS_PER_CELL, 1)))))  # cells it can train
     if n >= AUTO_PQ_MIN:
         bytes_per_vector = next((m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0), dim)
         return f"IVF{lists},PQ{bytes_per_vector}"
@@ -156,14 +157,17 @@ def training_minimum(spec: str, dim: int) -> int:
     index = faiss.index_factory(int(dim), spec, faiss.METRIC_L2)
     if index.is_trained:
         return 0
-    centroids = 1
     ivf = _ivf(index)
-    if ivf is not None:
-        centroids = max(centroids, ivf.nlist)
-        if not isinstance(ivf, faiss.IndexIVFFlat):
-            centroids = max(centroids, 256)  # the codebooks (PQ, SQ) behind the lists
-    else:
-        centroids = 256
+    inner = ivf if ivf is not None else faiss.downcast_index(index.index) \
+        if isinstance(index, faiss.IndexPreTransform) else index
+    centroids = ivf.nlist if ivf is not None else 1
+    pq = getattr(inner, "pq", None)
+    if pq is not None:  # the product quantizer's codebooks: ksub centroids each
+        centroids = max(centroids, int(pq.ksub))
+    elif ivf is None and not isinstance(inner, faiss.IndexScalarQuantizer):
+        centroids = max(centroids, 256)  # some other trained kind: assume a byte-sized codebook
+    if isinstance(index, faiss.IndexPreTransform) and "OPQ" in spec:
+        centroids = max(centroids, 256)  # OPQ trains its own 8-bit product quantizer
     return TRAIN_POINTS_PER_CELL * centroids
 
 
@@ -338,13 +342,23 @@ def exact_neighbours(queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.
 
 def recall(exact_distances: np.ndarray, found_distances: np.ndarray, k: int) -> float:
     """Share of the exact k nearest that a search found, judged by distance so that ties count either way:
-    a found neighbour counts when it is no farther than the exact k-th one."""
+    a found neighbour counts when it is no farther than the exact k-th one. `found_distances` must be the
+    found neighbours' true distances (not a compressed kind's estimates), squared like `exact_distances`."""
     exact_distances, found_distances = exact_distances[:, :k], found_distances[:, :k]
     if exact_distances.size == 0:
         return 1.0
     bound = exact_distances[:, -1:] * (1 + 1e-4) + 1e-6
     hits = np.minimum((found_distances <= bound).sum(axis=1), np.isfinite(exact_distances).sum(axis=1))
     return float(hits.sum() / max(np.isfinite(exact_distances).sum(), 1))
+
+
+def true_distances(queries: np.ndarray, found: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Exact squared distances from each query to the vectors whose ids a search found (inf for -1)."""
+    order = np.argsort(ids, kind="stable")
+    rows = order[np.clip(np.searchsorted(ids[order], found), 0, len(ids) - 1)]
+    valid = (found >= 0) & (ids[rows] == found)
+    squared = ((vectors[rows] - queries[:, None, :]) ** 2).sum(axis=2)
+    return np.where(valid, squared, np.inf).astype(np.float32)
 
 
 @dataclass
@@ -354,6 +368,8 @@ class RecallProbe:
     queries: np.ndarray
     query_ids: np.ndarray
     exact: np.ndarray  # (Q, k) squared distances, the query itself left out
+    vectors: np.ndarray  # the store's vectors and ids, to measure found neighbours' true distances
+    ids: np.ndarray
 
     @classmethod
     def sample(cls, vectors: np.ndarray, ids: np.ndarray, count: int = RECALL_QUERIES, k: int = RECALL_K,
@@ -361,12 +377,15 @@ class RecallProbe:
         rows = np.random.default_rng(seed).choice(len(vectors), min(count, len(vectors)), replace=False)
         queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
         distances, found = exact_neighbours(queries, [(vectors, ids)], k + 1)
-        return cls(queries, np.asarray(ids)[rows], _leave_self_out(distances, found, np.asarray(ids)[rows], k))
+        return cls(queries, np.asarray(ids)[rows], _leave_self_out(distances, found, np.asarray(ids)[rows], k),
+                   vectors, np.asarray(ids))
 
     def measure(self, index: faiss.Index, k: int = RECALL_K) -> tuple[float, float]:
         """recall@1 and recall@k of `index` on these queries."""
-        distances, found = index.search(self.queries, k + 1)
-        distances = np.where(found >= 0, distances, np.inf)
+        _, found = index.search(self.queries, k + 1)
+        distances = true_distances(self.queries, found, self.vectors, self.ids)
+        order = np.argsort(distances, axis=1, kind="stable")  # true order, not a compressed kind's estimate
+        found, distances = np.take_along_axis(found, order, 1), np.take_along_axis(distances, order, 1)
         own = _leave_self_out(distances, found, self.query_ids, k)
         return recall(self.exact, own, 1), recall(self.exact, own, k)
 
@@ -449,4 +468,5 @@ def describe_record(record: KindRecord | None) -> str:
 __all__ = ["AUTO", "AUTO_EXACT_MAX", "AUTO_PQ_MIN", "EXACT", "KindRecord", "RECALL_TARGET", "ROLES", "RecallProbe",
            "auto_kind", "build", "build_store_index", "check_kind", "describe_record", "empty_index",
            "exact_neighbours", "iter_chunks", "ivf_of", "needs_rebuild", "parse_kinds", "recall", "resolve",
-           "search_parameters", "set_search_depth", "stored_ids", "stored_vectors", "training_minimum", "tune"]
+           "search_parameters", "set_search_depth", "stored_ids", "stored_vectors", "training_minimum", "true_distances",
+           "tune"]
