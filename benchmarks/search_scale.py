@@ -95,7 +95,7 @@ def chunks(bank: np.ndarray, sigma: float, n: int):
 
 
 # -- one measurement (in a child process) -----------------------------------------------------------------
-def measure(features: dict[str, np.ndarray], n: int, kind: str, queries: int) -> dict:
+def measure(features: dict[str, np.ndarray], n: int, kind: str, queries: int) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     import faiss
 
@@ -125,7 +125,42 @@ def measure(features: dict[str, np.ndarray], n: int, kind: str, queries: int) ->
         record = kinds.KindRecord(kind, spec, n, nprobe=16)
         store = VectorStore(dim, index, record)
     build_s = time.perf_counter() - start
+    if not streamed:
+        exact, _ = faiss.knn(singles, vectors, 10)
+    else:
+        exact, _ = kinds.exact_neighbours(singles, chunks(bank, sigma, n), 10)
+    with tempfile.TemporaryDirectory() as folder:
+        faiss.write_index(store.index, str(Path(folder) / "index.faiss"))
+        size = (Path(folder) / "index.faiss").stat().st_size
+    common = {"n": n, "dim": dim, "kind": record.kind, "requested": kind, "build_s": round(build_s, 2),
+              "bytes": size, "own_recall_at_1": record.recall_at_1, "queries": len(singles),
+              "patch_queries": len(image_patches)}
+    rows = [{**common, "depth": "library", **search_figures(store, singles, image_patches, exact,
+                                                             None if streamed else vectors, bank, sigma, n)}]
+    # the depth/recall/time trade-off around the library's choice
+    ivf, hnsw = kinds.ivf_of(store.index), kinds.hnsw_of(store.index)
+    for depth in (1, 4, 16, 64, 256) if ivf is not None else (16, 64, 256) if hnsw is not None else ():
+        if ivf is not None and depth <= ivf.nlist and depth != ivf.nprobe:
+            tuned, ivf.nprobe = ivf.nprobe, depth
+        elif hnsw is not None and depth != hnsw.hnsw.efSearch:
+            tuned, hnsw.hnsw.efSearch = hnsw.hnsw.efSearch, depth
+        else:
+            continue
+        rows.append({**common, "depth": "sweep", **search_figures(store, singles, image_patches, exact,
+                                                                  None if streamed else vectors, bank, sigma, n)})
+        if ivf is not None:
+            ivf.nprobe = tuned
+        else:
+            hnsw.hnsw.efSearch = tuned
+    return rows
 
+
+def search_figures(store, singles: np.ndarray, image_patches: np.ndarray, exact: np.ndarray,
+                   vectors: np.ndarray | None, bank: np.ndarray, sigma: float, n: int) -> dict:
+    """Query time, 784-patch time and recall of a store at its current search depth."""
+    from simsearch.index import kinds
+
+    ivf, hnsw = kinds.ivf_of(store.index), kinds.hnsw_of(store.index)
     start = time.perf_counter()
     for row in range(len(singles)):
         store.search(singles[row:row + 1], 1)
@@ -138,27 +173,21 @@ def measure(features: dict[str, np.ndarray], n: int, kind: str, queries: int) ->
     patch_ms = (time.perf_counter() - start) * 1000
 
     _, found = store.search(singles, 10)
-    if not streamed:
-        exact, _ = faiss.knn(singles, vectors, 10)
+    if vectors is not None:
         true = np.sort(kinds.true_distances(singles, found, vectors, np.arange(n, dtype=np.int64)), axis=1)
-    else:  # one pass over the regenerated chunks: exact neighbours and the found ones' true distances
-        exact, _ = kinds.exact_neighbours(singles, chunks(bank, sigma, n), 10)
+    else:  # one pass over the regenerated chunks for the found ones' true distances
         true = np.full(found.shape, np.inf, np.float32)
         for part, ids in chunks(bank, sigma, n):
             inside = (found >= ids[0]) & (found <= ids[-1])
             rows, cols = np.nonzero(inside)
             true[rows, cols] = ((part[found[rows, cols] - ids[0]] - singles[rows]) ** 2).sum(axis=1)
         true = np.sort(true, axis=1)
-    with tempfile.TemporaryDirectory() as folder:
-        faiss.write_index(store.index, str(Path(folder) / "index.faiss"))
-        size = (Path(folder) / "index.faiss").stat().st_size
-    return {"n": n, "dim": dim, "kind": record.kind, "requested": kind, "ms_per_query": round(ms_per_query, 3),
-            "recall_at_1": round(kinds.recall(exact, true, 1), 4), "recall_at_10": round(kinds.recall(exact, true, 10), 4),
-            "build_s": round(build_s, 2), "bytes": size, "patch_query_ms": round(patch_ms, 1),
+    return {"ms_per_query": round(ms_per_query, 3), "recall_at_1": round(kinds.recall(exact, true, 1), 4),
+            "recall_at_10": round(kinds.recall(exact, true, 10), 4), "patch_query_ms": round(patch_ms, 1),
             "patch_first_query_ms": round(first_ms, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3),
-            "nprobe": record.nprobe, "ef_search": record.ef_search, "own_recall_at_1": record.recall_at_1,
-            "queries": len(singles), "patch_queries": len(image_patches)}
+            "nprobe": int(ivf.nprobe) if ivf is not None else None,
+            "ef_search": int(hnsw.hnsw.efSearch) if hnsw is not None else None}
 
 
 # -- driver ---------------------------------------------------------------------------------------------
@@ -178,15 +207,16 @@ def main() -> None:
     args = parser.parse_args()
     features = real_features(args.cache, args.images, args.shared)
     if args.child:
-        print(json.dumps(measure(features, int(args.child[0]), args.child[1], args.queries)))
+        for row in measure(features, int(args.child[0]), args.child[1], args.queries):
+            print(json.dumps(row), flush=True)
         return
     kinds_list = [k.strip() for k in args.kinds.split(";") if k.strip()]
     runs = [(int(float(n)), kind) for n in args.sizes.split(",") for kind in kinds_list]
     if args.large:
         runs.append((10_000_000, LARGE_KIND))
     if not args.json:
-        print(f"{'n':>9} {'kind':<16} {'ms/query':>9} {'recall@1':>8} {'recall@10':>9} {'build s':>8} "
-              f"{'MB':>8} {'784 q ms':>9} {'peak GB':>7}")
+        print(f"{'n':>9} {'kind':<12} {'depth':<6} {'ms/query':>8} {'rec@1':>6} {'rec@10':>6} {'build s':>7} "
+              f"{'MB':>7} {'784q ms':>8} {'GB':>5}   (* the library's depth)")
     for n, kind in runs:
         if kind != "auto" and _too_small(kind, n):
             continue
@@ -198,13 +228,16 @@ def main() -> None:
             print(json.dumps({"n": n, "kind": kind, "error": message}) if args.json else f"{n:>9} {kind:<16} failed: {message}",
                   flush=True)
             continue
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{row['n']:>9} {row['kind']:<16} {row['ms_per_query']:>9.3f} {row['recall_at_1']:>8.3f} "
-                  f"{row['recall_at_10']:>9.3f} {row['build_s']:>8.1f} {row['bytes'] / 1e6:>8.1f} "
-                  f"{row['patch_query_ms']:>9.1f} {row['peak_rss_gb']:>7.2f}", flush=True)
+        for line in done.stdout.strip().splitlines():
+            row = json.loads(line)
+            if args.json:
+                print(json.dumps(row), flush=True)
+                continue
+            depth = f"p{row['nprobe']}" if row["nprobe"] else f"ef{row['ef_search']}" if row["ef_search"] else ""
+            print(f"{row['n']:>9} {row['kind'][:12]:<12} {depth + ('*' if row['depth'] == 'library' else ''):<6} "
+                  f"{row['ms_per_query']:>8.3f} {row['recall_at_1']:>6.3f} {row['recall_at_10']:>6.3f} "
+                  f"{row['build_s']:>7.1f} {row['bytes'] / 1e6:>7.1f} {row['patch_query_ms']:>8.1f} "
+                  f"{row['peak_rss_gb']:>5.2f}", flush=True)
 
 
 def _too_small(kind: str, n: int) -> bool:

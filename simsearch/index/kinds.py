@@ -1,7 +1,7 @@
 """Index kinds: which FAISS index holds a store's vectors, named by a FAISS factory string (`Flat`, `HNSW32`,
 `IVF4096,Flat`, `IVF65536,PQ48`, `OPQ48,IVF4096,PQ48`, ...) or `auto` (chosen by size), trained on the
 store's own vectors, with its search depth (nprobe / efSearch) chosen for recall and its recall against
-exact search measured on a sample of its own vectors."""
+exact search measured on a held-out sample of its own vectors (left out while tuning, added after)."""
 
 from __future__ import annotations
 
@@ -215,7 +215,8 @@ def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
     return _ivf(index)
 
 
-def _hnsw(index: faiss.Index) -> faiss.IndexHNSW | None:
+def hnsw_of(index: faiss.Index) -> faiss.IndexHNSW | None:
+    """The HNSW graph index inside `index` (through IDMap2), or None."""
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
     return inner if isinstance(inner, faiss.IndexHNSW) else None
 
@@ -302,7 +303,7 @@ def set_search_depth(index: faiss.Index, record: KindRecord) -> None:
     ivf = _ivf(index)
     if ivf is not None and record.nprobe:
         ivf.nprobe = min(record.nprobe, ivf.nlist)
-    hnsw = _hnsw(index)
+    hnsw = hnsw_of(index)
     if hnsw is not None and record.ef_search:
         hnsw.hnsw.efSearch = record.ef_search
 
@@ -314,7 +315,7 @@ def search_parameters(index: faiss.Index, selector: faiss.IDSelector | None) -> 
     ivf = _ivf(index)
     if ivf is not None:
         return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-    hnsw = _hnsw(index)
+    hnsw = hnsw_of(index)
     if hnsw is not None:
         return faiss.SearchParametersHNSW(sel=selector, efSearch=hnsw.hnsw.efSearch)
     return faiss.SearchParameters(sel=selector)
@@ -363,7 +364,7 @@ def true_distances(queries: np.ndarray, found: np.ndarray, vectors: np.ndarray, 
 
 @dataclass
 class RecallProbe:
-    """Held-out queries (vectors of the store, each leaving itself out) with their exact neighbours."""
+    """Queries with their exact neighbours among the vectors searched (a query's own id is left out)."""
 
     queries: np.ndarray
     query_ids: np.ndarray
@@ -372,12 +373,12 @@ class RecallProbe:
     ids: np.ndarray
 
     @classmethod
-    def sample(cls, vectors: np.ndarray, ids: np.ndarray, count: int = RECALL_QUERIES, k: int = RECALL_K,
-               seed: int = 0) -> "RecallProbe":
-        rows = np.random.default_rng(seed).choice(len(vectors), min(count, len(vectors)), replace=False)
-        queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    def of(cls, queries: np.ndarray, query_ids: np.ndarray, vectors: np.ndarray, ids: np.ndarray,
+           k: int = RECALL_K) -> "RecallProbe":
+        """Queries (with their ids, left out of their own answers) against the vectors searched."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
         distances, found = exact_neighbours(queries, [(vectors, ids)], k + 1)
-        return cls(queries, np.asarray(ids)[rows], _leave_self_out(distances, found, np.asarray(ids)[rows], k),
+        return cls(queries, np.asarray(query_ids), _leave_self_out(distances, found, np.asarray(query_ids), k),
                    vectors, np.asarray(ids))
 
     def measure(self, index: faiss.Index, k: int = RECALL_K) -> tuple[float, float]:
@@ -404,7 +405,7 @@ def tune(index: faiss.Index, probe: RecallProbe, target: float = RECALL_TARGET) 
     """Grow the index's search depth (IVF nprobe, HNSW efSearch) until the probe's recall@1 reaches `target`
     (or the depth is exhausted); a record with the depth and the recall reached."""
     record = KindRecord(requested="", kind="")
-    ivf, hnsw = _ivf(index), _hnsw(index)
+    ivf, hnsw = _ivf(index), hnsw_of(index)
     if ivf is not None:
         depths = [d for d in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048) if d < ivf.nlist] + [ivf.nlist]
         for depth in depths:
@@ -432,11 +433,17 @@ def build_store_index(requested: str, vectors: np.ndarray, ids: np.ndarray,
     tuned for recall, and the record of what was built."""
     dim = vectors.shape[1]
     spec, note = resolve(requested, len(vectors), dim)
-    index = build(spec, dim, vectors, [(vectors, ids)])
     if spec == EXACT:
-        record = KindRecord(requested, spec, len(vectors), recall_at_1=1.0, recall_at_10=1.0, note=note)
-        return index, record
-    record = tune(index, RecallProbe.sample(vectors, ids), target)
+        index = build(spec, dim, vectors, [(vectors, ids)])
+        return index, KindRecord(requested, spec, len(vectors), recall_at_1=1.0, recall_at_10=1.0, note=note)
+    # A held-out sample: built without it, tuned on it as queries (as new parts' vectors are: not in the
+    # index), then added, so the index holds every vector.
+    held = np.zeros(len(vectors), dtype=bool)
+    held[np.random.default_rng(0).choice(len(vectors), min(RECALL_QUERIES, len(vectors) // 10), replace=False)] = True
+    kept_vectors, kept_ids = vectors[~held], ids[~held]
+    index = build(spec, dim, kept_vectors, [(kept_vectors, kept_ids)])
+    record = tune(index, RecallProbe.of(vectors[held], ids[held], kept_vectors, kept_ids), target)
+    index.add_with_ids(np.ascontiguousarray(vectors[held], dtype=np.float32), np.ascontiguousarray(ids[held]))
     record.requested, record.kind, record.trained_on, record.note = requested, spec, len(vectors), note
     return index, record
 
@@ -459,7 +466,7 @@ def describe_record(record: KindRecord | None) -> str:
         parts.append(f"efSearch {record.ef_search}")
     if record.recall_at_1 is not None and record.kind != EXACT:
         parts.append(f"recall@1 {record.recall_at_1:.3f}, recall@10 {record.recall_at_10:.3f} "
-                     f"({record.recall_queries} own vectors)")
+                     f"({record.recall_queries} held-out vectors)")
     if record.note:
         parts.append(f"({record.note})")
     return " ".join(parts)
@@ -467,6 +474,6 @@ def describe_record(record: KindRecord | None) -> str:
 
 __all__ = ["AUTO", "AUTO_EXACT_MAX", "AUTO_PQ_MIN", "EXACT", "KindRecord", "RECALL_TARGET", "ROLES", "RecallProbe",
            "auto_kind", "build", "build_store_index", "check_kind", "describe_record", "empty_index",
-           "exact_neighbours", "iter_chunks", "ivf_of", "needs_rebuild", "parse_kinds", "recall", "resolve",
+           "exact_neighbours", "hnsw_of", "iter_chunks", "ivf_of", "needs_rebuild", "parse_kinds", "recall", "resolve",
            "search_parameters", "set_search_depth", "stored_ids", "stored_vectors", "training_minimum", "true_distances",
            "tune"]
