@@ -167,7 +167,7 @@ def build_index(
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
         for role, kind in summary["index_kinds"].items():
-            if kind["vectors"] and kind["kind"] != "Flat" or kind.get("note"):
+            if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
                 console.print(f"search {role}: {escape(kind['summary'])}")
 
 
