@@ -227,6 +227,11 @@ def empty_index(spec: str, dim: int) -> faiss.Index:
     return base if _ivf(base) is not None else faiss.IndexIDMap2(base)
 
 
+def _cells(spec: str, dim: int) -> int:
+    ivf = _ivf(faiss.index_factory(int(dim), spec, faiss.METRIC_L2))
+    return ivf.nlist if ivf is not None else 0
+
+
 def _sample(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
     if len(vectors) <= count:
         return vectors
@@ -440,10 +445,21 @@ def build_store_index(requested: str, vectors: np.ndarray, ids: np.ndarray,
     # index), then added, so the index holds every vector.
     held = np.zeros(len(vectors), dtype=bool)
     held[np.random.default_rng(0).choice(len(vectors), min(RECALL_QUERIES, len(vectors) // 10), replace=False)] = True
-    kept_vectors, kept_ids = vectors[~held], ids[~held]
-    index = build(spec, dim, kept_vectors, [(kept_vectors, kept_ids)])
-    record = tune(index, RecallProbe.of(vectors[held], ids[held], kept_vectors, kept_ids), target)
-    index.add_with_ids(np.ascontiguousarray(vectors[held], dtype=np.float32), np.ascontiguousarray(ids[held]))
+
+    def kept():  # chunk by chunk: no second copy of a large store
+        for start in range(0, len(vectors), ADD_CHUNK):
+            keep = ~held[start:start + ADD_CHUNK]
+            yield vectors[start:start + ADD_CHUNK][keep], ids[start:start + ADD_CHUNK][keep]
+
+    training = _sample(vectors, TRAIN_SAMPLE_PER_CELL * max(_cells(spec, dim), 256), seed=0)
+    index = build(spec, dim, training, kept())
+    del training
+    queries, query_ids = vectors[held], ids[held]
+    exact, found = exact_neighbours(queries, kept(), RECALL_K + 1)
+    probe = RecallProbe(np.ascontiguousarray(queries), query_ids, _leave_self_out(exact, found, query_ids, RECALL_K),
+                        vectors, ids)
+    record = tune(index, probe, target)
+    index.add_with_ids(np.ascontiguousarray(queries, dtype=np.float32), np.ascontiguousarray(query_ids))
     record.requested, record.kind, record.trained_on, record.note = requested, spec, len(vectors), note
     return index, record
 

@@ -114,8 +114,14 @@ class VectorStore:
                 self.record = KindRecord(requested, EXACT, len(self), recall_at_1=1.0, recall_at_10=1.0, note=note)
             return False
         vectors, ids = self.contents()
-        self.index, self.record = build_store_index(requested, vectors, ids, target)
+        old, self.index = self.index, None  # freed while the new one is built: a large store is not held twice
         self._changed()
+        del old
+        try:
+            self.index, self.record = build_store_index(requested, vectors, ids, target)
+        except BaseException:
+            self.index, self.record = build(EXACT, self.dim, vectors, [(vectors, ids)]), None
+            raise
         return True
 
     def search(self, queries: np.ndarray, k: int,
