@@ -103,7 +103,7 @@ def build_index(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     index_kind: List[str] = typer.Option([], "--index-kind", help="FAISS index for the vectors: auto (exact up to "
-                                         "30k vectors, IVF above, IVF-PQ from 5M), or a factory string (Flat, HNSW32, "
+                                         "200k vectors, IVF above, IVF-PQ from 5M), or a factory string (Flat, HNSW32, "
                                          "IVF4096,Flat, IVF65536,PQ48); ROLE=KIND for one store (good, defect, "
                                          "patches). Repeatable."),
     wait: Optional[float] = WaitOption,
