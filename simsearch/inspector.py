@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -47,12 +47,15 @@ class Inspector(Scorer):
     workers = DEFAULT_WORKERS  # loader threads reading the next batches while the network runs (0: none)
 
     def __init__(self, embedder: Embedder | None = None, mode: str = "patch", k: int = 1,
-                 coreset_ratio: float = 0.1, n_nearest: int = 3):
+                 coreset_ratio: float = 0.1, n_nearest: int = 3,
+                 index_kind: str | Mapping[str, str] | Sequence[str] | None = None):
         self.embedder = embedder
         self.mode = mode
         self.k = k
         self.coreset_ratio = coreset_ratio
         self.n_nearest = n_nearest
+        # "auto" (by size), a FAISS factory string for every store, or role -> kind (see simsearch.index.kinds)
+        self.index_kind = index_kind
         self.index_: ExemplarIndex | None = None
 
     # -- building ---------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ class Inspector(Scorer):
         if not good_inputs:
             raise ImageError("no good images found to build the index from")
         self.index_ = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, self.mode, self.k,
-                                    self.coreset_ratio)
+                                    self.coreset_ratio, index_kind=self.index_kind)
         readable = 0
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]
@@ -107,6 +110,7 @@ class Inspector(Scorer):
         if defects is not None:
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
                      on_skip=on_skip, masks=defect_masks)
+        self.index_.apply_index_kinds()  # trained once on the whole bank, not chunk by chunk
         if self.index_.patches is not None:
             self.index_.map_scale = self._map_scale()
         return self
@@ -283,7 +287,7 @@ class Inspector(Scorer):
         if embedder is None:
             embedder = embedder_from_config(manifest.get("embedder", {}).get("config", {}), weights=weights, **runtime)
         index = ExemplarIndex.load(folder, fingerprint=embedder.fingerprint)
-        inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest)
+        inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest, dict(index.index_kinds))
         inspector.index_ = index
         return inspector
 

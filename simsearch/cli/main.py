@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from simsearch.cli.output import (
     OneLineErrorsGroup,
@@ -146,6 +147,10 @@ def build_index(
     batch_size: int = typer.Option(16, "--batch-size", help=BATCH_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
+    index_kind: List[str] = typer.Option([], "--index-kind", help="FAISS index for the vectors: auto (exact up to "
+                                         "200k vectors, IVF above, IVF-PQ from 5M), or a factory string (Flat, HNSW32, "
+                                         "IVF4096,Flat, IVF65536,PQ48); ROLE=KIND for one store (good, defect, "
+                                         "patches). Repeatable."),
     wait: Optional[float] = WaitOption,
     engine: str = EngineOption,
     address: Optional[str] = AddressOption,
@@ -157,6 +162,7 @@ def build_index(
         from simsearch.data.datasets import exemplar_samples, typed_defect_samples
         from simsearch.embed import create_embedder
         from simsearch.index.exemplar_index import refuse_to_replace
+        from simsearch.index.kinds import parse_kinds
         from simsearch.inspector import Inspector
 
 
@@ -191,6 +197,7 @@ def build_index(
                                    pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
+        kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         total = len(good_files) + len(defect_samples)
         skips = SkippedInputs()
@@ -198,9 +205,9 @@ def build_index(
             from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
             with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
                 inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
-                                         device, on_progress=advance, on_skip=skips)
+                                         device, on_progress=advance, on_skip=skips, index_kind=kinds)
         else:
-            inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio)
+            inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
             with progress_bar("embedding", total) as advance:
                 inspector.fit(good_files, on_progress=advance, on_skip=skips)
                 if defect_samples:
@@ -212,7 +219,8 @@ def build_index(
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
                    "mode": index.mode, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
-                   "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records}
+                   "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records,
+                   "index_kinds": index.describe()["index_kinds"]}
         if as_json:
             typer.echo(json.dumps(summary))
             skips.finish()
@@ -223,6 +231,9 @@ def build_index(
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+        for role, kind in summary["index_kinds"].items():
+            if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
+                console.print(f"search {role}: {escape(kind['summary'])}")
         skips.finish()
 
 

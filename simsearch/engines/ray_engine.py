@@ -291,14 +291,16 @@ def embed_files(files: Sequence[str | Path], embedder: Embedder, cluster: RayClu
 
 def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder: Embedder, cluster: RayCluster,
                 mode: str = "patch", k: int = 1, coreset_ratio: float = 0.1, device: str | None = None,
-                on_progress: Progress | None = None, on_skip: OnSkip | None = None) -> Inspector:
+                on_progress: Progress | None = None, on_skip: OnSkip | None = None,
+                index_kind: Any = None) -> Inspector:
     """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
-    the one `Inspector(embedder, mode, k, coreset_ratio).fit(good)` (then adding the defects) builds."""
+    the one `Inspector(embedder, mode, k, coreset_ratio, index_kind).fit(good, defects)` builds."""
     if mode == "patch" and not embedder.supports_patches:
         raise InputError("this embedder gives no patch vectors: use mode='image'")
     if not good:
         raise ImageError("no good images found to build the index from")
-    index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio)
+    index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio,
+                          index_kind=index_kind)
     sources = [(str(p), "good", None) for p in good] + [(str(s.path), "defect", s.defect_type) for s in defects]
     chunk: list[tuple[NewExemplar, np.ndarray, np.ndarray | None]] = []
     chunk_key = None
@@ -317,14 +319,16 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
             flush()
             chunk_key = key
         path, label, defect_type = sources[position]
-        chunk.append((NewExemplar(path, label, defect_type, sha), image, patches if label == "good" else None))
+        # a defect's patches too: those least like the good bank join the defect patch bank
+        chunk.append((NewExemplar(path, label, defect_type, sha), image, patches))
     flush()
     counts = index.counts()
     if counts["good"] == 0:
         raise ImageError(f"none of the {len(good)} good inputs could be read as an image")
     if defects and counts["defect"] == 0:
         raise ImageError("nothing to add: no readable defect image")
-    inspector = Inspector(embedder, mode, k, coreset_ratio)
+    index.apply_index_kinds()  # trained once on the whole bank, as the single-process fit does
+    inspector = Inspector(embedder, mode, k, coreset_ratio, index_kind=index_kind)
     inspector.index_ = index
     if index.patches is not None:  # the heatmaps' fixed scale, as the single-process fit sets it
         index.map_scale = inspector._map_scale()

@@ -10,7 +10,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from simsearch.data.datasets import check_defect_type
 from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
 from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
+from simsearch.index.kinds import EXACT, ROLES, KindRecord, describe_record, parse_kinds
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
 from simsearch.index.storage import (MANIFEST, StorageError, check_index_folder, committed_generation, generation_file,
                                      read_manifest, save_generation)
@@ -25,7 +26,9 @@ from simsearch.index.vectors import VectorStore
 
 T = TypeVar("T")
 
-FORMAT_VERSION = 2  # 2: a bank of defect patches beside the good one (version 1 indexes read as having none)
+FORMAT_VERSION = 2  # 2: a bank of defect patches beside the good one, stores of other index kinds than exact
+# (IVF, HNSW, PQ) with their records; version 1 indexes read as having no defect patches and exact stores
+EXACT_FORMAT_VERSION = 1  # what an index with all stores exact and no defect patches is written as: older readers read it
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
 # Without a mask, the share of a defect image's patches that carry the defect: those least like the good bank.
@@ -57,7 +60,8 @@ class ExemplarIndex:
     a stable id and a catalogue entry."""
 
     def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str = "patch",
-                 k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None):
+                 k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None,
+                 index_kind: str | Mapping[str, str] | Iterable[str] | None = None):
         # `mode` names the ScoringMode that reads this index; the index only needs to know whether that
         # mode keeps a bank of good patches (None: the built-in rule, only the patch mode does).
         if not 0.0 < coreset_ratio <= 1.0:
@@ -70,6 +74,8 @@ class ExemplarIndex:
         self.mode = mode
         self.k = int(k)
         self.coreset_ratio = float(coreset_ratio)
+        # role -> requested kind ("auto" or a FAISS factory string); applied at fit's end and at every save
+        self.index_kinds = parse_kinds(index_kind, self.dim)
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
         self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
@@ -226,12 +232,25 @@ class ExemplarIndex:
         self.good.remove_ids(array)
         self.defect.remove_ids(array)
         for bank in (self.patches, self.defect_patches):
-            if bank is not None:
-                for exemplar_id in ids:
-                    bank.remove_id_range(exemplar_id << PATCH_ID_BITS, (exemplar_id + 1) << PATCH_ID_BITS)
+            if bank is not None and len(bank):
+                # one removal for all their patches: a graph kind (HNSW) rebuilds once, not once per exemplar
+                patch_ids = bank.ids()
+                bank.remove_ids(patch_ids[np.isin(patch_ids >> PATCH_ID_BITS, array)])
         for exemplar_id in ids:
             del self.exemplars[exemplar_id]
         return ids
+
+    def stores(self) -> dict[str, VectorStore]:
+        """The FAISS stores by role: good, defect and (in patch mode) patches and defect_patches."""
+        return {"good": self.good, "defect": self.defect,
+                **({"patches": self.patches, "defect_patches": self.defect_patches} if self.patches is not None else {})}
+
+    def apply_index_kinds(self) -> list[str]:
+        """Hold each store in its requested index kind (auto: by its size), trained on its own vectors, where
+        the kind or the size changed enough; returns the roles rebuilt."""
+        # the defect patch bank stays exact: a few patches per labelled defect
+        return [role for role, store in self.stores().items()
+                if role in self.index_kinds and store.apply_kind(self.index_kinds[role])]
 
     # -- search -----------------------------------------------------------------------------------
     def nearest_good(self, vectors: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +289,11 @@ class ExemplarIndex:
     # -- persistence ------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         return {
-            "format": "simsearch-index", "format_version": FORMAT_VERSION,
+            "format": "simsearch-index",
+            "format_version": FORMAT_VERSION if any(s.kind != EXACT for s in self.stores().values())
+            or (self.defect_patches is not None and len(self.defect_patches)) else EXACT_FORMAT_VERSION,
+            "index_kinds": dict(self.index_kinds),
+            "stores": {role: store.record.to_dict() for role, store in self.stores().items() if store.record},
             "embedder": {"config": self.embedder_config, "fingerprint": self.fingerprint},
             "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
@@ -292,11 +315,8 @@ class ExemplarIndex:
                 same = self.origin == os.path.realpath(folder) and committed[0] == self.generation
                 if not same:
                     self._shift_ids(committed[1])
-            stores = {"good": self.good, "defect": self.defect}
-            if self.patches is not None:
-                stores["patches"] = self.patches
-                stores["defect_patches"] = self.defect_patches
-            writers: dict[str, Any] = {role: store.to_bytes() for role, store in stores.items()}
+            self.apply_index_kinds()
+            writers: dict[str, Any] = {role: store.to_bytes() for role, store in self.stores().items()}
             exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
             writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
             manifest = self.manifest()
@@ -334,19 +354,20 @@ class ExemplarIndex:
         offset = first_id - min(self.exemplars, default=first_id)
         if offset <= 0:
             return
+        # the stores come back exact; save applies their kinds again
         for role in ("good", "defect"):
-            old = getattr(self, role)
+            vectors, ids = getattr(self, role).contents()
             store = VectorStore(self.dim)
-            store.add(old.vectors(), old.ids() + offset)
+            store.add(vectors, ids + offset)
             setattr(self, role, store)
         for role in ("patches", "defect_patches"):
             old = getattr(self, role)
             if old is None:
                 continue
-            ids = old.ids()
+            vectors, ids = old.contents()
             owners, local = ids >> PATCH_ID_BITS, ids & ((1 << PATCH_ID_BITS) - 1)
             store = VectorStore(self.dim)
-            store.add(old.vectors(), ((owners + offset) << PATCH_ID_BITS) | local)
+            store.add(vectors, ((owners + offset) << PATCH_ID_BITS) | local)
             setattr(self, role, store)
         self.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in self.exemplars.items()}
         self.next_id += offset
@@ -382,8 +403,10 @@ class ExemplarIndex:
                                      f"is {fingerprint}); rebuild the index or use the embedder it was built with")
         try:
             index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
-                        manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"))
-        except InputError as error:
+                        manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"),
+                        manifest.get("index_kinds"))
+            records = {role: KindRecord.from_dict(record) for role, record in manifest.get("stores", {}).items()}
+        except (InputError, ValueError, TypeError, AttributeError) as error:
             raise StorageError(f"{folder / MANIFEST} is damaged: {error}") from None
         roles = ("good", "defect") + (("patches",) if index.patches is not None else ())
         if index.patches is not None and "defect_patches" in manifest["files"]:
@@ -391,7 +414,7 @@ class ExemplarIndex:
         for role in roles:
             path = generation_file(folder, manifest, role, fast)
             try:
-                store = VectorStore.from_bytes(path.read_bytes())
+                store = VectorStore.from_bytes(path.read_bytes(), records.get(role))
                 store.ids()  # an id-mapped FAISS index, or not ours
             except (AttributeError, OSError, RuntimeError, ValueError, TypeError) as error:
                 raise StorageError(f"{path} is damaged: not a FAISS index of this format "
@@ -421,8 +444,7 @@ class ExemplarIndex:
             name = manifest["files"].get(role, MANIFEST)
             return StorageError(f"{folder / name} is damaged: {what}; rebuild the index with `simsearch build-index`")
 
-        stores = {"good": self.good, "defect": self.defect,
-                  **({"patches": self.patches, "defect_patches": self.defect_patches} if self.patches else {})}
+        stores = self.stores()
         for role, store in stores.items():
             if store.dim != self.dim:
                 raise damaged(f"{store.dim}-d vectors in a {self.dim}-d index", role)
@@ -462,6 +484,11 @@ class ExemplarIndex:
             "counts": self.counts(), "defect_types": self.defect_types(), "threshold": self.threshold,
             "format_version": FORMAT_VERSION, "generation": self.generation,
             "created": self.created, "updated": self.updated, "bytes": self.size_bytes,
+            # per store: the kind asked for and built, its search depth and recall against exact search
+            "index_kinds": {role: {**(store.record.to_dict() if store.record else
+                                      {"requested": self.index_kinds.get(role, EXACT), "kind": store.kind}),
+                                   "vectors": len(store), "summary": describe_record(store.record)}
+                            for role, store in self.stores().items()},
         }
 
 
@@ -505,6 +532,11 @@ def _check_manifest(path: Path, manifest: dict) -> None:
         isinstance(scale.get(key), (int, float)) and not isinstance(scale.get(key), bool) and math.isfinite(scale[key])
         for key in ("low", "high"))), "map_scale is not a record of two numbers")
     need(manifest.get("patch_bank") in (None, True, False), "patch_bank is not true or false")
+    kinds = manifest.get("index_kinds")
+    need(kinds is None or (isinstance(kinds, dict) and set(kinds) <= set(ROLES)
+                           and all(isinstance(v, str) for v in kinds.values())), "index_kinds is not role -> kind")
+    records = manifest.get("stores", {})
+    need(isinstance(records, dict) and set(records) <= set(ROLES), "stores is not role -> record")
 
 
 def refuse_to_replace(folder: str | Path, force: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""A FAISS store of id-tagged vectors: exact L2 search, add/remove by id, bytes for saving."""
+"""A FAISS store of id-tagged vectors: L2 search (exact or of an index kind), add/remove by id, bytes for saving."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import faiss
 import numpy as np
 
 from simsearch.errors import InputError
+from simsearch.index.kinds import (EXACT, RECALL_TARGET, KindRecord, build, build_store_index, needs_rebuild,
+                                   resolve, search_parameters, set_search_depth, stored_ids, stored_vectors)
 from simsearch.index.pruned_search import CellPartition, build_partition, pruned_search
 
 
@@ -34,17 +36,26 @@ PRUNED_MIN_SIZE = 4096  # below this a flat search is already fast
 
 
 class VectorStore:
-    """Vectors with int64 ids in an exact (flat L2) FAISS index; searched on a GPU when there is one, and
-    on a CPU through cell pruning (same answers, a fraction of the distances) once it is large."""
+    """Vectors with int64 ids in a FAISS index of some kind (see `kinds`): exact (flat L2) until a kind is
+    applied; searched on a GPU when there is one, and, when exact, on a CPU through cell pruning (same
+    answers, a fraction of the distances) once it is large."""
 
-    def __init__(self, dim: int, index: faiss.Index | None = None):
+    def __init__(self, dim: int, index: faiss.Index | None = None, record: KindRecord | None = None):
         self.dim = int(dim)
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
+        self.record = record  # what kind was asked for and built; None: exact, no kind applied yet
+        if record is not None:
+            set_search_depth(self.index, record)
         self._search_index: faiss.Index | None = None
         self._partition: CellPartition | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+    @property
+    def kind(self) -> str:
+        """The FAISS factory string of the index holding the vectors (`Flat`: exact)."""
+        return self.record.kind if self.record is not None else EXACT
 
     def _changed(self) -> None:
         self._search_index = None
@@ -62,21 +73,56 @@ class VectorStore:
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove the vectors with these ids; returns how many went."""
-        removed = self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
-        self._changed()
-        return int(removed)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        return self._remove(faiss.IDSelectorBatch(ids), lambda stored: np.isin(stored, ids))
 
     def remove_id_range(self, low: int, high: int) -> int:
         """Remove every vector whose id lies in [low, high)."""
-        removed = self.index.remove_ids(faiss.IDSelectorRange(int(low), int(high)))
+        return self._remove(faiss.IDSelectorRange(int(low), int(high)),
+                            lambda stored: (stored >= low) & (stored < high))
+
+    def _remove(self, selector: faiss.IDSelector, is_member) -> int:
+        try:
+            removed = int(self.index.remove_ids(selector))
+        except RuntimeError:  # graph kinds (HNSW) cannot remove: rebuild them from what stays
+            vectors, ids = self.contents()
+            keep = ~is_member(ids)
+            removed = int((~keep).sum())
+            if removed:
+                self.index = build(self.kind, self.dim, vectors[keep], [(vectors[keep], ids[keep])])
+                set_search_depth(self.index, self.record)
         self._changed()
-        return int(removed)
+        return removed
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return stored_ids(self.index)
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ids) in the same order; a compressed kind (PQ) gives its decoded approximations."""
+        return stored_vectors(self.index)
 
     def vectors(self) -> np.ndarray:
-        return self.index.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), np.float32)
+        return self.contents()[0]
+
+    def apply_kind(self, requested: str, target: float = RECALL_TARGET) -> bool:
+        """Hold the vectors in the index `requested` names (or auto's choice for their number), trained on
+        them, with its search depth tuned to reach recall@1 `target` on a sample of them. Rebuilds only when
+        the kind changes or the size moved 4x since the last training; returns whether it rebuilt."""
+        if not needs_rebuild(self.record, requested, len(self), self.dim):
+            if self.record is None or self.record.requested != requested:
+                kind, note = resolve(requested, len(self), self.dim)
+                self.record = KindRecord(requested, EXACT, len(self), recall_at_1=1.0, recall_at_10=1.0, note=note)
+            return False
+        vectors, ids = self.contents()
+        old, self.index = self.index, None  # freed while the new one is built: a large store is not held twice
+        self._changed()
+        del old
+        try:
+            self.index, self.record = build_store_index(requested, vectors, ids, target)
+        except BaseException:
+            self.index, self.record = build(EXACT, self.dim, vectors, [(vectors, ids)]), None
+            raise
+        return True
 
     def search(self, queries: np.ndarray, k: int,
                exclude_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,15 +134,17 @@ class VectorStore:
                     np.full((len(queries), max(k, 0)), -1, np.int64))
         if exclude_range is not None:
             selector = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude_range[0]), int(exclude_range[1])))
-            squared, ids = self.index.search(queries, min(k, len(self)), params=faiss.SearchParameters(sel=selector))
-            squared = np.where(ids >= 0, squared, np.inf)
-        elif len(self) >= PRUNED_MIN_SIZE and len(queries) >= 64 and not gpu_count() and \
+            squared, ids = self.index.search(queries, min(k, len(self)),
+                                             params=search_parameters(self.index, selector))
+        elif self.kind == EXACT and len(self) >= PRUNED_MIN_SIZE and len(queries) >= 64 and not gpu_count() and \
                 (found := self._pruned(queries, min(k, len(self)))) is not None:
             squared, ids = found
         else:
             if self._search_index is None:
                 self._search_index = _to_gpu(self.index) if gpu_count() else self.index
             squared, ids = self._search_index.search(queries, min(k, len(self)))
+        # approximate kinds may find fewer than k: those slots are padding, never a distance
+        squared = np.where(ids >= 0, squared, np.inf)
         distances = np.sqrt(np.maximum(squared, 0.0))
         if k > len(self):
             pad = k - len(self)
@@ -106,15 +154,16 @@ class VectorStore:
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         if self._partition is None:
-            self._partition = build_partition(self.vectors(), self.ids())
+            vectors, ids = self.contents()
+            self._partition = build_partition(vectors, ids)
         return pruned_search(self._partition, queries, k)
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self.index).tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "VectorStore":
+    def from_bytes(cls, data: bytes, record: KindRecord | None = None) -> "VectorStore":
+        """A store from `to_bytes`, trained structures and all (nothing is rebuilt at load)."""
+        # deserialize_index already gives the concrete class (and owns it: downcasting again would not)
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-        if not isinstance(index, faiss.IndexIDMap2):
-            index = faiss.downcast_index(index)
-        return cls(index.d, index)
+        return cls(index.d, index, record)
