@@ -14,7 +14,7 @@ from simsearch.errors import InputError
 from simsearch.score.results import ScoreResult
 
 RESULT_FORMATS = ("jsonl", "parquet")
-NESTED_FIELDS = ("nearest", "nearest_defect", "boxes")
+NESTED_FIELDS = ("nearest", "nearest_defect", "boxes", "type_evidence")
 PARQUET_ROWS_PER_GROUP = 4096
 
 
