@@ -186,7 +186,8 @@ class SimilarityMethod(Scorer):
                                 ("defect", [s for s in held if s.is_defect])):
                 if part:
                     inspector.add([s.path for s in part], label,
-                                  defect_types=[s.defect_type for s in part] if label == "defect" else None)
+                                  defect_types=[s.defect_type for s in part] if label == "defect" else None,
+                                  masks=[s.mask_path for s in part] if label == "defect" else None)
         if threshold is not None:
             inspector.index_.threshold = threshold.to_record()
         self.inspector_ = inspector
