@@ -74,8 +74,8 @@ class PatchMode(ScoringMode):
     defect exemplars, the image vector's resemblance to a known defect raises it (and the map) by one factor.
     The map also raises (`defect_aware`, per patch) the patches nearer to a known defect patch than to any good
     one, so maps, boxes and the predicted type point at defect-like regions. The per-patch raise stays out of
-    the image score: on ELPV (3 folds, 128 px, coreset bank) it cost 2-3.5 points of image AUROC (fold 1: 0.881
-    against 0.901, fold 2: 0.846 against 0.881; see docs/metric_learning.md)."""
+    the image score: on ELPV (3 folds, 128 px, coreset bank) it cost 2.4 points of image AUROC (0.870 against
+    0.894; benchmarks/defect_patch_scoring.py, docs/metric_learning.md)."""
 
     name = "patch"
     needs_patches = True
