@@ -133,7 +133,9 @@ class TripletPatchScorer(Scorer):
                 shutil.copyfile(self.head_checkpoint_, head)
             inspector.index_.embedder_config["weights_path"] = str(head)  # the copy the index goes with
         inspector.save(folder / INDEX_FOLDER, force=True)
-        config = {"kind": NAME, "index": str(folder / INDEX_FOLDER), "head": str(head) if head else None,
+        # named relative to the folder (read back by read_baseline): the saved method can be moved or copied
+        files = {"index": INDEX_FOLDER, **({"head": HEAD_FILE} if head else {})}
+        config = {"kind": NAME, "files": files,
                   "backbone": self._backbone_config(inspector), "fingerprint": inspector.embedder.fingerprint,
                   "best_epoch": self.best_epoch_, "train_paths": len(self.train_paths_)}
         write_baseline(folder, config, {"saved": torch.zeros(1)})  # the model lives in head.pt and the index
@@ -145,23 +147,24 @@ class TripletPatchScorer(Scorer):
 
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None, **runtime: Any) -> "TripletPatchScorer":
-        from simsearch.baselines.persist import read_baseline
+        from simsearch.baselines.persist import load_baseline
 
-        config, tensors = read_baseline(folder)
-        return cls.from_saved(config, tensors, weights, **runtime)
+        return load_baseline(folder, weights, **runtime)  # checks baseline.json and resolves its files
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
                    batch_size: int | None = None, device: str | None = None) -> "TripletPatchScorer":
         """The saved head (or frozen backbone) and its index; `weights`: the backbone's moved weights file."""
         runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
-        if config.get("head"):
-            embedder: Embedder = TripletHeadEmbedder(config["head"], weights=weights, **runtime)
+        files = config.get("files") or {"index": config.get("index"), "head": config.get("head")}  # older saves
+        head = files.get("head")
+        if head:
+            embedder: Embedder = TripletHeadEmbedder(head, weights=weights, **runtime)
         else:
             embedder = embedder_from_config(config["backbone"], weights=weights, **runtime)
         scorer = cls(on_note=None)
-        scorer.inspector_ = Inspector.load(config["index"], embedder=embedder)
-        scorer.head_checkpoint_ = Path(config["head"]) if config.get("head") else None
+        scorer.inspector_ = Inspector.load(files["index"], embedder=embedder)
+        scorer.head_checkpoint_ = Path(head) if head else None
         scorer.best_epoch_ = config.get("best_epoch")
         return scorer
 

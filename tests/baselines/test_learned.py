@@ -1,6 +1,8 @@
 """triplet-patch as a compared method: trained on the fit samples only; with no labelled defects it is exactly the
 frozen backbone's patch kNN."""
 
+import shutil
+
 import numpy as np
 import torch
 
@@ -41,3 +43,16 @@ def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tm
     assert scorer.threshold_ is not None and scorer.threshold_.policy == "f1"
     scores = np.array([r.score for r in scorer.score([s.path for s in fit])])
     assert np.isfinite(scores).all()
+
+
+def test_a_saved_triplet_patch_opens_after_its_folder_moved(tmp_path):
+    fit = discover_samples(write_parts(tmp_path / "train", seed=4, n_good=8, n_defect=4))
+    scorer = _scorer().fit(fit)
+    images = [s.path for s in fit[:3]]
+    expected = [r.score for r in scorer.score(images)]
+    scorer.save(tmp_path / "saved")
+    shutil.move(tmp_path / "saved", tmp_path / "moved")
+    shutil.rmtree(scorer.head_checkpoint_.parent, ignore_errors=True)  # the training folder is gone too
+    reopened = TripletPatchScorer.load(tmp_path / "moved", device="cpu")
+    assert reopened.head_checkpoint_.parent == (tmp_path / "moved").resolve()
+    assert np.allclose([r.score for r in reopened.score(images)], expected)
