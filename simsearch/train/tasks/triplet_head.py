@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -97,26 +97,33 @@ class HeadTask:
         return {"loss": loss}
 
 
-def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views: int, seed: int, roi: str | None,
-                   cache: Path, on_read: OnProgress | None = None,
-                   on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
-    """(kept samples, vectors (N, views, D)); reused from `cache` when made from the same inputs."""
-    key = hashlib.sha256(json.dumps([backbone.fingerprint, views, seed, roi, [str(s.path) for s in samples]])
-                         .encode()).hexdigest()
+def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
+            read: Callable[[np.ndarray], torch.Tensor], on_read: OnProgress | None,
+            on_skip: OnSkip | None) -> tuple[list[Sample], torch.Tensor]:
+    """(kept samples, stacked tensors under `field`), reused from `cache` when it was made from the same inputs
+    (`key_parts` plus the sample paths); else each sample read through `read`, then saved there."""
+    key = hashlib.sha256(json.dumps([*key_parts, [str(s.path) for s in samples]]).encode()).hexdigest()
     if cache.is_file():
         stored = torch.load(cache, map_location="cpu", weights_only=True)
         if stored.get("key") == key:
             by_path = {str(s.path): s for s in samples}
             if on_read:
                 on_read(len(samples))
-            return [by_path[p] for p in stored["paths"]], stored["vectors"]
-    augment, generator = InspectionAugment(), torch.Generator().manual_seed(seed)
-    kept, vectors = read_samples(samples, lambda image: view_vectors(backbone, image, views, augment, generator, roi),
-                                 on_skip, on_read)
-    vectors = torch.stack(vectors)
+            return [by_path[p] for p in stored["paths"]], stored[field]
+    kept, tensors = read_samples(samples, read, on_skip, on_read)
+    stacked = torch.stack(tensors)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": key, "paths": [str(s.path) for s in kept], "vectors": vectors}, cache)
-    return kept, vectors
+    torch.save({"key": key, "paths": [str(s.path) for s in kept], field: stacked}, cache)
+    return kept, stacked
+
+
+def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views: int, seed: int, roi: str | None,
+                   cache: Path, on_read: OnProgress | None = None,
+                   on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
+    """(kept samples, vectors (N, views, D)); reused from `cache` when made from the same inputs."""
+    augment, generator = InspectionAugment(), torch.Generator().manual_seed(seed)
+    return _cached(samples, [backbone.fingerprint, views, seed, roi], cache, "vectors",
+                   lambda image: view_vectors(backbone, image, views, augment, generator, roi), on_read, on_skip)
 
 
 def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, roi: str | None, cache: Path,
@@ -124,21 +131,9 @@ def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, 
                          on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, backbone patch grids (N, h, w, D) in float16); reused from `cache` when made from the
     same inputs."""
-    key = hashlib.sha256(json.dumps([backbone.fingerprint, "patches", roi, [str(s.path) for s in samples]])
-                         .encode()).hexdigest()
-    if cache.is_file():
-        stored = torch.load(cache, map_location="cpu", weights_only=True)
-        if stored.get("key") == key:
-            by_path = {str(s.path): s for s in samples}
-            if on_read:
-                on_read(len(samples))
-            return [by_path[p] for p in stored["paths"]], stored["patches"]
-    kept, grids = read_samples(samples, lambda image: torch.from_numpy(
-        backbone.embed([apply_roi(image, roi)]).patches[0]).half(), on_skip, on_read)
-    patches = torch.stack(grids)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": key, "paths": [str(s.path) for s in kept], "patches": patches}, cache)
-    return kept, patches
+    return _cached(samples, [backbone.fingerprint, "patches", roi], cache, "patches",
+                   lambda image: torch.from_numpy(backbone.embed([apply_roi(image, roi)]).patches[0]).half(),
+                   on_read, on_skip)
 
 
 def _nearest_distance(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
