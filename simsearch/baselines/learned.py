@@ -11,26 +11,21 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.similarity import InspectorScorer
 from simsearch.data.datasets import Sample
-from simsearch.data.images import ImageLike
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.decide.policies import calibrate
-from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
-from simsearch.errors import NotFittedError
 from simsearch.inspector import Inspector
-from simsearch.score.results import ScoreResult
-from simsearch.score.scorer import Scorer
 from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.triplet_head import train_triplet_head
 
@@ -40,7 +35,7 @@ PATIENCE = 3  # epochs without a lower validation loss before training stops
 INDEX_FOLDER, HEAD_FILE = "index", "head.pt"
 
 
-class TripletPatchScorer(Scorer):
+class TripletPatchScorer(InspectorScorer):
     """A patch-level triplet head on a frozen backbone, trained per fit, with a defect-aware patch index."""
 
     name = NAME
@@ -102,19 +97,6 @@ class TripletPatchScorer(Scorer):
         if defects:
             self.inspector_.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
                                 masks=[s.mask_path for s in defects])
-
-    def _require(self) -> Inspector:
-        if self.inspector_ is None:
-            raise NotFittedError(f"this {NAME} scorer is not trained: call fit() or load()")
-        return self.inspector_
-
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
-        return self._require().iter_score(images, on_progress, on_skip)
-
-    @property
-    def threshold_(self) -> Threshold | None:
-        return self.inspector_.threshold_ if self.inspector_ is not None else None
 
     def describe(self) -> dict[str, Any]:
         threshold = self.threshold_

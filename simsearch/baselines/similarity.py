@@ -121,7 +121,27 @@ def memo_embedder(embedder: Embedder) -> MemoEmbedder:
     return memo
 
 
-class SimilarityMethod(Scorer):
+class InspectorScorer(Scorer):
+    """A compared method whose fitted state is an Inspector (`inspector_`): scoring and the threshold are its."""
+
+    inspector_: Inspector | None = None
+
+    def _require(self) -> Inspector:
+        if self.inspector_ is None:
+            raise NotFittedError(f"this {self.name} method is not fitted: call fit() or load it")
+        return self.inspector_
+
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
+                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+        """The Inspector's results: kNN score, verdict at the validation threshold, maps and nearest exemplars."""
+        return self._require().iter_score(images, on_progress, on_skip)
+
+    @property
+    def threshold_(self) -> Threshold | None:
+        return self.inspector_.threshold_ if self.inspector_ is not None else None
+
+
+class SimilarityMethod(InspectorScorer):
     """An Inspector over an embedder, its threshold placed on a validation part of the training samples."""
 
     family = "similarity"
@@ -193,21 +213,7 @@ class SimilarityMethod(Scorer):
         self.inspector_ = inspector
         return self
 
-    # -- scoring ------------------------------------------------------------------------------------
-    def _require(self) -> Inspector:
-        if self.inspector_ is None:
-            raise NotFittedError(f"this {self.name} method is not fitted: call fit() or load it")
-        return self.inspector_
-
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
-        """The Inspector's results: kNN score, verdict at the validation threshold, maps and nearest exemplars."""
-        return self._require().iter_score(images, on_progress, on_skip)
-
-    @property
-    def threshold_(self) -> Threshold | None:
-        return self._require().threshold_ if self.inspector_ is not None else None
-
+    # -- scoring (iter_score, threshold_: InspectorScorer) --------------------------------------------
     def describe(self) -> dict[str, Any]:
         inspector = self._require()
         threshold = inspector.threshold_
