@@ -29,7 +29,7 @@ from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_in
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_boxes
-from simsearch.score.modes import anomaly_scores
+from simsearch.score.modes import anomaly_scores, get_scoring_mode
 from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer
 
@@ -89,13 +89,14 @@ class Inspector(Scorer):
             defect_types = [s.defect_type for s in defect_samples]
             defect_masks = [s.mask_path for s in defect_samples]
         embedder = self._require_embedder()
-        if self.mode == "patch" and not embedder.supports_patches:
+        patch_bank = get_scoring_mode(self.mode).needs_patches
+        if patch_bank and not embedder.supports_patches:
             raise InputError("this embedder gives no patch vectors: use mode='image'")
         good_inputs = _expand_good(good)
         if not good_inputs:
             raise ImageError("no good images found to build the index from")
         self.index_ = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, self.mode, self.k,
-                                    self.coreset_ratio, index_kind=self.index_kind)
+                                    self.coreset_ratio, patch_bank, index_kind=self.index_kind)
         readable = 0
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]

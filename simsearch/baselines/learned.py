@@ -44,7 +44,9 @@ class TripletPatchScorer(InspectorScorer):
     def __init__(self, backbone: str = "resnet18", weights: str | Path | None = None, image_size: int = 224,
                  epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = 16, device: str | None = None,
                  pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
-                 val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, on_note: Note | None = None):
+                 val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, mode: str = "patch",
+                 on_note: Note | None = None):
+        self.mode = mode  # a scoring mode with a patch bank: "patch" or "contrast"
         self.backbone, self.weights, self.image_size = backbone, weights, image_size
         self.epochs, self.seed, self.batch_size, self.device = epochs, seed, batch_size, device
         self.pretrained, self.k, self.coreset_ratio = pretrained, k, coreset_ratio
@@ -76,7 +78,7 @@ class TripletPatchScorer(InspectorScorer):
                                            device=self.device)
         elif self.on_note:
             self.on_note(f"{NAME}: no labelled defects to learn from; the frozen backbone scores alone")
-        self.inspector_ = Inspector(embedder, mode="patch", k=self.k, coreset_ratio=self.coreset_ratio)
+        self.inspector_ = Inspector(embedder, mode=self.mode, k=self.k, coreset_ratio=self.coreset_ratio)
         self.inspector_.fit(train)
         if val:
             scores = np.array([r.score for r in self.inspector_.score([s.path for s in val])])
@@ -153,14 +155,16 @@ class TripletPatchScorer(InspectorScorer):
 
 def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
     """From compare's CompareSettings (val_fraction and options read where present)."""
-    options = getattr(settings, "options", None) or {}
+    options = (getattr(settings, "options", None) or {}).get(NAME, {})  # --option triplet-patch.NAME=VALUE
     return TripletPatchScorer(
         backbone=settings.backbone, weights=settings.weights, image_size=settings.image_size,
-        epochs=settings.epochs, seed=settings.seed, batch_size=settings.batch_size, device=settings.device,
+        epochs=int(options.get("epochs", settings.epochs)), seed=settings.seed, batch_size=settings.batch_size,
+        device=settings.device,
         pretrained=getattr(settings, "pretrained", True), k=getattr(settings, "k", 1),
         coreset_ratio=getattr(settings, "coreset_ratio", 0.1),
         val_fraction=getattr(settings, "val_fraction", VAL_FRACTION),
-        patience=options.get("patience", PATIENCE), on_note=on_note)
+        patience=options.get("patience", getattr(settings, "patience", PATIENCE)),
+        mode=str(options.get("mode", "patch")), on_note=on_note)
 
 
 register_baseline(NAME, build, family="similarity",

@@ -150,7 +150,8 @@ class SimilarityMethod(InspectorScorer):
         self.name = name
         self.settings = settings
         self.on_note = on_note
-        self.mode = "patch" if name == "knn-patch" else "image"  # the triplet embedders give image vectors
+        # the triplet embedders give image vectors
+        self.mode = {"knn-patch": "patch", "knn-contrast": "contrast"}.get(name, "image")
         self.inspector_: Inspector | None = None
         self.history_: list[dict] = []
         self.best_epoch_: int | None = None
@@ -327,7 +328,7 @@ class TripletAutoencoderMethod(SimilarityMethod):
         return create_embedder(f"triplet-ae:{result.model_path}", **self._runtime())
 
 
-BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "triplet-head": TripletHeadMethod,
+BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "knn-contrast": SimilarityMethod, "triplet-head": TripletHeadMethod,
             "triplet-ae": TripletAutoencoderMethod}
 
 
@@ -344,6 +345,7 @@ def _load(config: dict[str, Any], tensors: dict, weights: str | Path | None = No
 
 for _name, _help in (("knn-image", "kNN over the frozen backbone's pooled image vectors"),
                      ("knn-patch", "kNN over the frozen backbone's patch vectors (PatchCore-like)"),
+                     ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the goods"),
                      ("triplet-ae", "kNN over a triplet-loss autoencoder trained on each fold's training part"),
                      ("triplet-head", "kNN over a triplet-loss head on the frozen backbone, trained per fold")):
     register_baseline(_name, _builder(_name), family="similarity", load=_load, help=_help)(BUILDERS[_name])

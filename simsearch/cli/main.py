@@ -131,7 +131,7 @@ def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
     defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
-    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style) or image (whole-image vectors)."),
+    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style), image (whole-image vectors) or contrast (patch, weighed by how much more the image resembles the defect exemplars than the good ones)."),
     backbone: str = typer.Option("resnet18", "--backbone", help="Any torchvision classification model (resnet18, "
                                  "wide_resnet50_2, efficientnet_b0, convnext_tiny, vit_b_16...), or KIND:ARG."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated graph node names to take patch "
@@ -166,8 +166,10 @@ def build_index(
         from simsearch.inspector import Inspector
 
 
-        if mode not in ("patch", "image"):
-            fail(f"--mode must be patch or image, not {mode!r}")
+        from simsearch.score.modes import SCORING_MODES
+
+        if mode not in SCORING_MODES:
+            fail(f"--mode must be one of {', '.join(sorted(SCORING_MODES))}, not {mode!r}")
         _check_engine(engine, address, workers)
         for path in good + ([defects] if defects else []):
             if not path.exists():
@@ -229,7 +231,7 @@ def build_index(
         console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
                       + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
-                      + (f", {summary['patches']} patches in the bank" if mode == "patch" else "")
+                      + (f", {summary['patches']} patches in the bank" if summary["patches"] else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
         for role, kind in summary["index_kinds"].items():
             if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):

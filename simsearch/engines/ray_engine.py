@@ -34,6 +34,7 @@ from simsearch.errors import InputError, SimsearchError
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.inspector import FIT_CHUNK, Inspector
 from simsearch.runtime import check_batch_size
+from simsearch.score.modes import get_scoring_mode
 from simsearch.score.results import Box, Neighbour, ScoreResult
 
 if TYPE_CHECKING:
@@ -295,12 +296,13 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
                 index_kind: Any = None) -> Inspector:
     """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
     the one `Inspector(embedder, mode, k, coreset_ratio, index_kind).fit(good, defects)` builds."""
-    if mode == "patch" and not embedder.supports_patches:
+    patch_bank = get_scoring_mode(mode).needs_patches
+    if patch_bank and not embedder.supports_patches:
         raise InputError("this embedder gives no patch vectors: use mode='image'")
     if not good:
         raise ImageError("no good images found to build the index from")
     index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio,
-                          index_kind=index_kind)
+                          patch_bank, index_kind=index_kind)
     sources = [(str(p), "good", None) for p in good] + [(str(s.path), "defect", s.defect_type) for s in defects]
     chunk: list[tuple[NewExemplar, np.ndarray, np.ndarray | None]] = []
     chunk_key = None

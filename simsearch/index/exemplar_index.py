@@ -63,7 +63,7 @@ class ExemplarIndex:
                  k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None,
                  index_kind: str | Mapping[str, str] | Iterable[str] | None = None):
         # `mode` names the ScoringMode that reads this index; the index only needs to know whether that
-        # mode keeps a bank of good patches (None: the built-in rule, only the patch mode does).
+        # mode keeps a bank of good patches (None: the built-in rule, the image mode does not, every other does).
         if not 0.0 < coreset_ratio <= 1.0:
             raise InputError(f"coreset ratio must be in (0, 1], not {coreset_ratio}")
         if k < 1:
@@ -78,7 +78,7 @@ class ExemplarIndex:
         self.index_kinds = parse_kinds(index_kind, self.dim)
         self.good = VectorStore(self.dim)
         self.defect = VectorStore(self.dim)
-        self.patches = VectorStore(self.dim) if (mode == "patch" if patch_bank is None else patch_bank) else None
+        self.patches = VectorStore(self.dim) if (mode != "image" if patch_bank is None else patch_bank) else None
         self.defect_patches = VectorStore(self.dim) if self.patches is not None else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0

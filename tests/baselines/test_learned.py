@@ -56,3 +56,13 @@ def test_a_saved_triplet_patch_opens_after_its_folder_moved(tmp_path):
     reopened = TripletPatchScorer.load(tmp_path / "moved", device="cpu")
     assert reopened.head_checkpoint_.parent == (tmp_path / "moved").resolve()
     assert np.allclose([r.score for r in reopened.score(images)], expected)
+
+
+def test_compare_options_reach_triplet_patch():
+    from simsearch.baselines.compare import CompareSettings
+    from simsearch.baselines.learned import build
+
+    settings = CompareSettings(options={"triplet-patch": {"mode": "contrast", "epochs": 4, "patience": 1}})
+    scorer = build(settings)
+    assert (scorer.mode, scorer.epochs, scorer.patience) == ("contrast", 4, 1)
+    assert build(CompareSettings(options={"triplet-head": {"epochs": 9}})).mode == "patch"
