@@ -8,6 +8,7 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -199,12 +200,30 @@ class Inspector(Scorer):
         index = self._require_index()
         embedder = self._require_embedder()
         threshold = self.threshold_
-        for batch, embeddings in iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers):
+
+        def finish(batch: list, embeddings: Embeddings) -> list[ScoreResult]:
             results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
             for item, result in zip(batch, results):
                 result.image_size = item.size
                 self._apply_threshold(result, threshold)
-                yield result
+            return results
+
+        embedded = iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers)
+        if self.workers <= 0:
+            for batch, embeddings in embedded:
+                yield from finish(batch, embeddings)
+            return
+        # The search and verdicts of one batch run in a second thread while the network embeds the next
+        # (FAISS and NumPy release the GIL): results keep their input order, errors surface here.
+        with ThreadPoolExecutor(1, thread_name_prefix="simsearch-score") as pool:
+            pending: Future | None = None
+            for batch, embeddings in embedded:
+                ready = pool.submit(finish, batch, embeddings)
+                if pending is not None:
+                    yield from pending.result()
+                pending = ready
+            if pending is not None:
+                yield from pending.result()
 
     def _apply_threshold(self, result: ScoreResult, threshold: Threshold | None) -> None:
         if threshold is not None:

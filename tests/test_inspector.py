@@ -63,3 +63,15 @@ def test_maps_are_made_only_where_boxes_or_readers_ask(small_embedder):
     assert passed._anomaly_map is None and not passed.boxes  # a pass costs no map
     assert rejected._anomaly_map is not None and rejected.boxes  # a reject's boxes come from its map
     assert np.array_equal(passed.anomaly_map, anomaly_map(passed.patch_map))  # made when read
+
+
+def test_overlapped_scoring_keeps_order_and_scores(small_embedder):
+    """With loader threads, a batch's search runs beside the next batch's network: same results, same order."""
+    rng = np.random.default_rng(3)
+    inspector = Inspector(small_embedder, coreset_ratio=0.5).fit([part_image(rng) for _ in range(8)])
+    test = [part_image(rng, defect=bool(i % 3 == 0)) for i in range(3 * small_embedder.batch_size + 1)]
+    inspector.workers = 0
+    serial = [r.score for r in inspector.iter_score(test)]
+    inspector.workers = 2
+    overlapped = [r.score for r in inspector.iter_score(test)]
+    assert overlapped == serial and len(serial) == len(test)
