@@ -18,10 +18,9 @@ import torch
 
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
-from simsearch.baselines.similarity import InspectorScorer
+from simsearch.baselines.similarity import InspectorScorer, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, validation_split
-from simsearch.decide.policies import calibrate
 from simsearch.embed import Embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
@@ -82,12 +81,9 @@ class TripletPatchScorer(InspectorScorer):
         self.inspector_.fit(train)
         if val:
             scores = np.array([r.score for r in self.inspector_.score([s.path for s in val])])
-            labels = [int(s.is_defect) for s in val]
-            # without defects: good-only, at 1 % false alarms or the lowest rate the few goods can place
-            threshold = calibrate(labels, scores, "f1") if any(labels) else \
-                calibrate(labels, scores, "good-only", max(0.01, 1.0 / (len(scores) + 1)))
-            threshold.calibrated_on = "validation part of the training samples"
-            self.inspector_.index_.threshold = threshold.to_record()
+            threshold = place_threshold(np.array([int(s.is_defect) for s in val]), scores)
+            if threshold is not None:
+                self.inspector_.index_.threshold = threshold.to_record()
             self._add(val)
         return self
 

@@ -22,7 +22,7 @@ from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.splits import validation_split
-from simsearch.decide.policies import calibrate
+from simsearch.decide.policies import calibrate, enough_defects_for_f1
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings
@@ -276,15 +276,15 @@ class _Loaded:
 
 
 def place_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold | None:
-    """F1-best on a validation part with defects (the policy of `simsearch calibrate`); with none, the
-    good-only conformal quantile at about 1% false alarms (fewer goods: the strictest rate they allow)."""
+    """F1-best on a validation part with enough defects (the policy of `simsearch calibrate`); with fewer,
+    the good-only conformal quantile at about 1% false alarms (fewer goods: the strictest rate they allow)."""
     labels = np.asarray(labels, dtype=int)
     if not (labels == 0).any():
         return None
-    if (labels == 1).any():
+    if enough_defects_for_f1(labels):
         threshold = calibrate(labels, scores, "f1")
     else:
-        threshold = calibrate(labels, scores, "good-only", max(GOOD_ONLY_RATE, 1.0 / int((labels == 0).sum())))
+        threshold = calibrate(labels, scores, "good-only", max(GOOD_ONLY_RATE, 1.0 / (int((labels == 0).sum()) + 1)))
     threshold.calibrated_on = "validation part of the training samples"
     return threshold
 

@@ -20,6 +20,11 @@ from simsearch.decide.threshold import Threshold
 from simsearch.errors import CalibrationError, UnknownComponentError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_threshold_for_f1  # noqa: F401  (re-exported: callers and tests import them from here)
 
+# Below this many defects the F1-best threshold sits wherever the one or two defect scores fall (on ELPV's
+# learning curve it gave lower F1 at 1-10 defects than the good-only quantile at 0): the default policy and
+# compare's validation thresholds use the good scores instead.
+MIN_DEFECTS_FOR_F1 = 5
+
 Calibration = Threshold  # the old name of a calibration's result, kept for one release
 
 _POLICIES: dict[str, type["ThresholdPolicy"]] = {}
@@ -161,6 +166,16 @@ class GoodOnly(ThresholdPolicy):
         return threshold_from_good(scores[labels == 0], target)
 
 
+def enough_defects_for_f1(labels: np.ndarray) -> bool:
+    """Whether a labelled set holds enough defects for the F1-best threshold to mean something."""
+    return int((np.asarray(labels) == 1).sum()) >= MIN_DEFECTS_FOR_F1
+
+
+def good_only_fits(labels: np.ndarray, false_alarm_rate: float = GoodOnly.default_target) -> bool:
+    """Whether the set's good scores are enough for the good-only quantile at this false-alarm rate."""
+    return int((np.asarray(labels) == 0).sum()) >= math.ceil(1 / false_alarm_rate) - 1
+
+
 def threshold_for_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
     """The F1 policy's choice: one home for the F1-best threshold (calibrate and compare both use it)."""
     return F1().choose(np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64))
@@ -188,8 +203,9 @@ def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | Thre
     if len(scores) == 0:
         raise CalibrationError("no scores to calibrate on")
     has_defects, has_good = bool((labels == 1).any()), bool((labels == 0).any())
+    few_defects = has_defects and not enough_defects_for_f1(labels)
     if policy is None:
-        policy = "f1" if has_defects else "good-only"
+        policy = "f1" if has_defects and not (few_defects and good_only_fits(labels)) else "good-only"
     chosen = get_policy(policy) if isinstance(policy, str) else policy
     if not has_defects and chosen.without_defects:
         chosen = get_policy(chosen.without_defects)
@@ -202,6 +218,9 @@ def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | Thre
                                hint="add good images")
     target = chosen.check_target(target)
     value, reason = chosen.choose(labels, scores, target)
+    if few_defects and chosen.name == "good-only":
+        reason += (f" (the set holds {int((labels == 1).sum())} defects: fewer than {MIN_DEFECTS_FOR_F1} place "
+                   f"an F1 threshold by chance; ask for policy f1 to use them anyway)")
     low, high = float(scores.min()), float(max(scores.max(), value))
     if high - low <= 0:
         high = low + 1.0

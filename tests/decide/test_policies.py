@@ -74,3 +74,19 @@ def test_normalised_score_is_informative_after_good_only_calibration():
                                       3 * threshold.value])
     assert normalised[0] == pytest.approx(0.1) and 0.1 < normalised[1] < 0.5
     assert normalised[2] == pytest.approx(0.5) and 0.5 < normalised[3] < normalised[4] < 0.999
+
+
+def test_few_defects_leave_the_default_threshold_to_the_good_scores():
+    from simsearch.decide.policies import MIN_DEFECTS_FOR_F1
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(0.0, 1.0, 200)
+    few = np.r_[good, rng.normal(3.0, 1.0, MIN_DEFECTS_FOR_F1 - 1)]
+    labels = np.r_[np.zeros(200, int), np.ones(MIN_DEFECTS_FOR_F1 - 1, int)]
+    chosen = calibrate(labels, few)
+    assert chosen.policy == "good-only" and "ask for policy f1" in chosen.reason
+    assert calibrate(labels, few, "f1").policy == "f1"  # asked for: honoured
+    enough = np.r_[good, rng.normal(3.0, 1.0, MIN_DEFECTS_FOR_F1)]
+    assert calibrate(np.r_[np.zeros(200, int), np.ones(MIN_DEFECTS_FOR_F1, int)], enough).policy == "f1"
+    # too few goods for a 1% quantile: the few defects are still used
+    assert calibrate(np.r_[np.zeros(20, int), np.ones(2, int)], np.r_[good[:20], [5.0, 6.0]]).policy == "f1"
