@@ -170,24 +170,54 @@ def peer_python() -> Path:
     return python
 
 
-def run_child(python: Path | str, side: str, spec: dict, folder: Path) -> dict:
+def resident_gb(pid: int) -> float:
+    """A live process's resident memory (Linux /proc; 0 where it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024 ** 2
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def run_child(python: Path | str, side: str, spec: dict, folder: Path, memory_cap_gb: float) -> dict:
+    """One side in its own process; stopped (and reported as failed) when its resident memory passes the cap,
+    before the kernel's out-of-memory killer takes it, or anything else, down."""
     spec_path = folder / f"{spec['name']}-{side}.json"
     spec_path.write_text(json.dumps({**spec, "weights": str(WEIGHTS)}))
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
-    done = subprocess.run([str(python), str(Path(__file__).resolve()), "--child", side, str(spec_path)],
-                          capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{side} on {spec['name']} failed:\n{done.stderr.strip()[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out, err = folder / f"{side}.out", folder / f"{side}.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        child = subprocess.Popen([str(python), str(Path(__file__).resolve()), "--child", side, str(spec_path)],
+                                 stdout=stdout, stderr=stderr, env=env)
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, resident_gb(child.pid))
+            if peak > memory_cap_gb:
+                child.kill()
+                child.wait()
+                return {"failed": f"stopped at {peak:.1f} GB resident (over the {memory_cap_gb:g} GB cap, "
+                                  f"--memory-cap)"}
+            time.sleep(0.2)
+    if child.returncode != 0:
+        tail = err.read_text().strip()[-3000:]
+        if side == "simsearch":
+            raise SystemExit(f"simsearch on {spec['name']} failed:\n{tail}")
+        return {"failed": f"exit status {child.returncode}: {tail.splitlines()[-1] if tail else 'no message'}"}
+    return json.loads(out.read_text().strip().splitlines()[-1])
 
 
-def compare(spec: dict, peer: Path, folder: Path) -> dict:
+def compare(spec: dict, peer: Path, folder: Path, memory_cap_gb: float) -> dict:
     from simsearch.evaluate.metrics import image_auroc
 
     row: dict = {"set": spec["name"], "bank_images": len(spec["bank"]), "test_images": len(spec["test"]),
-                 "test_defects": sum(spec["labels"])}
+                 "test_defects": sum(spec["labels"]), "ratios": None}
     for side, python in (("simsearch", sys.executable), ("anomalib", peer)):
-        result = run_child(python, side, spec, folder)
+        result = run_child(python, side, spec, folder, memory_cap_gb)
+        if "failed" in result:
+            row[side] = result
+            return row
         row[side] = {"build_s": round(result["build_s"], 2), "load_s": round(result["load_s"], 2),
                      "score_images_per_s": round(len(spec["test"]) / result["score_s"], 2),
                      "peak_gb": round(result["peak_gb"], 3), "bank_patches": result["bank_patches"],
@@ -205,6 +235,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=30, help="bank images per set (0: all; anomalib's coreset grows with its square)")
     parser.add_argument("--test-limit", type=int, default=40, help="ELPV test images of each class")
     parser.add_argument("--sets", default="bottle,elpv")
+    parser.add_argument("--memory-cap", type=float, default=16.0, help="GB of resident memory a side may use")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -230,7 +261,7 @@ def main() -> None:
             if not root.is_dir():
                 print(f"skipped {name}: {root} is absent", file=sys.stderr)
                 continue
-            report["sets"].append(compare(make(), peer, Path(tmp)))
+            report["sets"].append(compare(make(), peer, Path(tmp), args.memory_cap))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -242,9 +273,14 @@ def main() -> None:
         print(f"  {'':10} {'build s':>8} {'score img/s':>12} {'peak GB':>8} {'AUROC':>7} {'bank':>7}")
         for side in ("simsearch", "anomalib"):
             r = row[side]
+            if "failed" in r:
+                print(f"  {side:10} failed: {r['failed']}")
+                continue
             print(f"  {side:10} {r['build_s']:8.1f} {r['score_images_per_s']:12.1f} {r['peak_gb']:8.2f} "
                   f"{r['image_auroc']:7.3f} {r['bank_patches']:7d}")
         q = row["ratios"]
+        if q is None:
+            continue
         print(f"  simsearch: build {q['build_speedup']:.1f}x faster, scoring {q['score_speedup']:.1f}x faster, "
               f"peak memory {q['peak_memory_ratio']:.2f}x, AUROC {q['auroc_difference']:+.3f}")
 
