@@ -72,10 +72,17 @@ def main() -> None:
         nearest_defect, _ = defects.search(image[test], 1)
         factor = defect_aware(nearest_good[:, 0], nearest_defect[:, 0]) / np.maximum(nearest_good[:, 0], 1e-12)
         figures["patch_mode_factor"] = good_only * factor
+        ratios = {}
         for k in (1, 3, 5):
             d_good = goods.search(image[test], k)[0].mean(axis=1)
             d_defect = defects.search(image[test], k)[0].mean(axis=1)
-            figures[f"contrast_k{k}"] = good_only * d_good / np.maximum(d_defect, 1e-12)
+            ratios[k] = d_good / np.maximum(d_defect, 1e-12)
+            figures[f"contrast_k{k}"] = good_only * ratios[k]
+        # the contrast mode as scored: the k=3 ratio mixed with the patch mode's factor by the defects' coherence
+        to_defect = defects.search(image[known], 2)[0][:, 1]
+        weight = float(np.mean(to_defect < goods.search(image[known], 1)[0][:, 0])) if len(known) > 1 else 0.0
+        figures["contrast_mode"] = good_only * (weight * ratios[3] + (1 - weight) * factor)
+        results.setdefault("coherence", []).append(weight)
         for name, scores in figures.items():
             results.setdefault(name, []).append(image_auroc(defect[test].astype(int), scores))
 
@@ -88,6 +95,9 @@ def main() -> None:
         return
     print(f"{summary['data']}, {args.image_size} px, {args.folds} folds, random {args.bank_fraction:.0%} good bank")
     for name, values in results.items():
+        if name == "coherence":
+            print(f"  defect coherence (the contrast mode's weight): {', '.join(f'{v:.2f}' for v in values)}")
+            continue
         print(f"  {name:18s} image AUROC {np.mean(values):.4f}  (folds {', '.join(f'{v:.3f}' for v in values)})")
 
 
