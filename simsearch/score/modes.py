@@ -121,9 +121,9 @@ class ContrastMode(PatchMode):
     lowers parts unlike every known defect, which tells an unusual good part from a defect; that needs known
     defects that resemble each other, so the factor is mixed with the patch mode's by `defect_coherence`
     (0 with one defect or scattered ones: the patch mode exactly; on ELPV ~0.66 with all 233 training defects).
-    On ELPV (224 px, 3 folds, cached features) image AUROC with 1 / 3 / 10 / 30 / 233 labelled defects: patch
-    mode 0.891 / 0.891 / 0.891 / 0.893 / 0.902, the unmixed ratio 0.881 / 0.885 / 0.890 / 0.897 / 0.923, mixed
-    0.891 / 0.892 / 0.896 / 0.905 / 0.921. With no defect exemplars it scores exactly as the patch mode."""
+    ELPV learning curve (`compare --curve`, docs/compare.md), image AUROC with 1 / 3 / 10 / ~53 defects: patch
+    mode 0.865 / 0.864 / 0.866 / 0.877, the unmixed ratio 0.853 / 0.853 / 0.861 / 0.890, mixed 0.865 / 0.865 /
+    0.872 / 0.889. With no defect exemplars it scores exactly as the patch mode."""
 
     name = "contrast"
     needs_patches = True
