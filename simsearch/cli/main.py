@@ -410,6 +410,10 @@ def info(
 
         store = ExemplarIndex.load(index)
         description = {"index": str(index), **store.describe()}
+        if store.mode == "contrast":  # how far the mode trusts its d_good / d_defect ratio
+            from simsearch.score.modes import defect_coherence
+
+            description["defect_coherence"] = round(defect_coherence(store), 4)
         if exemplars:
             description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
         if as_json:
@@ -423,7 +427,7 @@ def calibrate(
     valdir: Optional[Path] = typer.Argument(None, help="Labelled folder or MVTec tree; none: the index's own "
                                                        "good exemplars, left out one at a time."),
     index: Path = IndexOption,
-    policy: Optional[str] = typer.Option(None, "--policy", help="f1 (default with defects), target-recall, "
+    policy: Optional[str] = typer.Option(None, "--policy", help="f1 (default with 5+ defects), target-recall, "
                                                                 "max-false-alarm, good-only."),
     target_recall: Optional[float] = typer.Option(None, "--target-recall", help="Catch at least this share of "
                                                                                "defects, e.g. 0.99."),

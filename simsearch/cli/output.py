@@ -261,6 +261,8 @@ def print_info(folder: Path, description: dict) -> None:
         ("vectors", f"{description['dim']}-d" + (f", patch grid {grid}" if grid else "")),
         ("exemplars", exemplars + (f", {counts['patches']} patches in the bank" if patch_mode else "")),
         ("defect types", ", ".join(f"{k}: {v}" for k, v in description["defect_types"].items()) or "-"),
+        *((("defect coherence", f"{description['defect_coherence']:.2f} (weight of the contrast ratio)"),)
+          if "defect_coherence" in description else ()),
         *((f"search {role}", kind["summary"]) for role, kind in description.get("index_kinds", {}).items()
           if kind.get("vectors")),
         ("threshold", _threshold_text(description.get("threshold"))),

@@ -132,3 +132,13 @@ def test_good_only_calibration_without_a_folder(built):
     result = _run("calibrate", "--index", built, "--max-false-alarm", "0.1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["policy"] == "good-only"
+
+
+def test_info_of_a_contrast_index_shows_how_far_it_trusts_the_ratio(part_folder, tmp_path):
+    index = tmp_path / "contrast"
+    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--mode", "contrast",
+                  "--out", index, *FAST)
+    assert result.exit_code == 0, result.output
+    info = json.loads(_run("info", index, "--json").stdout)
+    assert info["mode"] == "contrast" and 0.0 <= info["defect_coherence"] <= 1.0
+    assert "defect coherence" in _run("info", index).stdout
