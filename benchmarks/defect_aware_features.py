@@ -45,7 +45,7 @@ def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
     """Image AUROC of the four scorings for one fold."""
     from simsearch.evaluate.metrics import image_auroc
     from simsearch.index.exemplar_index import DEFECT_PATCH_FRACTION
-    from simsearch.score.modes import defect_aware
+    from simsearch.score.modes import defect_aware, defect_factor
 
     count, height, width, dim = patches.shape
     per_image = height * width
@@ -59,7 +59,7 @@ def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
     defect_bank = np.concatenate([defect_grids[i, top[i]] for i in range(len(defects))])
     to_defect = nearest(defect_bank, patches[test].reshape(-1, dim)).reshape(len(test), per_image)
     good_image, defect_image = nearest(images[good], images[test]), nearest(images[defects], images[test])
-    factor = defect_aware(good_image, defect_image) / good_image
+    factor = defect_factor(good_image, defect_image)
     plain, aware = query.max(1), defect_aware(query, to_defect).max(1)
     return {"plain": image_auroc(labels, plain), "patch_aware": image_auroc(labels, aware),
             "image_factor": image_auroc(labels, plain * factor), "both": image_auroc(labels, aware * factor)}

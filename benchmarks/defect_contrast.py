@@ -38,7 +38,7 @@ def main() -> None:
     from simsearch.embed import create_embedder
     from simsearch.evaluate.metrics import image_auroc
     from simsearch.index.vectors import VectorStore
-    from simsearch.score.modes import defect_aware
+    from simsearch.score.modes import defect_factor
 
     samples = comparison_samples(args.data)
     embedder = create_embedder("backbone:resnet18", weights=args.weights, image_size=args.image_size)
@@ -70,7 +70,7 @@ def main() -> None:
         figures = {"good_only": good_only}
         nearest_good, _ = goods.search(image[test], 1)
         nearest_defect, _ = defects.search(image[test], 1)
-        factor = defect_aware(nearest_good[:, 0], nearest_defect[:, 0]) / np.maximum(nearest_good[:, 0], 1e-12)
+        factor = defect_factor(nearest_good[:, 0], nearest_defect[:, 0])
         figures["patch_mode_factor"] = good_only * factor
         ratios = {}
         for k in (1, 3, 5):

@@ -39,7 +39,7 @@ def main() -> None:
     from simsearch.evaluate.metrics import image_auroc
     from simsearch.index.vectors import VectorStore
     from simsearch.inspector import Inspector
-    from simsearch.score.modes import defect_aware
+    from simsearch.score.modes import defect_aware, defect_factor
 
     split = kfold_splits(comparison_samples(args.data), args.folds, args.seed)[args.fold - 1]
     embedder = create_embedder("backbone:resnet18", weights=args.weights, image_size=args.image_size)
@@ -54,7 +54,7 @@ def main() -> None:
     good_scores = good_maps.reshape(len(test), -1).max(axis=1)
     raised = defect_aware(good_maps, index.nearest_defect_patches(embeddings.patches)[0])
     good = index.nearest_good(embeddings.image, 1)[0][:, 0]
-    factor = defect_aware(good, index.nearest_defect(embeddings.image, 1)[0][:, 0]) / np.maximum(good, 1e-12)
+    factor = defect_factor(good, index.nearest_defect(embeddings.image, 1)[0][:, 0])
     figures = {"fold": args.fold, "image_size": args.image_size, **index.counts(), "fit_seconds": round(fit_seconds, 1),
                "per_patch_raise_and_image_factor": image_auroc(labels, raised.reshape(len(test), -1).max(axis=1) * factor),
                "image_factor_only": image_auroc(labels, good_scores * factor),

@@ -411,9 +411,7 @@ def info(
         store = ExemplarIndex.load(index)
         description = {"index": str(index), **store.describe()}
         if store.mode == "contrast":  # how far the mode trusts its d_good / d_defect ratio
-            from simsearch.score.modes import defect_coherence
-
-            description["defect_coherence"] = round(defect_coherence(store), 4)
+            description["defect_coherence"] = round(store.defect_coherence(), 4)
         if exemplars:
             description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
         if as_json:

@@ -31,6 +31,7 @@ FORMAT_VERSION = 2  # 2: a bank of defect patches beside the good one, stores of
 EXACT_FORMAT_VERSION = 1  # what an index with all stores exact and no defect patches is written as: older readers read it
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
+COHERENCE_SAMPLE = 512  # defect exemplars enough to measure how they cluster
 # Without a mask, the share of a defect image's patches that carry the defect: those least like the good bank.
 # A defect usually covers a small part of the image; the rest of its patches look good and must not be banked.
 DEFECT_PATCH_FRACTION = 0.05
@@ -92,6 +93,7 @@ class ExemplarIndex:
         self.generation = 0
         self.size_bytes: int | None = None  # on disk, when saved or loaded
         self.origin: str | None = None  # the folder (real path) this index was read from or saved to
+        self._coherence: tuple[tuple, float] | None = None  # (stores' identity and versions, defect coherence)
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -260,6 +262,25 @@ class ExemplarIndex:
     def nearest_defect(self, vectors: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest defect exemplars by image vector."""
         return self.defect.search(vectors, k)
+
+    def defect_coherence(self) -> float:
+        """Share of the defect exemplars whose nearest other defect lies nearer than their nearest good exemplar
+        (image vectors; 0 with fewer than two): how far the known defects describe the defects to come.
+        Computed once per state of the good and defect stores, not once per scored batch."""
+        state = (id(self.good), self.good.version, id(self.defect), self.defect.version)
+        if self._coherence is None or self._coherence[0] != state:
+            self._coherence = (state, self._measure_coherence())
+        return self._coherence[1]
+
+    def _measure_coherence(self) -> float:
+        if len(self.defect) < 2 or not len(self.good):
+            return 0.0
+        vectors = self.defect.vectors()
+        if len(vectors) > COHERENCE_SAMPLE:  # evenly spaced: the same answer every time for the same index
+            vectors = vectors[np.linspace(0, len(vectors) - 1, COHERENCE_SAMPLE).astype(int)]
+        to_defect = self.nearest_defect(vectors, 2)[0][:, 1]  # [:, 0] is the exemplar itself
+        to_good = self.nearest_good(vectors, 1)[0][:, 0]
+        return float(np.mean(to_defect < to_good))
 
     def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1,
                         exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ class VectorStore:
             set_search_depth(self.index, record)
         self._search_index: faiss.Index | None = None
         self._partition: CellPartition | None = None
+        self.version = 0  # bumped by every change: what is derived from the contents can tell it is stale
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -60,6 +61,7 @@ class VectorStore:
     def _changed(self) -> None:
         self._search_index = None
         self._partition = None
+        self.version += 1
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add (N, D) vectors under the given ids."""

@@ -16,7 +16,6 @@ from simsearch.embed.base import Embeddings
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
 
-COHERENCE_SAMPLE = 512  # defect exemplars enough to measure how they cluster
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
 
 SCORING_MODES: dict[str, type["ScoringMode"]] = {}
@@ -58,6 +57,11 @@ def defect_aware(good_distance: np.ndarray, defect_distance: np.ndarray | None) 
     return good_distance * (1.0 + np.maximum(ratio, 0.0))
 
 
+def defect_factor(good_distance: np.ndarray, defect_distance: np.ndarray) -> np.ndarray:
+    """The factor `defect_aware` multiplies a good distance by (1 where no defect is nearer)."""
+    return defect_aware(good_distance, defect_distance) / np.maximum(good_distance, 1e-12)
+
+
 @register_scoring_mode
 class ImageMode(ScoringMode):
     """Mean distance of the image vector to its k nearest good exemplars."""
@@ -95,22 +99,8 @@ class PatchMode(ScoringMode):
         if not len(index.defect) or not image_factor:
             return scores, maps
         good = index.nearest_good(embeddings.image, 1, exclude=exclude)[0][:, 0]
-        defect = index.nearest_defect(embeddings.image, 1)[0][:, 0]
-        factor = defect_aware(good, defect) / np.maximum(good, 1e-12)
+        factor = defect_factor(good, index.nearest_defect(embeddings.image, 1)[0][:, 0])
         return scores * factor, maps * factor[:, None, None]
-
-
-def defect_coherence(index: ExemplarIndex) -> float:
-    """Share of the defect exemplars whose nearest other defect lies nearer than their nearest good exemplar
-    (image vectors; 0 with fewer than two): how far the known defects describe the defects to come."""
-    if len(index.defect) < 2 or not len(index.good):
-        return 0.0
-    vectors = index.defect.vectors()
-    if len(vectors) > COHERENCE_SAMPLE:  # evenly spaced: the same answer every time for the same index
-        vectors = vectors[np.linspace(0, len(vectors) - 1, COHERENCE_SAMPLE).astype(int)]
-    to_defect = index.nearest_defect(vectors, 2)[0][:, 1]  # [:, 0] is the exemplar itself
-    to_good = index.nearest_good(vectors, 1)[0][:, 0]
-    return float(np.mean(to_defect < to_good))
 
 
 @register_scoring_mode
@@ -119,7 +109,8 @@ class ContrastMode(PatchMode):
     goods: the good-patch maximum times d_good / d_defect, the mean distances of the image vector to its k
     nearest good and defect exemplars (k = CONTRAST_K, fewer where fewer exist). Unlike the patch mode it also
     lowers parts unlike every known defect, which tells an unusual good part from a defect; that needs known
-    defects that resemble each other, so the factor is mixed with the patch mode's by `defect_coherence`
+    defects that resemble each other, so the factor is mixed with the patch mode's by the index's
+    `defect_coherence()`
     (0 with one defect or scattered ones: the patch mode exactly; on ELPV ~0.66 with all 233 training defects).
     ELPV learning curve (`compare --curve`, docs/compare.md), image AUROC with 1 / 3 / 10 / ~53 defects: patch
     mode 0.865 / 0.864 / 0.866 / 0.877, the unmixed ratio 0.853 / 0.853 / 0.861 / 0.890, mixed 0.865 / 0.865 /
@@ -136,8 +127,8 @@ class ContrastMode(PatchMode):
         good = index.nearest_good(embeddings.image, k, exclude=exclude)[0]
         defect = index.nearest_defect(embeddings.image, k)[0]
         ratio = good.mean(axis=1) / np.maximum(defect.mean(axis=1), 1e-12)
-        raise_only = defect_aware(good[:, 0], defect[:, 0]) / np.maximum(good[:, 0], 1e-12)  # the patch mode's
-        weight = defect_coherence(index)
+        raise_only = defect_factor(good[:, 0], defect[:, 0])  # the patch mode's
+        weight = index.defect_coherence()
         factor = weight * ratio + (1.0 - weight) * raise_only
         return scores * factor, maps * factor[:, None, None]
 

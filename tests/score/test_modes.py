@@ -68,8 +68,6 @@ def test_contrast_raises_defect_like_parts_lowers_the_rest_and_equals_patch_mode
 
 
 def test_contrast_trusts_the_ratio_only_as_far_as_the_known_defects_cluster():
-    from simsearch.score.modes import defect_coherence
-
     rng = np.random.default_rng(1)
     contrast, patch = _index("contrast", rng), _index("patch", np.random.default_rng(1))
     queries = _grids(rng, [np.full(DIM, 0.9), -np.full(DIM, 1.0), np.zeros(DIM)])
@@ -77,15 +75,15 @@ def test_contrast_trusts_the_ratio_only_as_far_as_the_known_defects_cluster():
     one = _grids(rng, [np.full(DIM, 1.0)])
     for index in (contrast, patch):
         index.add([NewExemplar("d0", "defect", "crack")], one.mean(axis=(1, 2)), one)
-    assert defect_coherence(contrast) == 0.0  # one defect says nothing about the next: the patch mode exactly
+    assert contrast.defect_coherence() == 0.0  # one defect says nothing about the next: the patch mode exactly
     assert np.array_equal(anomaly_scores(contrast, embeddings)[0], anomaly_scores(patch, embeddings)[0])
     # defects on opposite sides of the goods, each nearer a good than the other defect: still scattered
     scattered = _grids(rng, [-np.full(DIM, 0.3)])
     contrast.add([NewExemplar("d1", "defect", "dent")], scattered.mean(axis=(1, 2)), scattered)
-    assert defect_coherence(contrast) == 0.0
+    assert contrast.defect_coherence() == 0.0
     clustered = _grids(rng, [np.full(DIM, 1.0)] * 2)
     contrast.add([NewExemplar(f"c{i}", "defect", "crack") for i in range(2)], clustered.mean(axis=(1, 2)), clustered)
-    assert defect_coherence(contrast) == pytest.approx(0.75)  # 3 of the 4 have a defect as nearest neighbour
+    assert contrast.defect_coherence() == pytest.approx(0.75)  # 3 of the 4 have a defect as nearest neighbour
 
 
 def test_without_defects_the_score_is_plain_knn_bit_for_bit():
