@@ -90,14 +90,16 @@ class Inspector(Scorer):
             defect_types = [s.defect_type for s in defect_samples]
             defect_masks = [s.mask_path for s in defect_samples]
         embedder = self._require_embedder()
-        patch_bank = get_scoring_mode(self.mode).needs_patches
+        mode = get_scoring_mode(self.mode)
+        patch_bank = mode.needs_patches
         if patch_bank and not embedder.supports_patches:
             raise InputError("this embedder gives no patch vectors: use mode='image'")
         good_inputs = _expand_good(good)
         if not good_inputs:
             raise ImageError("no good images found to build the index from")
         self.index_ = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, self.mode, self.k,
-                                    self.coreset_ratio, patch_bank, index_kind=self.index_kind)
+                                    self.coreset_ratio, patch_bank, index_kind=self.index_kind,
+                                    region_bank=mode.needs_regions)
         readable = 0
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]

@@ -296,13 +296,14 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
                 index_kind: Any = None) -> Inspector:
     """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
     the one `Inspector(embedder, mode, k, coreset_ratio, index_kind).fit(good, defects)` builds."""
-    patch_bank = get_scoring_mode(mode).needs_patches
+    scoring_mode = get_scoring_mode(mode)
+    patch_bank = scoring_mode.needs_patches
     if patch_bank and not embedder.supports_patches:
         raise InputError("this embedder gives no patch vectors: use mode='image'")
     if not good:
         raise ImageError("no good images found to build the index from")
     index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio,
-                          patch_bank, index_kind=index_kind)
+                          patch_bank, index_kind=index_kind, region_bank=scoring_mode.needs_regions)
     sources = [(str(p), "good", None) for p in good] + [(str(s.path), "defect", s.defect_type) for s in defects]
     chunk: list[tuple[NewExemplar, np.ndarray, np.ndarray | None]] = []
     chunk_key = None

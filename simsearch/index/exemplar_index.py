@@ -35,6 +35,11 @@ COHERENCE_SAMPLE = 512  # defect exemplars enough to measure how they cluster
 # Without a mask, the share of a defect image's patches that carry the defect: those least like the good bank.
 # A defect usually covers a small part of the image; the rest of its patches look good and must not be banked.
 DEFECT_PATCH_FRACTION = 0.05
+# The share of an image's patches that stand for its most unusual region: those least like the good bank (20
+# of a 28x28 grid). A defect is local: averaged over the whole image it drowns in the good rest, and the
+# contrast mode compares the regions of a new image, the known goods and the known defects instead.
+REGION_FRACTION = 0.025
+OWN_NEIGHBOURS = 4  # neighbours searched to find one of another exemplar (a patch's own are often the nearest)
 
 
 class IndexMismatchError(IndexProblem, ValueError):
@@ -51,6 +56,16 @@ class NewExemplar:
     sha256: str = ""
 
 
+def region_descriptors(grids: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """The mean of each grid's REGION_FRACTION patches farthest from the good bank: patch grids (N, h, w, D)
+    and their distances to the good patches (N, h, w) -> (N, D)."""
+    count, per_image = grids.shape[0], grids.shape[1] * grids.shape[2]
+    keep = max(1, int(round(per_image * REGION_FRACTION)))
+    farthest = np.argsort(-distances.reshape(count, per_image), axis=1, kind="stable")[:, :keep]
+    flat = np.asarray(grids).reshape(count, per_image, -1)
+    return np.take_along_axis(flat, farthest[:, :, None], axis=1).mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -62,7 +77,7 @@ class ExemplarIndex:
 
     def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str = "patch",
                  k: int = 1, coreset_ratio: float = 0.1, patch_bank: bool | None = None,
-                 index_kind: str | Mapping[str, str] | Iterable[str] | None = None):
+                 index_kind: str | Mapping[str, str] | Iterable[str] | None = None, region_bank: bool = False):
         # `mode` names the ScoringMode that reads this index; the index only needs to know whether that
         # mode keeps a bank of good patches (None: the built-in rule, the image mode does not, every other does).
         if not 0.0 < coreset_ratio <= 1.0:
@@ -81,6 +96,9 @@ class ExemplarIndex:
         self.defect = VectorStore(self.dim)
         self.patches = VectorStore(self.dim) if (mode != "image" if patch_bank is None else patch_bank) else None
         self.defect_patches = VectorStore(self.dim) if self.patches is not None else None
+        # region descriptors (`region_descriptors`) by exemplar id, for modes that ask for them (the contrast mode)
+        self.good_regions = VectorStore(self.dim) if region_bank and self.patches is not None else None
+        self.defect_regions = VectorStore(self.dim) if self.good_regions is not None else None
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
@@ -174,6 +192,14 @@ class ExemplarIndex:
         if defect_rows is not None and len(self.patches):  # after the goods: "least like good" needs the bank
             patch_rows, patch_ids = self._select_defect_patches(*defect_rows, ids[~is_good])
             self.defect_patches.add(patch_rows, patch_ids)
+        if self.good_regions is not None and patch_vectors is not None and len(self.patches):
+            grids = np.asarray(patch_vectors, dtype=np.float32)
+            if is_good.any():  # each good one against the other goods' patches: its own would hide its region
+                distances = self._distances_to_other_goods(grids[is_good], ids[is_good])
+                self.good_regions.add(region_descriptors(grids[is_good], distances), ids[is_good])
+            if (~is_good).any():
+                self.defect_regions.add(region_descriptors(grids[~is_good], self.nearest_patches(grids[~is_good])[0]),
+                                        ids[~is_good])
         self.good.add(image_vectors[is_good], ids[is_good])
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
@@ -194,6 +220,21 @@ class ExemplarIndex:
             keep = greedy_coreset(random_projection(flat, CORESET_PROJECTION_DIM), n_select, existing=existing)
             flat, owner, local = flat[keep], owner[keep], local[keep]
         return flat, (owner << PATCH_ID_BITS) | local
+
+    def _distances_to_other_goods(self, grids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Each patch's distance (N, h, w) to the nearest good patch of another exemplar than its own."""
+        per_image = grids.shape[1] * grids.shape[2]
+        owners = np.repeat(ids, per_image)
+        # one batched search with a few neighbours (fast), a leave-one-out search where all were its own
+        distances, patch_ids = self.patches.search(grids.reshape(-1, self.dim), OWN_NEIGHBOURS)
+        other = (patch_ids >> PATCH_ID_BITS) != owners[:, None]
+        nearest = distances[np.arange(len(distances)), other.argmax(axis=1)]
+        missing = ~other.any(axis=1)
+        for owner in np.unique(owners[missing]).tolist():
+            rows = np.flatnonzero(missing & (owners == owner))
+            excluded = (owner << PATCH_ID_BITS, (owner + 1) << PATCH_ID_BITS)
+            nearest[rows] = self.patches.search(grids.reshape(-1, self.dim)[rows], 1, excluded)[0][:, 0]
+        return nearest.reshape(grids.shape[:3])
 
     def _select_defect_patches(self, grids: np.ndarray, masks: Sequence[np.ndarray | None] | None,
                                ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,8 +272,9 @@ class ExemplarIndex:
             raise ConflictError("the index's last good exemplar cannot be removed: scoring needs at least one",
                                 hint="add another good exemplar first")
         array = np.asarray(ids, dtype=np.int64)
-        self.good.remove_ids(array)
-        self.defect.remove_ids(array)
+        for store in (self.good, self.defect, self.good_regions, self.defect_regions):
+            if store is not None:
+                store.remove_ids(array)
         for bank in (self.patches, self.defect_patches):
             if bank is not None and len(bank):
                 # one removal for all their patches: a graph kind (HNSW) rebuilds once, not once per exemplar
@@ -245,7 +287,9 @@ class ExemplarIndex:
     def stores(self) -> dict[str, VectorStore]:
         """The FAISS stores by role: good, defect and (in patch mode) patches and defect_patches."""
         return {"good": self.good, "defect": self.defect,
-                **({"patches": self.patches, "defect_patches": self.defect_patches} if self.patches is not None else {})}
+                **({"patches": self.patches, "defect_patches": self.defect_patches} if self.patches is not None else {}),
+                **({"good_regions": self.good_regions, "defect_regions": self.defect_regions}
+                   if self.good_regions is not None else {})}
 
     def apply_index_kinds(self) -> list[str]:
         """Hold each store in its requested index kind (auto: by its size), trained on its own vectors, where
@@ -282,6 +326,16 @@ class ExemplarIndex:
         to_good = self.nearest_good(vectors, 1)[0][:, 0]
         return float(np.mean(to_defect < to_good))
 
+    def nearest_regions(self, descriptors: np.ndarray, k: int,
+                        exclude: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Distances (N, k) of region descriptors to the k nearest good and the k nearest defect exemplars'
+        regions (leaving out id `exclude`); None where the index keeps no regions for every exemplar."""
+        if self.good_regions is None or len(self.good_regions) != len(self.good) or \
+                len(self.defect_regions) != len(self.defect):
+            return None  # defects added while there was no good bank to find their regions against
+        excluded = None if exclude is None else (exclude, exclude + 1)
+        return self.good_regions.search(descriptors, k, excluded)[0], self.defect_regions.search(descriptors, k)[0]
+
     def nearest_patches(self, patch_vectors: np.ndarray, k: int = 1,
                         exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For patch grids (N, h, w, D): each patch's mean distance to its k nearest good patches, and the
@@ -316,7 +370,8 @@ class ExemplarIndex:
             "index_kinds": dict(self.index_kinds),
             "stores": {role: store.record.to_dict() for role, store in self.stores().items() if store.record},
             "embedder": {"config": self.embedder_config, "fingerprint": self.fingerprint},
-            "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
+            "dim": self.dim, "mode": self.mode, "patch_bank": self.patches is not None,
+            "region_bank": self.good_regions is not None, "k": self.k, "coreset_ratio": self.coreset_ratio,
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
             "map_scale": self.map_scale, "created": self.created, "updated": self.updated, "generation": self.generation,
@@ -376,7 +431,9 @@ class ExemplarIndex:
         if offset <= 0:
             return
         # the stores come back exact; save applies their kinds again
-        for role in ("good", "defect"):
+        for role in ("good", "defect", "good_regions", "defect_regions"):
+            if getattr(self, role) is None:
+                continue
             vectors, ids = getattr(self, role).contents()
             store = VectorStore(self.dim)
             store.add(vectors, ids + offset)
@@ -425,13 +482,15 @@ class ExemplarIndex:
         try:
             index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
                         manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"),
-                        manifest.get("index_kinds"))
+                        manifest.get("index_kinds"), bool(manifest.get("region_bank", False)))
             records = {role: KindRecord.from_dict(record) for role, record in manifest.get("stores", {}).items()}
         except (InputError, ValueError, TypeError, AttributeError) as error:
             raise StorageError(f"{folder / MANIFEST} is damaged: {error}") from None
         roles = ("good", "defect") + (("patches",) if index.patches is not None else ())
         if index.patches is not None and "defect_patches" in manifest["files"]:
             roles += ("defect_patches",)  # format 1 indexes have none: their defect patch bank stays empty
+        if index.good_regions is not None:
+            roles += ("good_regions", "defect_regions")
         for role in roles:
             path = generation_file(folder, manifest, role, fast)
             try:
@@ -486,6 +545,9 @@ class ExemplarIndex:
             owners = set(np.unique(self.patches.ids() >> PATCH_ID_BITS).tolist())
             if not owners <= ids["good"]:
                 raise damaged("patches of exemplars that are not good exemplars of the index", "patches")
+        for label in ("good", "defect") if self.good_regions is not None else ():
+            if not set(getattr(self, f"{label}_regions").ids().tolist()) <= ids[label]:
+                raise damaged(f"regions of exemplars that are not {label} exemplars of the index", f"{label}_regions")
         if self.defect_patches is not None and len(self.defect_patches):
             owners = set(np.unique(self.defect_patches.ids() >> PATCH_ID_BITS).tolist())
             if not owners <= ids["defect"]:
@@ -553,6 +615,7 @@ def _check_manifest(path: Path, manifest: dict) -> None:
         isinstance(scale.get(key), (int, float)) and not isinstance(scale.get(key), bool) and math.isfinite(scale[key])
         for key in ("low", "high"))), "map_scale is not a record of two numbers")
     need(manifest.get("patch_bank") in (None, True, False), "patch_bank is not true or false")
+    need(manifest.get("region_bank") in (None, True, False), "region_bank is not true or false")
     kinds = manifest.get("index_kinds")
     need(kinds is None or (isinstance(kinds, dict) and set(kinds) <= set(ROLES)
                            and all(isinstance(v, str) for v in kinds.values())), "index_kinds is not role -> kind")

@@ -192,3 +192,65 @@ def test_a_format_1_index_without_a_defect_patch_bank_loads_with_an_empty_one(tm
     manifest_path.write_text(json.dumps(manifest))
     loaded = ExemplarIndex.load(tmp_path / "index")
     assert loaded.counts()["defect_patches"] == 0
+
+
+def _region_index(rng):
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0, region_bank=True)
+    good = _grids(rng, [np.zeros(DIM)] * 6)
+    index.add([NewExemplar(f"g{i}") for i in range(6)], good.mean(axis=(1, 2)), good)
+    return index
+
+
+def test_region_descriptors_average_the_patches_farthest_from_the_good_bank():
+    from simsearch.index.exemplar_index import region_descriptors
+
+    grids = np.zeros((1, 20, 20, 2), np.float32)  # 400 patches: 10 make the region
+    distances = np.zeros((1, 20, 20), np.float32)
+    grids[0, :2, :5] = [3.0, -1.0]
+    distances[0, :2, :5] = 5.0
+    grids[0, 10, 10], distances[0, 10, 10] = [100.0, 100.0], 0.5  # odd but close to the bank: not the region
+    assert np.allclose(region_descriptors(grids, distances), [[3.0, -1.0]])
+
+
+def test_contrast_compares_the_defect_region_too_and_removal_restores():
+    rng = np.random.default_rng(4)
+    index = _region_index(rng)
+    assert len(index.good_regions) == 6 and len(index.defect_regions) == 0
+    crack = np.full(DIM, 1.0)
+    queries = _defect_grid(rng, crack * 0.9, [(0, 0), (0, 1)]), _defect_grid(rng, -crack, [(2, 2), (3, 3)])
+    embeddings = Embeddings(np.concatenate([q.mean(axis=(1, 2)) for q in queries]), np.concatenate(queries))
+    before, _ = anomaly_scores(index, embeddings)
+    grids = np.concatenate([_defect_grid(rng, crack, [(1, 1), (2, 1)]) for _ in range(3)])
+    ids = index.add([NewExemplar(f"d{i}", "defect", "crack") for i in range(3)], grids.mean(axis=(1, 2)), grids)
+    assert sorted(index.defect_regions.ids().tolist()) == ids
+    with_defect, _ = anomaly_scores(index, embeddings)
+    assert with_defect[0] > before[0]  # its unusual region looks like the known cracks, wherever it lies
+    assert with_defect[1] < before[1]  # an unusual region unlike every known defect
+    # the factor is the geometric mean of the whole-image ratio and the region ratio
+    plain = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0)
+    for role in ("good", "defect", "patches", "defect_patches"):
+        setattr(plain, role, getattr(index, role))
+    plain.exemplars = index.exemplars
+    image_only, _ = anomaly_scores(plain, embeddings)
+    assert not np.allclose(image_only, with_defect)
+    index.remove(ids)
+    assert len(index.defect_regions) == 0
+    assert np.array_equal(anomaly_scores(index, embeddings)[0], before)
+
+
+def test_good_regions_leave_the_exemplar_itself_out_and_survive_save_and_load(tmp_path):
+    rng = np.random.default_rng(5)
+    index = _region_index(rng)
+    odd = _defect_grid(rng, np.full(DIM, -2.0), [(3, 3)])  # a good part with one unusual patch
+    (odd_id,) = index.add([NewExemplar("g-odd")], odd.mean(axis=(1, 2)), odd)
+    region = index.good_regions.contents()[0][index.good_regions.ids() == odd_id][0]
+    assert np.allclose(region, odd[0, 3, 3])  # found against the other goods, not hidden by its own patch
+    grid = _defect_grid(rng, np.full(DIM, 1.0), [(0, 0)])
+    index.add([NewExemplar("d0", "defect", "crack")], grid.mean(axis=(1, 2)), grid)
+    index.save(tmp_path / "index")
+    loaded = ExemplarIndex.load(tmp_path / "index")
+    for role in ("good_regions", "defect_regions"):
+        assert np.array_equal(getattr(loaded, role).ids(), getattr(index, role).ids())
+    query = _defect_grid(rng, np.full(DIM, 0.9), [(1, 1)])
+    embeddings = Embeddings(query.mean(axis=(1, 2)), query)
+    assert np.array_equal(anomaly_scores(loaded, embeddings)[0], anomaly_scores(index, embeddings)[0])
