@@ -190,16 +190,19 @@ class ExemplarIndex:
             self.patches.add(patch_rows, patch_ids)
             self.patch_grid = tuple(int(v) for v in patch_vectors.shape[1:3])
         if defect_rows is not None and len(self.patches):  # after the goods: "least like good" needs the bank
-            patch_rows, patch_ids = self._select_defect_patches(*defect_rows, ids[~is_good])
+            defect_grids, defect_masks = defect_rows
+            # one search of the good bank picks both the defect patches (without a mask) and the region
+            defect_distances = self.nearest_patches(defect_grids)[0]
+            patch_rows, patch_ids = self._select_defect_patches(defect_grids, defect_masks, defect_distances,
+                                                                ids[~is_good])
             self.defect_patches.add(patch_rows, patch_ids)
-        if self.good_regions is not None and patch_vectors is not None and len(self.patches):
-            grids = np.asarray(patch_vectors, dtype=np.float32)
-            if is_good.any():  # each good one against the other goods' patches: its own would hide its region
-                distances = self._distances_to_other_goods(grids[is_good], ids[is_good])
-                self.good_regions.add(region_descriptors(grids[is_good], distances), ids[is_good])
-            if (~is_good).any():
-                self.defect_regions.add(region_descriptors(grids[~is_good], self.nearest_patches(grids[~is_good])[0]),
-                                        ids[~is_good])
+            if self.defect_regions is not None:
+                self.defect_regions.add(region_descriptors(defect_grids, defect_distances), ids[~is_good])
+        if self.good_regions is not None and is_good.any():
+            # each good one against the other goods' patches: its own would hide its region
+            good_grids = np.asarray(patch_vectors, dtype=np.float32)[is_good]
+            distances = self._distances_to_other_goods(good_grids, ids[is_good])
+            self.good_regions.add(region_descriptors(good_grids, distances), ids[is_good])
         self.good.add(image_vectors[is_good], ids[is_good])
         self.defect.add(image_vectors[~is_good], ids[~is_good])
         added = _now()
@@ -223,23 +226,24 @@ class ExemplarIndex:
 
     def _distances_to_other_goods(self, grids: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Each patch's distance (N, h, w) to the nearest good patch of another exemplar than its own."""
-        per_image = grids.shape[1] * grids.shape[2]
-        owners = np.repeat(ids, per_image)
+        flat = grids.reshape(-1, self.dim)
+        owners = np.repeat(ids, grids.shape[1] * grids.shape[2])
         # one batched search with a few neighbours (fast), a leave-one-out search where all were its own
-        distances, patch_ids = self.patches.search(grids.reshape(-1, self.dim), OWN_NEIGHBOURS)
+        distances, patch_ids = self.patches.search(flat, OWN_NEIGHBOURS)
         other = (patch_ids >> PATCH_ID_BITS) != owners[:, None]
         nearest = distances[np.arange(len(distances)), other.argmax(axis=1)]
         missing = ~other.any(axis=1)
         for owner in np.unique(owners[missing]).tolist():
             rows = np.flatnonzero(missing & (owners == owner))
             excluded = (owner << PATCH_ID_BITS, (owner + 1) << PATCH_ID_BITS)
-            nearest[rows] = self.patches.search(grids.reshape(-1, self.dim)[rows], 1, excluded)[0][:, 0]
+            nearest[rows] = self.patches.search(flat[rows], 1, excluded)[0][:, 0]
         return nearest.reshape(grids.shape[:3])
 
     def _select_defect_patches(self, grids: np.ndarray, masks: Sequence[np.ndarray | None] | None,
-                               ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                               distances: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The patches of defect grids (N, h, w, D) that carry the defect, with their ids: the mask's patches
-        where there is a mask, else the DEFECT_PATCH_FRACTION farthest from the good patch bank."""
+        where there is a mask, else the DEFECT_PATCH_FRACTION farthest from the good patch bank (`distances`,
+        (N, h, w))."""
         per_image = grids.shape[1] * grids.shape[2]
         n_select = max(1, int(round(per_image * DEFECT_PATCH_FRACTION)))
         rows, row_ids = [], []
@@ -252,8 +256,7 @@ class ExemplarIndex:
                     raise InputError(f"mask grid {mask.shape} differs from the patch grid {grid.shape[:2]}")
                 keep = np.flatnonzero(mask.ravel())
             else:
-                distances = self.patches.search(flat, 1)[0][:, 0]
-                keep = np.sort(np.argsort(-distances, kind="stable")[:n_select])
+                keep = np.sort(np.argsort(-distances[position].ravel(), kind="stable")[:n_select])
             rows.append(flat[keep])
             row_ids.append((exemplar_id << PATCH_ID_BITS) | keep.astype(np.int64))
         return np.concatenate(rows), np.concatenate(row_ids)
@@ -326,13 +329,16 @@ class ExemplarIndex:
         to_good = self.nearest_good(vectors, 1)[0][:, 0]
         return float(np.mean(to_defect < to_good))
 
-    def nearest_regions(self, descriptors: np.ndarray, k: int,
+    def nearest_regions(self, patch_vectors: np.ndarray, distances: np.ndarray, k: int,
                         exclude: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Distances (N, k) of region descriptors to the k nearest good and the k nearest defect exemplars'
-        regions (leaving out id `exclude`); None where the index keeps no regions for every exemplar."""
+        """For patch grids (N, h, w, D) with their distances to the good patches (N, h, w): distances (N, k) of
+        their regions (`region_descriptors`) to the k nearest good and the k nearest defect exemplars' regions
+        (leaving out id `exclude`); None, with nothing computed, where the index keeps no regions for every
+        exemplar."""
         if self.good_regions is None or len(self.good_regions) != len(self.good) or \
                 len(self.defect_regions) != len(self.defect):
             return None  # defects added while there was no good bank to find their regions against
+        descriptors = region_descriptors(patch_vectors, distances)
         excluded = None if exclude is None else (exclude, exclude + 1)
         return self.good_regions.search(descriptors, k, excluded)[0], self.defect_regions.search(descriptors, k)[0]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from simsearch.embed.base import Embeddings
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
-from simsearch.index.exemplar_index import ExemplarIndex, region_descriptors
+from simsearch.index.exemplar_index import ExemplarIndex
 
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
 
@@ -141,7 +141,7 @@ class ContrastMode(PatchMode):
         good = index.nearest_good(embeddings.image, k, exclude=exclude)[0]
         defect = index.nearest_defect(embeddings.image, k)[0]
         ratio = good.mean(axis=1) / np.maximum(defect.mean(axis=1), 1e-12)
-        regions = index.nearest_regions(region_descriptors(embeddings.patches, distances), k, exclude=exclude)
+        regions = index.nearest_regions(embeddings.patches, distances, k, exclude=exclude)
         if regions is not None:  # the geometric mean of the whole image's ratio and its region's
             ratio = np.sqrt(ratio * regions[0].mean(axis=1) / np.maximum(regions[1].mean(axis=1), 1e-12))
         raise_only = defect_factor(good[:, 0], defect[:, 0])  # the patch mode's
