@@ -44,8 +44,9 @@ class TripletPatchScorer(InspectorScorer):
                  epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = 16, device: str | None = None,
                  pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
                  val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, mode: str = "patch",
-                 on_note: Note | None = None):
+                 joined: bool = True, on_note: Note | None = None):
         self.mode = mode  # a scoring mode with a patch bank: "patch" or "contrast"
+        self.joined = joined  # the backbone's patch vectors beside the head's (HeadConfig.joined)
         self.backbone, self.weights, self.image_size = backbone, weights, image_size
         self.epochs, self.seed, self.batch_size, self.device = epochs, seed, batch_size, device
         self.pretrained, self.k, self.coreset_ratio = pretrained, k, coreset_ratio
@@ -71,7 +72,8 @@ class TripletPatchScorer(InspectorScorer):
             # the same validation_split (fraction, seed) inside: the head validates on exactly `val`
             settings = TrainSettings(epochs=self.epochs, seed=self.seed, device=self.device,
                                      val_fraction=self.val_fraction, patience=self.patience)
-            result = train_triplet_head(samples, backbone, work / "run", HeadConfig(level="patch"), settings)
+            head = HeadConfig(level="patch", joined=self.joined)
+            result = train_triplet_head(samples, backbone, work / "run", head, settings)
             self.head_checkpoint_, self.best_epoch_ = result.model_path, result.best_epoch
             embedder = TripletHeadEmbedder(result.model_path, weights=self.weights, batch_size=self.batch_size,
                                            device=self.device)
@@ -160,7 +162,8 @@ def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
         coreset_ratio=getattr(settings, "coreset_ratio", 0.1),
         val_fraction=getattr(settings, "val_fraction", VAL_FRACTION),
         patience=options.get("patience", getattr(settings, "patience", PATIENCE)),
-        mode=str(options.get("mode", "patch")), on_note=on_note)
+        mode=str(options.get("mode", "patch")),
+        joined=str(options.get("joined", True)).lower() not in ("false", "0", "no"), on_note=on_note)
 
 
 register_baseline(NAME, build, family="similarity",

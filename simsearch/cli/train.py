@@ -179,6 +179,8 @@ def triplet_head(
     patience: Optional[int] = PatienceOption,
     level: str = typer.Option("image", "--level", help="image: learn on pooled image vectors; patch: on patch "
                               "vectors (defect patches mined from image labels; for --mode patch indexes)."),
+    joined: bool = typer.Option(True, "--joined/--head-only", help="Patch level: each patch vector is the "
+                                "backbone's and the head's side by side (default), or the head's alone."),
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
@@ -199,7 +201,8 @@ def triplet_head(
                                   device=device)
         head_config = _resumed_config(ctx, out, resume, "triplet-head", HeadConfig, HEAD_LIMITS, {
             "embedding_dim": ("embedding_dim", embedding_dim), "hidden_dim": ("hidden_dim", hidden_dim),
-            "roi": ("roi", None if roi == "none" else roi), "level": ("level", level)})
+            "roi": ("roi", None if roi == "none" else roi), "level": ("level", level),
+            "joined": ("joined", joined and level == "patch")})
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,

@@ -83,6 +83,7 @@ def config_from_record(cls: type[C], record: Any, source: str, limits: dict[str,
             numbers = None
         ok = {"int": _is_int(value), "float": _is_number(value), "list[int]": isinstance(value, list)
               and all(_is_int(v) for v in value), "str | None": value is None or isinstance(value, str),
+              "bool": isinstance(value, bool),
               "dict[str, Any]": isinstance(value, dict)}.get(kind, True)
         low, high = limits.get(name, (float("-inf"), float("inf")))
         if not ok or (numbers is not None and not all(low <= v <= high for v in numbers)):

@@ -88,7 +88,8 @@ class TrainingTask(Protocol):
     def losses(self, batch: Any) -> dict[str, torch.Tensor]: ...
 
     # Optional hooks, looked up with getattr: batch_weight(batch) -> float (weight of a batch's means; 1),
-    # train_mode() (what model.train() does for this task), should_stop(row) -> bool (after each epoch).
+    # train_mode() (what model.train() does for this task), should_stop(row) -> bool (after each epoch),
+    # before_validation() (each epoch, model in eval mode, before its validation and checkpoints).
 
 
 OnEvent = Callable[[TrainEvent], None]
@@ -139,6 +140,7 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
     weight = getattr(task, "batch_weight", lambda batch: 1.0)
     train_mode = getattr(task, "train_mode", task.model.train)
     should_stop = getattr(task, "should_stop", lambda row: False)
+    before_validation = getattr(task, "before_validation", lambda: None)
     train_count = len(task.train_batches(start))
     val_count = len(task.val_batches())
     steps, step = (settings.epochs - start) * (train_count + val_count), 0
@@ -157,6 +159,7 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
                 on_event(TrainEvent("train", epoch, settings.epochs, step, steps, totals.means()))
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in totals.means().items()}}
         task.model.eval()
+        before_validation()
         val_totals = _Totals()
         with torch.no_grad():
             for batch in task.val_batches():

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from simsearch.cli.main import app
 from simsearch.cli.output import EXIT_BAD_INPUT
+from simsearch.embed import create_embedder
 
 runner = CliRunner()
 TINY_AE = ["--epochs", "1", "--image-size", "32", "--batch-size", "8", "--embedding-dim", "8", "--grayscale",
@@ -82,6 +83,13 @@ def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder
                  f"triplet-head:{run / 'model.pt'}", "--out", index, "--json")
     assert built.exit_code == 0, built.output
     assert json.loads(built.stdout.splitlines()[-1])["defect_patches"] > 0
+    info = json.loads(_run("info", index, "--json").stdout)
+    assert info["embedder"]["joined"] is True  # the default: the backbone's patch vectors beside the head's
+    head_only = _run("train", "triplet-head", part_folder, "--level", "patch", "--head-only", "--out",
+                     tmp_path / "head-only", "--no-pretrained", "--image-size", "64", "--epochs", "1",
+                     "--batch-size", "8", "--device", "cpu", "--json")
+    assert head_only.exit_code == 0, head_only.output
+    assert "joined" not in create_embedder(f"triplet-head:{tmp_path / 'head-only' / 'model.pt'}").config
 
 
 def test_an_unknown_level_is_a_one_line_error(part_folder, tmp_path):

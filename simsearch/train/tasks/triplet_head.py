@@ -29,6 +29,7 @@ from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
+from simsearch.errors import TrainingError
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
 from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
                                           read_samples)
@@ -40,6 +41,7 @@ PATCHES_PER_GOOD = 32  # random patches drawn from each good image, beside its h
 HARD_FRACTION = 0.05  # per image, the share of patches least like the good bank (as the index's defect patches)
 MINING_BANK = 8_000  # good patches the mining compares with (a random draw: exact search stays fast)
 PATCH_BATCH = 128  # patch-level batches: many patches per class, so batch-hard mining finds hard ones
+JOIN_SAMPLE = 2_000  # good training patches that measure a joined head's scales
 
 
 def view_vectors(backbone: BackboneEmbedder, image: np.ndarray, views: int, augment: InspectionAugment,
@@ -60,8 +62,9 @@ class HeadTask:
 
     def __init__(self, head_config: HeadConfig, settings: TrainSettings, train_vectors: torch.Tensor,
                  train_labels: Sequence[int], val_vectors: torch.Tensor | None, val_labels: Sequence[int],
-                 triplet: TripletOptions | None = None):
+                 triplet: TripletOptions | None = None, join_sample: torch.Tensor | None = None):
         self.head_config, self.settings = head_config, settings
+        self.join_sample = join_sample  # good patch vectors that set a joined head's scales (each epoch)
         self.device = resolve_device(settings.device)
         torch.manual_seed(settings.seed)
         self.model = head_config.build()
@@ -90,6 +93,11 @@ class HeadTask:
 
     def val_batches(self) -> list:
         return self._val
+
+    def before_validation(self) -> None:
+        """A joined head's scales follow its weights: measured after every epoch, so each checkpoint has its own."""
+        if self.head_config.joined:
+            self.model.set_join_scales(self.join_sample.to(self.device))
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         vectors, labels = batch
@@ -208,6 +216,9 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
     settings = settings or TrainSettings()
     head_config.backbone, head_config.in_dim = backbone.config, backbone.dim
     out_dir = Path(out_dir)
+    if head_config.joined and head_config.level != "patch":
+        raise TrainingError("a joined head is trained at the patch level", hint="set {param} to patch",
+                            parameter="level")
     if head_config.level == "patch":
         return _train_patch_head(samples, backbone, out_dir, head_config, settings, resume, on_event, on_read,
                                  on_skip, triplet)
@@ -243,5 +254,8 @@ def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out
                                                       grids[[position[str(val[n].path)] for n in keep]],
                                                       [val_ids[n] for n in keep], settings.seed, bank)
     patch_settings = dataclasses.replace(settings, batch_size=max(settings.batch_size, PATCH_BATCH))
-    task = HeadTask(head_config, patch_settings, train_vectors, train_labels, val_vectors, val_labels, triplet)
+    good = np.flatnonzero(np.asarray(train_labels) == 0)  # class 0 is good (class_ids)
+    join_sample = train_vectors[np.random.default_rng(settings.seed).permutation(good)[:JOIN_SAMPLE], 0]
+    task = HeadTask(head_config, patch_settings, train_vectors, train_labels, val_vectors, val_labels, triplet,
+                    join_sample)
     return run_training(task, settings, out_dir, resume, on_event)
