@@ -26,6 +26,17 @@ def _grids(n_good, n_defect, size=6, dim=4, seed=0):
     return samples, torch.from_numpy(grids), [0] * n_good + [1] * n_defect
 
 
+def _part_samples(folder, rng):
+    """8 good and 4 defect part images written to folder, as samples."""
+    samples = []
+    for label, count in (("good", 8), ("defect", 4)):
+        for i in range(count):
+            path = folder / f"{label}{i}.png"
+            Image.fromarray(part_image(rng, size=64, defect=label == "defect")).save(path)
+            samples.append(Sample(path, label, "spot" if label == "defect" else None))
+    return samples
+
+
 def test_mining_takes_the_defect_patch_of_a_defect_image_and_random_plus_hard_patches_of_good_ones():
     samples, grids, labels = _grids(6, 3)
     vectors, mined, bank = mine_patches(samples, grids, labels, seed=0)
@@ -50,12 +61,7 @@ def test_a_mask_decides_which_patches_of_a_defect_image_are_defect_patches(tmp_p
 
 def test_patch_level_training_gives_an_embedder_whose_image_vector_pools_its_patches(tmp_path, small_embedder):
     rng = np.random.default_rng(0)
-    samples = []
-    for label, count in (("good", 8), ("defect", 4)):
-        for i in range(count):
-            path = tmp_path / f"{label}{i}.png"
-            Image.fromarray(part_image(rng, size=64, defect=label == "defect")).save(path)
-            samples.append(Sample(path, label, "spot" if label == "defect" else None))
+    samples = _part_samples(tmp_path, rng)
     settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, device="cpu")
     result = train_triplet_head(samples, small_embedder, tmp_path / "run",
                                 HeadConfig(embedding_dim=16, hidden_dim=32, level="patch"), settings)
@@ -70,12 +76,7 @@ def test_patch_level_training_gives_an_embedder_whose_image_vector_pools_its_pat
 def test_a_joined_head_puts_the_backbone_patch_vectors_beside_the_heads_each_in_its_own_units(tmp_path,
                                                                                              small_embedder):
     rng = np.random.default_rng(1)
-    samples = []
-    for label, count in (("good", 8), ("defect", 4)):
-        for i in range(count):
-            path = tmp_path / f"{label}{i}.png"
-            Image.fromarray(part_image(rng, size=64, defect=label == "defect")).save(path)
-            samples.append(Sample(path, label, "spot" if label == "defect" else None))
+    samples = _part_samples(tmp_path, rng)
     settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, device="cpu")
     result = train_triplet_head(samples, small_embedder, tmp_path / "run",
                                 HeadConfig(embedding_dim=16, hidden_dim=32, level="patch", joined=True), settings)
