@@ -9,11 +9,15 @@ training defect's 5 % of patches least like that bank (the index's rule). Image 
   plain        good patches only (knn-patch)
   patch_aware  + per-patch defect_aware against the defect patch bank
   image_factor + the image-level factor only (the previous default)
-  both         patch level and image factor (the PatchMode default now)
+  both         patch level and image factor (the per-patch raise is no longer in the default score)
+  contrast     the contrast mode: good-patch maximum x sqrt(image ratio x region ratio), each ratio
+               d_good / d_defect over the CONTRAST_K nearest exemplars (no coherence mixing); a training
+               good's region is found against the bank of the other half of the goods (its own left out)
 
-With --epochs N > 0 the same four on the vectors of a patch-level triplet head trained on the fold's training
-part (`mine_patches` + `HeadTask`, early stopping on a 20 % validation part), and on the frozen and learned
-patch vectors joined ("concat", each scaled to unit median nearest-neighbour distance).
+With --epochs N > 0 the same on the vectors of a patch-level triplet head trained on the fold's training
+part (`mine_patches` + `HeadTask`, early stopping on a 20 % validation part): the head alone ("learned") and
+the product's default joined head ("joined": `ProjectionHead.joined`, the frozen and learned patch vectors
+side by side, each in units of its typical good-to-good gap).
 
     python benchmarks/defect_aware_features.py [--image-size 128] [--epochs 0] [--folds 1,2,3] [--json]
 """
@@ -41,10 +45,26 @@ def nearest(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(squared[:, 0], 0))
 
 
+def nearest_mean(bank: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Each query's mean Euclidean distance to its k nearest bank vectors (exact)."""
+    import faiss
+
+    squared, _ = faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(bank, np.float32), k)
+    return np.sqrt(np.maximum(squared, 0)).mean(axis=1)
+
+
+def contrast_ratio(vectors: np.ndarray, good, defects, test) -> np.ndarray:
+    """d_good / d_defect of the test rows' vectors over the CONTRAST_K nearest good and defect rows."""
+    from simsearch.score.modes import CONTRAST_K
+
+    return nearest_mean(vectors[good], vectors[test], CONTRAST_K) / nearest_mean(vectors[defects], vectors[test],
+                                                                               CONTRAST_K)
+
+
 def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
-    """Image AUROC of the four scorings for one fold."""
+    """Image AUROC of the scorings for one fold."""
     from simsearch.evaluate.metrics import image_auroc
-    from simsearch.index.exemplar_index import DEFECT_PATCH_FRACTION
+    from simsearch.index.exemplar_index import DEFECT_PATCH_FRACTION, region_descriptors
     from simsearch.score.modes import defect_aware, defect_factor
 
     count, height, width, dim = patches.shape
@@ -61,8 +81,20 @@ def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
     good_image, defect_image = nearest(images[good], images[test]), nearest(images[defects], images[test])
     factor = defect_factor(good_image, defect_image)
     plain, aware = query.max(1), defect_aware(query, to_defect).max(1)
+    # regions: each row's distances to the good bank; a training good's to the other half's patches only
+    distances = np.zeros((count, per_image), np.float32)
+    halves = (good[0::2], good[1::2])
+    for half, other in zip(halves, halves[::-1]):
+        other_patches = patches[other].reshape(-1, dim)
+        other_bank = other_patches[rng.choice(len(other_patches), len(other_patches) // 10, replace=False)]
+        distances[half] = nearest(other_bank, patches[half].reshape(-1, dim)).reshape(len(half), per_image)
+    distances[defects] = unlike
+    distances[test] = query
+    regions = region_descriptors(patches, distances.reshape(count, height, width))
+    ratio = np.sqrt(contrast_ratio(images, good, defects, test) * contrast_ratio(regions, good, defects, test))
     return {"plain": image_auroc(labels, plain), "patch_aware": image_auroc(labels, aware),
-            "image_factor": image_auroc(labels, plain * factor), "both": image_auroc(labels, aware * factor)}
+            "image_factor": image_auroc(labels, plain * factor), "both": image_auroc(labels, aware * factor),
+            "contrast": image_auroc(labels, plain * ratio)}
 
 
 def main() -> int:
@@ -86,7 +118,7 @@ def main() -> int:
     from simsearch.embed.base import concat_embeddings, iter_embedded
     from simsearch.embed.triplet_head import HeadConfig
     from simsearch.train.loop import TrainSettings, run_training
-    from simsearch.train.tasks.triplet_head import HeadTask, mine_patches
+    from simsearch.train.tasks.triplet_head import JOIN_SAMPLE, HeadTask, mine_patches
 
     samples = discover_samples(data)
     cache = CACHE / f"elpv{args.image_size}.npz"
@@ -117,27 +149,23 @@ def main() -> int:
             train_vectors, train_labels, bank = mine_patches(part, grids(part), class_ids(part)[0], 0)
             val_vectors, val_labels, _ = mine_patches(val, grids(val), class_ids(val)[0], 0, bank)
             settings = TrainSettings(epochs=args.epochs, seed=0, device="cpu", patience=3, batch_size=128)
-            task = HeadTask(HeadConfig(in_dim=patches.shape[-1], level="patch"), settings, train_vectors,
-                            train_labels, val_vectors, val_labels)
+            good_rows = np.flatnonzero(np.asarray(train_labels) == 0)
+            join_sample = train_vectors[np.random.default_rng(0).permutation(good_rows)[:JOIN_SAMPLE], 0]
+            task = HeadTask(HeadConfig(in_dim=patches.shape[-1], level="patch", joined=True), settings,
+                            train_vectors, train_labels, val_vectors, val_labels, join_sample=join_sample)
             trained = run_training(task, settings)
             result["train_seconds"] = time.perf_counter() - start
             result["best_epoch"] = trained.best_epoch
             with torch.no_grad():
-                learned = np.concatenate([task.model(torch.from_numpy(patches[i:i + 50].astype(np.float32))).numpy()
-                                          for i in range(0, len(patches), 50)])
+                chunks = [torch.from_numpy(patches[i:i + 50].astype(np.float32)) for i in range(0, len(patches), 50)]
+                learned = np.concatenate([task.model(chunk).numpy() for chunk in chunks])
+                joined = np.concatenate([task.model.joined(chunk).numpy() for chunk in chunks])
             pooled = learned.mean(axis=(1, 2))
             pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
             result.update({f"learned_{k}": v for k, v in
                            variants(learned, pooled, good, defects, test, labels_all[test]).items()})
-
-            def unit(values: np.ndarray) -> np.ndarray:  # scale to unit median nearest-neighbour distance
-                flat = values[good[:100]].reshape(-1, values.shape[-1])[::7].astype(np.float32)
-                return values / np.median(nearest(flat[: len(flat) // 2], flat[len(flat) // 2:]))
-
-            joined = np.concatenate([unit(patches.astype(np.float32)), unit(learned)], axis=-1)
-            joined_images = np.concatenate([unit(images), unit(pooled)], axis=1)
-            result.update({f"concat_{k}": v for k, v in
-                           variants(joined, joined_images, good, defects, test, labels_all[test]).items()})
+            result.update({f"joined_{k}": v for k, v in
+                           variants(joined, joined.mean(axis=(1, 2)), good, defects, test, labels_all[test]).items()})
         for key, value in result.items():
             figures.setdefault(key, []).append(value)
         shown = {k: round(float(v), 4) for k, v in result.items() if v is not None}
