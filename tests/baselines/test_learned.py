@@ -36,6 +36,7 @@ def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tm
     fit = discover_samples(write_parts(tmp_path / "train", seed=3, n_good=10, n_defect=5))
     scorer = _scorer().fit(fit)
     assert scorer.head_checkpoint_ is not None and scorer.inspector_.embedder.config["level"] == "patch"
+    assert scorer.inspector_.embedder.config["joined"] is True  # the default: frozen patch vectors kept beside
     cached = torch.load(scorer.head_checkpoint_.parent / "patch_features.pt", weights_only=True)["paths"]
     assert sorted(cached) == sorted(str(s.path) for s in fit)  # no test image was read for training
     counts = scorer.inspector_.index_.counts()
@@ -67,3 +68,15 @@ def test_compare_options_reach_triplet_patch():
     scorer = build(settings)
     assert (scorer.mode, scorer.epochs, scorer.patience) == ("contrast", 4, 1)
     assert build(CompareSettings(options={"triplet-head": {"epochs": 9}})).mode == "patch"
+
+
+def test_the_joined_option_reads_compare_option_strings():
+    from types import SimpleNamespace
+
+    from simsearch.baselines.learned import build
+
+    settings = SimpleNamespace(backbone="resnet18", weights=None, image_size=64, epochs=1, seed=0, batch_size=8,
+                               device="cpu", options={"triplet-patch": {"joined": "false", "mode": "contrast"}})
+    scorer = build(settings)
+    assert scorer.joined is False and scorer.mode == "contrast"
+    assert build(SimpleNamespace(**{**vars(settings), "options": {}})).joined is True
