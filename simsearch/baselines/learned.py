@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
 from simsearch.inspector import Inspector
 from simsearch.train.loop import TrainSettings
-from simsearch.train.tasks.triplet_head import train_triplet_head
+from simsearch.train.tasks.triplet_head import PATCH_FEATURES, train_triplet_head
 
 NAME = "triplet-patch"
 VAL_FRACTION = 0.2  # of the training part: the head's validation loss and the threshold's calibration set
@@ -69,12 +70,16 @@ class TripletPatchScorer(InspectorScorer):
         embedder: Embedder = backbone
         if any(s.is_defect for s in train) and self.epochs > 0:
             work = Path(tempfile.mkdtemp(prefix="simsearch-triplet-patch-"))
+            # the run folder lives as long as this scorer (its embedder names the checkpoint there; `save`
+            # copies it out), then goes: a compare run fits one scorer per fold and method
+            weakref.finalize(self, shutil.rmtree, work, True)
             # the same validation_split (fraction, seed) inside: the head validates on exactly `val`
             settings = TrainSettings(epochs=self.epochs, seed=self.seed, device=self.device,
                                      val_fraction=self.val_fraction, patience=self.patience)
             head = HeadConfig(level="patch", joined=self.joined)
             result = train_triplet_head(samples, backbone, work / "run", head, settings)
             self.head_checkpoint_, self.best_epoch_ = result.model_path, result.best_epoch
+            (work / "run" / PATCH_FEATURES).unlink(missing_ok=True)  # the cached grids: hundreds of MB at 224 px
             embedder = TripletHeadEmbedder(result.model_path, weights=self.weights, batch_size=self.batch_size,
                                            device=self.device)
         elif self.on_note:

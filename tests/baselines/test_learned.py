@@ -1,16 +1,18 @@
 """triplet-patch as a compared method: trained on the fit samples only; with no labelled defects it is exactly the
 frozen backbone's patch kNN."""
 
+import gc
 import shutil
 
 import numpy as np
-import torch
 
+from simsearch.baselines import learned
 from simsearch.baselines.learned import TripletPatchScorer
 from simsearch.data.datasets import discover_samples
 from simsearch.data.splits import validation_split
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.inspector import Inspector
+from simsearch.train.tasks.triplet_head import PATCH_FEATURES, train_triplet_head
 from tests.conftest import write_parts
 
 
@@ -32,19 +34,30 @@ def test_without_defects_it_is_the_frozen_patch_knn_exactly(tmp_path):
     assert [r.score for r in scorer.score(test)] == [r.score for r in frozen.score(test)]
 
 
-def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tmp_path):
+def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tmp_path, monkeypatch):
     fit = discover_samples(write_parts(tmp_path / "train", seed=3, n_good=10, n_defect=5))
+    trained_on = []
+
+    def recording(samples, *args, **kwargs):
+        trained_on.extend(str(s.path) for s in samples)
+        return train_triplet_head(samples, *args, **kwargs)
+
+    monkeypatch.setattr(learned, "train_triplet_head", recording)
     scorer = _scorer().fit(fit)
     assert scorer.head_checkpoint_ is not None and scorer.inspector_.embedder.config["level"] == "patch"
     assert scorer.inspector_.embedder.config["joined"] is True  # the default: frozen patch vectors kept beside
-    cached = torch.load(scorer.head_checkpoint_.parent / "patch_features.pt", weights_only=True)["paths"]
-    assert sorted(cached) == sorted(str(s.path) for s in fit)  # no test image was read for training
+    assert sorted(trained_on) == sorted(str(s.path) for s in fit)  # no test image was read for training
+    run = scorer.head_checkpoint_.parent
+    assert not (run / PATCH_FEATURES).exists()  # the cached grids go once the head is trained
     counts = scorer.inspector_.index_.counts()
     assert counts["good"] == 10 and counts["defect"] == 5 and counts["defect_patches"] > 0
     # its validation part holds 1 defect: too few for an F1 threshold, so the good-only quantile places it
     assert scorer.threshold_ is not None and scorer.threshold_.policy == "good-only"
     scores = np.array([r.score for r in scorer.score([s.path for s in fit])])
     assert np.isfinite(scores).all()
+    del scorer
+    gc.collect()
+    assert not run.exists()  # and the run folder goes with the scorer
 
 
 def test_a_saved_triplet_patch_opens_after_its_folder_moved(tmp_path):
