@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,6 +55,7 @@ class TripletPatchScorer(InspectorScorer):
         self.head_checkpoint_: Path | None = None  # None: no head was learned (no labelled defects)
         self.best_epoch_: int | None = None
         self.train_paths_: list[str] = []  # what the head and the index saw (tests assert no test image)
+        self._work: tempfile.TemporaryDirectory | None = None
 
     def _backbone(self) -> BackboneEmbedder:
         return BackboneEmbedder(self.backbone, image_size=self.image_size, weights=self.weights,
@@ -69,10 +69,10 @@ class TripletPatchScorer(InspectorScorer):
         backbone = self._backbone()
         embedder: Embedder = backbone
         if any(s.is_defect for s in train) and self.epochs > 0:
-            work = Path(tempfile.mkdtemp(prefix="simsearch-triplet-patch-"))
             # the run folder lives as long as this scorer (its embedder names the checkpoint there; `save`
             # copies it out), then goes: a compare run fits one scorer per fold and method
-            weakref.finalize(self, shutil.rmtree, work, True)
+            self._work = tempfile.TemporaryDirectory(prefix=f"simsearch-{NAME}-")
+            work = Path(self._work.name)
             # the same validation_split (fraction, seed) inside: the head validates on exactly `val`
             settings = TrainSettings(epochs=self.epochs, seed=self.seed, device=self.device,
                                      val_fraction=self.val_fraction, patience=self.patience)
