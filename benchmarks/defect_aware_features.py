@@ -36,16 +36,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CACHE = Path(__file__).resolve().parents[1] / "artifacts" / "bench_features"
 
 
-def nearest(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    import faiss
-
-    index = faiss.IndexFlatL2(bank.shape[1])
-    index.add(np.ascontiguousarray(bank, np.float32))
-    squared, _ = index.search(np.ascontiguousarray(queries, np.float32), 1)
-    return np.sqrt(np.maximum(squared[:, 0], 0))
-
-
-def nearest_mean(bank: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+def nearest(bank: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
     """Each query's mean Euclidean distance to its k nearest bank vectors (exact)."""
     import faiss
 
@@ -57,8 +48,7 @@ def contrast_ratio(vectors: np.ndarray, good, defects, test) -> np.ndarray:
     """d_good / d_defect of the test rows' vectors over the CONTRAST_K nearest good and defect rows."""
     from simsearch.score.modes import CONTRAST_K
 
-    return nearest_mean(vectors[good], vectors[test], CONTRAST_K) / nearest_mean(vectors[defects], vectors[test],
-                                                                               CONTRAST_K)
+    return nearest(vectors[good], vectors[test], CONTRAST_K) / nearest(vectors[defects], vectors[test], CONTRAST_K)
 
 
 def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
@@ -118,7 +108,7 @@ def main() -> int:
     from simsearch.embed.base import concat_embeddings, iter_embedded
     from simsearch.embed.triplet_head import HeadConfig
     from simsearch.train.loop import TrainSettings, run_training
-    from simsearch.train.tasks.triplet_head import JOIN_SAMPLE, HeadTask, mine_patches
+    from simsearch.train.tasks.triplet_head import HeadTask, join_sample, mine_patches
 
     samples = discover_samples(data)
     cache = CACHE / f"elpv{args.image_size}.npz"
@@ -149,10 +139,9 @@ def main() -> int:
             train_vectors, train_labels, bank = mine_patches(part, grids(part), class_ids(part)[0], 0)
             val_vectors, val_labels, _ = mine_patches(val, grids(val), class_ids(val)[0], 0, bank)
             settings = TrainSettings(epochs=args.epochs, seed=0, device="cpu", patience=3, batch_size=128)
-            good_rows = np.flatnonzero(np.asarray(train_labels) == 0)
-            join_sample = train_vectors[np.random.default_rng(0).permutation(good_rows)[:JOIN_SAMPLE], 0]
             task = HeadTask(HeadConfig(in_dim=patches.shape[-1], level="patch", joined=True), settings,
-                            train_vectors, train_labels, val_vectors, val_labels, join_sample=join_sample)
+                            train_vectors, train_labels, val_vectors, val_labels,
+                            join_sample=join_sample(train_vectors, train_labels, 0))
             trained = run_training(task, settings)
             result["train_seconds"] = time.perf_counter() - start
             result["best_epoch"] = trained.best_epoch

@@ -24,6 +24,7 @@ from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.embed import Embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
+from simsearch.errors import InputError
 from simsearch.inspector import Inspector
 from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.triplet_head import PATCH_FEATURES, train_triplet_head
@@ -159,6 +160,10 @@ class TripletPatchScorer(InspectorScorer):
 def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
     """From compare's CompareSettings (val_fraction and options read where present)."""
     options = (getattr(settings, "options", None) or {}).get(NAME, {})  # --option triplet-patch.NAME=VALUE
+    joined = options.get("joined", True)
+    if not isinstance(joined, bool):
+        raise InputError(f"{NAME}.joined is {joined!r}, not true or false", parameter="option",
+                         hint=f"pass {{param}} {NAME}.joined=true or {NAME}.joined=false")
     return TripletPatchScorer(
         backbone=settings.backbone, weights=settings.weights, image_size=settings.image_size,
         epochs=int(options.get("epochs", settings.epochs)), seed=settings.seed, batch_size=settings.batch_size,
@@ -168,7 +173,7 @@ def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
         val_fraction=getattr(settings, "val_fraction", VAL_FRACTION),
         patience=options.get("patience", getattr(settings, "patience", PATIENCE)),
         mode=str(options.get("mode", "patch")),
-        joined=str(options.get("joined", True)).lower() not in ("false", "0", "no"), on_note=on_note)
+        joined=joined, on_note=on_note)
 
 
 register_baseline(NAME, build, family="similarity",

@@ -62,16 +62,18 @@ def print_curve(curve: dict) -> None:
 
 
 def _options(pairs: Optional[List[str]]) -> dict:
-    """['triplet-head.epochs=20'] -> {'triplet-head': {'epochs': 20}} (numbers parsed)."""
+    """['triplet-head.epochs=20'] -> {'triplet-head': {'epochs': 20}} (numbers and true/false parsed)."""
     options: dict = {}
     for pair in pairs or []:
         key, equals, value = pair.partition("=")
         method, dot, name = key.partition(".")
         if not (equals and dot and method and name):
             fail(f"--option {pair!r} is not METHOD.NAME=VALUE (e.g. triplet-head.epochs=20)")
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
         for kind in (int, float):
             try:
-                value = kind(value)
+                value = kind(value) if isinstance(value, str) else value
                 break
             except ValueError:
                 pass

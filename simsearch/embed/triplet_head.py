@@ -144,12 +144,14 @@ class TripletHeadEmbedder(Embedder):
         device = self.backbone.device
         with torch.inference_mode():
             vectors = torch.from_numpy(features.patches).to(device)
-            patches = self.head.joined(vectors) if self.head_config.joined else self.head(vectors)
             if self.head_config.joined:
+                patches = self.head.joined(vectors)
                 image = patches.mean(dim=(1, 2))
             elif self.head_config.level == "patch":  # the head never saw pooled vectors: pool what it made
+                patches = self.head(vectors)
                 image = F.normalize(patches.mean(dim=(1, 2)), dim=-1)
             else:
+                patches = self.head(vectors)
                 image = self.head(torch.from_numpy(features.image).to(device))
         return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
 

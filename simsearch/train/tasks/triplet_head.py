@@ -27,9 +27,9 @@ from simsearch.data.splits import validation_split
 from simsearch.data.transforms import to_uint8_arrays, to_unit_tensor
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig
+from simsearch.errors import TrainingError
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
-from simsearch.errors import TrainingError
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
 from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
                                           read_samples)
@@ -206,6 +206,13 @@ def mine_patches(samples: Sequence[Sample], grids: torch.Tensor, labels: Sequenc
     return stacked, mined_labels, mined_bank
 
 
+def join_sample(vectors: torch.Tensor, labels: Sequence[int], seed: int) -> torch.Tensor:
+    """Up to JOIN_SAMPLE good ones (class 0, as class_ids numbers them) of mined patch vectors (M, 1, D), drawn
+    at random: what measures a joined head's scales."""
+    good = np.flatnonzero(np.asarray(labels) == 0)
+    return vectors[np.random.default_rng(seed).permutation(good)[:JOIN_SAMPLE], 0]
+
+
 def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: str | Path,
                        head_config: HeadConfig | None = None, settings: TrainSettings | None = None,
                        views: int = 2, resume: bool = False, on_event: OnEvent | None = None,
@@ -254,8 +261,6 @@ def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out
                                                       grids[[position[str(val[n].path)] for n in keep]],
                                                       [val_ids[n] for n in keep], settings.seed, bank)
     patch_settings = dataclasses.replace(settings, batch_size=max(settings.batch_size, PATCH_BATCH))
-    good = np.flatnonzero(np.asarray(train_labels) == 0)  # class 0 is good (class_ids)
-    join_sample = train_vectors[np.random.default_rng(settings.seed).permutation(good)[:JOIN_SAMPLE], 0]
     task = HeadTask(head_config, patch_settings, train_vectors, train_labels, val_vectors, val_labels, triplet,
-                    join_sample)
+                    join_sample(train_vectors, train_labels, settings.seed) if head_config.joined else None)
     return run_training(task, settings, out_dir, resume, on_event)
