@@ -87,8 +87,8 @@ def test_auto_picks_exact_then_ivf_then_ivf_pq_by_size():
     assert kinds.auto_kind(10_000, 384) == "Flat"
     assert kinds.auto_kind(kinds.AUTO_EXACT_MAX, 384) == "Flat"
     assert kinds.auto_kind(kinds.AUTO_EXACT_MAX + 1, 384).startswith("IVF")
-    assert kinds.auto_kind(1_000_000, 384) == "IVF4096,Flat"
-    assert kinds.auto_kind(10_000_000, 384) == "IVF16384,PQ48"
+    assert kinds.auto_kind(1_000_000, 384) == "IVF4096_HNSW32,SQ8"
+    assert kinds.auto_kind(10_000_000, 384) == "IVF16384_HNSW32,PQ48"
     # never more lists than the vectors can train (39 a list)
     assert kinds.training_minimum(kinds.auto_kind(kinds.AUTO_EXACT_MAX + 1, 384), 384) <= kinds.AUTO_EXACT_MAX + 1
 
@@ -97,9 +97,14 @@ def test_auto_store_switches_to_ivf_past_the_exact_limit_and_an_explicit_kind_wa
     monkeypatch.setattr(kinds, "AUTO_EXACT_MAX", 1000)
     small, _, _ = _store("auto", n=800)
     assert small.kind == "Flat" and small.record.requested == "auto"
-    large, _, _ = _store("auto", n=3000)
-    assert large.kind.startswith("IVF") and large.kind.endswith(",Flat")
+    large, vectors, _ = _store("auto", n=3000)
+    assert large.kind.startswith("IVF") and large.kind.endswith(",SQ8")
     assert kinds.ivf_of(large.index).nprobe == large.record.nprobe
+    # the 8-bit codes' distances are what scores are made of: close to the exact nearest distances
+    queries = clustered(200, seed=12)
+    exact = np.sqrt(faiss.knn(queries, vectors, 1)[0][:, 0])
+    found = large.search(queries, 1)[0][:, 0]
+    assert np.median(np.abs(found - exact) / exact) < 0.01
     waiting, _, _ = _store("IVF64,Flat", n=1000)  # 64 lists need 39 * 64 = 2496 vectors
     assert waiting.kind == "Flat" and "needs 2496" in waiting.record.note
 
