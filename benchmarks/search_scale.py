@@ -121,10 +121,10 @@ def measure(features: dict[str, np.ndarray], n: int, kind: str, queries: int) ->
         record = store.record
     else:
         spec = kinds.auto_kind(n, dim) if kind == "auto" else kind
-        training = np.concatenate([chunk(bank, sigma, 10_000 + i, CHUNK) for i in
-                                   range(max(1, kinds.training_minimum(spec, dim) // CHUNK + 1))])
-        index = kinds.build(spec, dim, training, chunks(bank, sigma, n))
-        del training
+        sample = max(1, kinds.training_minimum(spec, dim) // CHUNK + 1)
+        # handed over, not held here: build frees the training sample before it fills the index
+        index = kinds.build(spec, dim, np.concatenate([chunk(bank, sigma, 10_000 + i, CHUNK) for i in range(sample)]),
+                            chunks(bank, sigma, n))
         record = kinds.KindRecord(kind, spec, n, nprobe=16)
         store = VectorStore(dim, index, record)
     build_s = time.perf_counter() - start

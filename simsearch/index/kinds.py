@@ -257,6 +257,7 @@ def build(spec: str, dim: int, training: np.ndarray, chunks: Iterable[tuple[np.n
         cells = max(ivf.nlist if ivf is not None else 0, 256)
         training = _sample(training, TRAIN_SAMPLE_PER_CELL * cells, seed=0)
         index.train(np.ascontiguousarray(training, dtype=np.float32))
+    del training  # a caller that passed its sample on (nothing else holds it) gets its memory back for the add
     for vectors, ids in chunks:
         for start in range(0, len(vectors), ADD_CHUNK):
             index.add_with_ids(np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32),
@@ -461,9 +462,7 @@ def build_store_index(requested: str, vectors: np.ndarray, ids: np.ndarray,
             keep = ~held[start:start + ADD_CHUNK]
             yield vectors[start:start + ADD_CHUNK][keep], ids[start:start + ADD_CHUNK][keep]
 
-    training = _sample(vectors, TRAIN_SAMPLE_PER_CELL * max(_cells(spec, dim), 256), seed=0)
-    index = build(spec, dim, training, kept())
-    del training
+    index = build(spec, dim, _sample(vectors, TRAIN_SAMPLE_PER_CELL * max(_cells(spec, dim), 256), seed=0), kept())
     queries, query_ids = vectors[held], ids[held]
     exact, found = exact_neighbours(queries, kept(), RECALL_K + 1)
     probe = RecallProbe(np.ascontiguousarray(queries), query_ids, _leave_self_out(exact, found, query_ids, RECALL_K),
