@@ -6,16 +6,16 @@ The vectors are real patch features: ResNet-18 layer2+layer3 (the project's embe
 weights) of MVTec AD bottle and ELPV good images, repeated with Gaussian noise (half the median
 nearest-neighbour distance) to reach the size. The queries are patches of other images (out of sample), as a
 new part's patches are: 100 single queries for `ms_per_query`, whole images (784 patches, one search an
-image; the median of 4 images searched 3 times) for `patch_query_ms`. Recall is against exact search on the same vectors, measured on true distances. Each
-(size, kind) runs in its own process, so `peak_rss_gb` is that build's own peak.
+image; the median of 4 images searched 3 times) for `patch_query_ms`. Recall is against exact search on the
+same vectors, measured on true distances. Each (size, kind) runs in its own process, so `peak_rss_gb` is that
+build's own peak.
 
     python benchmarks/search_scale.py [--json] [--large] [--sizes 10000,100000] [--kinds "Flat;auto;HNSW32"]
 
 One JSON object a line with --json: n, dim, kind, ms_per_query, recall_at_1, recall_at_10, build_s, bytes,
 distance_error (mean relative error of the returned nearest distance against the exact one: what a patch score
 is made of; a miss and a compressed code's estimate both count), patch_query_ms, patch_first_query_ms,
-peak_rss_gb (+ the library's own record: nprobe / ef_search and its
-recall on the index's own vectors).
+peak_rss_gb (+ the library's own record: nprobe / ef_search and its recall on the index's own vectors).
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ def search_figures(store, singles: np.ndarray, image_patches: np.ndarray, exact:
     patch_ms = float(np.median(times))
 
     returned, found = store.search(singles, 10)
+    distance_error = np.abs(returned[:, 0] / np.sqrt(np.maximum(exact[:, 0], 1e-12)) - 1)  # exact is squared
     if vectors is not None:
         true = np.sort(kinds.true_distances(singles, found, vectors, np.arange(n, dtype=np.int64)), axis=1)
     else:  # one pass over the regenerated chunks for the found ones' true distances
@@ -191,8 +192,7 @@ def search_figures(store, singles: np.ndarray, image_patches: np.ndarray, exact:
         true = np.sort(true, axis=1)
     return {"ms_per_query": round(ms_per_query, 3), "recall_at_1": round(kinds.recall(exact, true, 1), 4),
             "recall_at_10": round(kinds.recall(exact, true, 10), 4),
-            "distance_error": round(float(np.mean(np.abs(returned[:, 0] / np.sqrt(np.maximum(exact[:, 0], 1e-12)) - 1))),
-                                    5),
+            "distance_error": round(float(distance_error.mean()), 5),
             "patch_query_ms": round(patch_ms, 1),
             "patch_first_query_ms": round(first_ms, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3),
