@@ -76,6 +76,28 @@ def test_recall_against_exact_on_clustered_vectors_is_above_the_floor(kind):
     assert store.record.recall_queries == (0 if kind == "Flat" else kinds.RECALL_QUERIES)
 
 
+def test_build_lets_go_of_a_handed_over_training_sample_before_it_fills_the_index():
+    import weakref
+
+    vectors = clustered(2000)
+    held = []
+
+    def sample():  # made for the call and handed over: the caller keeps only a weak reference
+        made = clustered(1000, seed=5)
+        held.append(weakref.ref(made))
+        return made
+
+    alive_while_filling = []
+
+    def chunks():  # the add of a large bank: the training sample must not be held beside it
+        alive_while_filling.append(held[0]() is not None)
+        yield vectors, np.arange(len(vectors), dtype=np.int64)
+
+    index = kinds.build("IVF16,SQ8", DIM, sample(), chunks())
+    assert index.ntotal == len(vectors)
+    assert alive_while_filling == [False]
+
+
 def test_recall_counts_ties_by_distance_and_a_miss_as_a_miss():
     exact = np.array([[1.0, 2.0], [1.0, 2.0]], np.float32)
     assert kinds.recall(exact, np.array([[1.0, 2.0], [1.0, 2.0]], np.float32), 2) == 1.0
