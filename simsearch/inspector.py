@@ -37,6 +37,7 @@ from simsearch.score.scorer import Scorer
 Warn = Callable[[str], None]
 
 MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
+MAP_CHOICES = ("all", "needed")  # score(maps=...): every image's anomaly map, or only the rejects' (their boxes)
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
 
 
@@ -192,22 +193,26 @@ class Inspector(Scorer):
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None) -> list[ScoreResult]:
-        """Score images: raw and normalised score, verdict (once a threshold exists), nearest exemplars."""
-        return list(self.iter_score(images, on_progress, on_skip))
+              on_skip: OnSkip | None = None, maps: str = "all") -> list[ScoreResult]:
+        """Score images: raw and normalised score, verdict (once a threshold exists), nearest exemplars, and
+        anomaly maps: for every image (maps="all"), or only where a reject's boxes need them ("needed": the
+        scores are the same, found by a search that skips most patches of the images that pass)."""
+        return list(self.iter_score(images, on_progress, on_skip, maps))
 
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
         """Like score(), one result at a time as batches finish."""
+        if maps not in MAP_CHOICES:
+            raise InputError(f"maps={maps!r}: expected one of {', '.join(MAP_CHOICES)}", parameter="maps")
         index = self._require_index()
         embedder = self._require_embedder()
         threshold = self.threshold_
 
         def finish(batch: list, embeddings: Embeddings) -> list[ScoreResult]:
-            results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest)
+            results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest, maps == "all")
             for item, result in zip(batch, results):
                 result.image_size = item.size
-                self._apply_threshold(result, threshold)
+            self._apply_thresholds(index, embeddings, results, threshold)
             return results
 
         embedded = iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers)
@@ -227,11 +232,23 @@ class Inspector(Scorer):
             if pending is not None:
                 yield from pending.result()
 
-    def _apply_threshold(self, result: ScoreResult, threshold: Threshold | None) -> None:
-        if threshold is not None:
+    def _apply_thresholds(self, index: ExemplarIndex, embeddings: Embeddings, results: list[ScoreResult],
+                          threshold: Threshold | None) -> None:
+        """Verdicts, and boxes for the rejects (their maps first, where the scores were found without)."""
+        if threshold is None:
+            return
+        for result in results:
             result.normalised_score = float(threshold.normalise([result.score])[0])
             result.is_anomaly = bool(threshold.is_anomalous([result.score])[0])
-        add_boxes(result, threshold.pixel if threshold is not None else None, bool(result.is_anomaly))
+        if threshold.pixel is None:
+            return
+        unmapped = [row for row, r in enumerate(results) if r.is_anomaly and r.patch_map is None]
+        if unmapped and embeddings.patches is not None:
+            _, patch_maps = anomaly_scores(index, Embeddings(embeddings.image[unmapped], embeddings.patches[unmapped]))
+            for row, patch_map in zip(unmapped, patch_maps if patch_maps is not None else []):
+                results[row].patch_map, results[row].map_from_patches = patch_map, True
+        for result in results:
+            add_boxes(result, threshold.pixel, bool(result.is_anomaly))
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""

@@ -75,3 +75,27 @@ def test_overlapped_scoring_keeps_order_and_scores(small_embedder):
     inspector.workers = 2
     overlapped = [r.score for r in inspector.iter_score(test)]
     assert overlapped == serial and len(serial) == len(test)
+
+
+def test_maps_needed_scores_the_same_and_maps_only_the_rejects(small_embedder):
+    """maps="needed" (what `simsearch score` asks without --heatmap): the same scores and verdicts, the rejects
+    with the same maps and boxes as maps="all", the passes with no map at all."""
+    rng = np.random.default_rng(2)
+    inspector = Inspector(small_embedder, coreset_ratio=0.5).fit([part_image(rng) for _ in range(8)])
+    test = [part_image(rng, defect=bool(i % 2)) for i in range(6)]
+    scores = inspector.score_samples(test)
+    inspector.index_.threshold = {"value": float(np.median(scores)), "low": float(scores.min()),
+                                  "high": float(scores.max()), "pixel": float(np.median(scores)), "policy": "test"}
+    every, needed = inspector.score(test), inspector.score(test, maps="needed")
+    np.testing.assert_allclose([r.score for r in needed], [r.score for r in every], rtol=1e-5)
+    assert [r.is_anomaly for r in needed] == [r.is_anomaly for r in every] and any(r.is_anomaly for r in every)
+    for full, lean in zip(every, needed):
+        if full.is_anomaly:
+            # searched in another batch: the same distances to float rounding (|q|^2 + |b|^2 - 2 q.b)
+            np.testing.assert_allclose(lean.patch_map, full.patch_map, rtol=1e-3)
+            assert lean.boxes and len(lean.boxes) == len(full.boxes)
+            np.testing.assert_allclose([b.score for b in lean.boxes], [b.score for b in full.boxes], rtol=1e-3)
+        else:
+            assert lean.patch_map is None and lean.anomaly_map is None and not lean.boxes
+    with pytest.raises(InputError, match="maps"):
+        inspector.score(test, maps="some")

@@ -52,8 +52,9 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 DECODE_MAX_SIDE = 2048
 
 
-def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert a PIL image of any mode (1/L/P/I;16/I/F/RGBA/CMYK...) to an (H, W, 3) uint8 array."""
+def to_rgb_array(image: Image.Image, gray_view: bool = False) -> np.ndarray:
+    """Convert a PIL image of any mode (1/L/P/I;16/I/F/RGBA/CMYK...) to an (H, W, 3) uint8 array; with
+    gray_view a gray image comes back as a read-only view of its one channel (see `gray_channel`)."""
     if image.mode in _SIXTEEN_BIT + ("I", "F"):
         # 16-bit and float images: stretch the used range to 8 bits instead of clipping at 255. A lookup
         # table (16-bit) or float32 in place (I, F) keeps this at a few bytes per pixel, never float64.
@@ -68,10 +69,25 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
             scaled = np.subtract(values, low, dtype=np.float32)
             scaled *= np.float32(255.0 / (float(high) - float(low)))
             gray = np.rint(scaled, out=scaled).clip(0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return _gray_to_rgb(gray, gray_view)
+    if gray_view and image.mode in ("1", "L"):
+        return _gray_to_rgb(np.asarray(image.convert("L"), dtype=np.uint8), True)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image, dtype=np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray, view: bool) -> np.ndarray:
+    if view:  # three channels that share one: no copies until something needs them
+        return np.broadcast_to(gray[:, :, None], (*gray.shape, 3))
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def gray_channel(pixels: np.ndarray) -> np.ndarray | None:
+    """The one channel behind an RGB array read with gray_view (its channels share memory), else None."""
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.strides[2] == 0:
+        return pixels[:, :, 0]
+    return None
 
 
 class DecodeBudget:
@@ -145,9 +161,12 @@ def _reduce(image: Image.Image, target: tuple[int, int]) -> Image.Image:
 
 
 def decode_image(source: str | Path | io.BytesIO, name: str, max_pixels: int = MAX_PIXELS,
-                 max_side: int | None = None, budget: DecodeBudget | None = None) -> DecodedImage:
+                 max_side: int | None = None, budget: DecodeBudget | None = None,
+                 gray_view: bool = False) -> DecodedImage:
     """Open (header only), check the pixel count, then decode to RGB, reduced to max_side when larger (None:
-    full size), EXIF orientation applied, first frame of animations; errors are prefixed with name."""
+    full size), EXIF orientation applied, first frame of animations; errors are prefixed with name. With
+    gray_view a gray image's pixels are a read-only view of its one channel (a loader that resizes saves
+    two thirds of the work; `resize_rgb` sees it)."""
     try:
         with Image.open(source) as image:
             # The header's size decides before any pixel is decoded; no process-wide state is touched, so
@@ -168,7 +187,7 @@ def decode_image(source: str | Path | io.BytesIO, name: str, max_pixels: int = M
                 if orientation != 1:
                     reduced.getexif()[ExifTags.Base.Orientation] = orientation
                     reduced = ImageOps.exif_transpose(reduced)
-                pixels = to_rgb_array(reduced)
+                pixels = to_rgb_array(reduced, gray_view)
             width, height = header if orientation in (1, 2, 3, 4) else header[::-1]  # 5-8 swap the sides
             return DecodedImage(pixels, (height, width), notes)
     except ImageError as error:
@@ -181,16 +200,17 @@ def decode_image(source: str | Path | io.BytesIO, name: str, max_pixels: int = M
         raise ImageError(f"{name}: not a readable image ({error})") from None
 
 
-def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
+def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, gray_view: bool = False) -> np.ndarray:
     """Full-size RGB pixels of one image; notes (several frames) go to the simsearch logger."""
-    decoded = decode_image(source, name, max_pixels)
+    decoded = decode_image(source, name, max_pixels, gray_view=gray_view)
     for note in decoded.notes:
         log.warning(note)
     return decoded.pixels
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file into an (H, W, 3) uint8 RGB array; ImageError when it cannot."""
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, gray_view: bool = False) -> np.ndarray:
+    """Read an image file into an (H, W, 3) uint8 RGB array; ImageError when it cannot. gray_view: a gray
+    file comes back as a read-only view of its one channel."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -198,7 +218,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if size > MAX_FILE_BYTES:
         raise ImageTooLargeError(f"{path}: file is {size / 1e6:.0f} MB, over the cap of "
                                  f"{MAX_FILE_BYTES / 1e6:.0f} MB")
-    return _decode(path, str(path), max_pixels)
+    return _decode(path, str(path), max_pixels, gray_view)
 
 
 def read_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "upload") -> np.ndarray:
@@ -208,10 +228,11 @@ def read_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "upl
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def as_rgb_array(image: ImageLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Accept a path, a PIL image or a numpy array (HxW, HxWx1, HxWx3, HxWx4) and return RGB uint8."""
+def as_rgb_array(image: ImageLike, max_pixels: int = MAX_PIXELS, gray_view: bool = False) -> np.ndarray:
+    """Accept a path, a PIL image or a numpy array (HxW, HxWx1, HxWx3, HxWx4) and return RGB uint8 (gray_view:
+    a gray file as a read-only view of its one channel)."""
     if isinstance(image, (str, Path)):
-        return read_image(image, max_pixels=max_pixels)
+        return read_image(image, max_pixels=max_pixels, gray_view=gray_view)
     if isinstance(image, Image.Image):
         check_pixel_count(*image.size, max_pixels=max_pixels)
         return to_rgb_array(image)

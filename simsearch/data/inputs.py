@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from simsearch.data.images import ImageError, ImageLike, as_rgb_array, iter_readable_images, list_image_files
+from simsearch.data.images import ImageError, ImageLike, as_rgb_array, gray_channel, iter_readable_images, list_image_files
 from simsearch.files import file_sha256
 
 Progress = Callable[[int], None]  # called with how many more images are done
@@ -65,7 +65,10 @@ def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare | None) -> Item:
     is_path = isinstance(source, (str, Path))
-    return Item(str(source) if is_path else None, prepare(pixels) if prepare else pixels, position,
+    ready = prepare(pixels) if prepare else pixels
+    if isinstance(ready, np.ndarray) and gray_channel(ready) is not None:
+        ready = np.ascontiguousarray(ready)  # a gray file read as a view (see _read): items keep plain arrays
+    return Item(str(source) if is_path else None, ready, position,
                 tuple(pixels.shape[:2]), None if is_path else source)
 
 
@@ -77,7 +80,8 @@ def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
 
 
 def _read(images: Sequence[ImageLike], position: int, prepare: Prepare | None) -> Item:
-    return _item(images[position], position, as_rgb_array(images[position]), prepare)
+    # gray files as views of their one channel: the loader's resize then does a third of the work
+    return _item(images[position], position, as_rgb_array(images[position], gray_view=True), prepare)
 
 
 def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prepare: Prepare | None = None,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from simsearch.data.images import gray_channel
 from simsearch.data.roi import apply_roi
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,10 +27,15 @@ def unit_pixels(images: Sequence[np.ndarray], size: int, device: torch.device | 
 
 def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
     """An RGB uint8 array resized to (size, size) (antialiased bilinear in PIL); one already that size is
-    returned as it is, so a loader thread can resize ahead of the network with the same result."""
+    returned as it is, so a loader thread can resize ahead of the network with the same result. A gray
+    image read as a view of one channel is resized once, not three times (the same values)."""
     image = np.asarray(image, dtype=np.uint8)
     if image.shape[:2] == (size, size):
         return image
+    gray = gray_channel(image)
+    if gray is not None:
+        resized = np.asarray(Image.fromarray(np.ascontiguousarray(gray)).resize((size, size), Image.Resampling.BILINEAR))
+        return np.repeat(resized[:, :, None], 3, axis=2)
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 

@@ -355,7 +355,9 @@ class ScoringWorker(Worker):
 
     def rows(self, start: int, paths: list[str]) -> list[dict[str, Any]]:
         reasons: dict[str, str] = {}
-        results = iter(self.inspector.score(paths, on_skip=lambda path, reason: reasons.setdefault(str(path), reason)))
+        # the records carry boxes, not maps: only the rejects' maps are made (for their boxes)
+        results = iter(self.inspector.score(paths, on_skip=lambda path, reason: reasons.setdefault(str(path), reason),
+                                            maps="needed"))
         rows = []
         for offset, path in enumerate(paths):
             if path in reasons:

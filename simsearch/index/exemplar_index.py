@@ -355,6 +355,13 @@ class ExemplarIndex:
         owners = np.where(patch_ids[:, 0] >= 0, patch_ids[:, 0] >> PATCH_ID_BITS, -1)
         return distances.mean(axis=1).reshape(shape), owners.reshape(shape)
 
+    def largest_patch_distances(self, patch_vectors: np.ndarray) -> np.ndarray:
+        """For patch grids (N, h, w, D): each grid's largest distance from a patch to its nearest good patch
+        (N,), what the max of `nearest_patches(..., k=1)` gives, from a search that skips most patches."""
+        if self.patches is None:
+            raise IndexMismatchError("this index was built in image mode and has no patch bank")
+        return self.patches.largest_nearest(patch_vectors.reshape(len(patch_vectors), -1, self.dim))
+
     def nearest_defect_patches(self, patch_vectors: np.ndarray,
                                exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For patch grids (N, h, w, D): each patch's distance to the nearest defect patch (inf where the bank

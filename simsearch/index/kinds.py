@@ -229,6 +229,23 @@ def hnsw_of(index: faiss.Index) -> faiss.IndexHNSW | None:
     return inner if isinstance(inner, faiss.IndexHNSW) else None
 
 
+def with_flat_quantizer(index: faiss.Index) -> faiss.Index:
+    """`index` as FAISS's GPU cloner takes it: an IVF whose coarse quantizer is not flat (HNSW in `auto`'s
+    kinds) comes back as a copy whose quantizer is flat over the same centroids; anything else as it is."""
+    ivf = _ivf(index)
+    if ivf is None or isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexFlat):
+        return index
+    copy = faiss.clone_index(index)
+    inner = faiss.extract_index_ivf(copy)
+    flat = faiss.IndexFlatL2(inner.d)
+    flat.add(inner.quantizer.reconstruct_n(0, inner.nlist))
+    graph = inner.quantizer
+    inner.quantizer = flat
+    flat.this.disown()  # the copy owns and frees the flat quantizer now (its own_fields is set by the clone)
+    graph.this.acquire()  # and Python frees the graph it no longer points to
+    return copy
+
+
 def empty_index(spec: str, dim: int) -> faiss.Index:
     """An untrained index of this kind that keeps external int64 ids (IVF: in its lists; others: IDMap2)."""
     base = faiss.index_factory(int(dim), spec, faiss.METRIC_L2)

@@ -1,7 +1,8 @@
 """Exact k-nearest-neighbour search that skips most of the bank: vectors are grouped into k-means cells, and
 a cell is searched for a query only if the triangle inequality allows it to hold something closer than
 the k-th neighbour already found (|q - centroid| - radius < bound). Same answers as a flat search; on
-PatchCore patch banks it computes a small fraction of the distances."""
+PatchCore patch banks it computes a small fraction of the distances. `pruned_largest_nearest` answers only
+what an image score needs, the largest nearest distance among each image's patches, with fewer still."""
 
 from __future__ import annotations
 
@@ -115,3 +116,46 @@ def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np
     best_d = np.take_along_axis(best_d, order, axis=1)
     best_i = np.take_along_axis(best_i, order, axis=1)
     return best_d, np.where(best_i >= 0, part.ids[np.maximum(best_i, 0)], -1)
+
+
+def pruned_largest_nearest(part: CellPartition, queries: np.ndarray) -> np.ndarray:
+    """For query groups (N, P, D) (an image's patches), each group's largest exact squared distance from a
+    query to its nearest vector (N,): what `pruned_search` then a max gives, searching fully only the few
+    queries that can hold the maximum."""
+    with threadpool_limits(1, user_api="blas"):
+        groups, per_group = queries.shape[:2]
+        flat = np.ascontiguousarray(queries, dtype=np.float32).reshape(groups * per_group, -1)
+        # an upper bound on each query's nearest distance: the nearest vector in its nearest cell (often the
+        # true one); one search of the cell per cell, over the queries it is nearest to
+        norms = (flat ** 2).sum(axis=1)
+        partial = flat @ part.centroids.T
+        partial *= -2.0
+        partial += (part.centroids ** 2).sum(axis=1)
+        first = np.argmin(partial, axis=1)
+        upper = np.empty(len(flat), dtype=np.float32)
+        order = np.argsort(first, kind="stable")
+        bounds = np.searchsorted(first[order], np.arange(len(part.starts) + 1))
+        for cell in np.flatnonzero(np.diff(bounds)):
+            rows = order[bounds[cell]:bounds[cell + 1]]
+            start, end = part.starts[cell], part.ends[cell]
+            block = flat[rows] @ part.vectors[start:end].T
+            block *= -2.0
+            block += part.squared_norms[start:end]
+            upper[rows] = block.min(axis=1)
+        upper = np.maximum(upper + norms, 0.0).reshape(groups, per_group)
+        # the query with the largest bound, searched exactly, gives each group a lower bound on its maximum;
+        # only queries whose upper bound lies above it can still raise it
+        top = upper.argmax(axis=1) + np.arange(groups) * per_group
+        largest = _exact_nearest(part, flat[top])
+        open_rows = np.flatnonzero((upper * (1 + SLACK) >= largest[:, None]).ravel())
+        if len(open_rows):
+            np.maximum.at(largest, open_rows // per_group, _exact_nearest(part, flat[open_rows]))
+        return largest
+
+
+def _exact_nearest(part: CellPartition, queries: np.ndarray) -> np.ndarray:
+    """Exact squared distances to the nearest vector (pruned where that pays, else over the whole bank)."""
+    found = _pruned_search(part, queries, 1) if len(queries) >= 64 else None
+    if found is None:
+        found = faiss.knn(queries, part.vectors, 1)  # blocked over the bank: bounded memory for any count
+    return np.maximum(found[0][:, 0], 0.0)

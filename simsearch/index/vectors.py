@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import faiss
 import numpy as np
 
 from simsearch.errors import InputError
 from simsearch.index.kinds import (EXACT, RECALL_TARGET, KindRecord, build, build_store_index, needs_rebuild,
-                                   resolve, search_parameters, set_search_depth, stored_ids, stored_vectors)
-from simsearch.index.pruned_search import CellPartition, build_partition, pruned_search
+                                   resolve, search_parameters, set_search_depth, stored_ids, stored_vectors,
+                                   with_flat_quantizer)
+from simsearch.index.pruned_search import CellPartition, build_partition, pruned_largest_nearest, pruned_search
 
 
 def gpu_count() -> int:
@@ -20,15 +23,21 @@ def gpu_count() -> int:
 
 
 _GPU_RESOURCES = None
+log = logging.getLogger("simsearch.index")
 
 
 def _to_gpu(index: faiss.Index) -> faiss.Index:
+    """The index searched on GPU 0, or the index itself (on the CPU) where FAISS has no GPU version of it."""
     global _GPU_RESOURCES
     try:
         if _GPU_RESOURCES is None:
             _GPU_RESOURCES = faiss.StandardGpuResources()
-        return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
-    except Exception:  # unsupported on this build: exact CPU search is still right
+        # FAISS's GPU IVF takes only a flat coarse quantizer; on a GPU an exact pass over the centroids is
+        # cheap, so the GPU copy gets one (the CPU index keeps its graph)
+        return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, with_flat_quantizer(index))
+    except Exception as error:  # e.g. HNSW: no GPU version in FAISS without cuVS; the CPU search is right
+        log.info("FAISS cannot search this %s index on the GPU (%s); it searches on the CPU",
+                 type(faiss.downcast_index(index)).__name__, " ".join(str(error).split())[:200])
         return index
 
 
@@ -154,11 +163,24 @@ class VectorStore:
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         return distances.astype(np.float32), ids.astype(np.int64)
 
-    def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def largest_nearest(self, query_groups: np.ndarray) -> np.ndarray:
+        """For query groups (N, P, D) (an image's patches): each group's largest distance from a query to its
+        nearest vector (N,), as `search(..., 1)` and a max per group give; an exact CPU store searches in
+        full only the queries that can hold the maximum."""
+        groups = np.ascontiguousarray(query_groups, dtype=np.float32).reshape(len(query_groups), -1, self.dim)
+        if self.kind == EXACT and len(self) >= PRUNED_MIN_SIZE and not gpu_count() and groups.shape[1]:
+            return np.sqrt(pruned_largest_nearest(self._cells(), groups)).astype(np.float32)
+        distances, _ = self.search(groups.reshape(-1, self.dim), 1)
+        return distances[:, 0].reshape(len(groups), -1).max(axis=1, initial=-np.inf)
+
+    def _cells(self) -> CellPartition:
         if self._partition is None:
             vectors, ids = self.contents()
             self._partition = build_partition(vectors, ids)
-        return pruned_search(self._partition, queries, k)
+        return self._partition
+
+    def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        return pruned_search(self._cells(), queries, k)
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index(self.index).tobytes()

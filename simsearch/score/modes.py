@@ -43,9 +43,11 @@ class ScoringMode(ABC):
     needs_regions: bool = False  # the index keeps its exemplars' region descriptors (needs a patch bank)
 
     @abstractmethod
-    def score(self, index: ExemplarIndex, embeddings: Embeddings,
-              exclude: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Scores of a batch; with `exclude`, exemplar `exclude` is left out (leave-one-out)."""
+    def score(self, index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
+              maps: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of a batch; with `exclude`, exemplar `exclude` is left out (leave-one-out). maps=False: no
+        map is wanted, and the mode may skip the work only maps need (it then returns None for them); the
+        scores are the same either way."""
 
 
 def defect_aware(good_distance: np.ndarray, defect_distance: np.ndarray | None) -> np.ndarray:
@@ -70,7 +72,7 @@ class ImageMode(ScoringMode):
     name = "image"
     needs_patches = False
 
-    def score(self, index, embeddings, exclude=None):
+    def score(self, index, embeddings, exclude=None, maps=True):
         distances, _ = index.nearest_good(embeddings.image, index.k, exclude=exclude)
         defect = index.nearest_defect(embeddings.image, 1)[0][:, 0] if len(index.defect) else None
         return defect_aware(distances.mean(axis=1), defect), None
@@ -88,25 +90,30 @@ class PatchMode(ScoringMode):
     name = "patch"
     needs_patches = True
 
-    def score(self, index, embeddings, exclude=None):
-        scores, maps, _ = self.patch_scores(index, embeddings, exclude)
+    def score(self, index, embeddings, exclude=None, maps=True):
+        scores, patch_maps, _ = self.patch_scores(index, embeddings, exclude, maps)
         if not len(index.defect):
-            return scores, maps
+            return scores, patch_maps
         good = index.nearest_good(embeddings.image, 1, exclude=exclude)[0][:, 0]
         factor = defect_factor(good, index.nearest_defect(embeddings.image, 1)[0][:, 0])
-        return scores * factor, maps * factor[:, None, None]
+        return scores * factor, None if patch_maps is None else patch_maps * factor[:, None, None]
 
     @staticmethod
-    def patch_scores(index: ExemplarIndex, embeddings: Embeddings,
-                     exclude: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def patch_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
+                     maps: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Image scores (the largest patch distance), maps raised where patches look like a known defect
-        patch, and the plain distances to the good patches (N, h, w)."""
+        patch, and the plain distances to the good patches (N, h, w). maps=False, where the maps would be
+        the plain distances (no defect patches, k = 1): the scores alone (maps and distances None), from a
+        search that finds only each image's largest nearest distance."""
         if embeddings.patches is None:
             raise InputError("patch mode needs patch vectors, and this embedder gives none",
                              hint="use the image mode for {param}", parameter="mode")
+        has_defect_patches = index.defect_patches is not None and len(index.defect_patches)
+        if not maps and exclude is None and index.k == 1 and not has_defect_patches:
+            return index.largest_patch_distances(embeddings.patches), None, None
         distances, _ = index.nearest_patches(embeddings.patches, index.k, exclude=exclude)
         scores, maps = distances.reshape(len(distances), -1).max(axis=1), distances
-        if index.defect_patches is not None and len(index.defect_patches):
+        if has_defect_patches:
             # patch level: maps and boxes point at the regions that look like a known defect
             maps = defect_aware(distances, index.nearest_defect_patches(embeddings.patches, exclude=exclude)[0])
         return scores, maps, distances
@@ -133,10 +140,11 @@ class ContrastMode(PatchMode):
     needs_patches = True
     needs_regions = True
 
-    def score(self, index, embeddings, exclude=None):
-        scores, maps, distances = self.patch_scores(index, embeddings, exclude)
+    def score(self, index, embeddings, exclude=None, maps=True):
+        # with defects, the region ratio reads every patch's distance: maps cost nothing more then
+        scores, patch_maps, distances = self.patch_scores(index, embeddings, exclude, maps or bool(len(index.defect)))
         if not len(index.defect):
-            return scores, maps
+            return scores, patch_maps
         k = max(1, min(CONTRAST_K, len(index.defect), len(index.good) - (exclude is not None)))
         good = index.nearest_good(embeddings.image, k, exclude=exclude)[0]
         defect = index.nearest_defect(embeddings.image, k)[0]
@@ -147,12 +155,13 @@ class ContrastMode(PatchMode):
         raise_only = defect_factor(good[:, 0], defect[:, 0])  # the patch mode's
         weight = index.defect_coherence()
         factor = weight * ratio + (1.0 - weight) * raise_only
-        return scores * factor, maps * factor[:, None, None]
+        return scores * factor, patch_maps * factor[:, None, None]
 
 
-def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings,
-                   exclude: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw image scores (N,) and patch maps (N, h, w) or None, by the index's scoring mode."""
+def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
+                   maps: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw image scores (N,) and patch maps (N, h, w) or None (also where maps=False let the mode skip them),
+    by the index's scoring mode."""
     if len(index.good) == 0:
         raise IndexProblem("the index holds no good exemplars to score against", hint="add good exemplars first")
-    return get_scoring_mode(index.mode).score(index, embeddings, exclude)
+    return get_scoring_mode(index.mode).score(index, embeddings, exclude, maps)

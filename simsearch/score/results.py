@@ -105,12 +105,12 @@ TYPE_NEIGHBOURS = 3  # defect exemplars listed as the evidence for a predicted t
 
 
 def score_embeddings(index: ExemplarIndex, embeddings: Embeddings, paths: list[str | None] | None = None,
-                     n_nearest: int = 3) -> list[ScoreResult]:
+                     n_nearest: int = 3, maps: bool = True) -> list[ScoreResult]:
     """Score a batch: anomaly score, the n nearest good exemplars, the nearest defect exemplar, and the
-    predicted defect type with its evidence."""
+    predicted defect type with its evidence; maps=False lets the scoring mode leave the patch maps out."""
     count = len(embeddings.image)
     paths = paths if paths is not None else [None] * count
-    scores, maps = anomaly_scores(index, embeddings)
+    scores, maps = anomaly_scores(index, embeddings, maps=maps)
     good_distances, good_ids = index.nearest_good(embeddings.image, n_nearest)
     defect_distances, defect_ids = index.nearest_defect(embeddings.image, TYPE_NEIGHBOURS)
     peak = _peak_patch_evidence(index, embeddings, maps)

@@ -199,3 +199,34 @@ def test_cli_wrong_index_kind_is_a_one_line_error_before_any_embedding(part_fold
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "--index-kind" in result.stderr or "IVF64,PQ7" in result.stderr
     assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize("kind", ["IVF16_HNSW8,Flat", "IVF16_HNSW8,SQ8", "IVF16_HNSW8,PQ8x4", "IVF16,SQ8", "Flat"])
+def test_the_gpu_copy_of_an_ivf_has_a_flat_quantizer_over_the_same_lists(kind):
+    """FAISS's GPU IVF takes only a flat coarse quantizer (an HNSW one made index_cpu_to_gpu fail, and the
+    store searched on the CPU): the copy handed to it has one, over the same centroids and lists, and the
+    store's own index keeps its graph."""
+    import gc
+
+    store, vectors, ids = _store(kind)
+    copy = kinds.with_flat_quantizer(store.index)
+    ivf = kinds.ivf_of(store.index)
+    if ivf is None or "HNSW" not in kind:
+        assert copy is store.index
+        return
+    assert copy is not store.index and isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW)
+    inner = kinds.ivf_of(copy)
+    assert isinstance(faiss.downcast_index(inner.quantizer), faiss.IndexFlat)
+    np.testing.assert_array_equal(inner.quantizer.reconstruct_n(0, inner.nlist),
+                                  ivf.quantizer.reconstruct_n(0, ivf.nlist))
+    assert inner.nprobe == ivf.nprobe and sorted(kinds.stored_ids(copy)) == sorted(ids.tolist())
+    queries = clustered(300, seed=11)
+    exact_d, _ = faiss.knn(queries, vectors, 1)
+    recalls = []
+    for index in (store.index, copy):
+        _, found = index.search(queries, 1)
+        recalls.append(kinds.recall(exact_d, kinds.true_distances(queries, found, vectors, ids), 1))
+    assert recalls[1] >= recalls[0] - 0.02  # exact list choice: never worse than the graph's
+    del copy, inner
+    gc.collect()  # the copy frees its flat quantizer and Python the graph it replaced, without a crash
+    assert len(store.search(queries[:5], 1)[1]) == 5

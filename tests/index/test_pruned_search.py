@@ -42,3 +42,26 @@ def test_unstructured_bank_falls_back_to_flat_search():
     store.add(bank, np.arange(len(bank)))
     _, ids = store.search(bank[:100], 1)
     assert np.array_equal(ids[:, 0], np.arange(100))
+
+
+def test_largest_nearest_of_each_group_is_the_max_of_a_full_search():
+    """The image score's search: each group's largest nearest distance, found by searching in full only the
+    queries whose nearest-cell bound can still hold the maximum, equals the max over a full search."""
+    from simsearch.index.pruned_search import pruned_largest_nearest
+
+    bank, dim = _clustered(6000), 32
+    queries = _clustered(40 * 196, seed=2).reshape(40, 196, dim)
+    rng = np.random.default_rng(5)
+    queries[::3, rng.integers(0, 196, 14)] += rng.normal(0, 1.5, (14, 14, dim)).astype(np.float32)  # a defect
+    part = build_partition(bank, np.arange(len(bank)), points_per_cell=32)
+    exact, _ = faiss.knn(queries.reshape(-1, dim), bank, 1)
+    expected = exact[:, 0].reshape(40, 196).max(axis=1)
+    np.testing.assert_allclose(pruned_largest_nearest(part, queries), expected, rtol=1e-4)
+
+    store = VectorStore(dim)
+    store.add(bank, np.arange(len(bank)) * 3)
+    np.testing.assert_allclose(store.largest_nearest(queries), np.sqrt(expected), rtol=1e-4)
+    small = VectorStore(dim)  # below the pruning size: a search and a max, the same answer
+    small.add(bank[:500], np.arange(500))
+    by_search = small.search(queries.reshape(-1, dim), 1)[0][:, 0].reshape(40, 196).max(axis=1)
+    np.testing.assert_array_equal(small.largest_nearest(queries), by_search)

@@ -254,3 +254,27 @@ def test_good_regions_leave_the_exemplar_itself_out_and_survive_save_and_load(tm
     query = _defect_grid(rng, np.full(DIM, 0.9), [(1, 1)])
     embeddings = Embeddings(query.mean(axis=(1, 2)), query)
     assert np.array_equal(anomaly_scores(loaded, embeddings)[0], anomaly_scores(index, embeddings)[0])
+
+
+@pytest.mark.parametrize("mode", sorted(SCORING_MODES))
+@pytest.mark.parametrize("with_defects", [False, True])
+def test_every_mode_scores_the_same_without_maps(mode, with_defects):
+    """maps=False lets a mode skip what only maps need (the patch modes: each patch's exact distance); the
+    scores must not move. The good bank is large enough for the pruned search (4096 patches and more)."""
+    rng = np.random.default_rng(4)
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode=mode, coreset_ratio=1.0)
+    centres = 2.0 * rng.standard_normal((300, DIM))
+    good = _grids(rng, centres)
+    index.add([NewExemplar(f"g{i}") for i in range(len(good))], good.mean(axis=(1, 2)), good)
+    if with_defects:
+        defect = _grids(rng, 3.0 + rng.standard_normal((6, DIM)))
+        index.add([NewExemplar(f"d{i}", "defect", "crack") for i in range(6)], defect.mean(axis=(1, 2)), defect)
+    queries = _grids(rng, 2.0 * rng.standard_normal((12, DIM)))
+    queries[::4, 1, 2] += 4.0  # an odd patch in some
+    embeddings = Embeddings(queries.mean(axis=(1, 2)), queries)
+    with_maps, maps = anomaly_scores(index, embeddings)
+    without, lean_maps = anomaly_scores(index, embeddings, maps=False)
+    np.testing.assert_allclose(without, with_maps, rtol=1e-5)
+    assert (maps is None) == (mode == "image")
+    if mode != "image" and not with_defects:
+        assert lean_maps is None  # the saving: no patch's exact distance was needed but the largest
