@@ -279,7 +279,7 @@ def main() -> None:
     print(f"start-up: import simsearch {report['startup']['import_simsearch_s']:.2f} s; one image scored by the "
           f"CLI in {report['startup']['first_result_s']:.2f} s wall ({report['startup']['first_result_cpu_s']:.2f} s CPU)")
     print(f"embedding only (decoded, resized images through the network): {embed['images_per_s']:.1f} images/s "
-          f"(median of {len(embed['rounds'])} rounds, each followed by the two scoring runs below)")
+          f"(median of {len(embed['rounds'])} rounds, each followed by the scoring runs below)")
     print(f"score in one process (index and model loaded, no threshold: no verdicts, no maps): "
           f"{inproc['images_per_s']:.1f} images/s with {inproc['workers']:.0f} loader threads "
           f"({report['score_to_embed_ratio']:.2f} of embedding only), {plain['images_per_s']:.1f} images/s without")

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from simsearch.data.datasets import check_defect_type, normalise_label
 from simsearch.data.images import DECODE_MAX_SIDE, DecodedImage, ImageError, ImageTooLargeError, decode_image
 from simsearch.report.overlay import overlay_png
+from simsearch.service.state import ScoreRequest
 
 if TYPE_CHECKING:
     from simsearch.service.app import Service
@@ -81,7 +82,8 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     nearest exemplars, boxes. `path` is the upload's file name."""
     svc = service(request)
     _, decoded = await _read_upload(svc, image)
-    result = await svc.batcher.submit(decoded.pixels)  # BatcherUnavailable: 503; no good exemplars: 409
+    # BatcherUnavailable: 503; no good exemplars: 409
+    result = await svc.batcher.submit(ScoreRequest(decoded.pixels, heatmap))
     result.path = image.filename
     png = None
     if heatmap:  # drawn on the decoded pixels, in their frame, before the boxes go back to the original's

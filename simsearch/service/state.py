@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -42,6 +43,14 @@ def clone_index(index: ExemplarIndex) -> ExemplarIndex:
     return clone
 
 
+@dataclass
+class ScoreRequest:
+    """One image to score: its RGB pixels, and whether a heatmap is drawn from its map."""
+
+    pixels: np.ndarray
+    heatmap: bool = False
+
+
 class IndexState:
     """One index folder served by one process: snapshot reads, writes serialised with every other writer."""
 
@@ -59,10 +68,12 @@ class IndexState:
         """The inspector to use for one request; never changes under it."""
         return self._current
 
-    def score(self, images: Sequence[np.ndarray]) -> list[ScoreResult]:
-        """Score RGB arrays against the current snapshot (the same path as `simsearch score`)."""
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Score a batch of requests against the current snapshot (the same path as `simsearch score`): every
+        image's map where one of them draws a heatmap, else only the rejects' (for their boxes)."""
         self.refresh()
-        return self._current.score(list(images))
+        maps = "all" if any(request.heatmap for request in requests) else "needed"
+        return self._current.score([request.pixels for request in requests], maps=maps)
 
     def get(self, exemplar_id: int) -> Exemplar | None:
         self.refresh()

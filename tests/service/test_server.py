@@ -20,7 +20,7 @@ import pytest
 
 from simsearch.index import ExemplarIndex
 from simsearch.inspector import Inspector
-from simsearch.service.state import IndexState
+from simsearch.service.state import IndexState, ScoreRequest
 from tests.conftest import part_image
 from tests.service.conftest import png_bytes
 
@@ -160,6 +160,6 @@ def test_sigkill_during_adds_loses_no_acknowledged_exemplar(folder):
         # what a restarted server does: open the index with its embedder, and serve every acknowledged id
         reopened = IndexState(Inspector.load(folder), folder)
         assert all(reopened.get(exemplar_id) is not None for exemplar_id in acknowledged)
-        assert reopened.score([part_image(rng)])[0].score >= 0
+        assert reopened.score([ScoreRequest(part_image(rng))])[0].score >= 0
     finally:
         stop(process)

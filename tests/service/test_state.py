@@ -7,7 +7,7 @@ import pytest
 
 from simsearch.errors import NotFoundError
 from simsearch.index import ExemplarIndex, NewExemplar
-from simsearch.service.state import ConflictError, IndexState, clone_index
+from simsearch.service.state import ConflictError, IndexState, ScoreRequest, clone_index
 from tests.conftest import part_image
 
 
@@ -31,7 +31,7 @@ def test_add_saves_then_publishes_a_new_snapshot(index_copy):
     on_disk = ExemplarIndex.load(folder)
     assert on_disk.exemplars[exemplar.id].defect_type == "scratch"
     assert on_disk.generation == state.snapshot.index_.generation
-    assert state.score([pixels])[0].nearest_defect.id == exemplar.id
+    assert state.score([ScoreRequest(pixels)])[0].nearest_defect.id == exemplar.id
 
 
 def test_remove_unknown_and_last_good(index_copy):

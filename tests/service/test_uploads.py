@@ -19,9 +19,9 @@ def test_large_sixteen_bit_upload_is_scored_in_its_own_frame(client, images, mon
     submitted = []
     real_submit = batcher.submit
 
-    async def recording_submit(pixels):
-        submitted.append(pixels.shape)
-        return await real_submit(pixels)
+    async def recording_submit(request):
+        submitted.append(request.pixels.shape)
+        return await real_submit(request)
 
     monkeypatch.setattr(batcher, "submit", recording_submit)
     part = images["defect"].astype(np.uint16) * 256  # 16-bit gray, 20x larger than the decode limit side
