@@ -243,7 +243,7 @@ class Inspector(Scorer):
         if threshold.pixel is None:
             return
         unmapped = [row for row, r in enumerate(results) if r.is_anomaly and r.patch_map is None]
-        if unmapped and embeddings.patches is not None:
+        if unmapped and embeddings.patches is not None and get_scoring_mode(index.mode).needs_patches:
             _, patch_maps = anomaly_scores(index, Embeddings(embeddings.image[unmapped], embeddings.patches[unmapped]))
             for row, patch_map in zip(unmapped, patch_maps if patch_maps is not None else []):
                 results[row].patch_map, results[row].map_from_patches = patch_map, True
@@ -252,7 +252,7 @@ class Inspector(Scorer):
 
     def score_samples(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Raw anomaly scores, higher = more anomalous."""
-        return np.array([r.score for r in self.score(images)])
+        return np.array([r.score for r in self.score(images, maps="needed")])  # scores need no passing map
 
     @property
     def heatmap_scale_(self) -> Threshold | None:
