@@ -32,12 +32,11 @@ from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores, get_scoring_mode
 from simsearch.score.results import ScoreResult, score_embeddings
-from simsearch.score.scorer import Scorer
+from simsearch.score.scorer import Scorer, check_maps
 
 Warn = Callable[[str], None]
 
 MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
-MAP_CHOICES = ("all", "needed")  # score(maps=...): every image's anomaly map, or only the rejects' (their boxes)
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
 
 
@@ -192,18 +191,13 @@ class Inspector(Scorer):
         self._require_index().remove(ids)
 
     # -- scoring ----------------------------------------------------------------------------------
-    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None, maps: str = "all") -> list[ScoreResult]:
-        """Score images: raw and normalised score, verdict (once a threshold exists), nearest exemplars, and
-        anomaly maps: for every image (maps="all"), or only where a reject's boxes need them ("needed": the
-        scores are the same, found by a search that skips most patches of the images that pass)."""
-        return list(self.iter_score(images, on_progress, on_skip, maps))
-
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
                    on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
-        """Like score(), one result at a time as batches finish."""
-        if maps not in MAP_CHOICES:
-            raise InputError(f"maps={maps!r}: expected one of {', '.join(MAP_CHOICES)}", parameter="maps")
+        """Score images, one result at a time as batches finish: raw and normalised score, verdict (once a
+        threshold exists), nearest exemplars, and anomaly maps: for every image (maps="all"), or only where a
+        reject's boxes need them ("needed": the same scores, from a search that skips most patches of the
+        images that pass)."""
+        check_maps(maps)
         index = self._require_index()
         embedder = self._require_embedder()
         threshold = self.threshold_

@@ -196,8 +196,9 @@ class ImageClassifier(SavedBaseline):
         return results
 
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
-        """Score images in batches: defect probability, verdict at the threshold, and CAM box (kind 'cam')."""
+                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+        """Score images in batches: defect probability, verdict at the threshold, and CAM box (kind 'cam'); the
+        CAM comes with the forward pass, so every image keeps its map whatever `maps` asks."""
         batch = []
         for item in iter_items(expand_inputs(images), on_skip):
             batch.append(item)

@@ -209,8 +209,8 @@ class BackboneProbe(SavedBaseline):
         return self.embedder_.config.get("backbone") if self.embedder_ is not None else None
 
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
-        """Defect probability per image from the chosen backbone and head."""
+                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+        """Defect probability per image from the chosen backbone and head (no maps: `maps` changes nothing)."""
         if self.embedder_ is None or self.head_ is None:
             raise NotFittedError("this probe is not trained: call fit() or load_baseline()")
         batch = []

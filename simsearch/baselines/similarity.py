@@ -132,9 +132,9 @@ class InspectorScorer(Scorer):
         return self.inspector_
 
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
+                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
         """The Inspector's results: kNN score, verdict at the validation threshold, maps and nearest exemplars."""
-        return self._require().iter_score(images, on_progress, on_skip)
+        return self._require().iter_score(images, on_progress, on_skip, maps)
 
     @property
     def threshold_(self) -> Threshold | None:

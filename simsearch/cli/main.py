@@ -296,9 +296,8 @@ def score(
                 scored = ray_engine.iter_score(inspector, index, files, cluster, weights, device, advance, skips)
             else:
                 # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
-                # (a baseline --model has no maps to choose)
-                map_choice = {} if model is not None else {"maps": "all" if heatmap is not None else "needed"}
-                scored = inspector.iter_score(files, on_progress=advance, on_skip=skips, **map_choice)
+                scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
+                                              maps="all" if heatmap is not None else "needed")
             for number, result in enumerate(scored):
                 if heatmap is not None:
                     _write_heatmap(inspector, result, heatmap, number, overlay_names)

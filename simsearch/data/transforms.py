@@ -33,10 +33,9 @@ def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
     gray = gray_channel(image)
-    if gray is not None:
-        resized = np.asarray(Image.fromarray(np.ascontiguousarray(gray)).resize((size, size), Image.Resampling.BILINEAR))
-        return np.repeat(resized[:, :, None], 3, axis=2)
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+    source = image if gray is None else np.ascontiguousarray(gray)
+    resized = np.asarray(Image.fromarray(source).resize((size, size), Image.Resampling.BILINEAR))
+    return resized if gray is None else np.repeat(resized[:, :, None], 3, axis=2)
 
 
 def imagenet_pixels(images: Sequence[np.ndarray], size: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -7,6 +7,7 @@ what an image score needs, the largest nearest distance among each image's patch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import faiss
 import numpy as np
@@ -82,19 +83,30 @@ def pruned_search(part: CellPartition, queries: np.ndarray, k: int = 1) -> tuple
         return _pruned_search(part, queries, k)
 
 
+def _centroid_distances(part: CellPartition, queries: np.ndarray, query_norms: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(query_norms[:, None] + (part.centroids ** 2).sum(axis=1)[None]
+                              - 2.0 * queries @ part.centroids.T, 0.0))
+
+
+def _rows_by_cell(cells: np.ndarray, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(cell, the rows assigned to it, ascending) for each cell that has rows: one sort, not a scan per cell."""
+    order = np.argsort(cells, kind="stable")
+    bounds = np.searchsorted(cells[order], np.arange(count + 1))
+    for cell in np.flatnonzero(np.diff(bounds)):
+        yield int(cell), order[bounds[cell]:bounds[cell + 1]]
+
+
 def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     count = len(queries)
     k = min(k, len(part.vectors))
     query_norms = (queries ** 2).sum(axis=1)
-    to_centroid = np.sqrt(np.maximum(query_norms[:, None] + (part.centroids ** 2).sum(axis=1)[None]
-                                     - 2.0 * queries @ part.centroids.T, 0.0))
+    to_centroid = _centroid_distances(part, queries, query_norms)
     best_d = np.full((count, k), np.inf, dtype=np.float32)
     best_i = np.full((count, k), -1, dtype=np.int64)
     # first the nearest cell of each query: a tight bound from the start
     first = np.argmin(to_centroid, axis=1)
-    for cell in np.unique(first):
-        rows = np.flatnonzero(first == cell)
+    for cell, rows in _rows_by_cell(first, len(part.starts)):
         start, end = part.starts[cell], part.ends[cell]
         distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
         positions = np.broadcast_to(np.arange(start, end), distances.shape)
@@ -128,21 +140,12 @@ def pruned_largest_nearest(part: CellPartition, queries: np.ndarray) -> np.ndarr
         # an upper bound on each query's nearest distance: the nearest vector in its nearest cell (often the
         # true one); one search of the cell per cell, over the queries it is nearest to
         norms = (flat ** 2).sum(axis=1)
-        partial = flat @ part.centroids.T
-        partial *= -2.0
-        partial += (part.centroids ** 2).sum(axis=1)
-        first = np.argmin(partial, axis=1)
+        first = np.argmin(_centroid_distances(part, flat, norms), axis=1)
         upper = np.empty(len(flat), dtype=np.float32)
-        order = np.argsort(first, kind="stable")
-        bounds = np.searchsorted(first[order], np.arange(len(part.starts) + 1))
-        for cell in np.flatnonzero(np.diff(bounds)):
-            rows = order[bounds[cell]:bounds[cell + 1]]
-            start, end = part.starts[cell], part.ends[cell]
-            block = flat[rows] @ part.vectors[start:end].T
-            block *= -2.0
-            block += part.squared_norms[start:end]
-            upper[rows] = block.min(axis=1)
-        upper = np.maximum(upper + norms, 0.0).reshape(groups, per_group)
+        for cell, rows in _rows_by_cell(first, len(part.starts)):
+            upper[rows] = _squared_distances(flat[rows], norms[rows], part, part.starts[cell],
+                                             part.ends[cell]).min(axis=1)
+        upper = upper.reshape(groups, per_group)
         # the query with the largest bound, searched exactly, gives each group a lower bound on its maximum;
         # only queries whose upper bound lies above it can still raise it
         top = upper.argmax(axis=1) + np.arange(groups) * per_group

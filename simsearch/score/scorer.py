@@ -14,9 +14,17 @@ from typing import Any, Iterator, Sequence
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress
+from simsearch.errors import InputError
 from simsearch.score.results import ScoreResult
 
 FAMILIES = ("similarity", "classifier")
+MAP_CHOICES = ("all", "needed")  # score(maps=...): every image's anomaly map, or only the rejects' (their boxes)
+
+
+def check_maps(maps: str) -> None:
+    """Refuse a `maps` value that is not one of MAP_CHOICES."""
+    if maps not in MAP_CHOICES:
+        raise InputError(f"maps={maps!r}: expected one of {', '.join(MAP_CHOICES)}", parameter="maps")
 
 
 class Scorer(ABC):
@@ -31,13 +39,16 @@ class Scorer(ABC):
 
     @abstractmethod
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> Iterator[ScoreResult]:
-        """One ScoreResult per readable image (unreadable ones go to on_skip), as batches finish."""
+                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+        """One ScoreResult per readable image (unreadable ones go to on_skip), as batches finish. Anomaly maps
+        for every image (maps="all"), or where a reject's boxes need them ("needed": the same scores; a
+        scorer whose maps cost nothing extra may make them all the same)."""
 
     def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None) -> list[ScoreResult]:
+              on_skip: OnSkip | None = None, maps: str = "all") -> list[ScoreResult]:
         """Like iter_score(), as a list."""
-        return list(self.iter_score(images, on_progress, on_skip))
+        check_maps(maps)
+        return list(self.iter_score(images, on_progress, on_skip, maps))
 
     @property
     @abstractmethod

@@ -59,6 +59,8 @@ def test_every_scorer_keeps_the_contract(name, parts, small_embedder, tmp_path):
                for r in results)
     assert [r.path for r in results] == [str(p) for p in test]
     assert [r.score for r in scorer.score(test)] == pytest.approx([r.score for r in results], abs=1e-5)
+    # maps only where needed is a saving, never another score
+    assert [r.score for r in scorer.score(test, maps="needed")] == pytest.approx([r.score for r in results], abs=1e-5)
 
     scorer.save(tmp_path / "saved")
     loaded = simsearch.load(tmp_path / "saved", device="cpu")
