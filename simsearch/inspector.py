@@ -7,6 +7,7 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,7 @@ from simsearch.errors import InputError, NotFittedError
 from simsearch.evaluate.evaluation import (Evaluation, evaluate_dataset, leave_out_exemplars, maps_and_masks,
                                            score_samples)
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
-from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, update_index
+from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, check_fingerprint, update_index
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_boxes
@@ -296,17 +297,28 @@ class Inspector(Scorer):
     # -- persistence ------------------------------------------------------------------------------
     def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
         """Write the index (atomically, under the folder's writer lock) to a folder; replacing another index
-        there needs `force` (see ExemplarIndex.save)."""
-        self._require_index().save(folder, force=force, wait=wait)
+        there needs `force` (see ExemplarIndex.save). The index keeps a compiled copy of the embedder."""
+        index = self._require_index()
+        if index.compiled_embedder is None:
+            index.compiled_embedder = self._compiled_copy()
+        index.save(folder, force=force, wait=wait)
+
+    def _compiled_copy(self) -> tuple[bytes, dict] | None:
+        """A compiled copy of the embedder for the index to keep (once a process; None where there is none)."""
+        from simsearch.embed.compiled import compile_embedder
+
+        return compile_embedder(self._require_embedder())
 
     def save_threshold(self, folder: str | Path, wait: float = DEFAULT_WAIT) -> bool:
         """Store the threshold in the index saved in `folder`, under its writer lock and on top of what other
         writers committed; True when they had changed it since this inspector read it."""
         index = self._require_index()
         record, read_at = index.threshold, index.generation
+        compiled = index.compiled_embedder or self._compiled_copy()  # an older index gains one here
 
         def change(saved: ExemplarIndex) -> bool:
             saved.threshold = record
+            saved.compiled_embedder = saved.compiled_embedder or compiled
             return saved.generation != read_at
 
         self.index_, changed = update_index(folder, change, self._require_embedder().fingerprint, wait)
@@ -314,15 +326,54 @@ class Inspector(Scorer):
 
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None, embedder: Embedder | None = None,
-             n_nearest: int = 3, **runtime) -> "Inspector":
-        """Open a saved index with the embedder it was built with (refusing any other)."""
-        manifest = read_manifest(folder)
+             n_nearest: int = 3, compiled: bool | None = None, **runtime) -> "Inspector":
+        """Open a saved index with the embedder it was built with (refusing any other).
+
+        `compiled`: run the index's compiled copy of the embedder (ONNX Runtime: the same vectors, no torch to
+        import). None: where it applies (on the CPU in float32 with the recorded weights, see
+        `compiled_applies`) and the index has one; True: or fail; False: never."""
+        from simsearch.embed.compiled import compiled_applies
+
+        wanted = embedder is None and (compiled or (compiled is None and compiled_applies(weights, runtime)))
+        if embedder is None and not wanted:
+            config = read_manifest(folder).get("embedder", {}).get("config", {})
+            embedder = embedder_from_config(config, weights=weights, **runtime)
+        index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint)
         if embedder is None:
-            embedder = embedder_from_config(manifest.get("embedder", {}).get("config", {}), weights=weights, **runtime)
-        index = ExemplarIndex.load(folder, fingerprint=embedder.fingerprint)
+            embedder = _open_compiled(index, folder, compiled is True, weights, runtime)
         inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest, dict(index.index_kinds))
         inspector.index_ = index
         return inspector
+
+
+def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, weights: str | Path | None,
+                   runtime: dict) -> Embedder:
+    """The index's compiled embedder; where it has none (or it cannot run), the torch one it was built with."""
+    from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError, compiled_applies
+
+    if required and not compiled_applies(weights, runtime):
+        raise InputError("a compiled embedder runs on the CPU in float32, with the weights it was made from",
+                         hint="leave device, precision and weights out, or leave {param} out", parameter="compiled")
+    if index.compiled_embedder is not None:
+        options = {"batch_size": runtime["batch_size"]} if "batch_size" in runtime else {}
+        try:
+            embedder = CompiledEmbedder(*index.compiled_embedder, index.embedder_config, **options)
+        except DamagedCopyError as error:  # the rest of the index was checked as it loaded
+            if required:
+                raise InputError(f"the compiled embedder in {folder} cannot run: {error}",
+                                 hint="save the index again to remake it, or leave {param} out",
+                                 parameter="compiled") from None
+            logging.getLogger("simsearch.embed").warning("the compiled embedder in %s cannot run (%s): running "
+                                                         "torch", folder, error)
+        else:
+            check_fingerprint(folder, index.fingerprint, embedder.fingerprint)  # the config is the copy's too
+            return embedder
+    elif required:
+        raise InputError(f"the index in {folder} has no compiled embedder",
+                         hint="calibrate or save it again to make one, or leave {param} out", parameter="compiled")
+    embedder = embedder_from_config(index.embedder_config, weights=weights, **runtime)
+    check_fingerprint(folder, index.fingerprint, embedder.fingerprint)
+    return embedder
 
 
 def _is_samples(items: object) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simsearch.errors import DeviceError, InputError
@@ -27,6 +31,19 @@ def resolve_device(device: "str | torch.device | None" = None) -> "torch.device"
         raise DeviceError("this machine has no CUDA GPU that torch can use", hint="leave {param} out or use cpu",
                           parameter="device")
     return chosen
+
+
+def gpu_visible() -> bool:
+    """Whether torch would find a CUDA GPU, answered without importing torch where it is not loaded yet (that
+    takes seconds): NVIDIA's driver lists its GPUs under /proc, and CUDA_VISIBLE_DEVICES can hide them."""
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available())
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir():
+        return any(gpus.iterdir())
+    return shutil.which("nvidia-smi") is not None  # no /proc: another system, where the driver's tool tells
 
 
 def check_batch_size(batch_size: int) -> int:

@@ -99,3 +99,57 @@ def test_maps_needed_scores_the_same_and_maps_only_the_rejects(small_embedder):
             assert lean.patch_map is None and lean.anomaly_map is None and not lean.boxes
     with pytest.raises(InputError, match="maps"):
         inspector.score(test, maps="some")
+
+
+def test_a_saved_index_keeps_a_compiled_embedder_that_scores_the_same(small_embedder, part_folder, tmp_path):
+    from simsearch.embed.compiled import CompiledEmbedder
+
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    compiled = Inspector.load(tmp_path / "idx", device="cpu")
+    plain = Inspector.load(tmp_path / "idx", device="cpu", compiled=False)
+    assert isinstance(compiled.embedder, CompiledEmbedder) and not isinstance(plain.embedder, CompiledEmbedder)
+    assert compiled.embedder.fingerprint == plain.embedder.fingerprint == compiled.index_.fingerprint
+    images = sorted(part_folder.rglob("*.png"))
+    ours, theirs = compiled.score_samples(images), plain.score_samples(images)
+    # float32 rounding of near-zero distances (good parts among exemplars), far below the scores' spread
+    assert np.abs(ours - theirs).max() <= 1e-3 * theirs.max()
+    # a weights file named now, or another precision, is torch's to run
+    assert not isinstance(Inspector.load(tmp_path / "idx", precision="bfloat16").embedder, CompiledEmbedder)
+    with pytest.raises(InputError, match="CPU in float32"):
+        Inspector.load(tmp_path / "idx", compiled=True, precision="bfloat16")
+    # later writes keep the copy without making it again
+    compiled.add_saved(tmp_path / "idx", part_folder / "defect", "defect", defect_type="spot")
+    assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
+
+
+def test_an_index_without_a_compiled_embedder_runs_torch_until_saved_again(small_embedder, part_folder, tmp_path):
+    from simsearch.embed.compiled import CompiledEmbedder
+    from simsearch.index import ExemplarIndex
+
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    older = ExemplarIndex.load(tmp_path / "idx")
+    older.compiled_embedder = None  # as an index written before compiled copies
+    older.save(tmp_path / "idx")
+    assert not list((tmp_path / "idx").glob("*.onnx"))
+    loaded = Inspector.load(tmp_path / "idx", device="cpu")
+    assert not isinstance(loaded.embedder, CompiledEmbedder)
+    with pytest.raises(InputError, match="no compiled embedder"):
+        Inspector.load(tmp_path / "idx", compiled=True)
+    loaded.index_.threshold = {"value": 1.0, "low": 0.0, "high": 2.0, "policy": "test"}
+    loaded.save_threshold(tmp_path / "idx")  # calibrating saves the copy too
+    assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
+
+
+def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_folder, tmp_path, caplog):
+    import json
+
+    from simsearch.embed.compiled import CompiledEmbedder
+
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest["compiled_embedder"]["grid"] = [3, 3]  # the model's outputs no longer match its record
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    loaded = Inspector.load(tmp_path / "idx", device="cpu")
+    assert not isinstance(loaded.embedder, CompiledEmbedder) and "running torch" in caplog.text
+    with pytest.raises(InputError, match="cannot run"):
+        Inspector.load(tmp_path / "idx", compiled=True)

@@ -96,9 +96,9 @@ def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
 
 
 def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
-                    device: Optional[str] = None):
+                    device: Optional[str] = None, compiled: Optional[bool] = None):
     from simsearch.inspector import Inspector
-    return Inspector.load(index, weights=weights, **_embedder_runtime(batch_size, device))
+    return Inspector.load(index, weights=weights, compiled=compiled, **_embedder_runtime(batch_size, device))
 
 
 def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
@@ -256,6 +256,9 @@ def score(
                                                 "no table is printed)."),
     results_format: str = typer.Option("jsonl", "--results-format", help="jsonl (the --json records) or parquet "
                                        "(the same keys as columns; needs pyarrow)."),
+    compiled: Optional[bool] = typer.Option(None, "--compiled/--no-compiled", help="Run the index's compiled "
+                                            "embedder (ONNX Runtime, no torch to load: the same vectors). Default: "
+                                            "on a CPU, where the index has one."),
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
@@ -275,7 +278,7 @@ def score(
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
         inspector = _load_model(model, weights, batch_size, device) if model is not None \
-            else _load_inspector(index, weights, batch_size, device)
+            else _load_inspector(index, weights, batch_size, device, compiled)
         if heatmap is not None and getattr(inspector, "index_", None) is None:
             fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
         results = []

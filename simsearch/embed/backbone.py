@@ -8,8 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torchvision
+from torch import nn
 
-from simsearch.data.transforms import imagenet_pixels, resize_rgb
+from simsearch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.feature_extractor import FeatureExtractor
 from simsearch.embed.registry import register_embedder
@@ -36,6 +37,22 @@ def check_precision(precision: str, device: torch.device) -> str:
         raise InputError("float16 autocast runs on a CUDA GPU only", hint="use bfloat16 for {param} on a CPU",
                          parameter="precision")
     return precision
+
+
+class EmbeddingNet(nn.Module):
+    """Prepared uint8 images (N, S, S, 3) -> image vectors (N, D) and patch vectors (N, h, w, D): ImageNet
+    normalisation, the feature extractor, and the grid's mean, in one module (the one a compiled copy runs)."""
+
+    def __init__(self, extractor: FeatureExtractor):
+        super().__init__()
+        self.extractor = extractor
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = images.permute(0, 3, 1, 2).float() / 255.0  # channels-last in memory, as the uint8 rows come
+        features = self.extractor((pixels - self.mean) / self.std).float()
+        return features.mean(dim=(2, 3)), features.permute(0, 2, 3, 1)
 
 
 @register_embedder
@@ -93,6 +110,7 @@ class BackboneEmbedder(Embedder):
         self.model = extractor.eval().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = EmbeddingNet(self.model).eval().to(self.device)
         probe_size = self.image_size if extractor.tokens else 64  # a transformer takes only its own size
         with torch.inference_mode():
             probe = self.model(torch.zeros(1, 3, probe_size, probe_size, device=self.device))
@@ -117,16 +135,15 @@ class BackboneEmbedder(Embedder):
         return resize_rgb(pixels, self.image_size)
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
-        pixels = imagenet_pixels(images, self.image_size, self.device)
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        size = self.image_size
+        rows = np.stack([resize_rgb(i, size) for i in images]) if len(images) else np.zeros((0, size, size, 3), np.uint8)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
                                                     enabled=self.precision != "float32"):
-            features = self.model(pixels).float()
-            image_vectors = features.mean(dim=(2, 3))
-            patches = features.permute(0, 2, 3, 1)
-        return Embeddings(image=image_vectors.float().cpu().numpy(),
-                          patches=np.ascontiguousarray(patches.float().cpu().numpy()))
+            image_vectors, patches = self.net(torch.from_numpy(rows).to(self.device))
+        return Embeddings(image=image_vectors.cpu().numpy(), patches=np.ascontiguousarray(patches.cpu().numpy()))
+
+    def inference_module(self) -> tuple[nn.Module, int]:
+        return self.net, self.image_size
 
     @classmethod
     def from_config(cls, config: dict[str, Any], weights: str | Path | None = None,

@@ -7,13 +7,16 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import DEFAULT_WORKERS, Item, OnSkip, Progress, iter_batches
 from simsearch.runtime import check_batch_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -73,6 +76,11 @@ class Embedder(ABC):
     @property
     def supports_patches(self) -> bool:
         return True
+
+    def inference_module(self) -> "tuple[nn.Module, int] | None":
+        """(module, size): a torch module that takes prepared uint8 batches (N, size, size, 3) to the image and
+        patch vectors `embed` gives, for `simsearch.embed.compiled` to compile; None where there is none."""
+        return None
 
     @property
     def fingerprint(self) -> str:

@@ -29,6 +29,7 @@ T = TypeVar("T")
 FORMAT_VERSION = 2  # 2: a bank of defect patches beside the good one, stores of other index kinds than exact
 # (IVF, HNSW, PQ) with their records; version 1 indexes read as having no defect patches and exact stores
 EXACT_FORMAT_VERSION = 1  # what an index with all stores exact and no defect patches is written as: older readers read it
+COMPILED_ROLE = "embedder"  # the file role of the compiled embedder copy
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
 CORESET_PROJECTION_DIM = 128
 COHERENCE_SAMPLE = 512  # defect exemplars enough to measure how they cluster
@@ -112,6 +113,9 @@ class ExemplarIndex:
         self.size_bytes: int | None = None  # on disk, when saved or loaded
         self.origin: str | None = None  # the folder (real path) this index was read from or saved to
         self._coherence: tuple[tuple, float] | None = None  # (stores' identity and versions, defect coherence)
+        # (model bytes, record): a compiled copy of the embedder (simsearch.embed.compiled), kept while its
+        # record's fingerprint is this index's; the index only stores it
+        self.compiled_embedder: tuple[bytes, dict[str, Any]] | None = None
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -388,7 +392,13 @@ class ExemplarIndex:
             "patch_grid": list(self.patch_grid) if self.patch_grid else None,
             "next_id": self.next_id, "counts": self.counts(), "threshold": self.threshold,
             "map_scale": self.map_scale, "created": self.created, "updated": self.updated, "generation": self.generation,
+            "compiled_embedder": self._compiled()[1] if self._compiled() else None,
         }
+
+    def _compiled(self) -> tuple[bytes, dict[str, Any]] | None:
+        """The compiled embedder copy, when it is one of this index's embedder."""
+        copy = self.compiled_embedder
+        return copy if copy is not None and copy[1].get("fingerprint") == self.fingerprint else None
 
     def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
         """Write the index to a folder atomically, under the folder's writer lock (waiting up to `wait` s).
@@ -408,6 +418,8 @@ class ExemplarIndex:
             writers: dict[str, Any] = {role: store.to_bytes() for role, store in self.stores().items()}
             exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
             writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
+            if self._compiled():
+                writers[COMPILED_ROLE] = self._compiled()[0]
             manifest = self.manifest()
             manifest["updated"] = _now()
             saved = save_generation(folder, manifest, writers, wait=wait)
@@ -489,9 +501,8 @@ class ExemplarIndex:
                                      f"({FORMAT_VERSION}); upgrade simsearch")
         _check_manifest(folder / MANIFEST, manifest)
         stored = manifest["embedder"]["fingerprint"]
-        if fingerprint is not None and fingerprint != stored:
-            raise IndexMismatchError(f"{folder} was built with another embedder (fingerprint {stored}, this one "
-                                     f"is {fingerprint}); rebuild the index or use the embedder it was built with")
+        if fingerprint is not None:
+            check_fingerprint(folder, stored, fingerprint)
         try:
             index = cls(manifest["dim"], manifest["embedder"]["config"], stored, manifest["mode"],
                         manifest["k"], manifest["coreset_ratio"], manifest.get("patch_bank"),
@@ -526,6 +537,9 @@ class ExemplarIndex:
         index.created = manifest.get("created", index.created)
         index.updated = manifest.get("updated")
         index.generation = manifest.get("generation", 0)
+        record = manifest.get("compiled_embedder")
+        if record is not None and record.get("fingerprint") == stored and COMPILED_ROLE in manifest["files"]:
+            index.compiled_embedder = generation_file(folder, manifest, COMPILED_ROLE, fast).read_bytes(), record
         index._check_contents(folder, manifest)
         index.origin = os.path.realpath(folder)
         index.size_bytes = _size_on_disk(folder, manifest)
@@ -579,6 +593,8 @@ class ExemplarIndex:
             "patch_grid": list(self.patch_grid) if patch_mode and self.patch_grid else None,
             "counts": self.counts(), "defect_types": self.defect_types(), "threshold": self.threshold,
             "format_version": FORMAT_VERSION, "generation": self.generation,
+            "compiled_embedder": ({key: self._compiled()[1].get(key) for key in ("format", "max_difference")}
+                                  if self._compiled() else None),
             "created": self.created, "updated": self.updated, "bytes": self.size_bytes,
             # per store: the kind asked for and built, its search depth and recall against exact search
             "index_kinds": {role: {**(store.record.to_dict() if store.record else
@@ -595,6 +611,13 @@ def _size_on_disk(folder: Path, manifest: dict[str, Any]) -> int | None:
         return sum((folder / name).stat().st_size for name in names)
     except OSError:
         return None
+
+
+def check_fingerprint(folder: str | Path, stored: str, fingerprint: str) -> None:
+    """IndexMismatchError unless the embedder's fingerprint is the one the index was built with."""
+    if fingerprint != stored:
+        raise IndexMismatchError(f"{folder} was built with another embedder (fingerprint {stored}, this one "
+                                 f"is {fingerprint}); rebuild the index or use the embedder it was built with")
 
 
 def _check_manifest(path: Path, manifest: dict) -> None:
@@ -623,6 +646,8 @@ def _check_manifest(path: Path, manifest: dict) -> None:
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    need(manifest.get("compiled_embedder") is None or isinstance(manifest["compiled_embedder"], dict),
+         "compiled_embedder is not a record")
     scale = manifest.get("map_scale")
     need(scale is None or (isinstance(scale, dict) and all(
         isinstance(scale.get(key), (int, float)) and not isinstance(scale.get(key), bool) and math.isfinite(scale[key])

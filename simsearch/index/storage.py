@@ -16,7 +16,8 @@ from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_
 from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
 
 MANIFEST = "manifest.json"
-_GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite)$")
+_GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite|onnx)$")
+_EXTENSIONS = {"catalogue": "sqlite", "embedder": "onnx"}  # by role; every other role is a FAISS index
 # Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
 _TEMPORARY = re.compile(r"^\.([a-z]+-\d{6,}\.(faiss|sqlite)|manifest\.json)\.[0-9a-f]+\.tmp$|"
                         r"^[a-z]+-\d{6,}\.(faiss|sqlite)\.tmp$")
@@ -123,7 +124,7 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
             generation = max(previous, int(manifest.get("generation", 0))) + 1
             files, checksums = {}, {}
             for role, content in writers.items():
-                name = f"{role}-{generation:06d}.{'sqlite' if role == 'catalogue' else 'faiss'}"
+                name = f"{role}-{generation:06d}.{_EXTENSIONS.get(role, 'faiss')}"
                 fd, temporary = open_temporary(folder / name)  # exclusive, never through a symlink
                 os.close(fd)
                 try:

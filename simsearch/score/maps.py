@@ -4,8 +4,6 @@ the threshold as boxes in original pixels. Maths only: drawing overlays is `sims
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from simsearch.score.results import Box, ScoreResult
 
@@ -23,9 +21,12 @@ def anomaly_map(patch_map: np.ndarray, size: int = MAP_SIZE, sigma: float = SIGM
 
 
 def resize_map(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a 2-D float map to (height, width)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+    """Bilinear resize of a 2-D float map to (height, width), with half-pixel centres (torch's
+    align_corners=False); OpenCV rather than torch, so that scoring with a compiled embedder never loads torch."""
+    import cv2  # on first use, as scipy above
+
+    return cv2.resize(np.ascontiguousarray(values, dtype=np.float32), (int(width), int(height)),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def boxes_from_map(amap: np.ndarray, threshold: float, image_size: tuple[int, int] | None = None,

@@ -142,3 +142,24 @@ def test_info_of_a_contrast_index_shows_how_far_it_trusts_the_ratio(part_folder,
     info = json.loads(_run("info", index, "--json").stdout)
     assert info["mode"] == "contrast" and 0.0 <= info["defect_coherence"] <= 1.0
     assert "defect coherence" in _run("info", index).stdout
+
+
+def test_score_with_the_compiled_embedder_never_imports_torch(built, fresh_parts):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['simsearch', 'score', {str(fresh_parts / 'defect')!r}, '--index', {str(built)!r}, '--json']\n"
+            "try:\n    runpy.run_module('simsearch.cli.main', run_name='__main__')\n"
+            "except SystemExit as done:\n    assert not done.code, done.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    expected = [json.loads(line) for line in _run("score", fresh_parts / "defect", "--index", built, "--json",
+                                                  "--no-compiled").stdout.splitlines()]
+    assert [r["path"] for r in rows] == [r["path"] for r in expected] and len(rows) == 4
+    assert all(abs(a["score"] - b["score"]) <= 1e-3 * max(r["score"] for r in expected)
+               for a, b in zip(rows, expected))

@@ -52,13 +52,14 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def single_process(embedder, elpv_split, tmp_path_factory):
-    """The index built in this process, saved, and its scores of the scored images."""
+    """The index built in this process, saved, and the scores of the scored images by that index loaded again,
+    as the workers load it (with its compiled embedder, on this CPU)."""
     inspector = Inspector(embedder, mode="patch", k=1, coreset_ratio=0.1).fit(elpv_split["index_good"])
     defects = elpv_split["index_defects"]
     inspector.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects])
     folder = tmp_path_factory.mktemp("ray") / "index"
     inspector.save(folder)
-    return folder, inspector, inspector.score(elpv_split["scored"])
+    return folder, inspector, Inspector.load(folder).score(elpv_split["scored"])
 
 
 def test_build_index_on_ray_is_the_single_process_index(cluster, embedder, elpv_split, single_process):

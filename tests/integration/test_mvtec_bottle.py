@@ -64,3 +64,22 @@ def test_boxes_of_broken_bottles_overlap_their_masks(bottle_index):
             covered[box.y0:box.y1, box.x0:box.x1] = True
         hits += bool((covered & mask).sum() > 0.3 * mask.sum())
     assert hits >= 7, hits
+
+
+def test_the_compiled_embedder_scores_as_torch_does(bottle_index):
+    """The index's compiled embedder (ONNX Runtime) against torch on every bottle test image: the same scores to
+    float rounding and the same image AUROC and pixel maps."""
+    from simsearch.embed.compiled import CompiledEmbedder
+    from simsearch.evaluate.metrics import image_auroc
+    from simsearch.inspector import Inspector
+
+    images = sorted((BOTTLE / "test").rglob("*.png"))
+    labels = [0 if p.parent.name == "good" else 1 for p in images]
+    compiled = Inspector.load(bottle_index, device="cpu")
+    plain = Inspector.load(bottle_index, weights=RESNET18_WEIGHTS, device="cpu")
+    assert isinstance(compiled.embedder, CompiledEmbedder) and not isinstance(plain.embedder, CompiledEmbedder)
+    ours, theirs = compiled.score(images[::4]), plain.score(images[::4])
+    assert max(abs(a.score - b.score) for a, b in zip(ours, theirs)) <= 1e-4 * max(b.score for b in theirs)
+    assert max(float(np.abs(a.anomaly_map - b.anomaly_map).max()) for a, b in zip(ours, theirs)) <= 1e-3
+    scores = compiled.score_samples(images)
+    assert round(image_auroc(labels, scores), 3) == round(image_auroc(labels, plain.score_samples(images)), 3)

@@ -1,0 +1,191 @@
+"""A compiled copy of an embedder: its network as ONNX, run by ONNX Runtime on the CPU.
+
+It gives the embedder's vectors (to float rounding, checked when the copy is made) without importing torch,
+which alone takes seconds: a CLI run reaches its first result sooner, and ONNX Runtime runs the network
+faster than torch on a CPU. An index keeps the copy of the embedder it was built with
+(`ExemplarIndex.compiled_embedder`); `Inspector.load` runs it where `compiled_applies` says it may.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from simsearch.data.transforms import resize_rgb
+from simsearch.embed.base import Embedder, Embeddings
+from simsearch.errors import IndexProblem, UnknownComponentError
+from simsearch.runtime import DEFAULT_BATCH_SIZE, check_batch_size, gpu_visible
+
+if TYPE_CHECKING:
+    from torch import nn
+
+COMPILED_FORMAT = "onnx"
+TOLERANCE = 1e-3  # largest difference from torch's vectors allowed, relative to their largest magnitude
+PROBE_IMAGES = 2  # random images both runtimes embed when a copy is made (2: a batch axis that stays free)
+MAX_BATCH = 4096
+RUNTIME_OPTIONS = {"batch_size", "device", "precision", "channels_last"}
+class DamagedCopyError(IndexProblem, ValueError):
+    """A compiled copy that cannot stand for its embedder: a damaged record, or a model ONNX Runtime refuses."""
+
+
+_COPIES: dict[str, tuple[bytes, dict] | None] = {}  # fingerprint -> copy: an embedder is compiled once a process
+logger = logging.getLogger("simsearch.embed")
+
+
+def compile_embedder(embedder: Embedder) -> tuple[bytes, dict] | None:
+    """(ONNX bytes, record) for the embedder's network, checked against torch on probe images; None where the
+    embedder has no inference module or the export fails (its index then runs torch, as before)."""
+    fingerprint = embedder.fingerprint
+    if fingerprint in _COPIES:
+        return _COPIES[fingerprint]
+    found = embedder.inference_module()
+    if found is None:
+        return None
+    module, size = found
+    try:
+        model = _export(module, size)
+        difference, grid = _check(model, module, size)
+    except Exception as error:  # an exporter gap for some torchvision model must not fail the save
+        logger.info("no compiled copy of the %s embedder: %s", embedder.config.get("kind"), error)
+        _COPIES[fingerprint] = None  # and is not tried again for every save
+        return None
+    record = {"format": COMPILED_FORMAT, "fingerprint": fingerprint, "weights_digest": embedder.weights_digest,
+              "image_size": size, "dim": embedder.dim, "grid": grid, "max_difference": difference}
+    _COPIES[fingerprint] = (model, record)
+    return _COPIES[fingerprint]
+
+
+def _export(module: "nn.Module", size: int) -> bytes:
+    import copy
+
+    import torch
+
+    if any(p.device.type != "cpu" for p in module.parameters()):
+        module = copy.deepcopy(module).cpu()
+    example = torch.zeros(PROBE_IMAGES, size, size, 3, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals are not the user's business
+        program = torch.onnx.export(module.eval(), (example,), dynamo=True, verbose=False, external_data=False,
+                                    input_names=["images"], output_names=["image", "patches"],
+                                    dynamic_shapes=({0: torch.export.Dim("images", min=1, max=MAX_BATCH)},))
+    return program.model_proto.SerializeToString()
+
+
+def _check(model: bytes, module: "nn.Module", size: int) -> tuple[float, list[int]]:
+    """(largest difference, patch grid): both runtimes on the same random images."""
+    import torch
+
+    images = np.random.default_rng(0).integers(0, 256, (PROBE_IMAGES, size, size, 3), dtype=np.uint8)
+    device = next(module.parameters()).device
+    with torch.inference_mode():
+        expected = [t.float().cpu().numpy() for t in module(torch.from_numpy(images).to(device))]
+    got = _session(model).run(None, {"images": images})
+    difference = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+    scale = max(float(np.abs(e).max()) for e in expected)
+    if not difference <= TOLERANCE * max(scale, 1e-6):
+        raise ValueError(f"its vectors differ from torch's by {difference:.3g} (largest value {scale:.3g})")
+    return difference, [int(v) for v in expected[1].shape[1:3]]
+
+
+def _session(model: bytes) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def compiled_applies(weights: object, runtime: dict) -> bool:
+    """Whether a run with these options may use a compiled copy: the recorded weights (a weights file named now
+    is the caller's choice), float32 on the CPU (a GPU, where torch sees one, is for torch)."""
+    device = runtime.get("device")
+    on_cpu = str(device) == "cpu" if device not in (None, "") else not gpu_visible()
+    return (weights is None and on_cpu and set(runtime) <= RUNTIME_OPTIONS
+            and runtime.get("precision", "float32") == "float32" and not runtime.get("channels_last"))
+
+
+class CompiledEmbedder(Embedder):
+    """An embedder's compiled copy, run by ONNX Runtime: the same config, weights digest (so fingerprint) and
+    vectors.
+
+    Not registered: it is opened from the index that keeps it, never built from a spec or a config.
+    """
+
+    kind = "compiled"
+
+    def __init__(self, model: bytes, record: dict, config: dict, batch_size: int = DEFAULT_BATCH_SIZE):
+        _check_record(record)
+        try:
+            self.session = _session(model)
+        except Exception as error:  # ONNX Runtime's errors derive from Exception alone
+            raise DamagedCopyError(f"ONNX Runtime cannot open it: {error}") from None
+        _check_signature(self.session, record)
+        self.record = record
+        self._config = dict(config)
+        self.image_size = record["image_size"]
+        self.batch_size = check_batch_size(batch_size)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def weights_digest(self) -> str:
+        return self.record["weights_digest"]
+
+    @property
+    def dim(self) -> int:
+        return self.record["dim"]
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """Resize to the network's input size (on a loader thread; `embed` then only stacks)."""
+        return resize_rgb(pixels, self.image_size)
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
+        if not len(images):
+            return Embeddings(np.zeros((0, self.dim), np.float32), np.zeros((0, *self.record["grid"], self.dim),
+                                                                            np.float32))
+        rows = np.stack([resize_rgb(i, self.image_size) for i in images])
+        image, patches = self.session.run(None, {"images": rows})
+        return Embeddings(image=image, patches=np.ascontiguousarray(patches))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights: Any = None, **runtime: Any) -> "CompiledEmbedder":
+        raise UnknownComponentError("a compiled embedder is opened from the index that keeps it",
+                                    hint="open the index with Inspector.load")
+
+    @classmethod
+    def from_spec(cls, argument: str, **options: Any) -> "CompiledEmbedder":
+        raise UnknownComponentError("a compiled embedder is opened from the index that keeps it",
+                                    hint="open the index with Inspector.load")
+
+
+def _check_signature(session: Any, record: dict) -> None:
+    """The model takes the images and gives the vectors its record describes (a file is never trusted)."""
+    size, grid, dim = record["image_size"], record["grid"], record["dim"]
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    expected = [("images", [size, size, 3], "tensor(uint8)")]
+    expected_outputs = [("image", [dim], "tensor(float)"), ("patches", [*grid, dim], "tensor(float)")]
+    if ([(i.name, list(i.shape[1:]), i.type) for i in inputs] != expected
+            or [(o.name, list(o.shape[1:]), o.type) for o in outputs] != expected_outputs):
+        raise DamagedCopyError("its inputs or outputs are not those of the embedder it stands for")
+
+
+def _check_record(record: object) -> None:
+    """A record read from a file: its types and ranges, before anything is sized from it."""
+    def whole(value: object, low: int, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    ok = (isinstance(record, dict) and record.get("format") == COMPILED_FORMAT
+          and isinstance(record.get("fingerprint"), str) and isinstance(record.get("weights_digest"), str)
+          and whole(record.get("image_size"), 16, 4096) and whole(record.get("dim"), 1, 1 << 16)
+          and isinstance(record.get("grid"), list) and len(record["grid"]) == 2
+          and all(whole(v, 1, 4096) for v in record["grid"]))
+    if not ok:
+        raise DamagedCopyError("its record is damaged")
+
+
+__all__ = ["CompiledEmbedder", "DamagedCopyError", "compile_embedder", "compiled_applies"]
