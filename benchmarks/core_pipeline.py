@@ -110,18 +110,23 @@ def in_process_scoring(inspector, images: list[Path], maps: str = "needed") -> d
             "images_per_s": len(images) / elapsed}
 
 
-def scoring_rounds(runs: list[tuple[str, object, list[Path], str]], embed_images: list[Path], rounds: int) -> dict:
-    """Embedding only, then each scoring run (name, inspector, images, maps) in one process, `rounds` times in
-    turn. A noisy neighbour slows everything in a round alike, so each ratio to embedding only is taken within
-    its round; the medians are reported, with every round's figures."""
+def scoring_rounds(runs: list[tuple[str, object, list[Path], str]], embedders: dict, embed_images: list[Path],
+                   rounds: int) -> dict:
+    """Embedding only with each embedder (name -> embedder: the compiled one the loaded index runs, and torch),
+    then each scoring run (name, inspector, images, maps) in one process, `rounds` times in turn. A noisy
+    neighbour slows everything in a round alike, so each ratio to embedding only (with the embedder the run
+    uses) is taken within its round; the medians are reported, with every round's figures."""
     for _, inspector, images, maps in runs:
         inspector.score(images[:4], maps=maps)  # warm-up: first batch, pruning cells
-    figures: dict[str, list[dict]] = {"embed": [], **{name: [] for name, *_ in runs}}
+    baseline = {name: next(key for key, embedder in embedders.items() if embedder is inspector.embedder)
+                for name, inspector, *_ in runs}
+    figures: dict[str, list[dict]] = {**{key: [] for key in embedders}, **{name: [] for name, *_ in runs}}
     for _ in range(rounds):
-        figures["embed"].append(embedding_only(embed_images))
+        for key, embedder in embedders.items():
+            figures[key].append(embedding_only(embed_images, embedder))
         for name, inspector, images, maps in runs:
             run = in_process_scoring(inspector, images, maps)
-            run["ratio_to_embed"] = run["images_per_s"] / figures["embed"][-1]["images_per_s"]
+            run["ratio_to_embed"] = run["images_per_s"] / figures[baseline[name]][-1]["images_per_s"]
             figures[name].append(run)
     report = {}
     for name, rows in figures.items():
@@ -131,12 +136,13 @@ def scoring_rounds(runs: list[tuple[str, object, list[Path], str]], embed_images
     return report
 
 
-def embedding_only(images: list[Path], **options) -> dict:
-    """The backbone's speed: images already decoded and resized, through the network in batches."""
+def embedding_only(images: list[Path], embedder=None, **options) -> dict:
+    """The backbone's speed: images already decoded and resized, through the network in batches (`embedder`,
+    else a torch ResNet-18 with `options`)."""
     from simsearch.data.images import read_image
     from simsearch.embed.backbone import BackboneEmbedder
 
-    embedder = BackboneEmbedder("resnet18", weights=WEIGHTS, **options)
+    embedder = embedder or BackboneEmbedder("resnet18", weights=WEIGHTS, **options)
     ready = [embedder.prepare(read_image(p)) for p in images]
     batches = [ready[i:i + embedder.batch_size] for i in range(0, len(ready), embedder.batch_size)]
     embedder.embed(batches[0])  # warm-up
@@ -147,18 +153,26 @@ def embedding_only(images: list[Path], **options) -> dict:
     return {"images": len(images), "seconds": elapsed, "images_per_s": len(images) / elapsed}
 
 
-def first_result(index: Path, image: Path) -> dict:
-    """What a user waits for: `import simsearch`, and `simsearch score ONE_IMAGE` to its printed result."""
+def first_result(index: Path, image: Path, tries: int = 3) -> dict:
+    """What a user waits for: `import simsearch`, and `simsearch score ONE_IMAGE` to its printed result, with
+    the index's compiled embedder (the default on a CPU) and with torch (--no-compiled); the median of `tries`
+    runs each, in turn."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import simsearch"], check=True, cwd=ROOT)
-    import_s = time.perf_counter() - start
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds, _, out = run_cli("score", str(image), "--index", str(index), "--json")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    json.loads(out)
-    # CPU seconds as well: on a busy machine the wall time measures the neighbours as much as simsearch
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"import_simsearch_s": import_s, "first_result_s": seconds, "first_result_cpu_s": cpu_s}
+    report: dict = {"import_simsearch_s": time.perf_counter() - start}
+    runs: dict[str, list[tuple[float, float]]] = {"first_result": [], "first_result_torch": []}
+    for _ in range(tries):
+        for name, extra in (("first_result", ()), ("first_result_torch", ("--no-compiled",))):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            seconds, _, out = run_cli("score", str(image), "--index", str(index), "--json", *extra)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            json.loads(out)
+            # CPU seconds as well: on a busy machine the wall time measures the neighbours as much as simsearch
+            runs[name].append((seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
+    for name, rows in runs.items():
+        report[f"{name}_s"] = float(np.median([wall for wall, _ in rows]))
+        report[f"{name}_cpu_s"] = float(np.median([cpu for _, cpu in rows]))
+    return report
 
 
 def option_auroc(quick: bool) -> dict:
@@ -249,13 +263,21 @@ def main() -> None:
         from simsearch.inspector import Inspector
 
         plain, judged = Inspector.load(index), Inspector.load(calibrated)
+        judged.embedder = plain.embedder  # one embedder: its own embedding-only baseline
+        torch_index = Inspector.load(index, compiled=False)  # the same index, its embedder run by torch
         passes = [p for p, s in zip(camera, test) if s.parent.name == "good"] * 4  # a line of good parts
         rounds = scoring_rounds([("score_in_process", plain, test, "needed"),
                                  ("score_in_process_bmp", plain, camera, "needed"),
                                  ("score_in_process_all_maps", plain, test, "all"),
                                  ("score_calibrated_bmp", judged, camera, "needed"),
-                                 ("score_calibrated_bmp_good", judged, passes, "needed")], test, args.rounds)
+                                 ("score_calibrated_bmp_good", judged, passes, "needed"),
+                                 ("score_in_process_torch", torch_index, test, "needed")],
+                                {"embed": plain.embedder, "embed_torch": torch_index.embedder}, test, args.rounds)
         report.update(rounds)
+        report["embedder"] = type(plain.embedder).__name__
+        report["compiled_to_torch_embed_ratio"] = float(np.median(
+            [a["images_per_s"] / b["images_per_s"] for a, b in zip(rounds["embed"]["rounds"],
+                                                                     rounds["embed_torch"]["rounds"])]))
         report["rejected_of_bmp"] = sum(bool(r.is_anomaly) for r in judged.score(camera, maps="needed"))
         report["score_to_embed_ratio"] = rounds["score_in_process"]["ratio_to_embed"]
         report["score_bmp_to_embed_ratio"] = rounds["score_in_process_bmp"]["ratio_to_embed"]
@@ -276,10 +298,15 @@ def main() -> None:
     print(f"score, {score['images']} MVTec bottle test PNGs (900x900): {score['images_per_s']:.1f} images/s "
           f"end to end ({score['seconds']:.1f} s wall incl. start-up), peak {score['peak_gb']:.2f} GB")
     inproc, plain, embed = report["score_in_process"], report["score_in_process_no_loader"], report["embed"]
-    print(f"start-up: import simsearch {report['startup']['import_simsearch_s']:.2f} s; one image scored by the "
-          f"CLI in {report['startup']['first_result_s']:.2f} s wall ({report['startup']['first_result_cpu_s']:.2f} s CPU)")
+    startup = report["startup"]
+    print(f"start-up: import simsearch {startup['import_simsearch_s']:.2f} s; one image scored by the CLI in "
+          f"{startup['first_result_s']:.2f} s wall ({startup['first_result_cpu_s']:.2f} s CPU) with the compiled "
+          f"embedder, {startup['first_result_torch_s']:.2f} s ({startup['first_result_torch_cpu_s']:.2f} s CPU) "
+          "with torch")
     print(f"embedding only (decoded, resized images through the network): {embed['images_per_s']:.1f} images/s "
-          f"(median of {len(embed['rounds'])} rounds, each followed by the scoring runs below)")
+          f"with the index's {report['embedder']}, {report['embed_torch']['images_per_s']:.1f} with torch "
+          f"({report['compiled_to_torch_embed_ratio']:.2f}x; median of {len(embed['rounds'])} rounds, each followed "
+          "by the scoring runs below)")
     print(f"score in one process (index and model loaded, no threshold: no verdicts, no maps): "
           f"{inproc['images_per_s']:.1f} images/s with {inproc['workers']:.0f} loader threads "
           f"({report['score_to_embed_ratio']:.2f} of embedding only), {plain['images_per_s']:.1f} images/s without")
@@ -292,6 +319,8 @@ def main() -> None:
           f"each with its map and boxes): {judged['images_per_s']:.1f} images/s ({judged['ratio_to_embed']:.2f})")
     print(f"  BMPs of good parts only, calibrated (all pass): {report['score_calibrated_bmp_good']['images_per_s']:.1f} "
           f"images/s ({report['score_calibrated_bmp_good']['ratio_to_embed']:.2f})")
+    print(f"  PNGs with the embedder run by torch: {report['score_in_process_torch']['images_per_s']:.1f} images/s "
+          f"({report['score_in_process_torch']['ratio_to_embed']:.2f} of torch's embedding only)")
     line = f"coreset 10% of {coreset['patches']} patches: pruned greedy {coreset['pruned_greedy_s']:.1f} s"
     if "plain_greedy_s" in coreset:
         line += (f", plain greedy {coreset['plain_greedy_s']:.1f} s: {coreset['speedup']:.1f}x faster, "

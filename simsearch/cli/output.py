@@ -256,6 +256,7 @@ def print_info(folder: Path, description: dict) -> None:
     rows = [
         ("embedder", describe_embedder(config)),
         ("weights", str(config.get("weights_source", "-"))),
+        ("compiled copy", _compiled_text(description.get("compiled_embedder"))),
         ("fingerprint", description["fingerprint"]),
         ("mode", mode),
         ("vectors", f"{description['dim']}-d" + (f", patch grid {grid}" if grid else "")),
@@ -276,6 +277,15 @@ def print_info(folder: Path, description: dict) -> None:
     for exemplar in description.get("exemplars", []):
         console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {exemplar['defect_type'] or '-':<14}  "
                       f"{exemplar['path']}", highlight=False, markup=False)
+
+
+def _compiled_text(record: dict | None) -> str:
+    """The compiled embedder an index keeps (runs on a CPU without torch), or why there is none."""
+    if not record:
+        return "none (torch runs the embedder; saving or calibrating the index makes one where it can)"
+    difference = record.get("max_difference")
+    return f"{record.get('format')}, within {difference:.1g} of torch's vectors" if isinstance(difference, float) \
+        else str(record.get("format"))
 
 
 def describe_embedder(config: dict) -> str:

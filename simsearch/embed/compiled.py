@@ -9,6 +9,7 @@ faster than torch on a CPU. An index keeps the copy of the embedder it was built
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -95,6 +96,9 @@ def _session(model: bytes) -> Any:
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # as torch does: e.g. Ray gives each actor its CPUs this way
+        options.intra_op_num_threads = int(threads)
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

@@ -79,3 +79,14 @@ def test_embedder_contract(kind, make, tmp_path):
     else:
         assert out.patches is None
     np.testing.assert_allclose(rebuilt.embed(IMAGES).image, out.image, rtol=1e-4, atol=1e-5)
+
+    # an inference module is a promise: the compiled copy (ONNX Runtime) gives the same vectors
+    if embedder.inference_module() is not None:
+        from simsearch.embed.compiled import CompiledEmbedder, compile_embedder
+        found = compile_embedder(embedder)
+        assert found is not None, "an embedder with an inference module must compile"
+        copy = CompiledEmbedder(*found, config)
+        assert copy.fingerprint == embedder.fingerprint and copy.dim == embedder.dim
+        compiled = copy.embed(IMAGES)
+        for ours, theirs in ((compiled.image, out.image), (compiled.patches, out.patches)):
+            assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
