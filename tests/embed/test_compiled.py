@@ -44,8 +44,10 @@ def test_a_damaged_copy_is_refused(small_embedder, copy):
     model, record = copy
     with pytest.raises(DamagedCopyError, match="ONNX Runtime cannot open"):
         CompiledEmbedder(model[: len(model) // 2], record, small_embedder.config)
-    for bad in ({**record, "image_size": 96}, {**record, "dim": 10}, {**record, "grid": [7, 7]}):
-        with pytest.raises(DamagedCopyError, match="inputs or outputs"):
+    with pytest.raises(DamagedCopyError, match="does not take the images"):
+        CompiledEmbedder(model, {**record, "image_size": 96}, small_embedder.config)
+    for bad in ({**record, "dim": 10}, {**record, "grid": [7, 7]}):
+        with pytest.raises(DamagedCopyError, match="outputs are not those"):
             CompiledEmbedder(model, bad, small_embedder.config)
     for bad in ({**record, "image_size": "64"}, {**record, "grid": [8]}, {**record, "format": "pickle"}, [1]):
         with pytest.raises(DamagedCopyError, match="record"):
