@@ -149,9 +149,12 @@ class Inspector(Scorer):
         other writers committed meanwhile (waiting up to `wait` s for them). Files the index already holds
         (same sha256) are skipped unless `allow_duplicates`. Returns the new ids and the skipped paths."""
         new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
+        held = self.index_.compiled_embedder if self.index_ is not None else None
+        compiled = held or self._compiled_copy()  # an older index gains one
 
         def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
             skipped = [] if allow_duplicates else index.duplicates(new)
+            index.compiled_embedder = index.compiled_embedder or compiled
             return index.add(new, embeddings.image, embeddings.patches, allow_duplicates), skipped
 
         self.index_, (ids, skipped) = update_index(folder, change, self._require_embedder().fingerprint, wait)

@@ -138,6 +138,11 @@ def test_an_index_without_a_compiled_embedder_runs_torch_until_saved_again(small
     loaded.index_.threshold = {"value": 1.0, "low": 0.0, "high": 2.0, "policy": "test"}
     loaded.save_threshold(tmp_path / "idx")  # calibrating saves the copy too
     assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
+    older.compiled_embedder = None  # and so does adding exemplars
+    older.save(tmp_path / "idx", force=True)
+    Inspector.load(tmp_path / "idx", compiled=False).add_saved(tmp_path / "idx", part_folder / "defect",
+                                                               "defect", defect_type="spot")
+    assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
 
 
 def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_folder, tmp_path, caplog):
@@ -153,3 +158,15 @@ def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_fo
     assert not isinstance(loaded.embedder, CompiledEmbedder) and "running torch" in caplog.text
     with pytest.raises(InputError, match="cannot run"):
         Inspector.load(tmp_path / "idx", compiled=True)
+
+
+def test_the_compiled_copy_is_kept_across_saves_without_rewriting(small_embedder, part_folder, tmp_path):
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    first = next((tmp_path / "idx").glob("embedder-*.onnx"))
+    inode = first.stat().st_ino
+    loaded = Inspector.load(tmp_path / "idx", device="cpu")
+    loaded.add_saved(tmp_path / "idx", part_folder / "defect", "defect", defect_type="spot")
+    loaded.save(tmp_path / "idx")  # the index add_saved returned, saved again
+    kept = list((tmp_path / "idx").glob("embedder-*.onnx"))
+    assert len(kept) == 1 and kept[0] != first and kept[0].stat().st_ino == inode
+    assert len(Inspector.load(tmp_path / "idx", device="cpu").score_samples([part_folder / "good" / "00.png"])) == 1

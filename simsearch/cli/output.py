@@ -282,7 +282,7 @@ def print_info(folder: Path, description: dict) -> None:
 def _compiled_text(record: dict | None) -> str:
     """The compiled embedder an index keeps (runs on a CPU without torch), or why there is none."""
     if not record:
-        return "none (torch runs the embedder; saving or calibrating the index makes one where it can)"
+        return "none (torch runs the embedder; adding to, calibrating or saving the index makes one where it can)"
     difference = record.get("max_difference")
     return f"{record.get('format')}, within {difference:.1g} of torch's vectors" if isinstance(difference, float) \
         else str(record.get("format"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import math
 import os
 import sqlite3
@@ -20,8 +21,8 @@ from simsearch.index.catalogue import Exemplar, read_catalogue, write_catalogue
 from simsearch.index.coreset import greedy_coreset, random_projection
 from simsearch.index.kinds import EXACT, ROLES, KindRecord, describe_record, parse_kinds
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
-from simsearch.index.storage import (MANIFEST, StorageError, check_index_folder, committed_generation, generation_file,
-                                     read_manifest, save_generation)
+from simsearch.index.storage import (MANIFEST, StorageError, Unchanged, check_index_folder, committed_generation,
+                                     generation_file, read_manifest, save_generation)
 from simsearch.index.vectors import VectorStore
 
 T = TypeVar("T")
@@ -116,6 +117,7 @@ class ExemplarIndex:
         # (model bytes, record): a compiled copy of the embedder (simsearch.embed.compiled), kept while its
         # record's fingerprint is this index's; the index only stores it
         self.compiled_embedder: tuple[bytes, dict[str, Any]] | None = None
+        self._compiled_file: tuple[Path, str] | None = None  # (file, sha256) the copy was read from or saved to
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -419,14 +421,25 @@ class ExemplarIndex:
             exemplars = sorted(self.exemplars.values(), key=lambda e: e.id)
             writers["catalogue"] = lambda path: write_catalogue(path, exemplars)
             if self._compiled():
-                writers[COMPILED_ROLE] = self._compiled()[0]
+                writers[COMPILED_ROLE] = self._compiled_writer(folder)
             manifest = self.manifest()
             manifest["updated"] = _now()
             saved = save_generation(folder, manifest, writers, wait=wait)
         self.generation = saved["generation"]
         self.updated = saved["updated"]
         self.origin = os.path.realpath(folder)
+        if COMPILED_ROLE in saved["files"]:
+            self._compiled_file = folder / saved["files"][COMPILED_ROLE], saved["checksums"][COMPILED_ROLE]["sha256"]
         self.size_bytes = _size_on_disk(folder, saved)
+
+    def _compiled_writer(self, folder: Path) -> Any:
+        """The compiled copy for a save into `folder`: the file it came from there, kept (it never changes, and a
+        big network's copy is hundreds of MB), else its bytes."""
+        model = self._compiled()[0]
+        source = self._compiled_file
+        if source is None or os.path.realpath(source[0].parent) != os.path.realpath(folder):
+            return model
+        return Unchanged(source[0], source[1], model)
 
     def _committed_for_save(self, folder: Path, force: bool) -> tuple[int, int] | None:
         """(generation, next_id) of the index committed in `folder`, checked against this one; None if none."""
@@ -539,7 +552,10 @@ class ExemplarIndex:
         index.generation = manifest.get("generation", 0)
         record = manifest.get("compiled_embedder")
         if record is not None and record.get("fingerprint") == stored and COMPILED_ROLE in manifest["files"]:
-            index.compiled_embedder = generation_file(folder, manifest, COMPILED_ROLE, fast).read_bytes(), record
+            path = generation_file(folder, manifest, COMPILED_ROLE, fast)
+            model = path.read_bytes()
+            index.compiled_embedder = model, record
+            index._compiled_file = path, hashlib.sha256(model).hexdigest()  # what was read, whatever `fast` hashed
         index._check_contents(folder, manifest)
         index.origin = os.path.realpath(folder)
         index.size_bytes = _size_on_disk(folder, manifest)

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
 
@@ -19,11 +21,25 @@ MANIFEST = "manifest.json"
 _GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite|onnx)$")
 _EXTENSIONS = {"catalogue": "sqlite", "embedder": "onnx"}  # by role; every other role is a FAISS index
 # Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
-_TEMPORARY = re.compile(r"^\.([a-z]+-\d{6,}\.(faiss|sqlite)|manifest\.json)\.[0-9a-f]+\.tmp$|"
-                        r"^[a-z]+-\d{6,}\.(faiss|sqlite)\.tmp$")
+_TEMPORARY = re.compile(r"^\.([a-z_]+-\d{6,}\.(faiss|sqlite|onnx)|manifest\.json)\.[0-9a-f]+\.tmp$|"
+                        r"^[a-z_]+-\d{6,}\.(faiss|sqlite)\.tmp$")
 FAST_HASH_LIMIT = 64 << 20  # fast loads hash files up to this size and only check the size of bigger ones
 
-Writer = Union[bytes, Callable[[Path], None]]  # a file's bytes, or a function that fills the (empty) file at a path
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A file of the generation an index was read from, kept as it is: hard-linked into the new generation
+    (nothing rewritten); `content` is written instead where the file system has no hard links or the file is no
+    longer what was read."""
+
+    path: Path
+    sha256: str
+    content: bytes
+
+
+# a file's bytes, a function that fills the (empty) file at a path, or an earlier generation's file to keep
+Writer = Union[bytes, Callable[[Path], None], Unchanged]
 
 
 class StorageError(IndexProblem, OSError):
@@ -108,6 +124,21 @@ def _write_file(path: Path, content: Writer) -> None:
         content(path)
 
 
+def _link_unchanged(unchanged: Unchanged, target: Path) -> bool:
+    """Make `target` a hard link to the unchanged file, if the file system allows and the file is still what
+    was read; False otherwise (then it is written)."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        os.link(unchanged.path, temporary, follow_symlinks=False)  # never over an existing name
+    except (OSError, NotImplementedError):
+        return False
+    if file_sha256(temporary) != unchanged.sha256:
+        temporary.unlink(missing_ok=True)
+        return False
+    os.replace(temporary, target)
+    return True
+
+
 def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Writer],
                     wait: float = DEFAULT_WAIT) -> dict:
     """Write one generation of files (role -> bytes or writer(path)) and commit it by replacing the manifest,
@@ -125,6 +156,12 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
             files, checksums = {}, {}
             for role, content in writers.items():
                 name = f"{role}-{generation:06d}.{_EXTENSIONS.get(role, 'faiss')}"
+                if isinstance(content, Unchanged):
+                    if _link_unchanged(content, folder / name):
+                        files[role] = name
+                        checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": content.sha256}
+                        continue
+                    content = content.content
                 fd, temporary = open_temporary(folder / name)  # exclusive, never through a symlink
                 os.close(fd)
                 try:
@@ -160,5 +197,5 @@ def _remove_stale(folder: Path, committed: int) -> None:
             stale.unlink(missing_ok=True)
 
 
-__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "check_index_folder", "committed_generation", "generation_file",
+__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation", "generation_file",
            "read_manifest", "save_generation", "write_bytes_atomic"]
