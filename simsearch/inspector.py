@@ -333,13 +333,13 @@ class Inspector(Scorer):
         """Open a saved index with the embedder it was built with (refusing any other).
 
         `compiled`: run the index's compiled copy of the embedder (ONNX Runtime: the same vectors, no torch to
-        import). None: where it applies (on the CPU in float32 with the recorded weights, see
-        `compiled_applies`) and the index has one; True: or fail; False: never."""
+        import). None: where it applies (on the CPU in float32, with no other weights file than the recorded
+        one, see `compiled_applies`) and the index has one; True: or fail; False: never."""
         from simsearch.embed.compiled import compiled_applies
 
-        wanted = embedder is None and (compiled or (compiled is None and compiled_applies(weights, runtime)))
-        if embedder is None and not wanted:
-            config = read_manifest(folder).get("embedder", {}).get("config", {})
+        config = read_manifest(folder).get("embedder", {}).get("config", {}) if embedder is None else {}
+        applies = compiled is not False and embedder is None and compiled_applies(weights, runtime, config)
+        if embedder is None and not (compiled or applies):
             embedder = embedder_from_config(config, weights=weights, **runtime)
         index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint)
         if embedder is None:
@@ -354,7 +354,7 @@ def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, wei
     """The index's compiled embedder; where it has none (or it cannot run), the torch one it was built with."""
     from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError, compiled_applies
 
-    if required and not compiled_applies(weights, runtime):
+    if required and not compiled_applies(weights, runtime, index.embedder_config):
         raise InputError("a compiled embedder runs on the CPU in float32, with the weights it was made from",
                          hint="leave device, precision and weights out, or leave {param} out", parameter="compiled")
     if index.compiled_embedder is not None:

@@ -18,6 +18,7 @@ import numpy as np
 from simsearch.data.transforms import resize_rgb
 from simsearch.embed.base import Embedder, Embeddings
 from simsearch.errors import IndexProblem, UnknownComponentError
+from simsearch.files import file_sha256
 from simsearch.runtime import DEFAULT_BATCH_SIZE, check_batch_size, gpu_visible
 
 if TYPE_CHECKING:
@@ -114,13 +115,21 @@ def _session(model: bytes) -> Any:
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def compiled_applies(weights: object, runtime: dict) -> bool:
-    """Whether a run with these options may use a compiled copy: the recorded weights (a weights file named now
-    is the caller's choice), float32 on the CPU (a GPU, where torch sees one, is for torch)."""
+def compiled_applies(weights: str | os.PathLike | None, runtime: dict, config: dict | None = None) -> bool:
+    """Whether a run with these options may use a compiled copy of the embedder `config` describes: float32 on
+    the CPU (a GPU, where torch sees one, is for torch), and no weights file named now unless it is the one the
+    copy was made from (its sha256 is in the config; torch refuses any other with a clear error)."""
     device = runtime.get("device")
     on_cpu = str(device) == "cpu" if device not in (None, "") else not gpu_visible()
-    return (weights is None and on_cpu and set(runtime) <= RUNTIME_OPTIONS
-            and runtime.get("precision", "float32") == "float32" and not runtime.get("channels_last"))
+    return (on_cpu and set(runtime) <= RUNTIME_OPTIONS and runtime.get("precision", "float32") == "float32"
+            and not runtime.get("channels_last") and (weights is None or _same_weights(weights, config or {})))
+
+
+def _same_weights(weights: str | os.PathLike, config: dict) -> bool:
+    source = config.get("weights_source")
+    if not isinstance(source, str) or not source.startswith("file:") or not os.path.isfile(weights):
+        return False
+    return file_sha256(weights) == source[len("file:"):]
 
 
 class CompiledEmbedder(Embedder):
