@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--kill-after", type=int, default=5, help="SIGKILL the server after this many adds")
     parser.add_argument("--upload-size", type=int, default=256, help="uploads are PNGs this size (0: originals)")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds per run, at most")
+    parser.add_argument("--no-compiled", action="store_true", help="torch runs the embedder, in the server and "
+                        "in process (default: the index's compiled copy, where it has one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     source, weights, score_files, add_files = ensure_index(args)
@@ -186,7 +188,9 @@ def main() -> None:
     # in-process baseline: the same pixels through Inspector.score, one by one and in one batch
     from simsearch.index import ExemplarIndex
     from simsearch.inspector import Inspector
-    inspector = Inspector.load(source, weights=weights)
+    inspector = Inspector.load(source, weights=weights, compiled=False if args.no_compiled else None)
+    report["embedder"] = type(inspector.embedder).__name__
+    runtime_flags = ["--no-compiled"] if args.no_compiled else []
     pixels = [p for _, p in uploads]
     inspector.score(pixels[:2])  # warm-up
     start = time.perf_counter()
@@ -203,7 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="simsearch-load-") as scratch:
         work = Path(scratch) / "index"
         shutil.copytree(source, work)
-        server = Server(work, weights)
+        server = Server(work, weights, *runtime_flags)
         try:
             # the server's answers equal in-process scoring (path aside: the server names the upload)
             differences = []
@@ -244,7 +248,7 @@ def main() -> None:
             server.kill()
 
         # crash: SIGKILL during a stream of adds, then restart and ask for every acknowledged id
-        server = Server(work, weights)
+        server = Server(work, weights, *runtime_flags)
         acknowledged_kill: list[int] = []
 
         def stream_adds() -> None:
@@ -270,7 +274,7 @@ def main() -> None:
             load_error = None
         except Exception as error:  # the point of the test: this must not happen
             loaded, load_error = None, str(error)
-        restarted = Server(work, weights)
+        restarted = Server(work, weights, *runtime_flags)
         try:
             missing = [i for i in acknowledged_kill
                        if httpx.get(f"{restarted.url}/exemplars/{i}").status_code != 200]
@@ -285,7 +289,7 @@ def main() -> None:
         return
     base = report["in_process"]
     print(f"index {report['index']}, uploads {args.upload_size or 'original'} px PNG, {report['cpu_cores']} cores, "
-          f"OMP_WAIT_POLICY={report['omp_wait_policy']}")
+          f"OMP_WAIT_POLICY={report['omp_wait_policy']}, embedder run by {report['embedder']}")
     print(f"in-process Inspector.score: {base['one_by_one_per_s']} img/s one by one ({base['one_by_one_ms']} ms), "
           f"{base['batched_per_s']} img/s in one batch")
     print(f"server vs in-process: largest score difference {report['max_score_difference']:.2e} "

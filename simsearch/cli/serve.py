@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
                                             help="Requests in progress at once (beyond: 503); at this many open "
                                                  "connections, ones that sent no request are closed."),
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+        compiled: Optional[bool] = typer.Option(None, "--compiled/--no-compiled", help="Run the index's compiled "
+                                                "embedder (ONNX Runtime: the same vectors). Default: on a CPU, "
+                                                "where the index has one."),
     ) -> None:
         """Serve an index over HTTP: POST /score, /exemplars; GET /info, /metrics, /docs (see docs/service.md)."""
         with handle_errors():
@@ -56,7 +59,7 @@ def register(app: typer.Typer) -> None:
                                        max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout,
                                        header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
                                        max_requests=max_connections)
-            application = create_app(index, settings, weights=weights, device=device)
+            application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
             sock = bind(host, port)
             bound_host, bound_port = sock.getsockname()[:2]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host

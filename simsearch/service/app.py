@@ -83,15 +83,16 @@ class Service:
 
 
 def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str | Path | None = None,
-                   device: str | None = None) -> Inspector:
-    """Open an index with its embedder, batch size matched to the batcher's."""
+                   device: str | None = None, compiled: bool | None = None) -> Inspector:
+    """Open an index with its embedder (its compiled copy where that applies), batch size matched to the
+    batcher's."""
     runtime = {"batch_size": settings.max_batch, **({"device": device} if device else {})}
-    return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, **runtime)
+    return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, compiled=compiled, **runtime)
 
 
 def create_app(source: Inspector | str | Path, settings: ServiceSettings | None = None,
                folder: str | Path | None = None, weights: str | Path | None = None,
-               device: str | None = None) -> FastAPI:
+               device: str | None = None, compiled: bool | None = None) -> FastAPI:
     """The app over an index folder (loaded now), or over a fitted Inspector saved to `folder`."""
     settings = settings or ServiceSettings()
     if isinstance(source, Inspector):
@@ -100,7 +101,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         inspector = source
     else:
         folder = Path(source) if folder is None else folder
-        inspector = load_inspector(source, settings, weights, device)
+        inspector = load_inspector(source, settings, weights, device, compiled)
     state = IndexState(inspector, folder)
     metrics = Metrics()
     batcher = MicroBatcher(state.score, settings.max_batch, settings.max_wait_ms, settings.max_queue,
