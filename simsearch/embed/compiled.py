@@ -30,6 +30,8 @@ PROBE_IMAGES = 2  # random images both runtimes embed when a copy is made (2: a 
 MAX_BATCH = 4096
 OPSET = 18
 RUNTIME_OPTIONS = {"batch_size", "device", "precision", "channels_last"}
+
+
 class DamagedCopyError(IndexProblem, ValueError):
     """A compiled copy that cannot stand for its embedder: a damaged record, or a model ONNX Runtime refuses."""
 
