@@ -11,7 +11,7 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -36,6 +36,7 @@ from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer, check_maps
 
 Warn = Callable[[str], None]
+T = TypeVar("T")
 
 MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
@@ -149,15 +150,13 @@ class Inspector(Scorer):
         other writers committed meanwhile (waiting up to `wait` s for them). Files the index already holds
         (same sha256) are skipped unless `allow_duplicates`. Returns the new ids and the skipped paths."""
         new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
-        held = self.index_.compiled_embedder if self.index_ is not None else None
-        compiled = held or self._compiled_copy()  # an older index gains one
 
         def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
             skipped = [] if allow_duplicates else index.duplicates(new)
-            index.compiled_embedder = index.compiled_embedder or compiled
             return index.add(new, embeddings.image, embeddings.patches, allow_duplicates), skipped
 
-        self.index_, (ids, skipped) = update_index(folder, change, self._require_embedder().fingerprint, wait)
+        self.index_, (ids, skipped) = update_index(folder, self._keeping_compiled_copy(change),
+                                                   self._require_embedder().fingerprint, wait)
         return ids, [item.path for item in skipped]
 
     def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
@@ -312,19 +311,30 @@ class Inspector(Scorer):
 
         return compile_embedder(self._require_embedder())
 
+    def _keeping_compiled_copy(self, change: Callable[[ExemplarIndex], T]) -> Callable[[ExemplarIndex], T]:
+        """`change` for update_index, after which the saved index keeps a compiled copy of the embedder (the
+        one this inspector's index holds, else made now, outside the writer lock: an older index gains one)."""
+        compiled = (self.index_.compiled_embedder if self.index_ is not None else None) or self._compiled_copy()
+
+        def changed(index: ExemplarIndex) -> T:
+            result = change(index)
+            index.compiled_embedder = index.compiled_embedder or compiled
+            return result
+
+        return changed
+
     def save_threshold(self, folder: str | Path, wait: float = DEFAULT_WAIT) -> bool:
         """Store the threshold in the index saved in `folder`, under its writer lock and on top of what other
         writers committed; True when they had changed it since this inspector read it."""
         index = self._require_index()
         record, read_at = index.threshold, index.generation
-        compiled = index.compiled_embedder or self._compiled_copy()  # an older index gains one here
 
         def change(saved: ExemplarIndex) -> bool:
             saved.threshold = record
-            saved.compiled_embedder = saved.compiled_embedder or compiled
             return saved.generation != read_at
 
-        self.index_, changed = update_index(folder, change, self._require_embedder().fingerprint, wait)
+        self.index_, changed = update_index(folder, self._keeping_compiled_copy(change),
+                                            self._require_embedder().fingerprint, wait)
         return changed
 
     @classmethod
@@ -343,18 +353,19 @@ class Inspector(Scorer):
             embedder = embedder_from_config(config, weights=weights, **runtime)
         index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint)
         if embedder is None:
-            embedder = _open_compiled(index, folder, compiled is True, weights, runtime)
+            embedder = _open_compiled(index, folder, compiled is True, applies, weights, runtime)
         inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest, dict(index.index_kinds))
         inspector.index_ = index
         return inspector
 
 
-def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, weights: str | Path | None,
-                   runtime: dict) -> Embedder:
-    """The index's compiled embedder; where it has none (or it cannot run), the torch one it was built with."""
-    from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError, compiled_applies
+def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, applies: bool,
+                   weights: str | Path | None, runtime: dict) -> Embedder:
+    """The index's compiled embedder; where it has none (or it cannot run), the torch one it was built with.
+    `applies`: what `compiled_applies` said of this run's options."""
+    from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError
 
-    if required and not compiled_applies(weights, runtime, index.embedder_config):
+    if required and not applies:
         raise InputError("a compiled embedder runs on the CPU in float32, with the weights it was made from",
                          hint="leave device, precision and weights out, or leave {param} out", parameter="compiled")
     if index.compiled_embedder is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import math
 import os
 import sqlite3
@@ -117,7 +116,7 @@ class ExemplarIndex:
         # (model bytes, record): a compiled copy of the embedder (simsearch.embed.compiled), kept while its
         # record's fingerprint is this index's; the index only stores it
         self.compiled_embedder: tuple[bytes, dict[str, Any]] | None = None
-        self._compiled_file: tuple[Path, str] | None = None  # (file, sha256) the copy was read from or saved to
+        self._compiled_file: Path | None = None  # the file the copy was read from or saved to
 
     # -- contents ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -429,7 +428,7 @@ class ExemplarIndex:
         self.updated = saved["updated"]
         self.origin = os.path.realpath(folder)
         if COMPILED_ROLE in saved["files"]:
-            self._compiled_file = folder / saved["files"][COMPILED_ROLE], saved["checksums"][COMPILED_ROLE]["sha256"]
+            self._compiled_file = folder / saved["files"][COMPILED_ROLE]
         self.size_bytes = _size_on_disk(folder, saved)
 
     def _compiled_writer(self, folder: Path) -> Any:
@@ -437,9 +436,9 @@ class ExemplarIndex:
         big network's copy is hundreds of MB), else its bytes."""
         model = self._compiled()[0]
         source = self._compiled_file
-        if source is None or os.path.realpath(source[0].parent) != os.path.realpath(folder):
+        if source is None or os.path.realpath(source.parent) != os.path.realpath(folder):
             return model
-        return Unchanged(source[0], source[1], model)
+        return Unchanged(source, model)
 
     def _committed_for_save(self, folder: Path, force: bool) -> tuple[int, int] | None:
         """(generation, next_id) of the index committed in `folder`, checked against this one; None if none."""
@@ -552,10 +551,8 @@ class ExemplarIndex:
         index.generation = manifest.get("generation", 0)
         record = manifest.get("compiled_embedder")
         if record is not None and record.get("fingerprint") == stored and COMPILED_ROLE in manifest["files"]:
-            path = generation_file(folder, manifest, COMPILED_ROLE, fast)
-            model = path.read_bytes()
-            index.compiled_embedder = model, record
-            index._compiled_file = path, hashlib.sha256(model).hexdigest()  # what was read, whatever `fast` hashed
+            index._compiled_file = generation_file(folder, manifest, COMPILED_ROLE, fast)
+            index.compiled_embedder = index._compiled_file.read_bytes(), record
         index._check_contents(folder, manifest)
         index.origin = os.path.realpath(folder)
         index.size_bytes = _size_on_disk(folder, manifest)

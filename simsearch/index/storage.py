@@ -26,7 +26,6 @@ _TEMPORARY = re.compile(r"^\.([a-z_]+-\d{6,}\.(faiss|sqlite|onnx)|manifest\.json
 FAST_HASH_LIMIT = 64 << 20  # fast loads hash files up to this size and only check the size of bigger ones
 
 
-
 @dataclass(frozen=True)
 class Unchanged:
     """A file of the generation an index was read from, kept as it is: hard-linked into the new generation
@@ -34,7 +33,6 @@ class Unchanged:
     longer what was read."""
 
     path: Path
-    sha256: str
     content: bytes
 
 
@@ -124,15 +122,15 @@ def _write_file(path: Path, content: Writer) -> None:
         content(path)
 
 
-def _link_unchanged(unchanged: Unchanged, target: Path) -> bool:
-    """Make `target` a hard link to the unchanged file, if the file system allows and the file is still what
-    was read; False otherwise (then it is written)."""
+def _link_unchanged(unchanged: Unchanged, sha256: str, target: Path) -> bool:
+    """Make `target` a hard link to the unchanged file, if the file system allows and the file still holds
+    what was read (`sha256`, its content's); False otherwise (then it is written)."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
         os.link(unchanged.path, temporary, follow_symlinks=False)  # never over an existing name
     except (OSError, NotImplementedError):
         return False
-    if file_sha256(temporary) != unchanged.sha256:
+    if file_sha256(temporary) != sha256:
         temporary.unlink(missing_ok=True)
         return False
     os.replace(temporary, target)
@@ -157,9 +155,10 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
             for role, content in writers.items():
                 name = f"{role}-{generation:06d}.{_EXTENSIONS.get(role, 'faiss')}"
                 if isinstance(content, Unchanged):
-                    if _link_unchanged(content, folder / name):
+                    digest = hashlib.sha256(content.content).hexdigest()
+                    if _link_unchanged(content, digest, folder / name):
                         files[role] = name
-                        checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": content.sha256}
+                        checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": digest}
                         continue
                     content = content.content
                 fd, temporary = open_temporary(folder / name)  # exclusive, never through a symlink
@@ -197,5 +196,5 @@ def _remove_stale(folder: Path, committed: int) -> None:
             stale.unlink(missing_ok=True)
 
 
-__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation", "generation_file",
-           "read_manifest", "save_generation", "write_bytes_atomic"]
+__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation",
+           "generation_file", "read_manifest", "save_generation", "write_bytes_atomic"]

@@ -16,7 +16,7 @@ def test_an_unchanged_file_is_linked_not_rewritten(tmp_path):
     manifest, path, data = _first_generation(tmp_path)
     inode = path.stat().st_ino
     sha = hashlib.sha256(data).hexdigest()
-    again = save_generation(tmp_path, manifest, {"embedder": Unchanged(path, sha, data)})
+    again = save_generation(tmp_path, manifest, {"embedder": Unchanged(path, data)})
     kept = tmp_path / again["files"]["embedder"]
     assert kept != path and not path.exists()  # the older generation's name is gone
     assert kept.stat().st_ino == inode and kept.read_bytes() == data
@@ -28,9 +28,9 @@ def test_a_file_changed_since_it_was_read_is_written_from_what_was_read(tmp_path
     manifest, path, data = _first_generation(tmp_path)
     sha = hashlib.sha256(data).hexdigest()
     path.write_bytes(b"planted")  # someone wrote over it after the index was read
-    again = save_generation(tmp_path, manifest, {"embedder": Unchanged(path, sha, data)})
+    again = save_generation(tmp_path, manifest, {"embedder": Unchanged(path, data)})
     kept = tmp_path / again["files"]["embedder"]
     assert kept.read_bytes() == data and again["checksums"]["embedder"]["sha256"] == sha
     os.remove(kept)  # and a file that is gone is written too
-    again = save_generation(tmp_path, again, {"embedder": Unchanged(kept, sha, data)})
+    again = save_generation(tmp_path, again, {"embedder": Unchanged(kept, data)})
     assert (tmp_path / again["files"]["embedder"]).read_bytes() == data
