@@ -6,7 +6,8 @@ peak RSS each, and the start-up to the first result of one image); in one proces
 (`embed.images_per_s`: decoded, resized images through the network) is set against the whole scoring path
 (`score_in_process.images_per_s`: decoding, resizing, network, search, verdicts), with and without the
 loader threads; embedding only and scoring run `--rounds` times in turn and each ratio is the median of its
-rounds (the machine's noise moves a round's runs alike). The embedder's options (bfloat16 autocast,
+rounds (the machine's noise moves a round's runs alike). Each stage's CPU time alone gives the ratio this
+machine's cores allow at best (`cpu_bound_png`, `cpu_bound_bmp`), and how near the runs came to it. The embedder's options (bfloat16 autocast,
 channels-last) are each measured for speed and for image AUROC on bottle and ELPV. The plain greedy coreset (anomalib's algorithm) runs on the same
 features in the same run, so the coreset speed-up is a ratio measured here. anomalib itself runs in
 benchmarks/peer_anomalib.py.
@@ -153,6 +154,41 @@ def embedding_only(images: list[Path], embedder=None, **options) -> dict:
     return {"images": len(images), "seconds": elapsed, "images_per_s": len(images) / elapsed}
 
 
+def stage_costs(inspector, images: list[Path], repeats: int = 3) -> dict:
+    """CPU milliseconds per image of each scoring stage run alone (decoding, resizing, the network, search and
+    verdicts; the least of `repeats` runs each, as a neighbour only ever adds), and the ratio to embedding only
+    that this machine's cores allow however well the stages overlap: min(1, cores x the network's wall time /
+    all stages' CPU time). The scoring runs cannot beat it; the rest of the gap to it is the pipeline's own."""
+    from simsearch.data.images import read_image
+    from simsearch.score.results import score_embeddings
+
+    embedder, index, count = inspector.embedder, inspector.index_, len(images)
+    costs: dict = {}
+
+    def timed(stage: str, work):
+        runs = []
+        for _ in range(repeats):
+            cpu, wall = time.process_time(), time.perf_counter()
+            result = work()
+            runs.append(((time.process_time() - cpu) / count * 1e3, (time.perf_counter() - wall) / count * 1e3))
+        costs[f"{stage}_cpu_ms"], costs[f"{stage}_wall_ms"] = min(runs)
+        return result
+
+    decoded = timed("decode", lambda: [read_image(path, gray_view=True) for path in images])
+    ready = timed("resize", lambda: [embedder.prepare(pixels) for pixels in decoded])
+    del decoded
+    batches = [ready[i:i + embedder.batch_size] for i in range(0, count, embedder.batch_size)]
+    embedder.embed(batches[0])  # warm-up
+    embedded = timed("network", lambda: [embedder.embed(batch) for batch in batches])
+    timed("search", lambda: [score_embeddings(index, embeddings, None, inspector.n_nearest, maps=False)
+                             for embeddings in embedded])
+    total = sum(value for key, value in costs.items() if key.endswith("_cpu_ms"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    costs["cores"] = cores
+    costs["cpu_bound_ratio"] = min(1.0, cores * costs["network_wall_ms"] / total)
+    return costs
+
+
 def first_result(index: Path, image: Path, tries: int = 3) -> dict:
     """What a user waits for: `import simsearch`, and `simsearch score ONE_IMAGE` to its printed result, with
     the index's compiled embedder (the default on a CPU) and with torch (--no-compiled); the median of `tries`
@@ -281,6 +317,11 @@ def main() -> None:
         report["rejected_of_bmp"] = sum(bool(r.is_anomaly) for r in judged.score(camera, maps="needed"))
         report["score_to_embed_ratio"] = rounds["score_in_process"]["ratio_to_embed"]
         report["score_bmp_to_embed_ratio"] = rounds["score_in_process_bmp"]["ratio_to_embed"]
+        # what 2 cores allow: every stage's CPU against the network's alone, and how near the runs came
+        for key, run, files in (("cpu_bound_png", "score_in_process", test),
+                                ("cpu_bound_bmp", "score_in_process_bmp", camera)):
+            report[key] = stage_costs(plain, files)
+            report[key]["share_of_bound"] = report[run]["ratio_to_embed"] / report[key]["cpu_bound_ratio"]
         unthreaded = Inspector.load(index)
         unthreaded.workers = 0
         unthreaded.score(test[:4])  # warm-up, as in the rounds
@@ -314,6 +355,12 @@ def main() -> None:
           f"images/s ({report['score_in_process_all_maps']['ratio_to_embed']:.2f})")
     print(f"  the same images as 1024x768 gray BMPs: {report['score_in_process_bmp']['images_per_s']:.1f} images/s "
           f"({report['score_bmp_to_embed_ratio']:.2f})")
+    for key, label in (("cpu_bound_png", "PNGs"), ("cpu_bound_bmp", "BMPs")):
+        bound = report[key]
+        print(f"  what {bound['cores']} cores allow for the {label}: decoding {bound['decode_cpu_ms']:.1f} + resizing "
+              f"{bound['resize_cpu_ms']:.1f} + search {bound['search_cpu_ms']:.1f} ms CPU per image beside the "
+              f"network's {bound['network_cpu_ms']:.1f}: at most {bound['cpu_bound_ratio']:.2f} of embedding only; "
+              f"the runs reached {bound['share_of_bound']:.0%} of that")
     judged = report["score_calibrated_bmp"]
     print(f"  BMPs, calibrated index (verdicts; {report['rejected_of_bmp']} of {judged['images']:.0f} rejected, "
           f"each with its map and boxes): {judged['images_per_s']:.1f} images/s ({judged['ratio_to_embed']:.2f})")
