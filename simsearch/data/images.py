@@ -307,13 +307,15 @@ def list_image_files(paths: Iterable[str | Path]) -> list[Path]:
 def iter_readable_images(
     images: Sequence[ImageLike],
     on_skip: Callable[[str, str], None] | None = None,
+    gray_view: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (position, RGB array) for each readable input (path, PIL image or array); unreadable ones go
-    to on_skip(name, reason). A single unreadable input is an error, and so is a list where none is readable."""
+    to on_skip(name, reason). A single unreadable input is an error, and so is a list where none is readable.
+    gray_view: gray files as read-only views of their one channel (see `read_image`)."""
     readable = 0
     for position, image in enumerate(images):
         try:
-            array = as_rgb_array(image)
+            array = as_rgb_array(image, gray_view=gray_view)
         except ImageError as error:
             if len(images) == 1:
                 raise

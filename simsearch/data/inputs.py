@@ -75,12 +75,13 @@ def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare
 def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
                prepare: Prepare | None = None) -> Iterator[Item]:
     """Read inputs one by one, in this thread; unreadable files are reported and skipped."""
-    for position, pixels in iter_readable_images(images, on_skip):
+    # gray files as views of their one channel, here as on the loader's threads: a resize then does a third of
+    # the work (_item hands on plain arrays)
+    for position, pixels in iter_readable_images(images, on_skip, gray_view=True):
         yield _item(images[position], position, pixels, prepare)
 
 
 def _read(images: Sequence[ImageLike], position: int, prepare: Prepare | None) -> Item:
-    # gray files as views of their one channel: the loader's resize then does a third of the work
     return _item(images[position], position, as_rgb_array(images[position], gray_view=True), prepare)
 
 

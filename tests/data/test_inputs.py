@@ -117,7 +117,8 @@ def test_a_failure_other_than_an_unreadable_image_propagates(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "1", "I;16"])
 def test_gray_files_resize_once_on_the_loader_with_the_same_pixels(tmp_path, mode):
     """A gray file is read as a view of its one channel, so the loader's resize runs on one channel, not
-    three: the prepared pixels are the ones an RGB read gives, and items hold plain writable arrays."""
+    three (on the loader's threads or not): the prepared pixels are the ones an RGB read gives, and items hold
+    plain writable arrays."""
     from simsearch.data.images import gray_channel, read_image
     from simsearch.data.transforms import resize_rgb
 
@@ -134,10 +135,11 @@ def test_gray_files_resize_once_on_the_loader_with_the_same_pixels(tmp_path, mod
     assert gray_channel(view) is not None and not view.flags.writeable and gray_channel(plain) is None
     np.testing.assert_array_equal(view, plain)
     np.testing.assert_array_equal(resize_rgb(view, 64), resize_rgb(plain, 64))
-    [item] = [i for batch in iter_batches([path, path], 2, prepare=lambda p: resize_rgb(p, 64), workers=2)
-              for i in batch][:1]
-    np.testing.assert_array_equal(item.pixels, resize_rgb(plain, 64))
-    assert item.size == (300, 410)
-    [unprepared] = list(iter_batches([path, path], 2, workers=2))[0][:1]
-    assert unprepared.pixels.flags.writeable and gray_channel(unprepared.pixels) is None
-    np.testing.assert_array_equal(unprepared.pixels, plain)
+    for workers in (2, 0):  # on the loader's threads, and in this thread (one image, or workers=0)
+        [item] = [i for batch in iter_batches([path, path], 2, prepare=lambda p: resize_rgb(p, 64),
+                                              workers=workers) for i in batch][:1]
+        np.testing.assert_array_equal(item.pixels, resize_rgb(plain, 64))
+        assert item.size == (300, 410)
+        [unprepared] = list(iter_batches([path, path], 2, workers=workers))[0][:1]
+        assert unprepared.pixels.flags.writeable and gray_channel(unprepared.pixels) is None
+        np.testing.assert_array_equal(unprepared.pixels, plain)
