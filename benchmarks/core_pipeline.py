@@ -7,10 +7,10 @@ peak RSS each, and the start-up to the first result of one image); in one proces
 (`score_in_process.images_per_s`: decoding, resizing, network, search, verdicts), with and without the
 loader threads; embedding only and scoring run `--rounds` times in turn and each ratio is the median of its
 rounds (the machine's noise moves a round's runs alike). Each stage's CPU time alone gives the ratio this
-machine's cores allow at best (`cpu_bound_png`, `cpu_bound_bmp`), and how near the runs came to it. The embedder's options (bfloat16 autocast,
-channels-last) are each measured for speed and for image AUROC on bottle and ELPV. The plain greedy coreset (anomalib's algorithm) runs on the same
-features in the same run, so the coreset speed-up is a ratio measured here. anomalib itself runs in
-benchmarks/peer_anomalib.py.
+machine's cores allow at best (`cpu_bound_png`, `cpu_bound_bmp`), and how near the runs came to it. The
+embedder's options (bfloat16 autocast, channels-last) are each measured for speed and for image AUROC on
+bottle and ELPV. The plain greedy coreset (anomalib's algorithm) runs on the same features in the same run,
+so the coreset speed-up is a ratio measured here. anomalib itself runs in benchmarks/peer_anomalib.py.
 
     python benchmarks/core_pipeline.py [--quick] [--json] [--rounds N]
 """
@@ -155,8 +155,9 @@ def embedding_only(images: list[Path], embedder=None, **options) -> dict:
 
 
 def stage_costs(inspector, images: list[Path], repeats: int = 3) -> dict:
-    """CPU milliseconds per image of each scoring stage run alone (decoding, resizing, the network, search and
-    verdicts; the least of `repeats` runs each, as a neighbour only ever adds), and the ratio to embedding only
+    """CPU milliseconds per image of each scoring stage run alone (decoding, resizing, the network, the search
+    for scores and nearest exemplars; the least of `repeats` runs each, as a neighbour only ever adds), and the
+    ratio to embedding only
     that this machine's cores allow however well the stages overlap: min(1, cores x the network's wall time /
     all stages' CPU time). The scoring runs cannot beat it; the rest of the gap to it is the pipeline's own."""
     from simsearch.data.images import read_image

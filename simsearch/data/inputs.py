@@ -67,7 +67,7 @@ def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare
     is_path = isinstance(source, (str, Path))
     ready = prepare(pixels) if prepare else pixels
     if isinstance(ready, np.ndarray) and gray_channel(ready) is not None:
-        ready = np.ascontiguousarray(ready)  # a gray file read as a view (see _read): items keep plain arrays
+        ready = np.ascontiguousarray(ready)  # a gray file read as a view (see iter_items): items keep plain arrays
     return Item(str(source) if is_path else None, ready, position,
                 tuple(pixels.shape[:2]), None if is_path else source)
 

@@ -136,8 +136,15 @@ def test_gray_files_resize_once_on_the_loader_with_the_same_pixels(tmp_path, mod
     np.testing.assert_array_equal(view, plain)
     np.testing.assert_array_equal(resize_rgb(view, 64), resize_rgb(plain, 64))
     for workers in (2, 0):  # on the loader's threads, and in this thread (one image, or workers=0)
-        [item] = [i for batch in iter_batches([path, path], 2, prepare=lambda p: resize_rgb(p, 64),
-                                              workers=workers) for i in batch][:1]
+        views = []
+
+        def prepare(pixels):
+            views.append(gray_channel(pixels) is not None)
+            return resize_rgb(pixels, 64)
+
+        [item] = [i for batch in iter_batches([path, path], 2, prepare=prepare, workers=workers)
+                  for i in batch][:1]
+        assert views == [True, True]  # the resize saw the one channel
         np.testing.assert_array_equal(item.pixels, resize_rgb(plain, 64))
         assert item.size == (300, 410)
         [unprepared] = list(iter_batches([path, path], 2, workers=workers))[0][:1]
