@@ -426,7 +426,8 @@ def training_samples(root: str | Path) -> list[Sample]:
 
 __all__ = [
     "DEFECT", "GOOD", "DatasetError", "Sample", "class_ids", "class_key", "count_by_class", "discover_samples",
-    "LeftOut", "exemplar_samples", "exemplar_selection", "good_image_files", "is_image_file", "is_mvtec_root", "mvtec_good_folder", "normalise_label",
+    "LeftOut", "exemplar_samples", "exemplar_selection", "good_image_files", "is_image_file", "is_mvtec_root",
+    "mvtec_good_folder", "normalise_label",
     "parse_fold",
     "read_label_csv", "select_fold", "training_samples", "typed_defect_samples",
 ]

@@ -255,6 +255,21 @@ def as_rgb_array(image: ImageLike, max_pixels: int = MAX_PIXELS, gray_view: bool
     return np.ascontiguousarray(array[:, :, :3])
 
 
+def has_utf8_name(path: str | Path) -> bool:
+    """False for a path whose bytes are not UTF-8 (a Latin-1 name on Linux: Python holds it with surrogate
+    escapes), which an index catalogue, JSON and the service cannot store as text."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as text that can always be printed and saved: bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def is_image_file(path: Path) -> bool:
     """True when the file name has an image suffix."""
     return path.suffix.lower() in IMAGE_SUFFIXES
