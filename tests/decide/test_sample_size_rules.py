@@ -68,3 +68,13 @@ def test_out_of_range_rates_are_still_errors():
     for policy, target in (("max-false-alarm", 1.5), ("good-only", -0.1), ("max-false-alarm", None)):
         with pytest.raises(CalibrationError):
             calibrate(labels, scores, policy, target)
+
+
+@pytest.mark.parametrize("n_good, n_defect", [(48, 3), (48, 0), (200, 2), (48, 6), (30, 4)])
+def test_compare_and_calibrate_follow_the_same_rule(n_good, n_defect):
+    # compare used good-only where calibrate used F1 on the same 3-4 defects
+    from simsearch.baselines.similarity import place_threshold
+
+    labels, scores = _set(n_good, n_defect, seed=n_good + n_defect)
+    stored, chosen = place_threshold(labels, scores), calibrate(labels, scores)
+    assert (stored.policy, stored.target, stored.value) == (chosen.policy, chosen.target, chosen.value)
