@@ -144,14 +144,14 @@ class OneLineErrorsGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-PROGRESS_FIRST_LINE_S = 1.0  # piped progress: a stage quicker than this prints only its "done" line
+PROGRESS_FIRST_LINE_S = 1.0  # piped progress: a stage quicker than this prints nothing
 PROGRESS_EVERY_S = 10.0  # then a line this often while it runs
 
 
 class _ProgressLines:
-    """Progress where stderr is a pipe or a file (no bar can redraw there): a line after the stage has run
-    PROGRESS_FIRST_LINE_S, one every PROGRESS_EVERY_S, and one when it ends; none when it fails (the error
-    line says so)."""
+    """Progress where stderr is a pipe or a file (no bar can redraw there): for a stage that runs longer than
+    PROGRESS_FIRST_LINE_S, a line then, one every PROGRESS_EVERY_S and one when it ends (none when it fails:
+    the error line says so). Quicker stages stay quiet."""
 
     def __init__(self, label: str, total: int | None):
         self.label, self.total, self.done = label, total, 0
@@ -182,7 +182,7 @@ class _ProgressLines:
     def __exit__(self, kind, error, traceback) -> None:
         self._stop.set()
         self._thread.join()
-        if kind is None:
+        if kind is None and time.monotonic() - self.start >= PROGRESS_FIRST_LINE_S:
             self._line(final=True)
 
 

@@ -128,10 +128,15 @@ def test_wait_must_be_finite_and_not_negative(wait, part_folder, tmp_path):
     assert not (tmp_path / "index").exists()  # refused before any work
 
 
-def test_piped_runs_print_a_line_per_stage(part_folder, tmp_path):
+def test_piped_runs_print_a_line_per_stage(part_folder, tmp_path, monkeypatch):
+    from simsearch.cli import output
+
+    monkeypatch.setattr(output, "PROGRESS_FIRST_LINE_S", 0.0)  # every stage counts as a long one here
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "index", *FAST)
     assert result.exit_code == 0
     assert "embedding: done, 12/12 in " in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("embedding: ")]
+    assert lines[-1].startswith("embedding: done") and len(lines) >= 2  # one as it starts, one at its end
 
 
 def test_score_table_keeps_file_names_and_tells_folders_apart(built, part_folder, tmp_path):
