@@ -126,6 +126,11 @@ def test_wait_must_be_finite_and_not_negative(wait, part_folder, tmp_path):
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "index", "--wait", wait, *FAST)
     assert result.exit_code == 2 and _one_line_error(result) and "--wait" in result.stderr
     assert not (tmp_path / "index").exists()  # refused before any work
+    from simsearch.errors import InputError
+    from simsearch.index.lock import IndexLock
+
+    with pytest.raises(InputError, match="not a finite number"):  # the library (and the service) too
+        IndexLock(tmp_path, wait=float(wait))
 
 
 def test_piped_runs_print_a_line_per_stage(part_folder, tmp_path, monkeypatch):
