@@ -13,8 +13,10 @@ import typer
 from rich.markup import escape
 
 from simsearch.cli.output import (
+    DEFAULT_INDEX,
     OneLineErrorsGroup,
     SkippedInputs,
+    chosen_index,
     console,
     fail,
     handle_errors,
@@ -47,17 +49,28 @@ def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, c
     """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
 
 
-DEFAULT_INDEX = Path("artifacts/index")
-
-IndexOption = typer.Option(DEFAULT_INDEX, "--index", "-i", help="Index folder.")
+IndexOption = typer.Option(None, "--index", "-i", help="Index folder (default: artifacts/index, said on stderr).")
+# add, remove and info once took the index as their first argument: that form still works
+WriterIndexOption = typer.Option(None, "--index", "-i", help="Index folder (or, as before, the first argument).")
 WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
 JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
 BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
 DEVICE_HELP = "cpu or cuda (default: cuda when available)."
 
 
-WaitOption = typer.Option(None, "--wait", help="Seconds to wait while another writer changes the index "
-                                                 "(default 60).")
+def _checked_wait(wait: Optional[float]) -> Optional[float]:
+    """--wait refused before any work: nan waited for ever, a negative or infinite wait means nothing."""
+    from simsearch.index.lock import check_wait
+    if wait is None:
+        return None
+    try:
+        return check_wait(wait)
+    except ValueError:
+        raise typer.BadParameter(f"{wait} is not a number of seconds >= 0 (e.g. 60; 0: do not wait)") from None
+
+
+WaitOption = typer.Option(None, "--wait", callback=_checked_wait,
+                          help="Seconds to wait while another writer changes the index (default 60).")
 
 
 def _wait(wait: Optional[float]) -> dict:
@@ -116,6 +129,21 @@ def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
+def _drop_non_utf8_names(files: list, skips: SkippedInputs) -> list:
+    """Files an index can hold: a name that is not UTF-8 is skipped with a warning (the catalogue stores names
+    as UTF-8 text), and the command ends with exit code 6 after the others are added."""
+    from simsearch.data.images import has_utf8_name, shown_path
+    kept = []
+    for item in files:
+        path = getattr(item, "path", item)
+        if has_utf8_name(path):
+            kept.append(item)
+        else:
+            skips(shown_path(path), "the file name is not valid UTF-8, which an index stores; rename the file "
+                                    "(e.g. convmv -f latin1 -t utf8)")
+    return kept
+
+
 FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
                                                  "2/2 to evaluate).")
 
@@ -159,7 +187,7 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.data.datasets import exemplar_samples, typed_defect_samples
+        from simsearch.data.datasets import exemplar_selection, typed_defect_samples
         from simsearch.embed import create_embedder
         from simsearch.index.exemplar_index import refuse_to_replace
         from simsearch.index.kinds import parse_kinds
@@ -180,19 +208,24 @@ def build_index(
             if len(good) != 1:
                 fail("--fold takes one labelled folder")
             good_files = [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect]
-            labelled_defects = []
+            labelled_defects, left_out = [], []
         else:
-            # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones
-            found = exemplar_samples(good)
+            # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones;
+            # masks, and in a labelled folder what is neither good nor defect (extra/, uncertain/), are left out
+            found, left_out = exemplar_selection(good)
             good_files = [s.path for s in found if not s.is_defect]
             labelled_defects = [s for s in found if s.is_defect]
+            for skipped in left_out if not as_json else []:
+                warn(f"left out {skipped.count} image(s) under {skipped.where}: {skipped.reason}")
+        skips = SkippedInputs()
+        good_files = _drop_non_utf8_names(good_files, skips)
         if not good_files:
             fail(f"no good images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif "
                  ".tiff outside defect/ng/bad/anomaly folders)")
         extra_defects = typed_defect_samples([defects]) if defects else []
         if defects and not extra_defects:
             fail(f"no images found in {defects}")
-        defect_samples = labelled_defects + extra_defects
+        defect_samples = _drop_non_utf8_names(labelled_defects + extra_defects, skips)
         start = time.perf_counter()
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
@@ -202,7 +235,6 @@ def build_index(
         kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         total = len(good_files) + len(defect_samples)
-        skips = SkippedInputs()
         if engine == "ray":
             from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
             with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
@@ -222,7 +254,8 @@ def build_index(
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
                    "mode": index.mode, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
                    "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records,
-                   "index_kinds": index.describe()["index_kinds"]}
+                   "index_kinds": index.describe()["index_kinds"],
+                   "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
         if as_json:
             typer.echo(json.dumps(summary))
             skips.finish()
@@ -242,7 +275,7 @@ def build_index(
 @app.command()
 def score(
     paths: List[Path] = typer.Argument(..., help="Images or folders to score."),
-    index: Path = IndexOption,
+    index: Optional[Path] = IndexOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
@@ -277,6 +310,8 @@ def score(
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
+        if model is None:
+            index = chosen_index(index)
         inspector = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device, compiled)
         if heatmap is not None and getattr(inspector, "index_", None) is None:
@@ -327,8 +362,9 @@ def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]
 
 @app.command()
 def add(
-    index: Path = typer.Argument(..., help="Index folder."),
-    paths: List[Path] = typer.Argument(..., help="Images or folders to add."),
+    paths: List[Path] = typer.Argument(..., help="Images or folders to add (without --index: the index folder "
+                                                 "first, as before)."),
+    index: Optional[Path] = WriterIndexOption,
     label: str = typer.Option("good", "--label", help="good or defect."),
     defect_type: Optional[str] = typer.Option(None, "--type", help="Defect type (with --label defect)."),
     weights: Optional[Path] = WeightsOption,
@@ -340,17 +376,19 @@ def add(
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
         from simsearch.data.datasets import check_defect_type, normalise_label
-        from simsearch.data.images import list_image_files
+        from simsearch.data.images import list_image_files, shown_path
 
+        index, paths = _index_and_rest(index, paths, "images or folders to add")
         label = normalise_label(label)
         if defect_type and label != "defect":
             fail("--type is only for --label defect")
         defect_type = check_defect_type(defect_type, "type")  # refused before any image is embedded
-        files = list_image_files(paths)
-        if not files:
-            fail(f"no images found in {', '.join(map(str, paths))}")
-        inspector = _load_inspector(index, weights)
         skips = SkippedInputs()
+        files = _drop_non_utf8_names(list_image_files(paths), skips)
+        if not files:
+            fail(f"no images found in {', '.join(map(shown_path, paths))}"
+                 + (" with UTF-8 names" if skips.records else ""))
+        inspector = _load_inspector(index, weights)
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
                                                allow_duplicates=allow_duplicates, on_progress=advance,
@@ -366,14 +404,24 @@ def add(
         skips.finish()
 
 
+def _index_and_rest(index: Optional[Path], arguments: list, what: str) -> tuple[Path, list]:
+    """--index and the arguments, or (the old form, kept working) the first argument as the index."""
+    if index is not None:
+        return index, list(arguments)
+    if len(arguments) < 2:
+        fail(f"name the index with --index FOLDER, then the {what}")
+    return Path(arguments[0]), list(arguments[1:])
+
+
 def _id_ranges(ids: list[int]) -> str:
     return ", ".join(map(str, ids)) if len(ids) <= 6 else f"{ids[0]}..{ids[-1]}"
 
 
 @app.command()
 def remove(
-    index: Path = typer.Argument(..., help="Index folder."),
-    ids: List[int] = typer.Argument(None, help="Exemplar ids (see `simsearch info --exemplars`)."),
+    arguments: List[str] = typer.Argument(None, help="Exemplar ids (see `simsearch info --exemplars`); without "
+                                                     "--index, the index folder first, as before.", metavar="[IDS]..."),
+    index: Optional[Path] = WriterIndexOption,
     path: Optional[List[str]] = typer.Option(None, "--path", help="Remove exemplars added from this path."),
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
@@ -382,6 +430,15 @@ def remove(
     with handle_errors():
         from simsearch.index import update_index
 
+        arguments = list(arguments or [])
+        if index is None and arguments:
+            index, arguments = Path(arguments[0]), arguments[1:]
+        if index is None:
+            fail("name the index with --index FOLDER, then the exemplars to remove: ids, or --path")
+        bad = [text for text in arguments if not text.strip().lstrip("-").isdigit()]
+        if bad:
+            fail(f"{bad[0]!r} is not an exemplar id (a whole number, see `simsearch info --exemplars`)")
+        ids = [int(text) for text in arguments]
         if not ids and not path:
             fail("name the exemplars to remove: ids, or --path")
 
@@ -404,7 +461,8 @@ def remove(
 
 @app.command()
 def info(
-    index: Path = typer.Argument(DEFAULT_INDEX, help="Index folder."),
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    index: Optional[Path] = WriterIndexOption,
     exemplars: bool = typer.Option(False, "--exemplars", help="List every exemplar."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -413,6 +471,9 @@ def info(
         from simsearch.cli.output import print_info
         from simsearch.index import ExemplarIndex
 
+        if folder is not None and index is not None and folder != index:
+            fail(f"two indexes named: {folder} and --index {index}; give one")
+        index = chosen_index(index or folder)
         store = ExemplarIndex.load(index)
         description = {"index": str(index), **store.describe()}
         if store.mode == "contrast":  # how far the mode trusts its d_good / d_defect ratio
@@ -429,9 +490,10 @@ def info(
 def calibrate(
     valdir: Optional[Path] = typer.Argument(None, help="Labelled folder or MVTec tree; none: the index's own "
                                                        "good exemplars, left out one at a time."),
-    index: Path = IndexOption,
-    policy: Optional[str] = typer.Option(None, "--policy", help="f1 (default with 5+ defects), target-recall, "
-                                                                "max-false-alarm, good-only."),
+    index: Optional[Path] = IndexOption,
+    policy: Optional[str] = typer.Option(None, "--policy", help="f1 (default with 5+ defects; fewer: good-only at "
+                                                                "1% false alarms, or the strictest rate under 99 "
+                                                                "goods), target-recall, max-false-alarm, good-only."),
     target_recall: Optional[float] = typer.Option(None, "--target-recall", help="Catch at least this share of "
                                                                                "defects, e.g. 0.99."),
     max_false_alarm: Optional[float] = typer.Option(None, "--max-false-alarm", help="Reject at most this share "
@@ -454,6 +516,7 @@ def calibrate(
         elif max_false_alarm is not None:
             chosen_policy, target = policy or "max-false-alarm", max_false_alarm
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
+        index = chosen_index(index)
         inspector = _load_inspector(index, weights)
         total = len(samples) if samples is not None else inspector.index_.counts()["good"]
         skips = SkippedInputs()
@@ -462,6 +525,9 @@ def calibrate(
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
                                           on_progress=advance, on_skip=skips,
                                           warn=warn)
+        if max_false_alarm is not None and calibration.target is not None and calibration.target > max_false_alarm:
+            warn(f"--max-false-alarm {max_false_alarm:g} needs more good images than the set holds: the strictest "
+                 f"rate they allow, {calibration.target:.3g}, was used (add good images for a stricter one)")
         if inspector.save_threshold(index, **_wait(wait)):
             warn(f"{index} was changed by another writer while calibrating; the threshold was chosen on the "
                  "exemplars read before: calibrate again to include the change")
@@ -475,7 +541,7 @@ def calibrate(
 @app.command()
 def evaluate(
     dataset: Path = typer.Argument(..., help="Labelled folder (good/defect) or MVTec category / test tree."),
-    index: Path = IndexOption,
+    index: Optional[Path] = IndexOption,
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
@@ -492,6 +558,8 @@ def evaluate(
         from simsearch.evaluate.evaluation import evaluate_dataset
 
         samples = _labelled_samples(dataset, fold)
+        if model is None:
+            index = chosen_index(index)
         scorer = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device)
         skips = SkippedInputs()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -21,8 +24,14 @@ from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchEr
 
 # Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
 # as typed; styles are given as Text objects and style= arguments instead.
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1; a closed pipe is not a failure of the command
+        self.quiet = True
+        quiet_broken_pipe()
+
+
+console = _Console(markup=False)
+err_console = _Console(stderr=True, markup=False)
 
 EXIT_ERROR = 1  # unexpected failure; every other code is a SimsearchError's exit_code (simsearch.errors.EXIT_CODES)
 EXIT_BAD_INPUT = InputError.exit_code
@@ -72,6 +81,8 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted", style="red", highlight=False)
         raise typer.Exit(130)
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except MemoryError:
         err_console.print("error: out of memory; use a smaller --batch-size or --image-size", highlight=False)
         raise typer.Exit(EXIT_ERROR)
@@ -82,6 +93,20 @@ def handle_errors() -> Iterator[None]:
             message = f"{error.__class__.__name__}: {message} (please report this)"
         err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code)
+
+
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE: `simsearch score --json | head -2`
+
+
+def quiet_broken_pipe() -> None:
+    """The reader of stdout went away (`| head`): stop quietly, as Unix tools do, with exit code 141. Standard
+    output is pointed at /dev/null first, so that Python's flush at exit does not print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test runner's buffer)
+        pass
+    raise typer.Exit(EXIT_BROKEN_PIPE)
 
 
 # Click's usage-error root, wherever this Typer takes Click from (its own vendored copy, or the click package):
@@ -98,7 +123,13 @@ class OneLineErrorsGroup(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            try:
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                sys.stdout.flush()  # a pipe closed early fails here, not in Python's flush at exit
+            except BrokenPipeError:
+                quiet_broken_pipe()
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
         except _CLICK_EXCEPTION as error:
             where = f"`{error.ctx.command_path} --help`" if getattr(error, "ctx", None) else "--help"
             message = " ".join(error.format_message().split())
@@ -113,17 +144,80 @@ class OneLineErrorsGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+PROGRESS_FIRST_LINE_S = 1.0  # piped progress: a stage quicker than this prints nothing
+PROGRESS_EVERY_S = 10.0  # then a line this often while it runs
+
+
+class _ProgressLines:
+    """Progress where stderr is a pipe or a file (no bar can redraw there): for a stage that runs longer than
+    PROGRESS_FIRST_LINE_S, a line then, one every PROGRESS_EVERY_S and one when it ends (none when it fails:
+    the error line says so). Quicker stages stay quiet."""
+
+    def __init__(self, label: str, total: int | None):
+        self.label, self.total, self.done = label, total, 0
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name=f"progress {label}", daemon=True)
+
+    def _line(self, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.start
+        count = f"{self.done}/{self.total}" if self.total is not None else (str(self.done) if self.done else "")
+        text = f"{self.label}: " + ("done, " if final else "") + (f"{count} " if count else "")
+        text += f"in {elapsed:.1f} s" if final else f"{elapsed:.0f} s"
+        err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def _tick(self) -> None:
+        wait = PROGRESS_FIRST_LINE_S
+        while not self._stop.wait(wait):
+            self._line()
+            wait = PROGRESS_EVERY_S
+
+    def advance(self, n: int) -> None:
+        self.done += n
+
+    def __enter__(self) -> Callable[[int], None]:
+        self._thread.start()
+        return self.advance
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._stop.set()
+        self._thread.join()
+        if kind is None and time.monotonic() - self.start >= PROGRESS_FIRST_LINE_S:
+            self._line(final=True)
+
+
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields advance(n). Hidden when stderr is not a terminal-like stream."""
-    if not enabled or not err_console.is_terminal:
+    """A rich progress bar on stderr; yields advance(n). Where stderr is not a terminal (piped, redirected to
+    a log), lines instead: one when the stage ends, and while it runs one every few seconds."""
+    if not enabled:
         yield lambda n: None
+        return
+    if not err_console.is_terminal:
+        with _ProgressLines(label, total) as advance:
+            yield advance
         return
     columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+DEFAULT_INDEX = Path("artifacts/index")
+
+
+def chosen_index(index: Path | None) -> Path:
+    """The index a command reads: --index, else artifacts/index with a note saying so (never silently); a
+    missing default is an error naming --index."""
+    if index is not None:
+        return index
+    if not DEFAULT_INDEX.exists():
+        fail(f"no --index given, and no index at the default {DEFAULT_INDEX}: give --index FOLDER (build one with "
+             "`simsearch build-index`)")
+    err_console.print(f"index: {DEFAULT_INDEX} (the default; --index names another)", highlight=False,
+                      markup=False, soft_wrap=True)
+    return DEFAULT_INDEX
 
 
 def warn(message: str) -> None:
@@ -188,35 +282,70 @@ def shorten_middle(text: str, width: int, head_share: float = 1 / 3) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
-def _short(path: str | None) -> str:
-    """The file name with its folder (e.g. broken_large/003.png)."""
-    if path is None:
-        return "-"
-    parts = Path(path).parts
-    return "/".join(parts[-2:]) if len(parts) >= 2 else path
+def distinct_tails(paths: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each path's last parts: its folder and name, and as many folders more as tell it apart from the other
+    paths (lineA/good/1.bmp beside lineB/good/1.bmp)."""
+    split = [Path(path).parts for path in paths]
+    tails = [parts[-2:] for parts in split]
+    for _ in range(max((len(parts) for parts in split), default=0)):
+        counts: dict[tuple[str, ...], int] = {}
+        for tail in tails:
+            counts[tail] = counts.get(tail, 0) + 1
+        longer = [parts[-(len(tail) + 1):] if counts[tail] > 1 and len(tail) < len(parts) else tail
+                  for tail, parts in zip(tails, split)]
+        if longer == tails:
+            break
+        tails = longer
+    return tails
+
+
+def fit_path(parts: Sequence[str], width: int) -> str:
+    """Folders and a file name as at most width characters: whole where it fits; else folders dropped, from
+    the second on ('lineA/…/003.png') or from the first ('…/good/003.png'), so the name stays whole; the name
+    is cut in its middle only when it alone does not fit."""
+    parts = list(parts)
+    text = "/".join(parts)
+    if len(text) <= width:
+        return text
+    name, folders = parts[-1], parts[:-1]
+    # the first folder of a distinct tail is the one that tells the rows apart: kept while anything fits
+    candidates = [folders[0] + "/…/" + "/".join(folders[start:] + [name]) for start in range(2, len(folders) + 1)]
+    candidates += ["…/" + "/".join(folders[start:] + [name]) for start in range(1, len(folders) + 1)]
+    for candidate in candidates:
+        if len(candidate) <= width:
+            return candidate
+    return shorten_middle(name, width)
 
 
 # Score table columns after the image: score (6), normalised (5), verdict (7); a rich table adds 3 characters
-# per column and 1. What is left of the console's width is shared by the image and its nearest exemplars.
-_FIXED_WIDTH = 6 + 5 + 7 + 3 * 6 + 1
+# per column and 1. What is left of the console's width goes to the image first (its name whole), then to its
+# nearest exemplars; the nearest-defect column only where the index holds defects.
+_SCORE_COLUMNS_WIDTH = 6 + 5 + 7 + 1
+_NEAREST_GOOD_MIN = 13  # "00.png 0.123"
 
 
 def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None) -> None:
-    """One row per scored image, fitted to the console's width (80 columns and up): image names are cut in
-    the middle, never at their end."""
-    free = max(43, console.width - _FIXED_WIDTH)
-    defect_width = max(14, int(free * 0.25))  # "nearest defect" and "type 0.123"
-    image_width = (free - defect_width) // 2
-    good_width = free - defect_width - image_width
+    """One row per scored image, fitted to the console's width (80 columns and up): an image is shown by its
+    name and as many folders as tell it apart from the others and fit; folders are dropped before any of
+    the name is."""
+    shown = results if limit is None else results[:limit]
+    names = distinct_tails([str(result.path) for result in shown])
+    with_defects = any(result.nearest_defect is not None for result in shown)
+    free = max(43, console.width - _SCORE_COLUMNS_WIDTH - 3 * (6 if with_defects else 5))
+    defect_width = max(14, int(free * 0.2)) if with_defects else 0  # "nearest defect" and "type 0.123"
+    rest = free - defect_width
+    needed = max((len("/".join(name)) for name in names), default=5)
+    image_width = max(5, min(needed, max(rest - _NEAREST_GOOD_MIN, rest // 2)))
+    good_width = rest - image_width
     table = Table(title=title, show_lines=False)
     table.add_column("image", no_wrap=True, max_width=image_width)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("norm.", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("nearest good", no_wrap=True, max_width=good_width)
-    table.add_column("nearest defect", no_wrap=True, max_width=defect_width)
-    shown = results if limit is None else results[:limit]
-    for result in shown:
+    if with_defects:
+        table.add_column("nearest defect", no_wrap=True, max_width=defect_width)
+    for result, name in zip(shown, names):
         verdict = "-" if result.is_anomaly is None else (Text("REJECT", "red") if result.is_anomaly
                                                          else Text("pass", "green"))
         good = result.nearest[0] if result.nearest else None
@@ -229,9 +358,9 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
         if defect:
             distance = f" {defect.distance:.3f}"
             defect_text = shorten_middle(defect.defect_type or "untyped", defect_width - len(distance)) + distance
-        table.add_row(shorten_middle(_short(result.path), image_width), f"{result.score:.4f}",
+        table.add_row(fit_path(name, image_width), f"{result.score:.4f}",
                       "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
-                      good_text, defect_text)
+                      good_text, *((defect_text,) if with_defects else ()))
     console.print(table)
     console.print("norm.: normalised score, threshold at 0.5; nearest: exemplar file, distance",
                   highlight=False)

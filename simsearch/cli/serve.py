@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from simsearch.cli.output import fail, handle_errors, warn
+from simsearch.cli.output import chosen_index, fail, handle_errors, warn
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        index: Path = typer.Option(Path("artifacts/index"), "--index", "-i", help="Index folder to serve."),
+        index: Optional[Path] = typer.Option(None, "--index", "-i", help="Index folder to serve (default: "
+                                             "artifacts/index, said on stderr)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: int = typer.Option(8000, "--port", help="Port (0: any free port, printed at start)."),
         token_file: Optional[Path] = typer.Option(None, "--token-file",
@@ -49,6 +50,7 @@ def register(app: typer.Typer) -> None:
             from simsearch.service.server import serve as run
             from simsearch.service.settings import ServiceSettings, read_token_file
 
+            index = chosen_index(index)
             if not 0 <= port <= 65535:
                 fail(f"--port must be 0..65535, not {port}")
             token = read_token_file(token_file) if token_file is not None else None

@@ -255,20 +255,47 @@ def as_rgb_array(image: ImageLike, max_pixels: int = MAX_PIXELS, gray_view: bool
     return np.ascontiguousarray(array[:, :, :3])
 
 
+def has_utf8_name(path: str | Path) -> bool:
+    """False for a path whose bytes are not UTF-8 (a Latin-1 name on Linux: Python holds it with surrogate
+    escapes), which an index catalogue, JSON and the service cannot store as text."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as text that can always be printed and saved: bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def is_image_file(path: Path) -> bool:
     """True when the file name has an image suffix."""
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+# Masks are labels, never parts, whatever the tree around them is called: MVTec's ground_truth/, masks/,
+# label*/ folders (not labelled/ or labeled/, which name data) and *_mask files.
+MASK_FOLDER_NAMES = frozenset({"ground_truth", "groundtruth", "ground-truth", "gt", "mask", "masks"})
+MASK_NAME_ENDINGS = ("_mask", "-mask", ".mask", "_gt")
+
+
 def is_mask_folder(folder: Path) -> bool:
-    """True for an MVTec AD `ground_truth` folder (beside `test/`): its `*_mask.png` files are labels, not
-    images to score."""
-    return folder.name == "ground_truth" and (folder.parent / "test").is_dir()
+    """True for a folder of masks (ground_truth/, masks/, gt/, label*/): its files are labels, not images."""
+    name = folder.name.lower()
+    return name in MASK_FOLDER_NAMES or (name.startswith("label") and not name.startswith(("labelled", "labeled")))
 
 
-def _walk_images(root: Path) -> list[Path]:
+def is_mask_file(path: Path) -> bool:
+    """True for an image file named as a mask (`003_mask.png`, `003-mask.png`, `003_gt.png`)."""
+    return path.stem.lower().endswith(MASK_NAME_ENDINGS)
+
+
+def _walk_images(root: Path, masks: list[Path] | None = None) -> list[Path]:
     """Image files under root, sorted, following symlinked folders and files; a folder reached twice (a
-    symlink loop, or two links to one folder) is walked once."""
+    symlink loop, or two links to one folder) is walked once. Mask folders and mask files are not images:
+    they go to `masks` when given."""
     found: list[Path] = []
     seen: set[str] = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
@@ -277,19 +304,40 @@ def _walk_images(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         seen.add(real)
-        subfolders[:] = sorted(name for name in subfolders if not is_mask_folder(Path(folder) / name))
+        mask_folders = [name for name in subfolders if is_mask_folder(Path(folder) / name)]
+        subfolders[:] = sorted(name for name in subfolders if name not in mask_folders)
+        if masks is not None:
+            for name in mask_folders:
+                masks.extend(_walk_all_images(Path(folder) / name))
         for name in files:
             path = Path(folder) / name
             if is_image_file(path) and path.is_file():  # is_file follows a link; a dangling link is dropped
-                found.append(path)
+                if is_mask_file(path):
+                    if masks is not None:
+                        masks.append(path)
+                else:
+                    found.append(path)
     return sorted(found)
+
+
+def _walk_all_images(root: Path) -> list[Path]:
+    """Every image file under a mask folder (to count what was left out)."""
+    return [Path(folder) / name for folder, _, files in os.walk(root, followlinks=False) for name in files
+            if is_image_file(Path(name))]
+
+
+def find_image_files(root: str | Path) -> tuple[list[Path], list[Path]]:
+    """The images under a folder and, apart, the mask files there (in mask folders or named as masks)."""
+    masks: list[Path] = []
+    return _walk_images(Path(root), masks), sorted(masks)
 
 
 def list_image_files(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively, following symlinks) into a sorted list of image files.
 
     Files given by name are kept whatever their suffix (reading decides); inside folders only image
-    suffixes count, and an MVTec `ground_truth` folder is skipped (its masks are not images to score).
+    suffixes count, and masks are skipped (mask folders: ground_truth/, masks/, gt/, label*/; files named
+    *_mask): they are labels, not images to score.
     A missing path raises FileNotFoundError.
     """
     found: list[Path] = []

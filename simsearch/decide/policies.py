@@ -42,6 +42,9 @@ class ThresholdPolicy:
     needs_good: ClassVar[bool] = False
     parameter: ClassVar[str | None] = None
     without_defects: ClassVar[str | None] = None
+    # The target is a false-alarm rate read off the good scores: n goods cannot show one below 1 / (n + 1)
+    # (the sample-size rule every such policy shares: see `rate_the_goods_allow`).
+    target_is_false_alarm_rate: ClassVar[bool] = False
 
     def check_target(self, target: float | None) -> float | None:
         """The target to use (a default filled in), or CalibrationError when it is out of range."""
@@ -134,6 +137,7 @@ class MaxFalseAlarm(ThresholdPolicy):
     name = "max-false-alarm"
     needs_good = True
     parameter = "max_false_alarm"
+    target_is_false_alarm_rate = True
     without_defects = "good-only"  # no defects to catch: the conformal quantile of the goods instead
 
     def check_target(self, target: float | None) -> float | None:
@@ -156,6 +160,7 @@ class GoodOnly(ThresholdPolicy):
     name = "good-only"
     needs_good = True
     parameter = "max_false_alarm"
+    target_is_false_alarm_rate = True
     default_target = 0.01
 
     def check_target(self, target: float | None) -> float | None:
@@ -171,9 +176,59 @@ def enough_defects_for_f1(labels: np.ndarray) -> bool:
     return int((np.asarray(labels) == 1).sum()) >= MIN_DEFECTS_FOR_F1
 
 
+def strictest_false_alarm_rate(n_good: int) -> float:
+    """The lowest false-alarm rate n good scores can vouch for: 1 / (n + 1) (the conformal quantile's rank
+    ceil((n + 1)(1 - P)) must not pass n; an empirical 0/n says no more than that either)."""
+    return 1.0 / (n_good + 1) if n_good > 0 else 1.0
+
+
+def goods_needed(false_alarm_rate: float) -> float:
+    """How many good scores a false-alarm rate needs (99 for 1%; a rate of 0: no number of them)."""
+    return math.inf if false_alarm_rate <= 0 else max(1, math.ceil(1 / false_alarm_rate - 1e-9) - 1)
+
+
 def good_only_fits(labels: np.ndarray, false_alarm_rate: float = GoodOnly.default_target) -> bool:
     """Whether the set's good scores are enough for the good-only quantile at this false-alarm rate."""
-    return int((np.asarray(labels) == 0).sum()) >= math.ceil(1 / false_alarm_rate) - 1
+    return int((np.asarray(labels) == 0).sum()) >= goods_needed(false_alarm_rate)
+
+
+def rate_the_goods_allow(n_good: int, asked: float | None, default: float | None) -> tuple[float, str]:
+    """The sample-size rule of every false-alarm-rate policy: the rate asked for (or the default), raised to
+    the strictest rate n good scores allow where it is below it, and a note saying so ('' when unchanged)."""
+    rate = default if asked is None else asked
+    strictest = strictest_false_alarm_rate(n_good)
+    if rate is not None and rate >= strictest - 1e-12:
+        return rate, ""
+    if asked is None:
+        return strictest, f"at the strictest rate {n_good} goods allow ({strictest:.1%})"
+    needed = "no number of them vouches for 0" if asked <= 0 else f"{goods_needed(asked)} are needed for {asked:g}"
+    return strictest, (f"{asked:g} asked, but {n_good} good images vouch for no rate below {strictest:.3g} "
+                       f"({needed}): the strictest rate {n_good} goods allow was used")
+
+
+def default_policy(labels: np.ndarray) -> tuple[str, float | None, str]:
+    """THE few-defects rule (calibrate and compare): the F1-best threshold with MIN_DEFECTS_FOR_F1 or more
+    defects; with fewer (or none), good-only at 1% false alarms, or at the strictest rate the goods allow
+    where they are under 99. Returns the policy, its target and why, e.g. '3 defects: too few for F1 (it
+    needs 5); good-only at the strictest rate 48 goods allow (2.0%)'. No good images: CalibrationError."""
+    labels = np.asarray(labels, dtype=int)
+    n_defect, n_good = int((labels == 1).sum()), int((labels == 0).sum())
+    if n_good == 0:
+        _refuse_without_good(n_defect)
+    if n_defect >= MIN_DEFECTS_FOR_F1:
+        return "f1", None, f"{n_defect} defects: enough for F1 (it needs {MIN_DEFECTS_FOR_F1})"
+    rate, raised = rate_the_goods_allow(n_good, None, GoodOnly.default_target)
+    why = "no defects" if n_defect == 0 else \
+        f"{n_defect} defect{'s' if n_defect != 1 else ''}: too few for F1 (it needs {MIN_DEFECTS_FOR_F1}; ask for " \
+        "policy f1 to use them anyway)"
+    return "good-only", rate, f"{why}; good-only " + (raised or f"at {rate:.1%} false alarms")
+
+
+def _refuse_without_good(n_defect: int) -> None:
+    raise CalibrationError(f"a threshold needs good images, and the calibration set holds none ({n_defect} "
+                           "defect(s) only): placed on defects alone it rejects good parts at an unknown rate",
+                           hint="add good images that are not exemplars of the index (exemplars are left out "
+                                "of calibration)")
 
 
 def threshold_for_f1(labels: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
@@ -185,10 +240,10 @@ def threshold_from_good(good_scores: np.ndarray, false_alarm_rate: float) -> tup
     """Conformal quantile: the ceil((n + 1)(1 - P))-th smallest of n held-out good scores."""
     scores = np.sort(np.asarray(good_scores, dtype=np.float64))
     n = len(scores)
-    rank = math.ceil((n + 1) * (1 - false_alarm_rate))
+    rank = math.ceil((n + 1) * (1 - false_alarm_rate) - 1e-9)  # 1e-9: P = 1 / (n + 1) gives rank n exactly
     if rank > n:
         raise CalibrationError(f"{n} good scores are too few for a false-alarm rate of {false_alarm_rate:g}: "
-                               f"it needs at least {math.ceil(1 / false_alarm_rate) - 1}",
+                               f"it needs at least {goods_needed(false_alarm_rate)}",
                                hint="add good images or allow a higher {param}", parameter="max_false_alarm")
     upper = scores[rank] if rank < n else scores[-1] + max(1e-9, 1e-6 * abs(scores[-1]))
     value = float((scores[rank - 1] + upper) / 2)
@@ -198,14 +253,17 @@ def threshold_from_good(good_scores: np.ndarray, false_alarm_rate: float) -> tup
 
 def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | ThresholdPolicy | None = None,
               target: float | None = None) -> Threshold:
-    """Choose a threshold by policy (default: f1 when there are defects, else good-only at 1% false alarms)."""
+    """Choose a threshold by policy (default: `default_policy`, the few-defects rule). Every policy needs good
+    images; a false-alarm rate below what the goods can vouch for is raised to it, and the reason says so."""
     labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
     if len(scores) == 0:
         raise CalibrationError("no scores to calibrate on")
-    has_defects, has_good = bool((labels == 1).any()), bool((labels == 0).any())
-    few_defects = has_defects and not enough_defects_for_f1(labels)
+    has_defects, n_good = bool((labels == 1).any()), int((labels == 0).sum())
+    if n_good == 0:  # F1 on defects alone "maximises F1 (1.000)" and rejects good parts at any rate
+        _refuse_without_good(int((labels == 1).sum()))
+    note = ""
     if policy is None:
-        policy = "f1" if has_defects and not (few_defects and good_only_fits(labels)) else "good-only"
+        policy, target, note = default_policy(labels)
     chosen = get_policy(policy) if isinstance(policy, str) else policy
     if not has_defects and chosen.without_defects:
         chosen = get_policy(chosen.without_defects)
@@ -213,14 +271,17 @@ def calibrate(labels: Sequence[int], scores: Sequence[float], policy: str | Thre
         raise CalibrationError(f"policy {chosen.name} needs defect images, and the calibration set has none",
                                hint="use good-only calibration ({param}) or add defects",
                                parameter="max_false_alarm")
-    if chosen.needs_good and not has_good:
-        raise CalibrationError(f"policy {chosen.name} needs good images, and the calibration set has none",
-                               hint="add good images")
+    if chosen.target_is_false_alarm_rate and target is not None:
+        chosen.check_target(target)  # out of range is an error before any raising
+    if chosen.target_is_false_alarm_rate:
+        default = chosen.check_target(None) if target is None else None
+        target, raised = rate_the_goods_allow(n_good, target, default)
+        if raised and not note:
+            note = raised
     target = chosen.check_target(target)
     value, reason = chosen.choose(labels, scores, target)
-    if few_defects and chosen.name == "good-only":
-        reason += (f" (the set holds {int((labels == 1).sum())} defects: fewer than {MIN_DEFECTS_FOR_F1} place "
-                   f"an F1 threshold by chance; ask for policy f1 to use them anyway)")
+    if note:
+        reason = f"{note}: {reason}"
     low, high = float(scores.min()), float(max(scores.max(), value))
     if high - low <= 0:
         high = low + 1.0

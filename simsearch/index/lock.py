@@ -4,13 +4,14 @@ take it, so no writer saves over a change it has not read."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
-from simsearch.errors import ConflictError, IndexProblem
+from simsearch.errors import ConflictError, IndexProblem, InputError
 
 LOCK_FILE = ".lock"
 DEFAULT_WAIT = 60.0  # seconds a writer waits for another one: long enough for a normal `add`, short of a hang
@@ -49,12 +50,24 @@ def _unlock(fd: int) -> None:
         os.close(fd)
 
 
+def check_wait(wait: float) -> float:
+    """A writer's wait in seconds: a finite number >= 0, else InputError (nan would wait for ever)."""
+    try:
+        seconds = float(wait)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"a wait of {wait!r} seconds is not a finite number of seconds >= 0",
+                         hint="give {param} in seconds, e.g. 60 (0: do not wait)", parameter="wait")
+    return seconds
+
+
 class IndexLock:
     """Exclusive writer lock of an index folder; waits up to `wait` seconds, then ConflictError (exit 5)."""
 
     def __init__(self, folder: str | Path, wait: float = DEFAULT_WAIT):
         self.folder = Path(folder)
-        self.wait = float(wait)
+        self.wait = check_wait(wait)
         self._key = os.path.realpath(self.folder)
 
     def __enter__(self) -> "IndexLock":

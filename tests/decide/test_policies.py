@@ -88,5 +88,6 @@ def test_few_defects_leave_the_default_threshold_to_the_good_scores():
     assert calibrate(labels, few, "f1").policy == "f1"  # asked for: honoured
     enough = np.r_[good, rng.normal(3.0, 1.0, MIN_DEFECTS_FOR_F1)]
     assert calibrate(np.r_[np.zeros(200, int), np.ones(MIN_DEFECTS_FOR_F1, int)], enough).policy == "f1"
-    # too few goods for a 1% quantile: the few defects are still used
-    assert calibrate(np.r_[np.zeros(20, int), np.ones(2, int)], np.r_[good[:20], [5.0, 6.0]]).policy == "f1"
+    # too few goods for a 1% quantile: still good-only (at the strictest rate 20 goods allow), never F1 on 2
+    few_goods = calibrate(np.r_[np.zeros(20, int), np.ones(2, int)], np.r_[good[:20], [5.0, 6.0]])
+    assert few_goods.policy == "good-only" and few_goods.target == pytest.approx(1 / 21)
