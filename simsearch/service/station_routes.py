@@ -84,17 +84,23 @@ async def history(request: Request, after: int = Query(0, ge=0, description="Onl
             "latest_id": station.history.latest_id, "size": station.history.size}
 
 
-def _item(svc: "Service", item_id: int, need_image: bool = True) -> HistoryItem:
+def _item(svc: "Service", item_id: int) -> HistoryItem:
     item = svc.station.history.get(item_id)
     if item is None:
         raise HTTPException(404, f"no history item {item_id} (it may have left the history)")
-    if need_image and item.image is None:
-        raise HTTPException(410, f"the image of history item {item_id} is no longer kept (memory budget)")
     return item
 
 
-async def _decode(svc: "Service", item: HistoryItem) -> np.ndarray:
-    decoded = await run_in_threadpool(decode_image, io.BytesIO(item.image), item.name, svc.settings.max_pixels,
+def _kept_image(item: HistoryItem) -> bytes:
+    image = item.image  # read once: the history may let it go at any moment
+    if image is None:
+        raise HTTPException(410, f"the image of history item {item.id} is no longer kept (memory budget)")
+    return image
+
+
+async def _decode(svc: "Service", item: HistoryItem, image: bytes) -> np.ndarray:
+    """The upload decoded as POST /score and POST /exemplars decode it."""
+    decoded = await run_in_threadpool(decode_image, io.BytesIO(image), item.name, svc.settings.max_pixels,
                                       DECODE_MAX_SIDE, svc.decode_budget)
     return decoded.pixels
 
@@ -108,7 +114,8 @@ async def _rescore(svc: "Service", pixels: np.ndarray) -> dict[str, Any]:
                  response_class=Response)
 async def overlay(request: Request, item_id: int):
     svc = service(request)
-    pixels = await _decode(svc, _item(svc, item_id))
+    item = _item(svc, item_id)
+    pixels = await _decode(svc, item, _kept_image(item))
     result = await svc.batcher.submit(ScoreRequest(pixels, True))
     png = await run_in_threadpool(overlay_png, pixels, result, svc.state.snapshot.heatmap_scale_)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -150,15 +157,16 @@ async def review(request: Request, item_id: int, body: Review):
     if body.type and action != "defect":
         raise HTTPException(422, "type is only for action=defect")
     defect_type = check_defect_type(body.type, "type") if action == "defect" else None  # 422 when unfit
-    item = _item(svc, item_id, need_image=action != "skip")
+    item = _item(svc, item_id)
+    image = _kept_image(item) if action != "skip" else None
     _claim(svc, item, reviewed=False)
     try:
         if action == "skip":
             item.review = {"action": "skip", "by": station_who(svc), "time": now()}
             return {"item": item.to_dict()}
-        pixels = await _decode(svc, item)
+        pixels = await _decode(svc, item, image)
         exemplar = await run_in_threadpool(svc.state.add, pixels, action, defect_type, f"station:{item.name[:200]}",
-                                           hashlib.sha256(item.image).hexdigest())
+                                           hashlib.sha256(image).hexdigest())
         svc.station.thumbs.put(exemplar.sha256, item.thumb)
         after = await _rescore(svc, pixels)
         before = {**item.summary, "generation": item.generation}
@@ -176,7 +184,8 @@ async def review(request: Request, item_id: int, body: Review):
 @station_api.post("/history/{item_id}/undo", summary="Undo a review: remove the exemplar it added")
 async def undo(request: Request, item_id: int):
     svc = service(request)
-    item = _item(svc, item_id, need_image=False)
+    item = _item(svc, item_id)
+    image = item.image
     _claim(svc, item, reviewed=True)
     try:
         done = item.review
@@ -186,7 +195,7 @@ async def undo(request: Request, item_id: int):
         removed = None
         if svc.state.get(done["exemplar"]) is not None:
             removed = await run_in_threadpool(svc.state.remove, done["exemplar"])  # last good: 409
-        after = await _rescore(svc, await _decode(svc, item)) if item.image is not None else None
+        after = await _rescore(svc, await _decode(svc, item, image)) if image is not None else None
         entry = svc.station.audit.write({"who": station_who(svc), "action": "undo", "label": done["action"],
                                          "type": done.get("type"), "exemplar": done["exemplar"], "image": item.name,
                                          "history_id": item.id, "removed": removed is not None,
