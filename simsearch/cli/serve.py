@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         max_connections: int = typer.Option(512, "--max-connections",
                                             help="Requests in progress at once (beyond: 503); at this many open "
                                                  "connections, ones that sent no request are closed."),
+        history: int = typer.Option(200, "--history", help="Scored images the inspection page (/) keeps, newest first."),
+        drift_window: int = typer.Option(50, "--drift-window",
+                                         help="Passed images per drift window (their scores vs the calibration goods)."),
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
         compiled: Optional[bool] = typer.Option(None, "--compiled/--no-compiled", help="Run the index's compiled "
                                                 "embedder (ONNX Runtime: the same vectors). Default: on a CPU, "
@@ -60,7 +63,9 @@ def register(app: typer.Typer) -> None:
                                        max_pixels=int(max_megapixels * 1_000_000), token=token,
                                        max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout,
                                        header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
-                                       max_requests=max_connections)
+                                       max_requests=max_connections, history_size=history,
+                                       drift_window=drift_window,
+                                       token_name=token_file.name if token_file is not None else "token")
             application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
             sock = bind(host, port)
             bound_host, bound_port = sock.getsockname()[:2]
@@ -68,7 +73,8 @@ def register(app: typer.Typer) -> None:
 
             def announce() -> None:
                 # On stdout, flushed: scripts starting the server with --port 0 read the port from here.
-                print(f"simsearch serving {index} on http://{shown}:{bound_port} (API docs at /docs)", flush=True)
+                print(f"simsearch serving {index} on http://{shown}:{bound_port} (inspection page at /, API docs at /docs)",
+                      flush=True)
 
             try:
                 run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce,

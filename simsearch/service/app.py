@@ -27,10 +27,13 @@ from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
 from simsearch.service.metrics import Metrics
-from simsearch.service.middleware import AccessGuardMiddleware, RequestMetricsMiddleware, UploadGuardMiddleware
+from simsearch.service.middleware import (AccessGuardMiddleware, CrossSiteGuardMiddleware, RequestMetricsMiddleware,
+                                          UploadGuardMiddleware)
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
 from simsearch.service.state import IndexState
+from simsearch.service.station import Station
+from simsearch.service.station_routes import PAGE_PATHS, page, station_api
 
 log = logging.getLogger("simsearch.service")
 
@@ -80,6 +83,7 @@ class Service:
     batcher: MicroBatcher
     metrics: Metrics
     decode_budget: DecodeBudget
+    station: Station
 
 
 def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str | Path | None = None,
@@ -108,10 +112,16 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
                            on_batch=metrics.observe_batch)
     metrics.gauge("simsearch_exemplars", lambda: {k: float(v) for k, v in state.snapshot.index_.counts().items()})
     metrics.gauge("simsearch_queue_waiting", lambda: {"": float(batcher.waiting)})
+    station = Station(folder, settings.history_size, settings.history_image_bytes, settings.drift_window,
+                      settings.token_name, settings.max_pixels)
+    for name, read in station.drift.gauges().items():
+        metrics.gauge(name, read)
+    metrics.gauge("simsearch_station_history", lambda: {"": float(len(station.history))})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        station.start_reference(lambda: state.snapshot)  # the calibration goods for drift, in the background
         log.info("serving %s (%s exemplars)", folder, state.snapshot.index_.counts())
         yield
         # uvicorn has stopped taking connections and let in-flight requests finish; drain and close.
@@ -122,10 +132,13 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     # /docs from the swagger-ui-bundle package's files, so it works offline; ReDoc only exists on a CDN.
     app = FastAPI(title="simsearch", version=simsearch.__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
-    app.state.service = Service(settings, state, batcher, metrics, DecodeBudget(settings.decode_budget_bytes))
+    app.state.service = Service(settings, state, batcher, metrics, DecodeBudget(settings.decode_budget_bytes),
+                                station)
     app.include_router(api)
+    app.include_router(station_api)
     app.include_router(open_routes)
-    open_paths = {route.path for route in open_routes.routes} | offline_docs(app)
+    app.include_router(page)
+    open_paths = {route.path for route in open_routes.routes} | offline_docs(app) | PAGE_PATHS
 
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, error: SimsearchError) -> JSONResponse:
@@ -139,6 +152,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
 
     app.add_middleware(UploadGuardMiddleware, max_body_bytes=settings.max_body_bytes, timeout=settings.read_timeout_s,
                        min_rate=settings.min_body_rate)
+    app.add_middleware(CrossSiteGuardMiddleware)
     app.add_middleware(AccessGuardMiddleware, token=settings.token, open_paths=open_paths,
                        max_requests=settings.max_requests)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status

@@ -75,6 +75,41 @@ class AccessGuardMiddleware:
             self.in_flight -= 1
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CrossSiteGuardMiddleware:
+    """Refuses (403) a state-changing request a browser sent from another site: `Sec-Fetch-Site` other than
+    same-origin or none, or an `Origin` that is not this server's host. Clients that are not browsers send
+    neither and pass; the bearer token (a header, never a cookie) is the first line of defence."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    @staticmethod
+    def refusal(scope: Scope) -> str | None:
+        if scope.get("method", "GET") in SAFE_METHODS:
+            return None
+        site = _header(scope, b"sec-fetch-site")
+        if site is not None and site not in (b"same-origin", b"none"):
+            return f"cross-site request refused (Sec-Fetch-Site: {site.decode('latin-1')[:20]})"
+        origin = _header(scope, b"origin")
+        if origin is not None:
+            host = _header(scope, b"host") or b""
+            netloc = origin.split(b"://", 1)[1] if b"://" in origin else b""
+            if not host or netloc.lower() != host.lower():
+                return "cross-site request refused (Origin is not this server)"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await _send_json(send, 403, refusal)
+                return
+        await self.app(scope, receive, send)
+
+
 class UploadGuardMiddleware:
     """Bounds what one request can make the server hold: a body over `max_body_bytes` gets 413 (at once
     when declared, else as soon as the count passes the cap while reading), and a client that sends no

@@ -81,7 +81,8 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     """The JSON of `simsearch score --json` for the uploaded image: score, normalised score, verdict,
     nearest exemplars, boxes. `path` is the upload's file name."""
     svc = service(request)
-    _, decoded = await _read_upload(svc, image)
+    data, decoded = await _read_upload(svc, image)
+    generation = svc.state.snapshot.index_.generation
     # BatcherUnavailable: 503; no good exemplars: 409
     result = await svc.batcher.submit(ScoreRequest(decoded.pixels, heatmap))
     result.path = image.filename
@@ -94,6 +95,8 @@ async def score(request: Request, image: UploadFile = File(..., description="The
     body = result.to_dict()
     if decoded.notes:
         body["notes"] = decoded.notes
+    # the inspection station's history (thumbnail, verdict; the upload kept for teaching)
+    await run_in_threadpool(svc.station.record, image.filename or "upload", generation, body, decoded.pixels, data)
     if png is not None:
         body["heatmap_png"] = base64.b64encode(png).decode("ascii")
     return JSONResponse(body)
@@ -117,7 +120,22 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     source = f"upload:{(image.filename or 'image')[:200]}"
     exemplar = await run_in_threadpool(svc.state.add, decoded.pixels, label, type or None, source,
                                        hashlib.sha256(data).hexdigest())
+    await run_in_threadpool(_keep_for_station, svc, exemplar, decoded.pixels)
     return exemplar.to_dict() | ({"notes": decoded.notes} if decoded.notes else {})
+
+
+def station_who(svc: "Service") -> str:
+    """Who changes the index, for the audit log: the token's name (never the token)."""
+    return svc.settings.token_name if svc.settings.token is not None else "anonymous (no token)"
+
+
+def _keep_for_station(svc: "Service", exemplar: Any, pixels: Any) -> None:
+    """The audit entry and thumbnail of an exemplar added through the API."""
+    from simsearch.service.station import thumbnail_jpeg
+
+    svc.station.thumbs.put(exemplar.sha256, thumbnail_jpeg(pixels))
+    svc.station.audit.write({"who": station_who(svc), "action": "add", "label": exemplar.label,
+                             "type": exemplar.defect_type, "exemplar": exemplar.id, "image": exemplar.path})
 
 
 @api.get("/exemplars/{exemplar_id}", summary="Describe an exemplar",
@@ -135,7 +153,10 @@ async def get_exemplar(request: Request, exemplar_id: int):
                        409: _error(409, "the last good exemplar cannot be removed, or the folder changed")})
 async def remove_exemplar(request: Request, exemplar_id: int):
     """Remove one exemplar; saved to the index on disk (atomically) before this answers."""
-    exemplar = await run_in_threadpool(service(request).state.remove, exemplar_id)  # unknown id: 404
+    svc = service(request)
+    exemplar = await run_in_threadpool(svc.state.remove, exemplar_id)  # unknown id: 404
+    svc.station.audit.write({"who": station_who(svc), "action": "remove", "label": exemplar.label,
+                             "type": exemplar.defect_type, "exemplar": exemplar.id, "image": exemplar.path})
     return {"removed": exemplar.to_dict()}
 
 

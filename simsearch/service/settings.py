@@ -34,6 +34,10 @@ class ServiceSettings:
     min_body_rate: float = 10_000.0
     decode_budget_bytes: int = 1024 * 1024 * 1024  # what concurrent image decodes may hold at once
     n_nearest: int = 3
+    token_name: str = "token"  # who made a change, in the station's audit log (the token file's name)
+    history_size: int = 200  # scored images the inspection station keeps (newest first)
+    history_image_bytes: int = 256 * 1024 * 1024  # of their uploads, kept for teaching; the oldest go first
+    drift_window: int = 50  # passed images per drift window
 
     @property
     def max_body_bytes(self) -> int:
@@ -42,7 +46,7 @@ class ServiceSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_batch", "max_queue", "max_requests",
-                     "decode_budget_bytes"):
+                     "decode_budget_bytes", "history_size", "history_image_bytes", "drift_window"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_wait_ms < 0 or min(self.read_timeout_s, self.header_timeout_s, self.min_body_rate) <= 0:

@@ -100,6 +100,16 @@ class IndexState:
 
         return self._commit(change)[1]
 
+    def set_threshold(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store a threshold record (under the folder's lock, on what is committed), with the generation it is
+        set on; save, publish. Returns the record as stored."""
+        def change(index: ExemplarIndex) -> dict[str, Any]:
+            # the generation this save commits: the page warns once exemplars change after it
+            index.threshold = {**record, "generation": index.generation + 1}
+            return index.threshold
+
+        return self._commit(change)[1]
+
     def _commit(self, change: Callable[[ExemplarIndex], T]) -> tuple[ExemplarIndex, T]:
         with self._write_lock:
             # Re-read under the folder's lock: what `simsearch add` or another server committed is kept.
