@@ -6,7 +6,7 @@ maps onto pml's classes; the distances, mining and reduction are pml's own.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pytorch_metric_learning import distances, miners
 from pytorch_metric_learning.miners import BaseMiner

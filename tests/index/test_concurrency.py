@@ -168,9 +168,8 @@ def test_a_link_planted_after_the_check_is_not_followed_either(tmp_path, monkeyp
     outside = tmp_path / "outside.txt"
     (folder / ".lock").symlink_to(outside)
     monkeypatch.setattr(IndexLock, "_refuse_a_link", lambda self: None)
-    with pytest.raises(IndexProblem, match="cannot lock"):
-        with IndexLock(folder, wait=0):
-            pass
+    with pytest.raises(IndexProblem, match="cannot lock"), IndexLock(folder, wait=0):
+        pass
     assert not outside.exists()
 
 

@@ -33,7 +33,7 @@ def test_batch_hard_takes_farthest_positive_and_nearest_negative():
 def test_batch_hard_with_several_positives():
     embeddings = torch.tensor([[0.0, 0.0], [1.0, 0.0], [4.0, 0.0], [2.5, 0.0], [6.0, 0.0]])
     labels = torch.tensor([0, 0, 0, 1, 1])
-    anchor, positive, negative = create_miner("batch-hard", distance=RAW)(embeddings, labels)
+    _, positive, negative = create_miner("batch-hard", distance=RAW)(embeddings, labels)
     assert (int(positive[0]), int(negative[0])) == (2, 3)  # anchor 0: farthest positive x=4, nearest negative x=2.5
 
 
