@@ -59,7 +59,7 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
 
 def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device, patience=None):
     from simsearch.train.loop import TrainSettings
-    from simsearch.train.miners import miner_names
+    from simsearch.train.triplets import miner_names
     from simsearch.train.tasks.common import TripletOptions
 
     if miner not in miner_names():

@@ -1,4 +1,4 @@
-"""One writer at a time per index folder, across processes: an advisory lock on `<folder>/.lock`, held from
+"""One writer at a time per index folder, across processes: filelock's lock on `<folder>/.lock`, held from
 reading the committed index to committing the next generation. The CLI, the Python API and the service all
 take it, so no writer saves over a change it has not read."""
 
@@ -6,48 +6,17 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-import time
+import stat
 from pathlib import Path
 from types import TracebackType
+
+from filelock import FileLock, Timeout
 
 from simsearch.errors import ConflictError, IndexProblem, InputError
 
 LOCK_FILE = ".lock"
 DEFAULT_WAIT = 60.0  # seconds a writer waits for another one: long enough for a normal `add`, short of a hang
 _POLL = 0.05
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: msvcrt locks one byte instead
-    fcntl = None
-    import msvcrt
-
-# Locks this process holds, by folder: a thread that already holds a folder's lock takes it again for free
-# (update_index holds it and save() asks for it), another thread of the process waits like another process.
-_held: dict[str, tuple[int, int, int]] = {}  # folder -> (thread id, fd, depth)
-_held_guard = threading.Lock()
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # pragma: no cover
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        return True
-    except OSError:
-        return False
-
-
-def _unlock(fd: int) -> None:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        else:  # pragma: no cover
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    finally:
-        os.close(fd)
 
 
 def check_wait(wait: float) -> float:
@@ -63,12 +32,18 @@ def check_wait(wait: float) -> float:
 
 
 class IndexLock:
-    """Exclusive writer lock of an index folder; waits up to `wait` seconds, then ConflictError (exit 5)."""
+    """Exclusive writer lock of an index folder; waits up to `wait` seconds, then ConflictError (exit 5).
+
+    Re-entrant per thread: a thread that holds a folder's lock takes it again for free (update_index holds it
+    and save() asks for it); another thread of the process waits like another process. filelock gives both:
+    one shared (singleton) lock object per lock file, with its holds counted per thread.
+    """
 
     def __init__(self, folder: str | Path, wait: float = DEFAULT_WAIT):
         self.folder = Path(folder)
         self.wait = check_wait(wait)
-        self._key = os.path.realpath(self.folder)
+        self._path = Path(os.path.realpath(self.folder)) / LOCK_FILE
+        self._lock: FileLock | None = None
 
     def __enter__(self) -> "IndexLock":
         self.acquire()
@@ -80,47 +55,36 @@ class IndexLock:
 
     def acquire(self) -> None:
         """Take the lock (creating the folder and its lock file if need be)."""
-        me = threading.get_ident()
-        with _held_guard:
-            held = _held.get(self._key)
-            if held is not None and held[0] == me:
-                _held[self._key] = (me, held[1], held[2] + 1)
-                return
-        fd = self._open()
-        deadline = time.monotonic() + max(self.wait, 0.0)
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise ConflictError(f"{self.folder} is being changed by another writer (waited {self.wait:g} s)",
-                                    hint="try again, or wait longer with {param}", parameter="wait")
-            time.sleep(_POLL)
-        with _held_guard:
-            _held[self._key] = (me, fd, 1)
-
-    def release(self) -> None:
-        """Give the lock back (the outermost release of this thread unlocks)."""
-        with _held_guard:
-            me, fd, depth = _held[self._key]
-            if depth > 1:
-                _held[self._key] = (me, fd, depth - 1)
-                return
-            del _held[self._key]
-        _unlock(fd)
-
-    def _open(self) -> int:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # Never through a symlink: a planted link must not make us create or lock a file elsewhere.
-            return os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            self._refuse_a_link()
+            lock = FileLock(self._path, is_singleton=True)
+            # filelock (>= 3.20.1) opens the lock file with O_NOFOLLOW, so a link planted after the check above
+            # fails here (ELOOP) instead of making us create, truncate or lock a file elsewhere.
+            lock.acquire(timeout=self.wait, poll_interval=_POLL)
+        except Timeout:
+            raise ConflictError(f"{self.folder} is being changed by another writer (waited {self.wait:g} s)",
+                                hint="try again, or wait longer with {param}", parameter="wait") from None
         except OSError as error:
             raise IndexProblem(f"cannot lock {self.folder / LOCK_FILE}: {error.strerror or error}",
                                hint="check that the index folder is writable") from None
+        self._lock = lock
+
+    def release(self) -> None:
+        """Give the lock back (the outermost release of this thread unlocks)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _refuse_a_link(self) -> None:
+        try:
+            mode = os.lstat(self._path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise IndexProblem(f"cannot lock {self.folder / LOCK_FILE}: it is {kind}",
+                               hint="remove it (simsearch creates a new one) and check who planted it")
 
 
-def holds_lock(folder: str | Path) -> bool:
-    """True when this thread holds the folder's writer lock."""
-    held = _held.get(os.path.realpath(Path(folder)))
-    return held is not None and held[0] == threading.get_ident()
-
-
-__all__ = ["DEFAULT_WAIT", "LOCK_FILE", "IndexLock", "holds_lock"]
+__all__ = ["DEFAULT_WAIT", "LOCK_FILE", "IndexLock", "check_wait"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,29 @@ def test_the_lock_is_reentrant_in_one_thread(tmp_path):
     assert 1 not in ExemplarIndex.load(folder).exemplars
 
 
+def test_another_thread_of_the_process_waits_like_another_process(tmp_path):
+    folder = tmp_path / "idx"
+    _new_index(folder)
+    outcome = []
+
+    def other_writer():
+        try:
+            with IndexLock(folder, wait=0.1):
+                outcome.append("acquired")
+        except ConflictError as error:
+            outcome.append(error.exit_code)
+
+    with IndexLock(folder, wait=0):
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join()
+    assert outcome == [5]
+    thread = threading.Thread(target=other_writer)  # released: now it gets the lock
+    thread.start()
+    thread.join()
+    assert outcome == [5, "acquired"]
+
+
 def test_clean_up_keeps_files_newer_than_the_commit_and_removes_older_ones(tmp_path):
     folder = tmp_path / "idx"
     _new_index(folder)  # generation 1
@@ -134,6 +158,18 @@ def test_a_symlinked_lock_file_is_refused(tmp_path):
     (folder / ".lock").symlink_to(outside)
     with pytest.raises(IndexProblem, match="cannot lock"):
         update_index(folder, lambda index: index.remove([0]))
+    assert not outside.exists()
+
+
+def test_a_link_planted_after_the_check_is_not_followed_either(tmp_path, monkeypatch):
+    # the window between our lstat check and the open: filelock's own O_NOFOLLOW refuses the link
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    outside = tmp_path / "outside.txt"
+    (folder / ".lock").symlink_to(outside)
+    monkeypatch.setattr(IndexLock, "_refuse_a_link", lambda self: None)
+    with pytest.raises(IndexProblem, match="cannot lock"), IndexLock(folder, wait=0):
+        pass
     assert not outside.exists()
 
 

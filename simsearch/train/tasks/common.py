@@ -7,15 +7,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from pytorch_metric_learning import distances, losses
 
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageError, read_image
 from simsearch.errors import TrainingError
-from simsearch.train.distances import LpDistance
 from simsearch.train.loop import TrainSettings
-from simsearch.train.losses import TripletMarginLoss
-from simsearch.train.miners import create_miner
 from simsearch.train.samplers import ClassBalancedBatchSampler
+from simsearch.train.triplets import create_miner
 
 OnSkip = Callable[[str, str], None]
 OnProgress = Callable[[int], None]
@@ -48,13 +47,14 @@ class TripletOptions:
 
 
 class TripletObjective:
-    """Miner + triplet margin loss."""
+    """Miner + triplet margin loss (pytorch-metric-learning) over L2-normalised Euclidean distances."""
 
     def __init__(self, options: TripletOptions | None = None):
         options = options or TripletOptions()
-        distance = LpDistance()
+        distance = distances.LpDistance(normalize_embeddings=True, p=2)
         self.miner = create_miner(options.miner, margin=options.margin, distance=distance)
-        self.loss = TripletMarginLoss(options.margin, distance=distance)
+        # pml's default reducer, AvgNonZeroReducer: triplets already beyond the margin do not dilute the mean
+        self.loss = losses.TripletMarginLoss(margin=options.margin, distance=distance)
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.loss(embeddings, labels, self.miner(embeddings, labels))
