@@ -33,7 +33,7 @@ BASIS_TAGS = {"leave-one-out": "LOO", "out-of-fold": "OOF", "carve-out": "val", 
 
 def short_basis(text: str) -> str:
     """'leave-one-out good-only / leave-one-out f1' -> 'LOO good/F1': where each threshold was placed."""
-    words = [[BASIS_TAGS.get(w, w) for w in part.split()] for part in text.split(" / ") if part]
+    words = [[BASIS_TAGS.get(w, w) for w in part.split() if not w[0].isdigit()] for part in text.split(" / ") if part]
     if not words:
         return "-"
     if all(len(w) == 2 and w[0] == words[0][0] for w in words):
@@ -42,26 +42,27 @@ def short_basis(text: str) -> str:
 
 
 def print_comparison(report: dict) -> None:
-    """One row per method (mean±std over folds), readable at 80 columns; balanced accuracy and the confusion
-    matrix are in the CSV. F1 is at the method's own threshold, placed as `threshold` says (LOO: leave-one-out
+    """One row per method (mean±std over folds), readable at 80 columns; balanced accuracy, images/s and the
+    confusion matrix are in the CSV. F1 is at the method's own threshold, placed as `threshold` says (LOO: leave-one-out
     scores of the training part, OOF: internal out-of-fold, val: a validation carve-out; good: the good-only
     quantile, too few defects for F1); oracle: the F1 of the best threshold on the test scores."""
     table = Table(title=f"{len(report['splits'])} fold(s); mean±std over folds", box=None, pad_edge=False,
                   header_style="bold")
-    widths = {"method": 12, "family": 10, "AUROC": 10, "F1": 10, "oracle": 6, "threshold": 10, "train s": 7, "img/s": 5}
-    for column, width in widths.items():  # 78 columns in all: fits an 80-column terminal
+    widths = {"method": 13, "family": 10, "AUROC": 10, "F1": 10, "oracle": 6, "threshold": 9, "train s": 7}
+    for column, width in widths.items():  # 77 columns in all: fits an 80-column terminal (img/s: in the CSV)
         table.add_column(column, justify="left" if column in ("method", "family", "threshold") else "right",
-                         no_wrap=True, min_width=width)
+                         no_wrap=column != "threshold", min_width=width,
+                         max_width=11 if column == "threshold" else None)  # a mixed basis wraps
     for name, result in report["methods"].items():
         summary = result["summary"]
-        label = escape(name) + (f" (={escape(result['same_as'])})" if result.get("same_as") else "")
+        label = escape(name) + ("*" if result.get("same_as") else "")  # * : the same scores as another method
         table.add_row(label, result.get("family", ""), _cell(summary, "image_auroc"), _cell(summary, "f1"),
                       _cell(summary, "oracle_f1", spread=False), short_basis(summary.get("threshold_basis", "")),
-                      _cell(summary, "train_seconds", 0, False), _cell(summary, "images_per_second", 1, False))
+                      _cell(summary, "train_seconds", 0, False))
     console.print(table)
     for names in report.get("same_scores", []):
-        console.print(f"same scores on every fold: {escape(', '.join(names))} (one method here, not {len(names)})",
-                      highlight=False)
+        console.print(f"*: the same scores on every fold: {escape(' = '.join(names))} (one method here, not "
+                      f"{len(names)})", highlight=False)
 
 
 def print_curve(curve: dict) -> None:
