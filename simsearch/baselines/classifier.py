@@ -13,11 +13,11 @@ from simsearch.baselines.cam import class_activation_maps, map_to_box, upsample_
 from simsearch.baselines.models import CamClassifier, SmallCNN
 from simsearch.baselines.persist import SavedBaseline, write_baseline
 from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.thresholds import CARVE_OUT, FIXED, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.splits import validation_split
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
-from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
@@ -69,15 +69,6 @@ def _runtime(options: Any) -> dict[str, Any]:
             **({"device": options.device} if options.device else {})}
 
 
-def f1_threshold(labels: Sequence[int], probabilities: Sequence[float]) -> float | None:
-    """The F1-best defect-probability threshold on a validation part (the policy of `simsearch calibrate`);
-    None when the part lacks good or defect images."""
-    labels = np.asarray(labels, dtype=int)
-    if not (labels == 1).any() or not (labels == 0).any():
-        return None
-    return calibrate(labels, probabilities, "f1").value
-
-
 @register_baseline("cam", build_cam, help="fine-tuned backbone with class activation map boxes (seeds 001/002)")
 @register_baseline("cnn", build_cnn, help="small CNN trained from scratch (seed 000)")
 class ImageClassifier(SavedBaseline):
@@ -105,6 +96,8 @@ class ImageClassifier(SavedBaseline):
         self.history_: list[dict] = []
         self.best_epoch_: int | None = None
         self.weights_source_: str | None = None
+        self.threshold_basis_ = f"{FIXED} {threshold:g}"  # where the threshold was placed (compare shows it)
+        self.threshold_paths_: list[str] = []  # the validation images whose scores placed it
 
     def _build(self) -> torch.nn.Module:
         torch.manual_seed(self.train.seed)
@@ -130,7 +123,7 @@ class ImageClassifier(SavedBaseline):
 
     def fit(self, samples: Sequence[Sample], on_epoch: EpochCallback | None = None) -> "ImageClassifier":
         """Train on labelled samples (defect types only stratify the split): a validation part carved from them
-        (val_fraction, stratified) picks the best epoch, stops early and places the F1-best threshold."""
+        (val_fraction, stratified) picks the best epoch, stops early and places the threshold."""
         train, held = validation_split(samples, self.val_fraction, self.train.seed)
         held_labels = {s.is_defect for s in held}
         if held and held_labels != {True, False} or not {s.is_defect for s in train} >= {True, False}:
@@ -148,7 +141,8 @@ class ImageClassifier(SavedBaseline):
     def fit_images(self, images: Sequence[ImageLike], labels: Sequence[int], on_epoch: EpochCallback | None = None,
                    val_images: Sequence[ImageLike] = (), val_labels: Sequence[int] = ()) -> "ImageClassifier":
         """Train on images with labels 0 (good) / 1 (defect); with validation images, keep the epoch of lowest
-        validation loss and put the threshold where the validation F1 is highest."""
+        validation loss and place the threshold on their scores (`place_threshold`: F1-best, or good-only with
+        too few validation defects)."""
         labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         if len(labels) != len(images) or len(set(labels.tolist())) < 2:
             raise InputError("training needs images of both classes (good and defect), one label per image",
@@ -168,8 +162,11 @@ class ImageClassifier(SavedBaseline):
             losses = [row["val_loss"] for row in self.history_]
             self.best_epoch_ = self.history_[int(np.argmin(losses))]["epoch"]  # the first lowest, as the loop keeps
             probabilities = [r.score for r in self.score(list(val_images))]
-            chosen = f1_threshold(val_labels, probabilities)
-            self.threshold = chosen if chosen is not None else 0.5
+            # A full training run per internal fold would cost K runs: the carve-out stays (its basis says so).
+            placed = place_threshold(np.asarray(val_labels), np.asarray(probabilities), CARVE_OUT)
+            self.threshold = placed.value if placed is not None else 0.5
+            self.threshold_basis_ = basis(placed, CARVE_OUT)
+            self.threshold_paths_ = [str(p) for p in val_images]
         return self
 
     def _require_model(self) -> torch.nn.Module:

@@ -1,13 +1,15 @@
 """Every registered method on the same splits: the similarity family (kNN image/patch, the triplet embedders
 trained per fold) and the classifiers (small CNN, CAM, backbone probe). Each trains on a fold's training part
-only, choosing its epochs and threshold on a validation part carved from it. Per fold: image AUROC, F1,
-balanced accuracy, confusion matrix, training time, images/s; then mean and spread over folds, written as JSON,
+only and places its threshold on out-of-fold scores of it (`simsearch.baselines.thresholds`). Per fold: image
+AUROC, F1 at the method's own threshold, the oracle F1 (best threshold on the test scores), balanced accuracy,
+confusion matrix, training time, images/s; methods whose scores were identical are named; then mean and spread over folds, written as JSON,
 CSV and a run.json for `simsearch report`. The learning curve reruns the folds with 0, 1, 3, ... labelled defects
 per type (seeded, nested draws)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,12 +23,13 @@ from simsearch.baselines.registry import baseline_names, build_baseline, get_bas
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
 from simsearch.embed import WeightsError
+from simsearch.decide.policies import threshold_for_f1
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.train.classifier import TrainConfig
 
-METRICS = ("image_auroc", "f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
-CURVE_METRICS = ("image_auroc", "f1", "balanced_accuracy", "train_seconds")
+METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
+CURVE_METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "train_seconds")
 CURVE_COUNTS: tuple[int | None, ...] = (0, 1, 3, 10, None)  # None: every labelled defect
 Note = Callable[[str], None]
 
@@ -54,7 +57,7 @@ class CompareSettings:
     k: int = 1
     coreset_ratio: float = 0.1
     probe_backbones: tuple[str, ...] = DEFAULT_BACKBONES
-    val_fraction: float = 0.2  # share of each training part held out to choose epochs and the threshold
+    val_fraction: float = 0.2  # share of each training part held out to choose epochs (and CNN/CAM thresholds)
     patience: int | None = 3  # epochs without a lower validation loss before a training run stops
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method extras, e.g. {"triplet-head": {"epochs": 20}}
     batch_size: int = 16
@@ -71,14 +74,34 @@ class CompareSettings:
 
 
 def fold_metrics(samples: Sequence[Sample], scores: Sequence[float], verdicts: Sequence[bool]) -> dict[str, Any]:
-    """Image AUROC on scores; F1, balanced accuracy, accuracy and confusion [[TN, FP], [FN, TP]] on verdicts."""
+    """Image AUROC on scores; F1, balanced accuracy, accuracy and confusion [[TN, FP], [FN, TP]] on verdicts;
+    the oracle F1: the F1 of the best threshold on these test scores (what a perfect threshold would give, so
+    that F1 minus oracle F1 is what the method's own threshold costs)."""
     labels = np.array([int(s.is_defect) for s in samples])
     predicted = np.array([float(bool(v)) for v in verdicts])
     at_verdicts = binary_metrics(labels, predicted, 0.5)  # a verdict is a score of 0 or 1
     (tn, fp), (fn, tp) = at_verdicts["confusion"]
     return {"image_auroc": image_auroc(labels, scores), "f1": at_verdicts["f1"],
+            "oracle_f1": oracle_f1(labels, np.asarray(scores, dtype=np.float64)),
             "balanced_accuracy": at_verdicts["balanced_accuracy"],
             "accuracy": (tn + tp) / len(labels) if len(labels) else None, "confusion": at_verdicts["confusion"]}
+
+
+def oracle_f1(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """The F1 at the F1-best threshold on these scores (the F1 policy's own choice); None without both classes."""
+    if not ((labels == 1).any() and (labels == 0).any()):
+        return None
+    value, _ = threshold_for_f1(labels, scores)
+    return binary_metrics(labels, scores, value)["f1"]
+
+
+def scores_digest(paths: Sequence[str], scores: Sequence[float]) -> str:
+    """A digest of the test scores in path order, as float32: two methods with the same digest on every fold
+    gave the same scores (a fallback making one method another), whatever their names."""
+    order = np.argsort(np.asarray(paths, dtype=str), kind="stable")
+    values = np.asarray(scores, dtype=np.float32)[order]
+    return hashlib.blake2b(np.asarray(paths)[order].astype(str).tobytes() + values.tobytes(),
+                           digest_size=12).hexdigest()
 
 
 def run_fold(method, split: Split) -> dict[str, Any]:
@@ -100,7 +123,10 @@ def run_fold(method, split: Split) -> dict[str, Any]:
     value = getattr(threshold, "value", threshold)
     return {"fold": split.fold, **metrics, "train_seconds": train_seconds,
             "images_per_second": len(results) / max(score_seconds, 1e-9), "test_images": len(results),
-            "threshold": float(value) if value is not None else None, **trained}
+            "threshold": float(value) if value is not None else None,
+            "threshold_basis": getattr(method, "threshold_basis_", None),
+            "threshold_images": len(getattr(method, "threshold_paths_", ()) or ()),
+            "scores_digest": scores_digest([r.path for r in results], [r.score for r in results]), **trained}
 
 
 def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,7 +137,31 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
         summary[metric] = {"mean": float(np.mean(values)) if values else None,
                            "std": float(np.std(values)) if values else None}
     summary["confusion"] = np.sum([f["confusion"] for f in folds], axis=0).tolist()
+    # e.g. "leave-one-out f1" on every fold, or "leave-one-out f1 / leave-one-out good-only" where they differ
+    summary["threshold_basis"] = " / ".join(dict.fromkeys(str(f.get("threshold_basis")) for f in folds))
     return summary
+
+
+def same_scores(report: dict[str, Any]) -> list[list[str]]:
+    """Groups of methods (two or more, in run order) whose test scores were identical on every fold: one is
+    the other here (e.g. knn-contrast falling back to knn-patch with too few coherent defects)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, result in report.get("methods", {}).items():
+        key = tuple((f["fold"], f.get("scores_digest")) for f in result["folds"])
+        if all(digest for _, digest in key):
+            groups.setdefault(key, []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def mark_same_scores(report: dict[str, Any], note: Note) -> None:
+    """Record `same_scores` in the report (`same_scores`, and `same_as` on each method after the first of its
+    group) with a note, so that a table never shows one method as two."""
+    report["same_scores"] = same_scores(report)
+    for names in report["same_scores"]:
+        for name in names[1:]:
+            report["methods"][name]["same_as"] = names[0]
+        note(f"{', '.join(names[1:])} gave the same scores as {names[0]} on every fold here: one method, not "
+             f"{len(names)}")
 
 
 def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: CompareSettings,
@@ -144,6 +194,9 @@ def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: Com
                                        "folds": folds}
         if report_dir is not None:
             write_report(report, report_dir)
+    mark_same_scores(report, note)
+    if report_dir is not None:
+        write_report(report, report_dir)
     return report
 
 
@@ -154,6 +207,23 @@ def _noter(notes: list[str], on_note: Note | None) -> Note:
             if on_note:
                 on_note(text)
     return note
+
+
+def held_out_types(samples: Sequence[Sample]) -> list[str]:
+    """The defect types a set can hold out one at a time (two or more named types; none otherwise)."""
+    types = sorted({s.defect_type for s in samples if s.is_defect and s.defect_type})
+    return types if len(types) >= 2 else []
+
+
+def hold_out_type(splits: Sequence[Split], defect_type: str) -> list[Split]:
+    """The same folds with one defect type never shown in training: each training part loses that type's
+    defects; each test part keeps its goods and that type's defects only (how a method finds a kind of defect
+    it has never seen)."""
+    unseen = [s for s in splits if any(t.is_defect and t.defect_type == defect_type for t in s.test)]
+    if not unseen:
+        raise SimsearchError(f"no test part holds defect type {defect_type!r}")
+    return [Split(s.fold, [t for t in s.train if not (t.is_defect and t.defect_type == defect_type)],
+                  [t for t in s.test if not t.is_defect or t.defect_type == defect_type]) for s in unseen]
 
 
 def parse_counts(text: str) -> list[int | None]:
@@ -244,12 +314,13 @@ def write_report(report: dict[str, Any], folder: str | Path) -> tuple[Path, Path
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "family", "folds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-                        + ["tn", "fp", "fn", "tp"])
+                        + ["tn", "fp", "fn", "tp", "threshold_basis", "same_as"])
         for name, result in report["methods"].items():
             summary = result["summary"]
             (tn, fp), (fn, tp) = summary["confusion"]
             writer.writerow([name, result.get("family", ""), len(result["folds"])]
-                            + [_round(summary[m][s]) for m in METRICS for s in ("mean", "std")] + [tn, fp, fn, tp])
+                            + [_round(summary[m][s]) for m in METRICS for s in ("mean", "std")] + [tn, fp, fn, tp]
+                            + [summary.get("threshold_basis", ""), result.get("same_as", "")])
     return json_path, csv_path
 
 

@@ -1,9 +1,9 @@
 """triplet-patch as a compared method: a patch-level triplet head trained on the fold's own training part, then
 defect-aware patch kNN with it (goods as good exemplars, defects as defect exemplars down to their patches).
 
-Per fold, nothing of the test part is seen: `fit` carves a validation part from the training samples
-(`validation_split`), trains the head on the rest with early stopping on the validation loss, indexes the rest,
-and places the F1 threshold on the validation part's scores; the validation images then join the index. With
+Per fold, nothing of the test part is seen: `fit` trains the head on the training samples with early stopping
+on the loss of a validation part carved from them (`validation_split`), indexes the whole training part, and
+places the threshold on its leave-one-out scores (`similarity.set_out_of_fold_threshold`). With
 no labelled defect to learn from it is exactly the frozen backbone's defect-aware patch kNN (knn-patch)."""
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
-from simsearch.baselines.similarity import InspectorScorer, place_threshold
+from simsearch.baselines.similarity import InspectorScorer, set_out_of_fold_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.embed import Embedder, embedder_from_config
@@ -63,9 +62,10 @@ class TripletPatchScorer(InspectorScorer):
                                 pretrained=self.pretrained, batch_size=self.batch_size, device=self.device)
 
     def fit(self, samples: Sequence[Sample]) -> "TripletPatchScorer":
-        """Train the head (when there are defects), index the training part, calibrate on the validation part."""
+        """Train the head (when there are defects; its early stopping on a validation part it carves), index
+        the whole training part, and place the threshold on its leave-one-out scores."""
         samples = list(samples)
-        train, val = validation_split(samples, self.val_fraction, self.seed)
+        train, _ = validation_split(samples, self.val_fraction, self.seed)
         self.train_paths_ = [str(s.path) for s in samples]
         backbone = self._backbone()
         embedder: Embedder = backbone
@@ -86,23 +86,9 @@ class TripletPatchScorer(InspectorScorer):
         elif self.on_note:
             self.on_note(f"{NAME}: no labelled defects to learn from; the frozen backbone scores alone")
         self.inspector_ = Inspector(embedder, mode=self.mode, k=self.k, coreset_ratio=self.coreset_ratio)
-        self.inspector_.fit(train)
-        if val:
-            scores = np.array([r.score for r in self.inspector_.score([s.path for s in val])])
-            threshold = place_threshold(np.array([int(s.is_defect) for s in val]), scores)
-            if threshold is not None:
-                self.inspector_.index_.threshold = threshold.to_record()
-            self._add(val)
+        self.inspector_.fit(samples)
+        set_out_of_fold_threshold(self, samples)
         return self
-
-    def _add(self, samples: Sequence[Sample]) -> None:
-        good = [s.path for s in samples if not s.is_defect]
-        defects = [s for s in samples if s.is_defect]
-        if good:
-            self.inspector_.add(good, "good")
-        if defects:
-            self.inspector_.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
-                                masks=[s.mask_path for s in defects])
 
     def describe(self) -> dict[str, Any]:
         threshold = self.threshold_

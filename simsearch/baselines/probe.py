@@ -1,5 +1,6 @@
 """Backbone probe (seed 003): embed every image once per pretrained backbone (cached on disk), train a light
-linear head on each, keep the backbone with the best validation F1 (ties to the smallest model)."""
+linear head on each, keep the backbone with the best out-of-fold F1 on the training part (ties to the
+smallest model); the threshold is placed on the same out-of-fold scores."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from sklearn.preprocessing import StandardScaler
 
 from simsearch.baselines.persist import SavedBaseline, write_baseline
 from simsearch.baselines.registry import register_baseline
+from simsearch.baselines.thresholds import OUT_OF_FOLD, basis, out_of_fold_predictions, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
-from simsearch.data.splits import DEFAULT_SEED, validation_split
+from simsearch.data.splits import DEFAULT_SEED
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
@@ -113,7 +115,7 @@ def build_probe(options: Any, on_note: Note | None = None) -> "BackboneProbe":
     """The probe from CompareSettings: its candidate backbones, the shared weights file for --backbone."""
     weights = {options.backbone: options.weights} if options.weights else {}
     runtime = {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
-    return BackboneProbe(options.probe_backbones, weights, options.image_size, options.val_fraction,
+    return BackboneProbe(options.probe_backbones, weights, options.image_size,
                          class_weights=options.class_weights,
                          seed=options.seed, cache_dir=options.cache_dir, pretrained=options.pretrained,
                          on_note=on_note, **runtime)
@@ -126,14 +128,13 @@ class BackboneProbe(SavedBaseline):
     name = "probe"
 
     def __init__(self, backbones: Sequence[str] = DEFAULT_BACKBONES, weights: dict[str, str | Path] | None = None,
-                 image_size: int = 224, validation_size: float = 0.2, class_weights: Sequence[float] = (1.0, 3.0),
+                 image_size: int = 224, class_weights: Sequence[float] = (1.0, 3.0),
                  threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
                  batch_size: int = 16, device: str | None = None, pretrained: bool = True,
                  on_note: Note | None = None):
         self.backbones = tuple(backbones)
         self.weights = dict(weights or {})
         self.image_size = image_size
-        self.validation_size = validation_size
         self.class_weights = tuple(class_weights)
         self.threshold = threshold
         self.seed = seed
@@ -146,6 +147,8 @@ class BackboneProbe(SavedBaseline):
         self.head_: LinearHead | None = None
         self.candidates_: list[dict] = []
         self.notes_: list[str] = []
+        self.threshold_basis_: str | None = None  # e.g. "out-of-fold f1"
+        self.threshold_paths_: list[str] = []  # the training images whose out-of-fold scores placed it
 
     def _embedders(self, on_note: Note | None) -> Iterator[tuple[str, Embedder]]:
         runtime = {"batch_size": self.batch_size, **({"device": self.device} if self.device else {})}
@@ -161,37 +164,39 @@ class BackboneProbe(SavedBaseline):
 
     def fit(self, samples: Sequence[Sample], on_note: Note | None = None,
             on_progress: Progress | None = None) -> "BackboneProbe":
-        """Embed the training samples with each backbone; on a validation part carved from them (validation_size,
-        stratified) choose the backbone by F1 and place the F1-best threshold. The head keeps the fit on the
-        rest, so that the threshold is placed on images the head has not seen."""
-        from simsearch.baselines.classifier import f1_threshold
-
+        """Embed the training samples with each backbone; score each of them with a head fitted on the other
+        internal folds (`thresholds.out_of_fold_predictions`, 3 folds), choose the backbone by the F1 of those
+        out-of-fold scores at the threshold they place (`place_threshold`: F1-best, or good-only with too few
+        defects), then fit the head on every sample."""
         on_note = on_note or self.on_note
         self.notes_, self.candidates_ = [], []
-        rest, held = validation_split(samples, self.validation_size, self.seed)
-        ordered = list(rest) + list(held)
-        labels = np.array([int(s.is_defect) for s in ordered])
-        if len(set(labels[:len(rest)].tolist())) < 2:
+        samples = list(samples)
+        labels = np.array([int(s.is_defect) for s in samples])
+        if int(labels.sum()) < 1 or int((labels == 0).sum()) < 1:
             raise InputError("the probe needs good and defect images to train on",
-                             hint="label at least two defect images", parameter="samples")
-        fit_rows = np.arange(len(rest))
-        val_rows = np.arange(len(rest), len(ordered))
+                             hint="label at least one defect image", parameter="samples")
         best = None
         for name, embedder in self._embedders(on_note):
-            vectors = self.cache.vectors(embedder, [s.path for s in ordered], on_progress)
-            head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
-            probabilities = head.predict_proba(vectors[val_rows])
-            threshold = f1_threshold(labels[val_rows], probabilities)
-            threshold = 0.5 if threshold is None else threshold
-            f1 = float(f1_score(labels[val_rows], probabilities >= threshold, zero_division=0)) if len(val_rows) else 0.0
-            self.candidates_.append({"backbone": name, "validation_f1": round(f1, 6), "params": model_size(name),
-                                     "dim": embedder.dim, "threshold": threshold})
+            vectors = self.cache.vectors(embedder, [s.path for s in samples], on_progress)
+
+            def fit_predict(fit_rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:
+                head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
+                return head.predict_proba(vectors[held_rows])
+            rows, probabilities = out_of_fold_predictions(labels, fit_predict, seed=self.seed)
+            placed = place_threshold(labels[rows], probabilities, OUT_OF_FOLD)
+            threshold = 0.5 if placed is None else placed.value
+            f1 = float(f1_score(labels[rows], probabilities >= threshold, zero_division=0)) if len(rows) else 0.0
+            self.candidates_.append({"backbone": name, "out_of_fold_f1": round(f1, 6), "params": model_size(name),
+                                     "dim": embedder.dim, "threshold": threshold,
+                                     "threshold_basis": basis(placed, OUT_OF_FOLD)})
             key = (-f1, model_size(name))
             if best is None or key < best[0]:
-                best = (key, embedder, head, threshold)
+                best = (key, embedder, vectors, threshold, basis(placed, OUT_OF_FOLD), [samples[i].path for i in rows])
         if best is None:
             raise WeightsError("the probe found no backbone with usable weights: " + "; ".join(self.notes_))
-        _, self.embedder_, self.head_, self.threshold = best
+        _, self.embedder_, vectors, self.threshold, self.threshold_basis_, paths = best
+        self.threshold_paths_ = [str(p) for p in paths]
+        self.head_ = LinearHead.fit(vectors, labels, self.class_weights, self.seed)
         return self
 
     @property

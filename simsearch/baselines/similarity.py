@@ -1,14 +1,16 @@
 """Similarity search as compared methods (family "similarity"): kNN over the frozen backbone's image or patch
 vectors, and kNN over the triplet-loss embedders, TRAINED PER FOLD on the fold's training part only.
 
-Every method carves one validation part from its training samples (`validation_split`, val_fraction): the
-triplet trainers pick their best epoch on it (early stopping), and the index built from the rest scores it to
-place the threshold (F1-best with defects, else good-only). The validation images then join the index, the
-defects among them as typed defect exemplars."""
+Every method indexes its whole training part (goods as good exemplars, defects as typed defect exemplars) and
+places its threshold on OUT-OF-FOLD scores of that same part (`out_of_fold_scores`: each exemplar scored with
+itself left out of the index), with the one rule of `thresholds.place_threshold` (F1-best with enough
+defects, else good-only). The triplet trainers pick their best epoch on a validation part they carve
+themselves (`validation_split`, val_fraction)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,16 +20,18 @@ import numpy as np
 
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.thresholds import LEAVE_ONE_OUT, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress
-from simsearch.data.splits import validation_split
-from simsearch.decide.policies import calibrate, enough_defects_for_f1
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
-from simsearch.embed.base import Embeddings
+from simsearch.embed.base import Embeddings, iter_embedded
 from simsearch.errors import NotFittedError
+from simsearch.data.images import patch_mask
+from simsearch.index.exemplar_index import NewExemplar
 from simsearch.inspector import Inspector
+from simsearch.score.modes import anomaly_scores
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer
 
@@ -38,7 +42,6 @@ TRIPLET_HEAD_EPOCHS = 30  # cached backbone vectors make head epochs cheap; earl
 # vectors; augmented views (option triplet-head.views=2) are embedded afresh each time.
 TRIPLET_HEAD_VIEWS = 1
 MEMO_BYTES = 1 << 30  # at most this much remembered backbone vectors (ELPV at 128 px: ~0.4 GB with patches)
-GOOD_ONLY_RATE = 0.01  # without validation defects: reject about 1% of good parts
 
 
 class MemoEmbedder(Embedder):
@@ -125,6 +128,8 @@ class InspectorScorer(Scorer):
     """A compared method whose fitted state is an Inspector (`inspector_`): scoring and the threshold are its."""
 
     inspector_: Inspector | None = None
+    threshold_basis_: str | None = None  # where the threshold was placed, e.g. "leave-one-out f1"
+    threshold_paths_: tuple[str, ...] | list[str] = ()  # the training images whose scores placed it
 
     def _require(self) -> Inspector:
         if self.inspector_ is None:
@@ -174,7 +179,7 @@ class SimilarityMethod(InspectorScorer):
         from simsearch.train.loop import TrainSettings
 
         settings = self.settings
-        # The trainers split with validation_split(samples, val_fraction, seed) too: the very part fit() holds out.
+        # The trainers carve their validation part (early stopping) with validation_split(samples, val_fraction, seed).
         return TrainSettings(epochs=epochs, seed=settings.seed, val_fraction=settings.val_fraction,
                              patience=settings.patience, device=settings.device, save_interval=max(epochs, 1))
 
@@ -188,30 +193,15 @@ class SimilarityMethod(InspectorScorer):
         self.checkpoint_ = Path(result.model_path)
 
     def fit(self, samples: Sequence[Sample]) -> "SimilarityMethod":
-        """Train the embedder (if any) on the samples, index the rest of the validation split, place the
-        threshold on the validation part, then add the validation part to the index."""
+        """Train the embedder (if any) on the samples, index them all, and place the threshold on their
+        out-of-fold scores (each scored with itself left out of the index)."""
         samples = list(samples)
-        rest, held = validation_split(samples, self.settings.val_fraction, self.settings.seed)
         embedder = self._train_embedder(samples)
         settings = self.settings
         inspector = Inspector(embedder, mode=self.mode, k=settings.k, coreset_ratio=settings.coreset_ratio)
-        inspector.fit(rest)
-        threshold = None
-        if held:
-            by_path = {str(s.path): s for s in held}
-            results = inspector.score([s.path for s in held])
-            labels = np.array([int(by_path[r.path].is_defect) for r in results])
-            scores = np.array([r.score for r in results])
-            threshold = place_threshold(labels, scores)
-            for label, part in (("good", [s for s in held if not s.is_defect]),
-                                ("defect", [s for s in held if s.is_defect])):
-                if part:
-                    inspector.add([s.path for s in part], label,
-                                  defect_types=[s.defect_type for s in part] if label == "defect" else None,
-                                  masks=[s.mask_path for s in part] if label == "defect" else None)
-        if threshold is not None:
-            inspector.index_.threshold = threshold.to_record()
+        inspector.fit(samples)
         self.inspector_ = inspector
+        set_out_of_fold_threshold(self, samples)
         return self
 
     # -- scoring (iter_score, threshold_: InspectorScorer) --------------------------------------------
@@ -275,18 +265,50 @@ class _Loaded:
         self.batch_size, self.device = batch_size or 16, device
 
 
-def place_threshold(labels: np.ndarray, scores: np.ndarray) -> Threshold | None:
-    """F1-best on a validation part with enough defects (the policy of `simsearch calibrate`); with fewer,
-    the good-only conformal quantile at about 1% false alarms (fewer goods: the strictest rate they allow)."""
-    labels = np.asarray(labels, dtype=int)
-    if not (labels == 0).any():
-        return None
-    if enough_defects_for_f1(labels):
-        threshold = calibrate(labels, scores, "f1")
-    else:
-        threshold = calibrate(labels, scores, "good-only", max(GOOD_ONLY_RATE, 1.0 / (int((labels == 0).sum()) + 1)))
-    threshold.calibrated_on = "validation part of the training samples"
-    return threshold
+def out_of_fold_scores(inspector: Inspector, samples: Sequence[Sample]) -> tuple[list[Sample], np.ndarray]:
+    """Each indexed training sample's score with itself left out of the index (the samples the index holds, in
+    the order scored, and their scores). A good exemplar goes through the scoring modes' leave-one-out path
+    (`exclude`: its image vector, patches and region are skipped); a defect exemplar is taken out of the
+    defect stores (image vector, patches, region, and so the defect coherence), scored, and put back from
+    the same embeddings: scored as if it had never been indexed. The index holds the same exemplars after
+    (the defects under new ids). Costs one search per training image."""
+    index = inspector._require_index()
+    by_path = {os.path.abspath(str(s.path)): s for s in samples}
+    exemplars = {e.path: e for e in index.exemplars.values() if e.path in by_path}
+    kept: list[Sample] = []
+    scores: list[float] = []
+    for batch, embeddings in iter_embedded(inspector.embedder, [Path(p) for p in exemplars]):
+        for row, item in enumerate(batch):
+            exemplar = exemplars[os.path.abspath(str(item.path))]
+            sample = by_path[exemplar.path]
+            single = Embeddings(embeddings.image[row:row + 1],
+                                None if embeddings.patches is None else embeddings.patches[row:row + 1])
+            if exemplar.label == "good":
+                value = anomaly_scores(index, single, exclude=exemplar.id, maps=False)[0]
+            else:
+                index.remove([exemplar.id])
+                value = anomaly_scores(index, single, maps=False)[0]
+                masks = None
+                if single.patches is not None and sample.mask_path is not None:
+                    masks = [patch_mask(sample.mask_path, single.patches.shape[1:3])]
+                index.add([NewExemplar(exemplar.path, "defect", exemplar.defect_type, exemplar.sha256)],
+                          single.image, single.patches, masks=masks)
+            kept.append(sample)
+            scores.append(float(value[0]))
+    return kept, np.asarray(scores)
+
+
+def set_out_of_fold_threshold(method: InspectorScorer, samples: Sequence[Sample]) -> None:
+    """Place the fitted method's threshold on its training samples' leave-one-out scores (stored in its
+    index, so that verdicts and saved models carry it) and record the basis (`threshold_basis_`) and the
+    paths whose scores placed it (`threshold_paths_`: tests check that no test image is among them)."""
+    inspector = method._require()
+    kept, scores = out_of_fold_scores(inspector, samples)
+    threshold = place_threshold(np.array([int(s.is_defect) for s in kept]), scores, LEAVE_ONE_OUT)
+    if threshold is not None:
+        inspector.index_.threshold = threshold.to_record()
+    method.threshold_basis_ = basis(threshold, LEAVE_ONE_OUT)
+    method.threshold_paths_ = [str(s.path) for s in kept]
 
 
 class TripletHeadMethod(SimilarityMethod):

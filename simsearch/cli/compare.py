@@ -20,7 +20,7 @@ def _note(text: str) -> None:
 
 
 def _cell(summary: dict, metric: str, digits: int = 3, spread: bool = True) -> str:
-    value = summary[metric]
+    value = summary.get(metric) or {"mean": None}
     if value["mean"] is None:
         return "-"
     if not spread:
@@ -28,20 +28,41 @@ def _cell(summary: dict, metric: str, digits: int = 3, spread: bool = True) -> s
     return f"{value['mean']:.{digits}f}±{value['std']:.2f}"
 
 
+BASIS_TAGS = {"leave-one-out": "LOO", "out-of-fold": "OOF", "carve-out": "val", "good-only": "good", "f1": "F1"}
+
+
+def short_basis(text: str) -> str:
+    """'leave-one-out good-only / leave-one-out f1' -> 'LOO good/F1': where each threshold was placed."""
+    words = [[BASIS_TAGS.get(w, w) for w in part.split() if not w[0].isdigit()] for part in text.split(" / ") if part]
+    if not words:
+        return "-"
+    if all(len(w) == 2 and w[0] == words[0][0] for w in words):
+        return f"{words[0][0]} " + "/".join(w[1] for w in words)
+    return "/".join(" ".join(w) for w in words)
+
+
 def print_comparison(report: dict) -> None:
-    """One row per method (mean±std over folds), readable at 80 columns; the confusion matrix is in the CSV."""
+    """One row per method (mean±std over folds), readable at 80 columns; balanced accuracy, images/s and the
+    confusion matrix are in the CSV. F1 is at the method's own threshold, placed as `threshold` says (LOO: leave-one-out
+    scores of the training part, OOF: internal out-of-fold, val: a validation carve-out; good: the good-only
+    quantile, too few defects for F1); oracle: the F1 of the best threshold on the test scores."""
     table = Table(title=f"{len(report['splits'])} fold(s); mean±std over folds", box=None, pad_edge=False,
                   header_style="bold")
-    widths = {"method": 12, "family": 10, "AUROC": 10, "F1": 10, "bal. acc.": 10, "train s": 7, "img/s": 5}
-    for column, width in widths.items():  # 76 columns in all: fits an 80-column terminal
-        table.add_column(column, justify="left" if column in ("method", "family") else "right", no_wrap=True,
-                         min_width=width)
+    widths = {"method": 13, "family": 10, "AUROC": 10, "F1": 10, "oracle": 6, "threshold": 9, "train s": 7}
+    for column, width in widths.items():  # 77 columns in all: fits an 80-column terminal (img/s: in the CSV)
+        table.add_column(column, justify="left" if column in ("method", "family", "threshold") else "right",
+                         no_wrap=column != "threshold", min_width=width,
+                         max_width=11 if column == "threshold" else None)  # a mixed basis wraps
     for name, result in report["methods"].items():
         summary = result["summary"]
-        table.add_row(escape(name), result.get("family", ""), _cell(summary, "image_auroc"), _cell(summary, "f1"),
-                      _cell(summary, "balanced_accuracy"), _cell(summary, "train_seconds", 0, False),
-                      _cell(summary, "images_per_second", 1, False))
+        label = escape(name) + ("*" if result.get("same_as") else "")  # * : the same scores as another method
+        table.add_row(label, result.get("family", ""), _cell(summary, "image_auroc"), _cell(summary, "f1"),
+                      _cell(summary, "oracle_f1", spread=False), short_basis(summary.get("threshold_basis", "")),
+                      _cell(summary, "train_seconds", 0, False))
     console.print(table)
+    for names in report.get("same_scores", []):
+        console.print(f"*: the same scores on every fold: {escape(' = '.join(names))} (one method here, not "
+                      f"{len(names)})", highlight=False)
 
 
 def print_curve(curve: dict) -> None:
@@ -119,7 +140,7 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
         cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
         val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each fold's training part held "
-                                           "out to choose epochs and thresholds."),
+                                           "out to choose epochs (and the CNN/CAM thresholds)."),
         patience: int = typer.Option(3, "--patience", help="Stop training after this many epochs without a lower "
                                      "validation loss (0: never)."),
         option: Optional[List[str]] = typer.Option(None, "--option", help="Per-method setting METHOD.NAME=VALUE, "
@@ -144,8 +165,8 @@ def register(app: typer.Typer) -> None:
         list_methods: bool = typer.Option(False, "--list", help="List the registered methods and exit."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Train every method on each fold's training part (epochs and thresholds chosen on a validation part of
-        it), test on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
+        """Train every method on each fold's training part (thresholds placed on out-of-fold scores of it), test
+        on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
         with handle_errors():
             from simsearch.baselines.compare import compare as run_compare
             from simsearch.baselines.compare import learning_curve, parse_counts, write_report
@@ -175,6 +196,7 @@ def register(app: typer.Typer) -> None:
             report["data"] = str(data)
             if limit is not None:
                 report["limit"] = limit
+                report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
             if counts is not None:
                 with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
                     report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,

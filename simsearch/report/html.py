@@ -154,6 +154,8 @@ def _data(run: dict[str, Any]) -> str:
     if not data:
         return '<p class="note">This run names no data set.</p>'
     parts = []
+    if data.get("subset"):  # compare --limit: the table is of a subset, and says how large
+        parts.append(f'<p class="note">{escape(str(data["subset"]))}</p>')
     splits: dict[str, dict[str, int]] = data.get("splits") or {}
     if splits:
         classes = sorted({c for counts in splits.values() for c in counts}, key=lambda c: (c != "good", c))

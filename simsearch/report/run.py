@@ -229,7 +229,8 @@ def result_arrays(results: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.nda
             np.array([float(r["score"]) for r in rows], dtype=np.float64))
 
 
-COMPARISON_COLUMNS = (("image_auroc", "image AUROC"), ("f1", "F1"), ("balanced_accuracy", "balanced acc."),
+COMPARISON_COLUMNS = (("image_auroc", "image AUROC"), ("f1", "F1"), ("oracle_f1", "oracle F1"),
+                      ("balanced_accuracy", "balanced acc."),
                       ("train_seconds", "train s / fold"), ("images_per_second", "images/s"))
 
 
@@ -238,6 +239,8 @@ def comparison_run(report: dict[str, Any], title: str = "") -> dict[str, Any]:
     method's family), the learning curve when there is one, and each fold's training curves."""
     rows = [{"method": name, "metrics": {"family": result.get("family"),
                                          **{label: result["summary"].get(key) for key, label in COMPARISON_COLUMNS},
+                                         "threshold": result["summary"].get("threshold_basis"),
+                                         **({"same scores as": result["same_as"]} if result.get("same_as") else {}),
                                          "folds": len(result["folds"])}}
             for name, result in report.get("methods", {}).items()]
     training = []
@@ -253,15 +256,21 @@ def comparison_run(report: dict[str, Any], title: str = "") -> dict[str, Any]:
                    for s in report.get("splits", [])})
     settings = dict(report.get("settings") or {})
     notes = report.get("notes") or []
+    subset = report.get("subset")
+    limited = (f"--limit {report['limit']}: a stratified random subset of {subset['images']} images "
+               f"({subset['defect']} defect)" if report.get("limit") is not None and subset else
+               f"--limit {report['limit']}" if report.get("limit") is not None else None)
     return new_run(
         "compare", title or f"comparison on {Path(str(report.get('data', 'data'))).name}",
-        data={"dataset": report.get("data"), "splits": splits},
+        data={"dataset": report.get("data"), "splits": splits, **({"subset": limited} if limited else {})},
         setup={"backbone": settings.get("backbone"), "weights": settings.get("weights") or
                ("ImageNet (torchvision)" if settings.get("pretrained", True) else "random, untrained: tests only"),
                "hyperparameters": settings},
         comparison={"title": "Method comparison", "rows": rows,
                     "note": "mean \u00b1 standard deviation over folds; F1 and balanced accuracy at each method's "
-                            "own threshold, chosen on a validation part of each fold's training part"
+                            "own threshold, placed on out-of-fold scores of each fold's training part as "
+                            "'threshold' says (good-only: too few defects for F1); oracle F1: the best threshold "
+                            "on the test scores" + (f"; {limited}" if limited else "")
                             + ("; notes: " + "; ".join(notes) if notes else "")},
         curve=report.get("curve"), training=training)
 

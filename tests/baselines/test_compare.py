@@ -1,6 +1,6 @@
 """compare's honesty: each method trains on the fold's training part only (checked on the file lists every
 trainer receives), methods resolve from the registry, classifiers keep their best validation epoch and place
-their threshold on validation images."""
+their threshold on validation images; methods with identical scores are named."""
 
 from __future__ import annotations
 
@@ -72,8 +72,9 @@ def test_no_trainer_ever_sees_a_test_image(tmp_path, monkeypatch):
         assert trained_on == train  # the whole training part, and only it
 
 
-def test_a_classifier_keeps_its_lowest_validation_loss_epoch_and_a_validation_f1_threshold(tmp_path):
-    from simsearch.baselines.classifier import ImageClassifier, f1_threshold
+def test_a_classifier_keeps_its_lowest_validation_loss_epoch_and_a_validation_threshold(tmp_path):
+    from simsearch.baselines.classifier import ImageClassifier
+    from simsearch.baselines.thresholds import place_threshold
     from simsearch.baselines.registry import build_baseline
     from simsearch.data.splits import validation_split
 
@@ -88,7 +89,9 @@ def test_a_classifier_keeps_its_lowest_validation_loss_epoch_and_a_validation_f1
     assert len(history) == 6 or len(history) - model.best_epoch_ == 2  # patience 2 stops after 2 stale epochs
     _, held = validation_split(samples, 0.2, 0)
     probabilities = [r.score for r in model.score([s.path for s in held])]
-    assert model.threshold == pytest.approx(f1_threshold([int(s.is_defect) for s in held], probabilities))
+    placed = place_threshold(np.array([int(s.is_defect) for s in held]), np.array(probabilities))
+    assert model.threshold == pytest.approx(placed.value)  # 2 validation defects: the good-only quantile
+    assert placed.policy == "good-only" and model.threshold_basis_ == "carve-out good-only"
     import torch
     import torch.nn.functional as F
 
@@ -98,3 +101,65 @@ def test_a_classifier_keeps_its_lowest_validation_loss_epoch_and_a_validation_f1
         loss = F.cross_entropy(logits, torch.tensor([int(s.is_defect) for s in held]),
                                weight=torch.tensor(model.train.class_weights, dtype=torch.float32))
     assert float(loss) == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_methods_with_identical_scores_are_named_in_the_report_and_csv(tmp_path):
+    """knn-contrast with one defect exemplar per fold falls back to the patch mode: the report says the two
+    are one method here; knn-image, which scores otherwise, is not in the group."""
+    import csv
+
+    from simsearch.baselines.compare import write_report
+
+    samples = discover_samples(write_parts(tmp_path / "parts", seed=6, n_good=10, n_defect=2))
+    splits = kfold_splits(samples, 2, seed=0)
+    notes = []
+    report = compare(splits, ["knn-patch", "knn-contrast", "knn-image"], settings(), on_note=notes.append)
+    assert report["same_scores"] == [["knn-patch", "knn-contrast"]]
+    assert report["methods"]["knn-contrast"]["same_as"] == "knn-patch"
+    assert "same_as" not in report["methods"]["knn-image"] and "same_as" not in report["methods"]["knn-patch"]
+    assert any("knn-contrast gave the same scores as knn-patch" in n for n in notes)
+    for name in report["methods"]:
+        summary = report["methods"][name]["summary"]
+        assert summary["oracle_f1"]["mean"] is not None
+        assert summary["threshold_basis"] == "leave-one-out good-only"  # one defect per fold: too few for F1
+    _, csv_path = write_report(report, tmp_path / "out")
+    rows = {r["method"]: r for r in csv.DictReader(open(csv_path))}
+    assert rows["knn-contrast"]["same_as"] == "knn-patch" and rows["knn-patch"]["same_as"] == ""
+    assert float(rows["knn-image"]["oracle_f1_mean"]) >= 0
+
+
+def test_leave_one_type_out_never_gives_the_held_type_to_training(tmp_path):
+    from simsearch.baselines.compare import held_out_types, hold_out_type
+    from simsearch.data.datasets import Sample
+
+    samples = [Sample(tmp_path / f"g{i}.png", "good") for i in range(12)] + [
+        Sample(tmp_path / f"{t}{i}.png", "defect", defect_type=t) for t in ("crack", "spot") for i in range(6)]
+    assert held_out_types(samples) == ["crack", "spot"]
+    assert held_out_types([s for s in samples if s.defect_type != "spot"]) == []  # one type: nothing to hold out
+    splits = kfold_splits(samples, 3, seed=0)
+    held = hold_out_type(splits, "crack")
+    assert [s.fold for s in held] == [s.fold for s in splits]
+    for before, after in zip(splits, held):
+        assert not any(s.defect_type == "crack" for s in after.train)
+        assert {str(s.path) for s in after.train} == {str(s.path) for s in before.train if s.defect_type != "crack"}
+        assert {s.defect_type for s in after.test if s.is_defect} == {"crack"}
+        assert {str(s.path) for s in after.test if not s.is_defect} == {str(s.path) for s in before.test
+                                                                         if not s.is_defect}
+
+
+def test_the_report_shows_the_limit_and_the_subset_size():
+    from simsearch.report.html import render_html
+    from simsearch.report.run import comparison_run
+
+    summary = {m: {"mean": 0.9, "std": 0.0} for m in ("image_auroc", "f1", "oracle_f1", "balanced_accuracy",
+                                                       "train_seconds", "images_per_second")}
+    report = {"data": "parts", "limit": 60, "subset": {"images": 60, "defect": 13},
+              "splits": [{"fold": 1, "train": 40, "test": 20, "train_defect": 9, "test_defect": 4}],
+              "methods": {"knn-patch": {"family": "similarity", "folds": [{}],
+                                        "summary": {**summary, "threshold_basis": "leave-one-out f1"}}}}
+    run = comparison_run(report)
+    assert run["data"]["subset"] == "--limit 60: a stratified random subset of 60 images (13 defect)"
+    assert run["comparison"]["rows"][0]["metrics"]["threshold"] == "leave-one-out f1"
+    assert "oracle F1" in run["comparison"]["rows"][0]["metrics"]
+    html = render_html(run)
+    assert "--limit 60: a stratified random subset of 60 images (13 defect)" in html and "oracle F1" in html

@@ -9,7 +9,6 @@ import numpy as np
 from simsearch.baselines import learned
 from simsearch.baselines.learned import TripletPatchScorer
 from simsearch.data.datasets import discover_samples
-from simsearch.data.splits import validation_split
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.inspector import Inspector
 from simsearch.train.tasks.triplet_head import PATCH_FEATURES, train_triplet_head
@@ -27,10 +26,8 @@ def test_without_defects_it_is_the_frozen_patch_knn_exactly(tmp_path):
     test = sorted(p for p in write_parts(tmp_path / "test", seed=2, n_good=2, n_defect=2).rglob("*.png"))
     scorer = _scorer().fit(samples)
     assert scorer.head_checkpoint_ is None and isinstance(scorer.inspector_.embedder, BackboneEmbedder)
-    train, val = validation_split(samples, 0.2, 0)
     frozen = Inspector(BackboneEmbedder("resnet18", image_size=64, pretrained=False, batch_size=8, device="cpu"),
-                       mode="patch", coreset_ratio=0.1).fit(train)
-    frozen.add([s.path for s in val], "good")
+                       mode="patch", coreset_ratio=0.1).fit(samples)
     assert [r.score for r in scorer.score(test)] == [r.score for r in frozen.score(test)]
 
 
@@ -51,8 +48,10 @@ def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tm
     assert not (run / PATCH_FEATURES).exists()  # the cached grids go once the head is trained
     counts = scorer.inspector_.index_.counts()
     assert counts["good"] == 10 and counts["defect"] == 5 and counts["defect_patches"] > 0
-    # its validation part holds 1 defect: too few for an F1 threshold, so the good-only quantile places it
-    assert scorer.threshold_ is not None and scorer.threshold_.policy == "good-only"
+    # placed on the leave-one-out scores of all 15 (5 defects: enough for F1), not on a 20% carve-out's 1
+    assert scorer.threshold_ is not None and scorer.threshold_.policy == "f1"
+    assert sorted(scorer.threshold_paths_) == sorted(str(s.path) for s in fit)
+    assert scorer.threshold_basis_ == "leave-one-out f1"
     scores = np.array([r.score for r in scorer.score([s.path for s in fit])])
     assert np.isfinite(scores).all()
     del scorer
