@@ -161,7 +161,7 @@ def build_index(
     with handle_errors():
         from simsearch.data.datasets import exemplar_samples, typed_defect_samples
         from simsearch.embed import create_embedder
-        from simsearch.index.exemplar_index import refuse_to_replace
+        from simsearch.index.persist import refuse_to_replace
         from simsearch.index.kinds import parse_kinds
         from simsearch.inspector import Inspector
 
@@ -412,11 +412,10 @@ def info(
     with handle_errors():
         from simsearch.cli.output import print_info
         from simsearch.index import ExemplarIndex
+        from simsearch.score.modes import describe_index
 
         store = ExemplarIndex.load(index)
-        description = {"index": str(index), **store.describe()}
-        if store.mode == "contrast":  # how far the mode trusts its d_good / d_defect ratio
-            description["defect_coherence"] = round(store.defect_coherence(), 4)
+        description = {"index": str(index), **describe_index(store)}  # the mode's own fields included
         if exemplars:
             description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
         if as_json:
