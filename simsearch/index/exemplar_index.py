@@ -67,7 +67,7 @@ class ExemplarIndex:
         self.index_kinds = parse_kinds(index_kind, self.dim)
         declared = keeper_of(mode).roles if roles is None else roles
         self.roles: dict[str, Role] = {**CATALOGUE_ROLES, **{check_name(r, "role"): v for r, v in declared.items()}}
-        self.vectors: dict[str, VectorStore] = {role: VectorStore(self.dim) for role in self.roles}
+        self.vectors = {role: VectorStore(spec.dim or self.dim) for role, spec in self.roles.items()}
         self.exemplars: dict[int, Exemplar] = {}
         self.next_id = 0
         self.patch_grid: tuple[int, int] | None = None
@@ -251,7 +251,7 @@ class ExemplarIndex:
                 ids = ((ids >> PATCH_ID_BITS) + offset) << PATCH_ID_BITS | (ids & ((1 << PATCH_ID_BITS) - 1))
             else:
                 ids = ids + offset
-            self.vectors[role] = VectorStore(self.dim)
+            self.vectors[role] = VectorStore(old.dim)
             self.vectors[role].add(vectors, ids)
         self.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in self.exemplars.items()}
         self.next_id += offset

@@ -84,7 +84,8 @@ def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = 
 def _roles(manifest: dict) -> tuple[dict[str, Role], set[str]]:
     """The mode's stores an index keeps, and those that may lack a file (format 1: no defect patch bank)."""
     if "roles" in manifest:
-        return {role: Role(spec["label"], spec["per_patch"]) for role, spec in manifest["roles"].items()}, set()
+        return {role: Role(spec["label"], spec["per_patch"], spec.get("dim"))
+                for role, spec in manifest["roles"].items()}, set()
     patch_bank = manifest.get("patch_bank")
     if patch_bank is None:  # written before it was recorded: every mode but the image mode kept patches
         patch_bank = manifest["mode"] != "image"
@@ -156,8 +157,10 @@ def _check_contents(index: ExemplarIndex, folder: Path, manifest: dict) -> None:
         return StorageError(f"{folder / name} is damaged: {what}; rebuild the index with `simsearch build-index`")
 
     for role, store in index.vectors.items():
-        if store.dim != index.dim:
-            raise damaged(f"{store.dim}-d vectors in a {index.dim}-d index", role)
+        expected = index.roles[role].dim or index.dim
+        if store.dim != expected:
+            raise damaged(f"{store.dim}-d vectors in a {expected}-d " + ("index" if expected == index.dim else "store"),
+                          role)
     counts = manifest.get("counts")
     for role, store in index.vectors.items():
         if isinstance(counts, dict) and counts.get(role, len(store)) != len(store):
@@ -243,7 +246,8 @@ def check_manifest(path: Path, manifest: dict) -> None:
     roles = manifest.get("roles", {})
     need(named(roles) and not set(roles) & set(CATALOGUE_ROLES) and all(
         isinstance(spec, dict) and spec.get("label") in LABELS and spec.get("per_patch") in (True, False)
-        for spec in roles.values()), "roles is not role -> {label, per_patch}")
+        and (spec.get("dim") is None or (whole(spec["dim"], 1) and spec["dim"] <= 1 << 16))
+        for spec in roles.values()), "roles is not role -> {label, per_patch, dim}")
     artifacts = manifest.get("artifacts", {})
     need(named(artifacts) and not set(artifacts) & (set(roles) | set(CATALOGUE_ROLES))
          and all(isinstance(record, dict) for record in artifacts.values()), "artifacts is not name -> record")

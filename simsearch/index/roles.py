@@ -22,10 +22,12 @@ _NAME = re.compile(r"^[a-z][a-z_]*$")  # a role or artifact name: it names a gen
 @dataclass(frozen=True)
 class Role:
     """What the ids of a vector store mean: its vectors belong to exemplars labelled `label`; `per_patch`: each id
-    is (exemplar id << PATCH_ID_BITS) | a position in the exemplar's patch grid, so one exemplar owns many."""
+    is (exemplar id << PATCH_ID_BITS) | a position in the exemplar's patch grid, so one exemplar owns many.
+    `dim`: its vectors' size where it is not the index's (a mode's own projection)."""
 
     label: str = "good"
     per_patch: bool = False
+    dim: int | None = None
 
     def owners(self, ids: np.ndarray) -> np.ndarray:
         """The exemplar ids of stored ids (-1 stays -1: no neighbour found)."""
@@ -38,7 +40,7 @@ class Role:
         return exemplar_id, exemplar_id + 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "per_patch": self.per_patch}
+        return {"label": self.label, "per_patch": self.per_patch, **({"dim": self.dim} if self.dim else {})}
 
 
 CATALOGUE_ROLES = {"good": Role("good"), "defect": Role("defect")}  # every exemplar's image vector, by label
