@@ -231,7 +231,7 @@ def build_index(
         console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
                       + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
-                      + (f", {summary['patches']} patches in the bank" if summary["patches"] else "")
+                      + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
         for role, kind in summary["index_kinds"].items():
             if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):

@@ -331,7 +331,7 @@ def update_index(folder: str | Path, change: Callable[[ExemplarIndex], T], finge
     with IndexLock(folder, wait):
         index = load_index(folder, fingerprint=fingerprint)
         result = change(index)
-        save_index(index, folder, wait=wait)
+        index.save(folder, wait=wait)
     return index, result
 
 

@@ -5,6 +5,7 @@ beside the server loses one. Commits made by other processes are picked up (relo
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
