@@ -48,7 +48,7 @@ class ExemplarIndex:
     """Good and defect exemplars, each with a stable id, a catalogue entry and an image vector, and what the
     scoring mode `mode` keeps of them in its declared stores (`vectors` by role) and `artifacts`."""
 
-    def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str = "patch",
+    def __init__(self, dim: int, embedder_config: dict[str, Any], fingerprint: str, mode: str,
                  k: int = 1, coreset_ratio: float = 0.1,
                  index_kind: str | Mapping[str, str] | Iterable[str] | None = None,
                  roles: Mapping[str, Role] | None = None):
@@ -57,12 +57,8 @@ class ExemplarIndex:
             raise InputError(f"coreset ratio must be in (0, 1], not {coreset_ratio}")
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
-        self.dim = int(dim)
-        self.embedder_config = dict(embedder_config)
-        self.fingerprint = fingerprint
-        self.mode = mode
-        self.k = int(k)
-        self.coreset_ratio = float(coreset_ratio)  # a mode parameter, kept in the manifest
+        self.dim, self.embedder_config, self.fingerprint, self.mode = int(dim), dict(embedder_config), fingerprint, mode
+        self.k, self.coreset_ratio = int(k), float(coreset_ratio)  # the modes' parameters, kept in the manifest
         # role -> requested kind ("auto" or a FAISS factory string); applied at fit's end and at every save
         self.index_kinds = parse_kinds(index_kind, self.dim)
         declared = keeper_of(mode).roles if roles is None else roles
@@ -86,17 +82,8 @@ class ExemplarIndex:
         self.origin: str | None = None  # the folder (real path) this index was read from or saved to
 
     # -- contents ---------------------------------------------------------------------------------
-    @property
-    def good(self) -> VectorStore:
-        return self.vectors["good"]
-
-    @property
-    def defect(self) -> VectorStore:
-        return self.vectors["defect"]
-
-    def stores(self) -> dict[str, VectorStore]:
-        """The FAISS stores by role: good, defect, then the mode's."""
-        return dict(self.vectors)
+    good = property(lambda self: self.vectors["good"], doc="the good exemplars' image vectors")
+    defect = property(lambda self: self.vectors["defect"], doc="the defect exemplars' image vectors")
 
     def keeps_patches(self) -> bool:
         """Whether any store holds patch vectors (then patch grids must agree, and the coreset ratio applies)."""
@@ -113,10 +100,8 @@ class ExemplarIndex:
 
     def defect_types(self) -> dict[str, int]:
         types: dict[str, int] = {}
-        for exemplar in self.exemplars.values():
-            if exemplar.label == "defect":
-                key = exemplar.defect_type or "(untyped)"
-                types[key] = types.get(key, 0) + 1
+        for key in (e.defect_type or "(untyped)" for e in self.exemplars.values() if e.label == "defect"):
+            types[key] = types.get(key, 0) + 1
         return types
 
     def duplicates(self, items: Sequence[NewExemplar]) -> list[NewExemplar]:
@@ -280,20 +265,17 @@ class ExemplarIndex:
     def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
         """Write the index to a folder atomically (see `persist.save_index`)."""
         from simsearch.index.persist import save_index
-
         save_index(self, folder, force, wait)
 
     @classmethod
     def load(cls, folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> "ExemplarIndex":
         """Read an index and check it (see `persist.load_index`)."""
         from simsearch.index.persist import load_index
-
         return load_index(folder, fingerprint, fast)
 
     def describe(self) -> dict[str, Any]:
         """What the store holds (the scoring mode adds its own fields: simsearch.score.modes.describe_index)."""
         from simsearch.index.persist import format_version
-
         per_patch = self.keeps_patches()
         return {
             "embedder": self.embedder_config, "fingerprint": self.fingerprint, "dim": self.dim, "mode": self.mode,

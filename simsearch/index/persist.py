@@ -142,7 +142,8 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
         artifacts = {_LEGACY_ARTIFACT: record} if record is not None and _LEGACY_ARTIFACT in manifest["files"] else {}
     for name, record in artifacts.items():
         path = generation_file(folder, manifest, name, fast)
-        index.artifacts[name], index.artifact_records[name], index.artifact_files[name] = path.read_bytes(), record, path
+        index.artifacts[name], index.artifact_records[name] = path.read_bytes(), record
+        index.artifact_files[name] = path
     _check_contents(index, folder, manifest)
     index.origin = os.path.realpath(folder)
     index.size_bytes = size_on_disk(folder, manifest)

@@ -200,7 +200,8 @@ def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | 
 def describe_index(index: ExemplarIndex) -> dict[str, Any]:
     """What an index holds and how it scores: the one description behind `simsearch info`, the service's /info
     and the report's set-up (the store's, its compiled embedder copy's, and its scoring mode's own fields)."""
-    described = {**index.describe(), "compiled_embedder": describe_copy(index.artifacts, index.artifact_records, index.fingerprint)}
+    copy = describe_copy(index.artifacts, index.artifact_records, index.fingerprint)
+    described = {**index.describe(), "compiled_embedder": copy}
     if index.mode in SCORING_MODES:
         described.update(get_scoring_mode(index.mode).describe(index))
     return described
