@@ -54,7 +54,7 @@ def contrast_ratio(vectors: np.ndarray, good, defects, test) -> np.ndarray:
 def variants(patches, images, good, defects, test, labels) -> dict[str, float]:
     """Image AUROC of the scorings for one fold."""
     from simsearch.evaluate.metrics import image_auroc
-    from simsearch.index.exemplar_index import DEFECT_PATCH_FRACTION, region_descriptors
+    from simsearch.score.banks import DEFECT_PATCH_FRACTION, region_descriptors
     from simsearch.score.modes import defect_aware, defect_factor
 
     count, height, width, dim = patches.shape

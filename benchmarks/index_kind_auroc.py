@@ -52,9 +52,9 @@ def main() -> None:
             inspector = Inspector(BackboneEmbedder("resnet18", weights=WEIGHTS), coreset_ratio=0.1,
                                   index_kind={"patches": kind}).fit(spec["bank"])
             scores = [result.score for result in inspector.score(spec["test"])]
-            record = inspector.index_.patches.record
+            record = inspector.index_.vectors["patches"].record
             row = {"set": spec["name"], "kind": kind, "built": record.kind if record else "Flat",
-                   "nprobe": record.nprobe if record else None, "patches": len(inspector.index_.patches),
+                   "nprobe": record.nprobe if record else None, "patches": len(inspector.index_.vectors["patches"]),
                    "image_auroc": round(image_auroc(spec["labels"], scores), 4),
                    "seconds": round(time.perf_counter() - start, 1)}
             if args.json:

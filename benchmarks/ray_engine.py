@@ -77,7 +77,8 @@ def main() -> None:
                                      / report["single_process"]["score_images_per_s"]}
     report["max_score_difference"] = float(np.max(np.abs(np.array([r.score for r in got])
                                                          - np.array([r.score for r in expected]))))
-    report["same_patch_bank"] = bool(np.allclose(built.index_.patches.vectors(), local.index_.patches.vectors(),
+    report["same_patch_bank"] = bool(np.allclose(built.index_.vectors["patches"].vectors(),
+                                                 local.index_.vectors["patches"].vectors(),
                                                  rtol=1e-4, atol=1e-5))
     if args.json:
         print(json.dumps(report))

@@ -27,8 +27,9 @@ from simsearch.errors import InputError, NotFittedError
 from simsearch.evaluate.evaluation import (Evaluation, evaluate_dataset, leave_out_exemplars, maps_and_masks,
                                            score_samples)
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
-from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar, check_fingerprint, update_index
+from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.lock import DEFAULT_WAIT
+from simsearch.index.persist import check_fingerprint, update_index
 from simsearch.index.storage import read_manifest
 from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores, get_scoring_mode
@@ -93,15 +94,13 @@ class Inspector(Scorer):
             defect_masks = [s.mask_path for s in defect_samples]
         embedder = self._require_embedder()
         mode = get_scoring_mode(self.mode)
-        patch_bank = mode.needs_patches
-        if patch_bank and not embedder.supports_patches:
+        if mode.needs_patches and not embedder.supports_patches:
             raise InputError("this embedder gives no patch vectors: use mode='image'")
         good_inputs = _expand_good(good)
         if not good_inputs:
             raise ImageError("no good images found to build the index from")
         self.index_ = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, self.mode, self.k,
-                                    self.coreset_ratio, patch_bank, index_kind=self.index_kind,
-                                    region_bank=mode.needs_regions)
+                                    self.coreset_ratio, index_kind=self.index_kind)
         readable = 0
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]
@@ -117,7 +116,7 @@ class Inspector(Scorer):
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
                      on_skip=on_skip, masks=defect_masks)
         self.index_.apply_index_kinds()  # trained once on the whole bank, not chunk by chunk
-        if self.index_.patches is not None:
+        if mode.needs_patches:  # a mode that gives maps
             self.index_.map_scale = self._map_scale()
         return self
 
@@ -301,8 +300,8 @@ class Inspector(Scorer):
         """Write the index (atomically, under the folder's writer lock) to a folder; replacing another index
         there needs `force` (see ExemplarIndex.save). The index keeps a compiled copy of the embedder."""
         index = self._require_index()
-        if index.compiled_embedder is None:
-            index.compiled_embedder = self._compiled_copy()
+        if _stored_copy(index) is None:
+            _keep_compiled(index, self._compiled_copy())
         index.save(folder, force=force, wait=wait)
 
     def _compiled_copy(self) -> tuple[bytes, dict] | None:
@@ -314,11 +313,11 @@ class Inspector(Scorer):
     def _keeping_compiled_copy(self, change: Callable[[ExemplarIndex], T]) -> Callable[[ExemplarIndex], T]:
         """`change` for update_index, after which the saved index keeps a compiled copy of the embedder (the
         one this inspector's index holds, else made now, outside the writer lock: an older index gains one)."""
-        compiled = (self.index_.compiled_embedder if self.index_ is not None else None) or self._compiled_copy()
+        compiled = (_stored_copy(self.index_) if self.index_ is not None else None) or self._compiled_copy()
 
         def changed(index: ExemplarIndex) -> T:
             result = change(index)
-            index.compiled_embedder = index.compiled_embedder or compiled
+            _keep_compiled(index, compiled)
             return result
 
         return changed
@@ -368,10 +367,11 @@ def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, app
     if required and not applies:
         raise InputError("a compiled embedder runs on the CPU in float32, with the weights it was made from",
                          hint="leave device, precision and weights out, or leave {param} out", parameter="compiled")
-    if index.compiled_embedder is not None:
+    copy = _stored_copy(index)
+    if copy is not None:
         options = {"batch_size": runtime["batch_size"]} if "batch_size" in runtime else {}
         try:
-            embedder = CompiledEmbedder(*index.compiled_embedder, index.embedder_config, **options)
+            embedder = CompiledEmbedder(*copy, index.embedder_config, **options)
         except DamagedCopyError as error:  # the rest of the index was checked as it loaded
             if required:
                 raise InputError(f"the compiled embedder in {folder} cannot run: {error}",
@@ -388,6 +388,21 @@ def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, app
     embedder = embedder_from_config(index.embedder_config, weights=weights, **runtime)
     check_fingerprint(folder, index.fingerprint, embedder.fingerprint)
     return embedder
+
+
+def _stored_copy(index: ExemplarIndex) -> tuple[bytes, dict] | None:
+    """The compiled copy of its embedder the index keeps among its artifacts (None: none)."""
+    from simsearch.embed.compiled import stored_copy
+
+    return stored_copy(index.artifacts, index.artifact_records, index.fingerprint)
+
+
+def _keep_compiled(index: ExemplarIndex, copy: tuple[bytes, dict] | None) -> None:
+    """Keep a compiled copy among the index's artifacts (it is written with the index at every save)."""
+    from simsearch.embed.compiled import keep_copy
+
+    if copy is not None and _stored_copy(index) is None:
+        keep_copy(index.artifacts, index.artifact_records, copy)
 
 
 def _is_samples(items: object) -> bool:

@@ -128,7 +128,7 @@ def test_an_index_without_a_compiled_embedder_runs_torch_until_saved_again(small
 
     Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
     older = ExemplarIndex.load(tmp_path / "idx")
-    older.compiled_embedder = None  # as an index written before compiled copies
+    older.artifacts.pop("embedder")  # as an index written before compiled copies
     older.save(tmp_path / "idx")
     assert not list((tmp_path / "idx").glob("*.onnx"))
     loaded = Inspector.load(tmp_path / "idx", device="cpu")
@@ -138,7 +138,7 @@ def test_an_index_without_a_compiled_embedder_runs_torch_until_saved_again(small
     loaded.index_.threshold = {"value": 1.0, "low": 0.0, "high": 2.0, "policy": "test"}
     loaded.save_threshold(tmp_path / "idx")  # calibrating saves the copy too
     assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
-    older.compiled_embedder = None  # and so does adding exemplars
+    older.artifacts.pop("embedder", None)  # and so does adding exemplars
     older.save(tmp_path / "idx", force=True)
     Inspector.load(tmp_path / "idx", compiled=False).add_saved(tmp_path / "idx", part_folder / "defect",
                                                                "defect", defect_type="spot")
@@ -152,7 +152,7 @@ def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_fo
 
     Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    manifest["compiled_embedder"]["grid"] = [3, 3]  # the model's outputs no longer match its record
+    manifest["artifacts"]["embedder"]["grid"] = [3, 3]  # the model's outputs no longer match its record
     (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
     loaded = Inspector.load(tmp_path / "idx", device="cpu")
     assert not isinstance(loaded.embedder, CompiledEmbedder) and "running torch" in caplog.text

@@ -189,7 +189,7 @@ def build_index(
     with handle_errors():
         from simsearch.data.datasets import exemplar_selection, typed_defect_samples
         from simsearch.embed import create_embedder
-        from simsearch.index.exemplar_index import refuse_to_replace
+        from simsearch.index.persist import refuse_to_replace
         from simsearch.index.kinds import parse_kinds
         from simsearch.inspector import Inspector
 
@@ -264,7 +264,7 @@ def build_index(
         console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
                       + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
-                      + (f", {summary['patches']} patches in the bank" if summary["patches"] else "")
+                      + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
         for role, kind in summary["index_kinds"].items():
             if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
@@ -470,14 +470,13 @@ def info(
     with handle_errors():
         from simsearch.cli.output import print_info
         from simsearch.index import ExemplarIndex
+        from simsearch.score.modes import describe_index
 
         if folder is not None and index is not None and folder != index:
             fail(f"two indexes named: {folder} and --index {index}; give one")
         index = chosen_index(index or folder)
         store = ExemplarIndex.load(index)
-        description = {"index": str(index), **store.describe()}
-        if store.mode == "contrast":  # how far the mode trusts its d_good / d_defect ratio
-            description["defect_coherence"] = round(store.defect_coherence(), 4)
+        description = {"index": str(index), **describe_index(store)}  # the mode's own fields included
         if exemplars:
             description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
         if as_json:

@@ -389,7 +389,7 @@ def print_info(folder: Path, description: dict) -> None:
         ("fingerprint", description["fingerprint"]),
         ("mode", mode),
         ("vectors", f"{description['dim']}-d" + (f", patch grid {grid}" if grid else "")),
-        ("exemplars", exemplars + (f", {counts['patches']} patches in the bank" if patch_mode else "")),
+        ("exemplars", exemplars + (f", {counts['patches']} patches in the bank" if "patches" in counts else "")),
         ("defect types", ", ".join(f"{k}: {v}" for k, v in description["defect_types"].items()) or "-"),
         *((("defect coherence", f"{description['defect_coherence']:.2f} (weight of the contrast ratio)"),)
           if "defect_coherence" in description else ()),

@@ -2,8 +2,9 @@
 
 It gives the embedder's vectors (to float rounding, checked when the copy is made) without importing torch,
 which alone takes seconds: a CLI run reaches its first result sooner, and ONNX Runtime runs the network
-faster than torch on a CPU. An index keeps the copy of the embedder it was built with
-(`ExemplarIndex.compiled_embedder`); `Inspector.load` runs it where `compiled_applies` says it may.
+faster than torch on a CPU. An index keeps the copy of the embedder it was built with as an opaque artifact
+(`ExemplarIndex.artifacts[ARTIFACT]`, its record beside it: `keep_copy`, `stored_copy`); `Inspector.load` runs
+it where `compiled_applies` says it may.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -30,6 +31,7 @@ PROBE_IMAGES = 2  # random images both runtimes embed when a copy is made (2: a 
 MAX_BATCH = 4096
 OPSET = 18
 RUNTIME_OPTIONS = {"batch_size", "device", "precision", "channels_last"}
+ARTIFACT = "embedder"  # the name of the copy among an index's artifacts (its file: embedder-NNNNNN.onnx)
 
 
 class DamagedCopyError(IndexProblem, ValueError):
@@ -115,6 +117,29 @@ def _session(model: bytes) -> Any:
     if threads.isdigit() and int(threads) > 0:  # as torch does: e.g. Ray gives each actor its CPUs this way
         options.intra_op_num_threads = int(threads)
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def stored_copy(artifacts: Mapping[str, bytes], records: Mapping[str, dict],
+                fingerprint: str) -> tuple[bytes, dict] | None:
+    """(model bytes, record) of the copy an index keeps (its `artifacts`, `artifact_records`), when it is one of
+    the index's embedder (`fingerprint`); None otherwise."""
+    record = records.get(ARTIFACT)
+    if ARTIFACT not in artifacts or not isinstance(record, dict) or record.get("fingerprint") != fingerprint:
+        return None
+    return artifacts[ARTIFACT], record
+
+
+def keep_copy(artifacts: MutableMapping[str, bytes], records: MutableMapping[str, dict],
+              copy: tuple[bytes, dict]) -> None:
+    """Store a copy from `compile_embedder` among an index's artifacts."""
+    artifacts[ARTIFACT], records[ARTIFACT] = copy
+
+
+def describe_copy(artifacts: Mapping[str, bytes], records: Mapping[str, dict],
+                  fingerprint: str) -> dict[str, Any] | None:
+    """The copy's format and largest difference from torch, for `simsearch info` (None: the index has none)."""
+    copy = stored_copy(artifacts, records, fingerprint)
+    return None if copy is None else {key: copy[1].get(key) for key in ("format", "max_difference")}
 
 
 def compiled_applies(weights: str | os.PathLike | None, runtime: dict, config: dict | None = None) -> bool:
@@ -216,4 +241,5 @@ def _check_record(record: object) -> None:
         raise DamagedCopyError("its record is damaged")
 
 
-__all__ = ["CompiledEmbedder", "DamagedCopyError", "compile_embedder", "compiled_applies"]
+__all__ = ["ARTIFACT", "CompiledEmbedder", "DamagedCopyError", "compile_embedder", "compiled_applies",
+           "describe_copy", "keep_copy", "stored_copy"]

@@ -297,13 +297,12 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
     """An Inspector fitted on good image files and typed defect samples, embedded on the cluster; the index is
     the one `Inspector(embedder, mode, k, coreset_ratio, index_kind).fit(good, defects)` builds."""
     scoring_mode = get_scoring_mode(mode)
-    patch_bank = scoring_mode.needs_patches
-    if patch_bank and not embedder.supports_patches:
+    if scoring_mode.needs_patches and not embedder.supports_patches:
         raise InputError("this embedder gives no patch vectors: use mode='image'")
     if not good:
         raise ImageError("no good images found to build the index from")
     index = ExemplarIndex(embedder.dim, embedder.config, embedder.fingerprint, mode, k, coreset_ratio,
-                          patch_bank, index_kind=index_kind, region_bank=scoring_mode.needs_regions)
+                          index_kind=index_kind)
     sources = [(str(p), "good", None) for p in good] + [(str(s.path), "defect", s.defect_type) for s in defects]
     chunk: list[tuple[NewExemplar, np.ndarray, np.ndarray | None]] = []
     chunk_key = None
@@ -333,7 +332,7 @@ def build_index(good: Sequence[str | Path], defects: Sequence[Sample], embedder:
     index.apply_index_kinds()  # trained once on the whole bank, as the single-process fit does
     inspector = Inspector(embedder, mode, k, coreset_ratio, index_kind=index_kind)
     inspector.index_ = index
-    if index.patches is not None:  # the heatmaps' fixed scale, as the single-process fit sets it
+    if scoring_mode.needs_patches:  # the heatmaps' fixed scale, as the single-process fit sets it
         index.map_scale = inspector._map_scale()
     return inspector
 

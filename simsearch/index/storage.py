@@ -18,10 +18,12 @@ from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_
 from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
 
 MANIFEST = "manifest.json"
-_GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite|onnx)$")
-_EXTENSIONS = {"catalogue": "sqlite", "embedder": "onnx"}  # by role; every other role is a FAISS index
+_GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite|onnx|bin)$")
+# by role, unless a save names another (an artifact: `bin`); every other role is a FAISS index. `embedder` is the
+# compiled embedder copy's name since format 1
+EXTENSIONS = {"catalogue": "sqlite", "embedder": "onnx"}
 # Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
-_TEMPORARY = re.compile(r"^\.([a-z_]+-\d{6,}\.(faiss|sqlite|onnx)|manifest\.json)\.[0-9a-f]+\.tmp$|"
+_TEMPORARY = re.compile(r"^\.([a-z_]+-\d{6,}\.(faiss|sqlite|onnx|bin)|manifest\.json)\.[0-9a-f]+\.tmp$|"
                         r"^[a-z_]+-\d{6,}\.(faiss|sqlite)\.tmp$")
 FAST_HASH_LIMIT = 64 << 20  # fast loads hash files up to this size and only check the size of bigger ones
 
@@ -138,9 +140,9 @@ def _link_unchanged(unchanged: Unchanged, sha256: str, target: Path) -> bool:
 
 
 def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Writer],
-                    wait: float = DEFAULT_WAIT) -> dict:
+                    wait: float = DEFAULT_WAIT, extensions: dict[str, str] | None = None) -> dict:
     """Write one generation of files (role -> bytes or writer(path)) and commit it by replacing the manifest,
-    under the folder's writer lock.
+    under the folder's writer lock. `extensions`: a file's extension by role where it is not EXTENSIONS' (faiss).
 
     The manifest gets `generation`, `files` (role -> file name) and `checksums` (role -> bytes, sha256).
     Files of older generations are deleted only after the new manifest is in place.
@@ -153,7 +155,8 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
             generation = max(previous, int(manifest.get("generation", 0))) + 1
             files, checksums = {}, {}
             for role, content in writers.items():
-                name = f"{role}-{generation:06d}.{_EXTENSIONS.get(role, 'faiss')}"
+                extension = (extensions or {}).get(role) or EXTENSIONS.get(role, "faiss")
+                name = f"{role}-{generation:06d}.{extension}"
                 if isinstance(content, Unchanged):
                     digest = hashlib.sha256(content.content).hexdigest()
                     if _link_unchanged(content, digest, folder / name):
@@ -196,5 +199,5 @@ def _remove_stale(folder: Path, committed: int) -> None:
             stale.unlink(missing_ok=True)
 
 
-__all__ = ["FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation",
+__all__ = ["EXTENSIONS", "FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation",
            "generation_file", "read_manifest", "save_generation", "write_bytes_atomic"]

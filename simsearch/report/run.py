@@ -18,6 +18,8 @@ from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
 from simsearch.files import write_bytes_atomic
+from simsearch.index.exemplar_index import ExemplarIndex
+from simsearch.score.modes import describe_index
 from simsearch.score.results import Box, ScoreResult
 
 RUN_FORMAT = "simsearch-run"
@@ -79,7 +81,7 @@ def absolute(path: str | Path) -> str:
 
 def setup_section(index: Any, index_folder: str | Path | None = None, **hyperparameters: Any) -> dict[str, Any]:
     """The set-up read from an ExemplarIndex: embedder, backbone, weights, mode, k, coreset, threshold."""
-    described = index.describe()
+    described = describe_index(index) if isinstance(index, ExemplarIndex) else index.describe()
     config = dict(described["embedder"])
     return {"index": None if index_folder is None else absolute(index_folder), **described, "embedder": config,
             "backbone": config.get("backbone") or config.get("kind"), "weights": describe_weights(config),

@@ -1,5 +1,6 @@
 """Scoring modes: how an image's embeddings and the index become an anomaly score (higher = more
-anomalous, PyOD's sign). A mode is one class and one registry entry; the index records its name.
+anomalous, PyOD's sign), and what a mode keeps of its exemplars. A mode is one class and one registry entry
+(`@register_scoring_mode`, from any module); the index records its name and holds the stores it declares.
 
 Both built-in modes are defect-aware: the distance to the good exemplars is the score, raised where the
 image lies nearer to a known defect than to anything good (`defect_aware`, on image vectors, and in the patch
@@ -9,12 +10,17 @@ defect exemplars scores exactly as plain kNN; adding or removing a defect change
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from simsearch.embed.base import Embeddings
+from simsearch.embed.compiled import describe_copy
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
+from simsearch.index.roles import Role, register_keeper
+from simsearch.score.banks import (PATCH_ROLES, REGION_ROLES, bank_patches, defect_coherence, has_defect_patches,
+                                   largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions)
 
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
 
@@ -22,7 +28,8 @@ SCORING_MODES: dict[str, type["ScoringMode"]] = {}
 
 
 def register_scoring_mode(cls: type["ScoringMode"]) -> type["ScoringMode"]:
-    """Class decorator: make a scoring mode available by its `name`."""
+    """Class decorator: make a scoring mode available by its `name`, to score and to keep its stores."""
+    register_keeper(cls())
     SCORING_MODES[cls.name] = cls
     return cls
 
@@ -36,11 +43,23 @@ def get_scoring_mode(name: str) -> "ScoringMode":
 
 
 class ScoringMode(ABC):
-    """Embeddings + index -> raw image scores (N,) and, where the mode has them, patch maps (N, h, w)."""
+    """Embeddings + index -> raw image scores (N,) and, where the mode has them, patch maps (N, h, w); and what
+    the mode keeps of new exemplars in its own stores (`roles`, `bank`) beside the catalogue's image vectors."""
 
     name: str = ""
-    needs_patches: bool = False  # the embedder must give patch vectors, and the index keeps a patch bank
-    needs_regions: bool = False  # the index keeps its exemplars' region descriptors (needs a patch bank)
+    needs_patches: bool = False  # the embedder must give patch vectors (the mode reads them, and gives maps)
+    # the vector stores the mode keeps besides the catalogue's `good` and `defect` image vectors, by role name;
+    # an index built for the mode holds them (`index.vectors[role]`), saves, loads, copies them and removes an
+    # exemplar's vectors from them (by owner where `Role.per_patch`)
+    roles: Mapping[str, Role] = {}
+
+    def bank(self, index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,
+             masks: Sequence[np.ndarray | None] | None) -> None:
+        """What the mode keeps of exemplars just added to the index (catalogue and image vectors already in):
+        their ids (N,), labels ("good"/"defect"), embeddings (image (N, D), patches (N, h, w, D) or None) and
+        masks (an (h, w) boolean grid or None each, or None). It adds to its stores (`index.vectors[role]`;
+        a store missing from an older index is skipped) and may set `index.artifacts[name]` (bytes, with a JSON
+        record in `index.artifact_records[name]`). Raising undoes the whole add. None by default: nothing kept."""
 
     @abstractmethod
     def score(self, index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
@@ -48,6 +67,11 @@ class ScoringMode(ABC):
         """Scores of a batch; with `exclude`, exemplar `exclude` is left out (leave-one-out). maps=False: no
         map is wanted, and the mode may skip the work only maps need (it then returns None for them); the
         scores are the same either way."""
+
+    def describe(self, index: ExemplarIndex) -> dict[str, Any]:
+        """The mode's own fields of the index's description (`simsearch info`, the service's /info): JSON
+        values, each shown as one line of `info`."""
+        return {}
 
 
 def defect_aware(good_distance: np.ndarray, defect_distance: np.ndarray | None) -> np.ndarray:
@@ -70,7 +94,6 @@ class ImageMode(ScoringMode):
     """Mean distance of the image vector to its k nearest good exemplars."""
 
     name = "image"
-    needs_patches = False
 
     def score(self, index, embeddings, exclude=None, maps=True):
         distances, _ = index.nearest_good(embeddings.image, index.k, exclude=exclude)
@@ -89,6 +112,10 @@ class PatchMode(ScoringMode):
 
     name = "patch"
     needs_patches = True
+    roles = PATCH_ROLES
+
+    def bank(self, index, ids, labels, embeddings, masks):
+        bank_patches(index, ids, labels, embeddings, masks)
 
     def score(self, index, embeddings, exclude=None, maps=True):
         scores, patch_maps, _ = self.patch_scores(index, embeddings, exclude, maps)
@@ -108,14 +135,14 @@ class PatchMode(ScoringMode):
         if embeddings.patches is None:
             raise InputError("patch mode needs patch vectors, and this embedder gives none",
                              hint="use the image mode for {param}", parameter="mode")
-        has_defect_patches = index.defect_patches is not None and len(index.defect_patches)
-        if not maps and exclude is None and index.k == 1 and not has_defect_patches:
-            return index.largest_patch_distances(embeddings.patches), None, None
-        distances, _ = index.nearest_patches(embeddings.patches, index.k, exclude=exclude)
+        defect_patches = has_defect_patches(index)
+        if not maps and exclude is None and index.k == 1 and not defect_patches:
+            return largest_patch_distances(index, embeddings.patches), None, None
+        distances, _ = nearest_patches(index, embeddings.patches, index.k, exclude=exclude)
         scores, maps = distances.reshape(len(distances), -1).max(axis=1), distances
-        if has_defect_patches:
+        if defect_patches:
             # patch level: maps and boxes point at the regions that look like a known defect
-            maps = defect_aware(distances, index.nearest_defect_patches(embeddings.patches, exclude=exclude)[0])
+            maps = defect_aware(distances, nearest_defect_patches(index, embeddings.patches, exclude=exclude)[0])
         return scores, maps, distances
 
 
@@ -126,9 +153,9 @@ class ContrastMode(PatchMode):
     nearest good and defect exemplars (k = CONTRAST_K, fewer where fewer exist). Unlike the patch mode it also
     lowers parts unlike every known defect, which tells an unusual good part from a defect; that needs known
     defects that resemble each other, so the factor is mixed with the patch mode's by the index's
-    `defect_coherence()`
+    `defect_coherence`
     (0 with one defect or scattered ones: the patch mode exactly; on ELPV ~0.66 with all 233 training defects).
-    Where the index keeps region descriptors (built for this mode: `region_descriptors`, the mean of the patches
+    Where the index keeps region descriptors (its own stores: `region_descriptors`, the mean of the patches
     least like the good bank), the ratio is the geometric mean of the whole image's and the region's: a defect
     is local, and averaged over the whole image it drowns in the good rest.
     ELPV learning curve (`compare --curve`, docs/compare.md), image AUROC with 1 / 3 / 10 / ~53 defects: patch
@@ -138,7 +165,7 @@ class ContrastMode(PatchMode):
 
     name = "contrast"
     needs_patches = True
-    needs_regions = True
+    roles = {**PATCH_ROLES, **REGION_ROLES}
 
     def score(self, index, embeddings, exclude=None, maps=True):
         # with defects, the region ratio reads every patch's distance: maps cost nothing more then
@@ -149,13 +176,16 @@ class ContrastMode(PatchMode):
         good = index.nearest_good(embeddings.image, k, exclude=exclude)[0]
         defect = index.nearest_defect(embeddings.image, k)[0]
         ratio = good.mean(axis=1) / np.maximum(defect.mean(axis=1), 1e-12)
-        regions = index.nearest_regions(embeddings.patches, distances, k, exclude=exclude)
+        regions = nearest_regions(index, embeddings.patches, distances, k, exclude=exclude)
         if regions is not None:  # the geometric mean of the whole image's ratio and its region's
             ratio = np.sqrt(ratio * regions[0].mean(axis=1) / np.maximum(regions[1].mean(axis=1), 1e-12))
         raise_only = defect_factor(good[:, 0], defect[:, 0])  # the patch mode's
-        weight = index.defect_coherence()
+        weight = defect_coherence(index)
         factor = weight * ratio + (1.0 - weight) * raise_only
         return scores * factor, patch_maps * factor[:, None, None]
+
+    def describe(self, index):
+        return {"defect_coherence": round(defect_coherence(index), 4)}  # how far it trusts d_good / d_defect
 
 
 def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
@@ -165,3 +195,13 @@ def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | 
     if len(index.good) == 0:
         raise IndexProblem("the index holds no good exemplars to score against", hint="add good exemplars first")
     return get_scoring_mode(index.mode).score(index, embeddings, exclude, maps)
+
+
+def describe_index(index: ExemplarIndex) -> dict[str, Any]:
+    """What an index holds and how it scores: the one description behind `simsearch info`, the service's /info
+    and the report's set-up (the store's, its compiled embedder copy's, and its scoring mode's own fields)."""
+    copy = describe_copy(index.artifacts, index.artifact_records, index.fingerprint)
+    described = {**index.describe(), "compiled_embedder": copy}
+    if index.mode in SCORING_MODES:
+        described.update(get_scoring_mode(index.mode).describe(index))
+    return described

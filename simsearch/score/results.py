@@ -10,6 +10,7 @@ import numpy as np
 
 from simsearch.embed.base import Embeddings
 from simsearch.index.exemplar_index import ExemplarIndex
+from simsearch.score.banks import has_defect_patches, nearest_defect_patches, nearest_patches
 from simsearch.score.modes import anomaly_scores
 
 
@@ -147,11 +148,11 @@ def _peak_patch_evidence(index: ExemplarIndex, embeddings: Embeddings,
                          maps: np.ndarray | None) -> list[tuple[int, float, float] | None] | None:
     """Per image, at the patch where its map peaks: (nearest defect patch's exemplar id, distance to it,
     distance to the nearest good patch); None without a defect patch bank."""
-    if maps is None or embeddings.patches is None or index.defect_patches is None or not len(index.defect_patches):
+    if maps is None or embeddings.patches is None or not has_defect_patches(index):
         return None
     flat = embeddings.patches.reshape(len(maps), -1, embeddings.patches.shape[-1])
     peaks = flat[np.arange(len(maps)), maps.reshape(len(maps), -1).argmax(axis=1)][:, None, None, :]
-    good, _ = index.nearest_patches(peaks, index.k)
-    defect, owners = index.nearest_defect_patches(peaks)
+    good, _ = nearest_patches(index, peaks, index.k)
+    defect, owners = nearest_defect_patches(index, peaks)
     return [None if owners[n, 0, 0] < 0 else (int(owners[n, 0, 0]), float(defect[n, 0, 0]), float(good[n, 0, 0]))
             for n in range(len(maps))]

@@ -17,30 +17,16 @@ import numpy as np
 
 from simsearch.errors import ConflictError, InputError, SimsearchError
 from simsearch.index.catalogue import Exemplar
-from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar, update_index
+from simsearch.index.exemplar_index import ExemplarIndex, IndexMismatchError, NewExemplar
 from simsearch.index.lock import DEFAULT_WAIT
+from simsearch.index.persist import update_index
 from simsearch.index.storage import MANIFEST
-from simsearch.index.vectors import VectorStore
 from simsearch.inspector import Inspector
+from simsearch.score.modes import describe_index
 from simsearch.score.results import ScoreResult
 
 log = logging.getLogger("simsearch.service")
 T = TypeVar("T")
-
-
-def _clone_store(store: VectorStore | None) -> VectorStore | None:
-    return None if store is None else VectorStore.from_bytes(store.to_bytes())
-
-
-def clone_index(index: ExemplarIndex) -> ExemplarIndex:
-    """An independent copy of an index (vectors, catalogue, threshold) to change without touching the original."""
-    clone = copy.copy(index)
-    clone.good = _clone_store(index.good)
-    clone.defect = _clone_store(index.defect)
-    clone.patches = _clone_store(index.patches)
-    clone.exemplars = dict(index.exemplars)
-    clone.threshold = copy.deepcopy(index.threshold)
-    return clone
 
 
 @dataclass
@@ -163,9 +149,9 @@ class IndexState:
         return acquired
 
     def describe(self) -> dict[str, Any]:
-        """The current snapshot's ExemplarIndex.describe(), with the folder it is saved to."""
+        """The current snapshot's description (`describe_index`), with the folder it is saved to."""
         self.refresh()
-        return {"index": str(self.folder), **self._current.index_.describe()}
+        return {"index": str(self.folder), **describe_index(self._current.index_)}
 
 
-__all__ = ["ConflictError", "IndexMismatchError", "IndexState", "clone_index"]
+__all__ = ["ConflictError", "IndexMismatchError", "IndexState"]

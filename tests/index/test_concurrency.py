@@ -30,6 +30,7 @@ def _new_index(folder: Path, n: int = 3) -> ExemplarIndex:
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
+    import simsearch.score.modes  # registers the scoring modes whose `bank` an add calls
     from simsearch.index import NewExemplar, update_index
 
     folder, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -49,25 +49,6 @@ def test_scores_rank_planted_outliers_above_inliers():
     assert results[0].nearest[0].label == "good" and len(results[0].nearest) == 3
 
 
-def test_patch_mode_keeps_a_coreset_and_removes_an_exemplars_patches():
-    rng = np.random.default_rng(0)
-    grids = rng.normal(0, 1, (6, 4, 4, DIM)).astype(np.float32)
-    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="patch", coreset_ratio=0.5)
-    index.add([NewExemplar(f"{i}.png") for i in range(6)], grids.mean(axis=(1, 2)), grids)
-    assert len(index.patches) == 48
-    maps, owners = index.nearest_patches(grids[:1])
-    kept = index.patches.ids()
-    own = kept[(kept >> 24) == 0] & ((1 << 24) - 1)  # positions of exemplar 0's patches kept in the bank
-    # A patch kept in the bank is its own nearest neighbour: distance 0, owner 0.
-    assert maps.shape == (1, 4, 4) and (owners.reshape(-1)[own] == 0).all()
-    np.testing.assert_allclose(maps.reshape(-1)[own], 0, atol=1e-3)
-    before = len(index.patches)
-    index.remove([0])
-    assert len(index.patches) == before - len(own)
-    _, owners = index.nearest_patches(grids[:1])
-    assert 0 not in owners
-
-
 def test_save_load_round_trip(tmp_path):
     good, _ = _clusters()
     index = _image_index(good)
@@ -137,10 +118,10 @@ def test_remove_refuses_the_last_good_exemplar_and_takes_repeated_ids_once():
     index = _image_index(good)
     index.add([NewExemplar("d.png", "defect", "dent")], outliers[:1])
     assert index.remove([0, 0, 1]) == [0, 1]
-    assert index.counts() == {"good": 1, "defect": 1, "patches": 0}
+    assert index.counts() == {"good": 1, "defect": 1}  # the image mode keeps no other store
     with pytest.raises(ConflictError, match="last good exemplar"):
         index.remove([2, 3])
-    assert index.counts() == {"good": 1, "defect": 1, "patches": 0}  # nothing changed
+    assert index.counts() == {"good": 1, "defect": 1}  # nothing changed
     with pytest.raises(NotFoundError):
         index.remove([3, 77])
     assert 3 in index.exemplars
@@ -152,7 +133,7 @@ def test_describe_holds_counts_types_and_the_time_of_the_last_save(tmp_path):
     index = _image_index(good)
     index.add([NewExemplar("d.png", "defect", "dent")], outliers[:1])
     described = index.describe()
-    assert described["counts"] == {"good": 4, "defect": 1, "patches": 0}
+    assert described["counts"] == {"good": 4, "defect": 1}
     assert described["defect_types"] == {"dent": 1} and described["mode"] == "image" and described["k"] == 3
     assert described["coreset_ratio"] is None and described["patch_grid"] is None  # image mode has no bank
     assert described["updated"] is None and described["bytes"] is None and described["generation"] == 0

@@ -7,6 +7,7 @@ import pytest
 from simsearch.embed.base import Embeddings
 from simsearch.errors import UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
+from simsearch.score.banks import PATCH_ROLES, defect_coherence, nearest_patches, region_descriptors
 from simsearch.score.modes import SCORING_MODES, anomaly_scores, defect_aware, get_scoring_mode
 
 DIM, GRID = 8, (4, 4)
@@ -17,8 +18,9 @@ def _grids(rng, centres):
     return np.stack([c + 0.05 * rng.standard_normal((*GRID, DIM)) for c in centres]).astype(np.float32)
 
 
-def _index(mode, rng):
-    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode=mode, coreset_ratio=1.0)
+def _index(mode, rng, roles=None):
+    # roles=PATCH_ROLES: a contrast index without region stores (as one built before they existed)
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode=mode, coreset_ratio=1.0, roles=roles)
     good = _grids(rng, [np.zeros(DIM)] * 6)
     index.add([NewExemplar(f"g{i}") for i in range(6)], good.mean(axis=(1, 2)), good)
     return index
@@ -47,7 +49,7 @@ def test_defects_raise_near_scores_leave_far_ones_and_removal_restores(mode):
 
 def test_contrast_raises_defect_like_parts_lowers_the_rest_and_equals_patch_mode_without_defects():
     rng = np.random.default_rng(0)
-    index = _index("contrast", rng)
+    index = _index("contrast", rng, roles=PATCH_ROLES)  # the image-vector ratio alone
     defect_centre = np.full(DIM, 1.0)
     queries = _grids(rng, [defect_centre * 0.9, -defect_centre, np.zeros(DIM)])  # near defect, far, good
     embeddings = Embeddings(queries.mean(axis=(1, 2)), queries)
@@ -69,21 +71,21 @@ def test_contrast_raises_defect_like_parts_lowers_the_rest_and_equals_patch_mode
 
 def test_contrast_trusts_the_ratio_only_as_far_as_the_known_defects_cluster():
     rng = np.random.default_rng(1)
-    contrast, patch = _index("contrast", rng), _index("patch", np.random.default_rng(1))
+    contrast, patch = _index("contrast", rng, roles=PATCH_ROLES), _index("patch", np.random.default_rng(1))
     queries = _grids(rng, [np.full(DIM, 0.9), -np.full(DIM, 1.0), np.zeros(DIM)])
     embeddings = Embeddings(queries.mean(axis=(1, 2)), queries)
     one = _grids(rng, [np.full(DIM, 1.0)])
     for index in (contrast, patch):
         index.add([NewExemplar("d0", "defect", "crack")], one.mean(axis=(1, 2)), one)
-    assert contrast.defect_coherence() == 0.0  # one defect says nothing about the next: the patch mode exactly
+    assert defect_coherence(contrast) == 0.0  # one defect says nothing about the next: the patch mode exactly
     assert np.array_equal(anomaly_scores(contrast, embeddings)[0], anomaly_scores(patch, embeddings)[0])
     # defects on opposite sides of the goods, each nearer a good than the other defect: still scattered
     scattered = _grids(rng, [-np.full(DIM, 0.3)])
     contrast.add([NewExemplar("d1", "defect", "dent")], scattered.mean(axis=(1, 2)), scattered)
-    assert contrast.defect_coherence() == 0.0
+    assert defect_coherence(contrast) == 0.0
     clustered = _grids(rng, [np.full(DIM, 1.0)] * 2)
     contrast.add([NewExemplar(f"c{i}", "defect", "crack") for i in range(2)], clustered.mean(axis=(1, 2)), clustered)
-    assert contrast.defect_coherence() == pytest.approx(0.75)  # 3 of the 4 have a defect as nearest neighbour
+    assert defect_coherence(contrast) == pytest.approx(0.75)  # 3 of the 4 have a defect as nearest neighbour
 
 
 def test_without_defects_the_score_is_plain_knn_bit_for_bit():
@@ -93,6 +95,25 @@ def test_without_defects_the_score_is_plain_knn_bit_for_bit():
     assert far[1] == good[1] and far[2] == good[2]  # nearest defect no nearer than the nearest good part
     assert far[0] == good[0]
     assert defect_aware(np.array([2.0]), np.array([1.0]))[0] == pytest.approx(2.0 * (1 + np.log(2.0)))
+
+
+def test_patch_mode_keeps_a_coreset_and_removes_an_exemplars_patches():
+    rng = np.random.default_rng(0)
+    grids = rng.normal(0, 1, (6, *GRID, DIM)).astype(np.float32)
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="patch", coreset_ratio=0.5)
+    index.add([NewExemplar(f"{i}.png") for i in range(6)], grids.mean(axis=(1, 2)), grids)
+    assert len(index.vectors["patches"]) == 48
+    maps, owners = nearest_patches(index, grids[:1])
+    kept = index.vectors["patches"].ids()
+    own = kept[(kept >> 24) == 0] & ((1 << 24) - 1)  # positions of exemplar 0's patches kept in the bank
+    # A patch kept in the bank is its own nearest neighbour: distance 0, owner 0.
+    assert maps.shape == (1, 4, 4) and (owners.reshape(-1)[own] == 0).all()
+    np.testing.assert_allclose(maps.reshape(-1)[own], 0, atol=1e-3)
+    before = len(index.vectors["patches"])
+    index.remove([0])
+    assert len(index.vectors["patches"]) == before - len(own)
+    _, owners = nearest_patches(index, grids[:1])
+    assert 0 not in owners
 
 
 def test_unknown_mode_is_a_clear_error():
@@ -121,7 +142,7 @@ def test_patch_level_defects_raise_the_map_where_a_patch_looks_like_a_known_defe
     grid = _defect_grid(rng, defect_centre, [(1, 1)])
     ids = index.add([NewExemplar("d0", "defect", "crack")], np.full((1, DIM), 5.0, np.float32), grid)
     assert index.counts()["defect_patches"] == 1
-    assert (index.defect_patches.ids() & 0xFFFFFF).tolist() == [1 * GRID[1] + 1]  # the patch least like good
+    assert (index.vectors["defect_patches"].ids() & 0xFFFFFF).tolist() == [1 * GRID[1] + 1]  # the patch least like good
     scores, maps = anomaly_scores(index, embeddings)
     assert maps[0, 2, 3] > before_maps[0, 2, 3] * 1.5  # the defect-like patch is raised
     assert maps[0, 0, 0] == before_maps[0, 0, 0]  # the unlike anomaly is not
@@ -143,7 +164,7 @@ def test_a_mask_chooses_the_defect_patches():
     mask = np.zeros(GRID, bool)
     mask[3, 3] = mask[3, 2] = True  # the mask, not the distances, decides
     index.add([NewExemplar("d0", "defect")], grid.mean(axis=(1, 2)), grid, masks=[mask])
-    assert sorted((index.defect_patches.ids() & 0xFFFFFF).tolist()) == [3 * GRID[1] + 2, 3 * GRID[1] + 3]
+    assert sorted((index.vectors["defect_patches"].ids() & 0xFFFFFF).tolist()) == [3 * GRID[1] + 2, 3 * GRID[1] + 3]
 
 
 def test_the_defect_patch_bank_is_saved_and_loaded(tmp_path):
@@ -153,7 +174,7 @@ def test_the_defect_patch_bank_is_saved_and_loaded(tmp_path):
     index.add([NewExemplar("d0", "defect", "crack")], grid.mean(axis=(1, 2)), grid)
     index.save(tmp_path / "index")
     loaded = ExemplarIndex.load(tmp_path / "index")
-    assert np.array_equal(loaded.defect_patches.ids(), index.defect_patches.ids())
+    assert np.array_equal(loaded.vectors["defect_patches"].ids(), index.vectors["defect_patches"].ids())
     query = _defect_grid(rng, np.full(DIM, 0.9), [(0, 0)])
     embeddings = Embeddings(query.mean(axis=(1, 2)), query)
     assert np.array_equal(anomaly_scores(loaded, embeddings)[1], anomaly_scores(index, embeddings)[1])
@@ -187,6 +208,7 @@ def test_a_format_1_index_without_a_defect_patch_bank_loads_with_an_empty_one(tm
     manifest_path = tmp_path / "index" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["format_version"] = 1
+    del manifest["roles"], manifest["artifacts"]  # recorded since format 3
     for record in ("files", "checksums", "counts"):
         manifest[record].pop("defect_patches")
     manifest_path.write_text(json.dumps(manifest))
@@ -195,15 +217,13 @@ def test_a_format_1_index_without_a_defect_patch_bank_loads_with_an_empty_one(tm
 
 
 def _region_index(rng):
-    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0, region_bank=True)
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0)
     good = _grids(rng, [np.zeros(DIM)] * 6)
     index.add([NewExemplar(f"g{i}") for i in range(6)], good.mean(axis=(1, 2)), good)
     return index
 
 
 def test_region_descriptors_average_the_patches_farthest_from_the_good_bank():
-    from simsearch.index.exemplar_index import region_descriptors
-
     grids = np.zeros((1, 20, 20, 2), np.float32)  # 400 patches: 10 make the region
     distances = np.zeros((1, 20, 20), np.float32)
     grids[0, :2, :5] = [3.0, -1.0]
@@ -215,26 +235,26 @@ def test_region_descriptors_average_the_patches_farthest_from_the_good_bank():
 def test_contrast_compares_the_defect_region_too_and_removal_restores():
     rng = np.random.default_rng(4)
     index = _region_index(rng)
-    assert len(index.good_regions) == 6 and len(index.defect_regions) == 0
+    assert len(index.vectors["good_regions"]) == 6 and len(index.vectors["defect_regions"]) == 0
     crack = np.full(DIM, 1.0)
     queries = _defect_grid(rng, crack * 0.9, [(0, 0), (0, 1)]), _defect_grid(rng, -crack, [(2, 2), (3, 3)])
     embeddings = Embeddings(np.concatenate([q.mean(axis=(1, 2)) for q in queries]), np.concatenate(queries))
     before, _ = anomaly_scores(index, embeddings)
     grids = np.concatenate([_defect_grid(rng, crack, [(1, 1), (2, 1)]) for _ in range(3)])
     ids = index.add([NewExemplar(f"d{i}", "defect", "crack") for i in range(3)], grids.mean(axis=(1, 2)), grids)
-    assert sorted(index.defect_regions.ids().tolist()) == ids
+    assert sorted(index.vectors["defect_regions"].ids().tolist()) == ids
     with_defect, _ = anomaly_scores(index, embeddings)
     assert with_defect[0] > before[0]  # its unusual region looks like the known cracks, wherever it lies
     assert with_defect[1] < before[1]  # an unusual region unlike every known defect
     # the factor is the geometric mean of the whole-image ratio and the region ratio
-    plain = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0)
+    plain = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="contrast", coreset_ratio=1.0, roles=PATCH_ROLES)
     for role in ("good", "defect", "patches", "defect_patches"):
-        setattr(plain, role, getattr(index, role))
+        plain.vectors[role] = index.vectors[role]
     plain.exemplars = index.exemplars
     image_only, _ = anomaly_scores(plain, embeddings)
     assert not np.allclose(image_only, with_defect)
     index.remove(ids)
-    assert len(index.defect_regions) == 0
+    assert len(index.vectors["defect_regions"]) == 0
     assert np.array_equal(anomaly_scores(index, embeddings)[0], before)
 
 
@@ -243,14 +263,15 @@ def test_good_regions_leave_the_exemplar_itself_out_and_survive_save_and_load(tm
     index = _region_index(rng)
     odd = _defect_grid(rng, np.full(DIM, -2.0), [(3, 3)])  # a good part with one unusual patch
     (odd_id,) = index.add([NewExemplar("g-odd")], odd.mean(axis=(1, 2)), odd)
-    region = index.good_regions.contents()[0][index.good_regions.ids() == odd_id][0]
+    regions = index.vectors["good_regions"]
+    region = regions.contents()[0][regions.ids() == odd_id][0]
     assert np.allclose(region, odd[0, 3, 3])  # found against the other goods, not hidden by its own patch
     grid = _defect_grid(rng, np.full(DIM, 1.0), [(0, 0)])
     index.add([NewExemplar("d0", "defect", "crack")], grid.mean(axis=(1, 2)), grid)
     index.save(tmp_path / "index")
     loaded = ExemplarIndex.load(tmp_path / "index")
     for role in ("good_regions", "defect_regions"):
-        assert np.array_equal(getattr(loaded, role).ids(), getattr(index, role).ids())
+        assert np.array_equal(loaded.vectors[role].ids(), index.vectors[role].ids())
     query = _defect_grid(rng, np.full(DIM, 0.9), [(1, 1)])
     embeddings = Embeddings(query.mean(axis=(1, 2)), query)
     assert np.array_equal(anomaly_scores(loaded, embeddings)[0], anomaly_scores(index, embeddings)[0])

@@ -38,13 +38,11 @@ def served_index(small_embedder, tmp_path_factory):
 @pytest.fixture
 def index_copy(served_index, tmp_path):
     """(inspector, folder) private to one test: changes go to a copy of the index."""
-    from simsearch.service.state import clone_index
-
     inspector, folder = served_index
     target = tmp_path / "index"
     shutil.copytree(folder, target)
     private = copy.copy(inspector)
-    private.index_ = clone_index(inspector.index_)
+    private.index_ = inspector.index_.copy()
     return private, target
 
 

@@ -7,17 +7,25 @@ import pytest
 
 from simsearch.errors import NotFoundError
 from simsearch.index import ExemplarIndex, NewExemplar
-from simsearch.service.state import ConflictError, IndexState, ScoreRequest, clone_index
+from simsearch.service.state import ConflictError, IndexState, ScoreRequest
 from tests.conftest import part_image
 
 
 def test_clone_is_independent(index_copy):
     inspector, _ = index_copy
     original = inspector.index_
-    clone = clone_index(original)
+    original.artifacts["note"], original.artifact_records["note"] = b"kept", {"what": "a test artifact"}
+    clone = original.copy()
     clone.remove([0])
     assert 0 in original.exemplars and len(original.good) == 10 and len(clone.good) == 9
-    assert len(original.patches) > len(clone.patches)
+    assert len(original.vectors["patches"]) > len(clone.vectors["patches"])
+    # every store is copied, records too (the index kinds' search depth), and the artifacts
+    assert set(clone.vectors) == set(original.vectors) and all(
+        clone.vectors[role] is not store and clone.vectors[role].record == store.record
+        for role, store in original.vectors.items())
+    clone.artifact_records["note"]["what"] = "changed"
+    assert clone.artifacts["note"] == b"kept" and original.artifact_records["note"]["what"] == "a test artifact"
+    del original.artifacts["note"], original.artifact_records["note"]
 
 
 def test_add_saves_then_publishes_a_new_snapshot(index_copy):
