@@ -156,7 +156,7 @@ class SimilarityMethod(InspectorScorer):
         self.settings = settings
         self.on_note = on_note
         # the triplet embedders give image vectors
-        self.mode = {"knn-patch": "patch", "knn-contrast": "contrast"}.get(name, "image")
+        self.mode = {"knn-patch": "patch", "knn-contrast": "contrast", "knn-open-set": "open-set"}.get(name, "image")
         self.inspector_: Inspector | None = None
         self.history_: list[dict] = []
         self.best_epoch_: int | None = None
@@ -350,7 +350,8 @@ class TripletAutoencoderMethod(SimilarityMethod):
         return create_embedder(f"triplet-ae:{result.model_path}", **self._runtime())
 
 
-BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "knn-contrast": SimilarityMethod, "triplet-head": TripletHeadMethod,
+BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "knn-contrast": SimilarityMethod,
+            "knn-open-set": SimilarityMethod, "triplet-head": TripletHeadMethod,
             "triplet-ae": TripletAutoencoderMethod}
 
 
@@ -368,6 +369,8 @@ def _load(config: dict[str, Any], tensors: dict, weights: str | Path | None = No
 for _name, _help in (("knn-image", "kNN over the frozen backbone's pooled image vectors"),
                      ("knn-patch", "kNN over the frozen backbone's patch vectors (PatchCore-like)"),
                      ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the goods"),
+                     ("knn-open-set", "good-only patch residual x (d_good / d_defect) ** w, w chosen out of fold (0: "
+                                      "the residual)"),
                      ("triplet-ae", "kNN over a triplet-loss autoencoder trained on each fold's training part"),
                      ("triplet-head", "kNN over a triplet-loss head on the frozen backbone, trained per fold")):
     register_baseline(_name, _builder(_name), family="similarity", load=_load, help=_help)(BUILDERS[_name])

@@ -42,31 +42,36 @@ def region_descriptors(grids: np.ndarray, distances: np.ndarray) -> np.ndarray:
 
 # -- banking -----------------------------------------------------------------------------------------------
 def bank_patches(index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,
-                 masks: Sequence[np.ndarray | None] | None) -> None:
+                 masks: Sequence[np.ndarray | None] | None) -> np.ndarray | None:
     """Good patches reduced by greedy k-centre, continuing from the current bank. A defect's patches that carry
-    the defect join the defect patch bank: those its mask marks, else the DEFECT_PATCH_FRACTION least like the
-    good bank. Where the index keeps region stores, each exemplar's region descriptor joins them."""
+    the defect join the defect patch bank (where the mode keeps one): those its mask marks, else the
+    DEFECT_PATCH_FRACTION least like the good bank. Where the index keeps region stores, each exemplar's region
+    descriptor joins them. Returns what was measured on the way: each new exemplar's patch distances (N, h, w)
+    to the good bank (a good one's to the other goods' patches), NaN where not measured; None without a bank."""
     if embeddings.patches is None or "patches" not in index.vectors:
-        return  # defects without patch grids (the index refuses goods without them), or an index without a bank
+        return None  # defects without patch grids (the index refuses goods without them), or an index without a bank
     grids = embeddings.patches
     is_good = np.array([label == "good" for label in labels], dtype=bool)
     patches = index.vectors["patches"]
+    measured = np.full(grids.shape[:3], np.nan, dtype=np.float32)
     if is_good.any():
         patches.add(*select_patches(index, grids[is_good], ids[is_good]))
     if (~is_good).any() and len(patches):  # after the goods: "least like good" needs the bank
         defect_grids = grids[~is_good]
         defect_masks = None if masks is None else [m for m, good in zip(masks, is_good) if not good]
         # one search of the good bank picks both the defect patches (without a mask) and the region
-        defect_distances = nearest_patches(index, defect_grids)[0]
-        index.vectors["defect_patches"].add(*select_defect_patches(defect_grids, defect_masks, defect_distances,
-                                                                   ids[~is_good]))
+        defect_distances = measured[~is_good] = nearest_patches(index, defect_grids)[0]
+        if "defect_patches" in index.vectors:
+            index.vectors["defect_patches"].add(*select_defect_patches(defect_grids, defect_masks, defect_distances,
+                                                                       ids[~is_good]))
         if "defect_regions" in index.vectors:
             index.vectors["defect_regions"].add(region_descriptors(defect_grids, defect_distances), ids[~is_good])
     if "good_regions" in index.vectors and is_good.any():
         # each good one against the other goods' patches: its own would hide its region
         good_grids = grids[is_good]
-        distances = _distances_to_other_goods(index, good_grids, ids[is_good])
+        distances = measured[is_good] = _distances_to_other_goods(index, good_grids, ids[is_good])
         index.vectors["good_regions"].add(region_descriptors(good_grids, distances), ids[is_good])
+    return measured
 
 
 def select_patches(index: ExemplarIndex, grids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

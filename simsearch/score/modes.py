@@ -19,8 +19,10 @@ from simsearch.embed.compiled import describe_copy
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
 from simsearch.index.roles import Role, register_keeper
+from simsearch.score.open_set import RESIDUAL_ROLES, defect_weight, log_ratio
 from simsearch.score.banks import (PATCH_ROLES, REGION_ROLES, bank_patches, defect_coherence, has_defect_patches,
-                                   largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions)
+                                   largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions,
+                                   region_descriptors)
 
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
 
@@ -186,6 +188,41 @@ class ContrastMode(PatchMode):
 
     def describe(self, index):
         return {"defect_coherence": round(defect_coherence(index), 4)}  # how far it trusts d_good / d_defect
+
+
+@register_scoring_mode
+class OpenSetMode(PatchMode):
+    """Few labelled defects on parts nobody tuned for (`simsearch.score.open_set`): the good-only patch
+    residual times (d_good / d_defect) ** w, with w chosen out of fold on the index's own exemplars, and w = 0
+    (the residual, bit for bit as the patch mode without defects) where the labels do not help. Its maps are
+    the residual's: a known defect never saturates them, and they point where the good-only map points."""
+
+    name = "open-set"
+    needs_patches = True
+    roles = {"patches": PATCH_ROLES["patches"], **REGION_ROLES, **RESIDUAL_ROLES}
+
+    def bank(self, index, ids, labels, embeddings, masks):
+        measured = bank_patches(index, ids, labels, embeddings, masks)
+        if measured is None:
+            return
+        flat = measured.reshape(len(ids), -1)
+        residuals = np.where(np.isnan(flat), -np.inf, flat).max(axis=1)  # -inf: not measured (no bank yet)
+        for label in ("good", "defect"):
+            rows = np.flatnonzero([(lab == label) and np.isfinite(r) for lab, r in zip(labels, residuals)])
+            if len(rows):
+                index.vectors[f"{label}_residuals"].add(residuals[rows, None].astype(np.float32), ids[rows])
+
+    def score(self, index, embeddings, exclude=None, maps=True):
+        choice = defect_weight(index)
+        if choice.weight == 0.0:
+            scores, patch_maps, _ = self.patch_scores(index, embeddings, exclude, maps)
+            return scores, patch_maps
+        scores, patch_maps, distances = self.patch_scores(index, embeddings, exclude, True)
+        ratios = log_ratio(index, embeddings.image, region_descriptors(embeddings.patches, distances), exclude)
+        return scores * np.exp(choice.weight * ratios), patch_maps if maps else None
+
+    def describe(self, index):
+        return {"defect_weight": defect_weight(index).to_dict()}
 
 
 def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
