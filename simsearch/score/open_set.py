@@ -8,8 +8,7 @@ known goods, ratio = d_good / d_defect (mean distance to the k nearest exemplars
 image vectors' and the region descriptors'), to a power w: score = r * ratio ** w. The weight w is chosen
 out of fold: every exemplar of the index scored with itself left out (a leave-one-out residual for the
 goods, stored as they are banked; the defects' against the good bank), the image AUROC of those scores for
-each w of WEIGHTS, and w > 0 only where it beats w = 0 by MIN_GAIN (or removes MIN_ERROR_CUT of its errors) with MIN_DEFECTS
-or more defects. Where the
+each w of WEIGHTS, and w > 0 only where, with MIN_DEFECTS or more defects, it beats w = 0 in CONFIDENCE of bootstrap resamples. Where the
 labels do not help (none, too few, or no gain) w = 0 and the score is the residual, bit for bit."""
 
 from __future__ import annotations
@@ -24,8 +23,10 @@ from simsearch.index.roles import Role
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
 MIN_DEFECTS = 3  # fewer labelled defects cannot show out of fold that they help: two positives are chance
-MIN_GAIN = 0.01  # the out-of-fold AUROC a weight must add to the residual's before the labels are used
-MIN_ERROR_CUT = 0.25  # or the share of the residual's out-of-fold ranking errors it must remove
+# A few defects give a noisy out-of-fold AUROC: a weight is used where it ranks the exemplars better than the
+# residual alone in CONFIDENCE of RESAMPLES bootstrap resamples, not where it merely came out ahead once.
+CONFIDENCE = 0.9
+RESAMPLES = 200
 NEIGHBOURS = 3  # on each side: one odd exemplar should not decide
 # each exemplar's residual (its largest patch distance to the good bank; a good one's to the other goods'
 # patches), measured as it is banked: the out-of-fold scores the weight is chosen on
@@ -61,7 +62,7 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def choose_weight(residuals: np.ndarray, log_ratios: np.ndarray, labels: np.ndarray) -> WeightChoice:
     """The weight w of log(ratio) added to log(residual) that ranks the exemplars' out-of-fold scores best;
-    0 unless it beats the residual alone by MIN_GAIN with MIN_DEFECTS defects or more."""
+    0 unless, with MIN_DEFECTS defects or more, it beats the residual alone in CONFIDENCE of resamples."""
     labels = np.asarray(labels, dtype=bool)
     defects = int(labels.sum())
     if defects < MIN_DEFECTS:
@@ -72,13 +73,27 @@ def choose_weight(residuals: np.ndarray, log_ratios: np.ndarray, labels: np.ndar
     log_residual = np.log(np.maximum(residuals, 1e-12))
     scores = {w: auroc(labels, log_residual + w * log_ratios) for w in WEIGHTS}
     best = max(WEIGHTS, key=lambda w: (scores[w], -w))  # ties: the smaller weight
-    gain = scores[best] - scores[0.0]
-    # near an AUROC of 1 no absolute gain is left to show: a quarter of the residual's errors is enough there
-    if best == 0.0 or gain <= 0.0 or gain < min(MIN_GAIN, MIN_ERROR_CUT * (1.0 - scores[0.0])):
+    confidence = _gain_confidence(labels, log_residual, log_residual + best * log_ratios) if best else 0.0
+    if best == 0.0 or scores[best] <= scores[0.0] or confidence < CONFIDENCE:
         return WeightChoice(0.0, scores, f"the {defects} labelled defects do not help out of fold (AUROC "
-                                         f"{scores[best]:.3f} at best, {scores[0.0]:.3f} without): the residual")
+                                         f"{scores[best]:.3f} at best, {scores[0.0]:.3f} without, in "
+                                         f"{confidence:.0%} of resamples not worse): the residual")
     return WeightChoice(best, scores, f"{defects} labelled defects: out-of-fold AUROC {scores[best]:.3f} against "
-                                      f"{scores[0.0]:.3f} for the residual alone")
+                                      f"{scores[0.0]:.3f} for the residual alone, not worse in {confidence:.0%} "
+                                      "of resamples")
+
+
+def _gain_confidence(labels: np.ndarray, base: np.ndarray, weighed: np.ndarray) -> float:
+    """Share of RESAMPLES bootstrap resamples (goods and defects drawn apart, seeded) in which `weighed` ranks
+    the exemplars better than `base`, with ties counted as not worse only where nothing was left to gain."""
+    rng = np.random.default_rng(0)
+    goods, defects = np.flatnonzero(~labels), np.flatnonzero(labels)
+    better = 0.0
+    for _ in range(RESAMPLES):
+        rows = np.concatenate([rng.choice(goods, len(goods)), rng.choice(defects, len(defects))])
+        before, after = auroc(labels[rows], base[rows]), auroc(labels[rows], weighed[rows])
+        better += 1.0 if after > before else (1.0 if after == before == 1.0 else 0.0)
+    return better / RESAMPLES
 
 
 def log_ratio(index: ExemplarIndex, image_vectors: np.ndarray, regions: np.ndarray,
