@@ -17,6 +17,7 @@ from simsearch.cli.output import (
     OneLineErrorsGroup,
     SkippedInputs,
     chosen_index,
+    err_console,
     console,
     fail,
     handle_errors,
@@ -159,7 +160,9 @@ def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
     defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
-    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style), image (whole-image vectors) or contrast (patch, weighed by how much more the image resembles the defect exemplars than the good ones)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="patch (PatchCore-style), open-set (patch, weighed by "
+                                       "the labelled defects where they help out of fold), image (whole-image "
+                                       "vectors) or contrast. Default: open-set with defects, else patch."),
     backbone: str = typer.Option("resnet18", "--backbone", help="Any torchvision classification model (resnet18, "
                                  "wide_resnet50_2, efficientnet_b0, convnext_tiny, vit_b_16...), or KIND:ARG."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated graph node names to take patch "
@@ -194,9 +197,9 @@ def build_index(
         from simsearch.inspector import Inspector
 
 
-        from simsearch.score.modes import SCORING_MODES
+        from simsearch.score.modes import SCORING_MODES, default_mode
 
-        if mode not in SCORING_MODES:
+        if mode is not None and mode not in SCORING_MODES:
             fail(f"--mode must be one of {', '.join(sorted(SCORING_MODES))}, not {mode!r}")
         _check_engine(engine, address, workers)
         for path in good + ([defects] if defects else []):
@@ -226,6 +229,11 @@ def build_index(
         if defects and not extra_defects:
             fail(f"no images found in {defects}")
         defect_samples = _drop_non_utf8_names(labelled_defects + extra_defects, skips)
+        mode_reason = None
+        if mode is None:  # the library's rule, said: which mode and why
+            mode, mode_reason = default_mode(len(defect_samples))
+            if not as_json:
+                err_console.print(f"mode {mode}: {mode_reason}", highlight=False, markup=False, soft_wrap=True)
         start = time.perf_counter()
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
@@ -252,7 +260,7 @@ def build_index(
         elapsed = time.perf_counter() - start
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
-                   "mode": index.mode, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
+                   "mode": index.mode, "mode_reason": mode_reason, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
                    "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records,
                    "index_kinds": index.describe()["index_kinds"],
                    "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}

@@ -393,6 +393,8 @@ def print_info(folder: Path, description: dict) -> None:
         ("defect types", ", ".join(f"{k}: {v}" for k, v in description["defect_types"].items()) or "-"),
         *((("defect coherence", f"{description['defect_coherence']:.2f} (weight of the contrast ratio)"),)
           if "defect_coherence" in description else ()),
+        *((("defect weight", f"{description['defect_weight']['weight']:g}: {description['defect_weight']['reason']}"),)
+          if "defect_weight" in description else ()),
         *((f"search {role}", kind["summary"]) for role, kind in description.get("index_kinds", {}).items()
           if kind.get("vectors")),
         ("threshold", _threshold_text(description.get("threshold"))),

@@ -225,6 +225,16 @@ class OpenSetMode(PatchMode):
         return {"defect_weight": defect_weight(index).to_dict()}
 
 
+def default_mode(defects: int) -> tuple[str, str]:
+    """The scoring mode a new index gets when none is named, and why: the open-set mode where labelled defects
+    are given (it weighs them only where they help out of fold, else scores as the patch mode), the patch mode
+    otherwise. Chosen on the mean over the dev sets (docs/few_labels.md), not on one."""
+    if defects:
+        return "open-set", (f"{defects} labelled defect(s) given: the good-only patch residual, weighed by "
+                            "resemblance to them where they help out of fold (see `info`)")
+    return "patch", "no labelled defects: the good-only patch residual (PatchCore-style)"
+
+
 def anomaly_scores(index: ExemplarIndex, embeddings: Embeddings, exclude: int | None = None,
                    maps: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw image scores (N,) and patch maps (N, h, w) or None (also where maps=False let the mode skip them),
