@@ -24,6 +24,7 @@ from simsearch.score.banks import (PATCH_ROLES, REGION_ROLES, bank_patches, defe
                                    largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions,
                                    region_descriptors)
 
+RAISE_LEVEL = 0.5  # a patch's map is raised by a known defect patch where it is at least this share of the peak
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
 
 SCORING_MODES: dict[str, type["ScoringMode"]] = {}
@@ -143,8 +144,12 @@ class PatchMode(ScoringMode):
         distances, _ = nearest_patches(index, embeddings.patches, index.k, exclude=exclude)
         scores, maps = distances.reshape(len(distances), -1).max(axis=1), distances
         if defect_patches:
-            # patch level: maps and boxes point at the regions that look like a known defect
-            maps = defect_aware(distances, nearest_defect_patches(index, embeddings.patches, exclude=exclude)[0])
+            # patch level: maps and boxes point at the regions that look like a known defect, among those the
+            # good-only map already marks (its upper half); never above the image's score, so a known defect
+            # cannot saturate the map and draw a box over the whole frame
+            raised = defect_aware(distances, nearest_defect_patches(index, embeddings.patches, exclude=exclude)[0])
+            marked = distances >= RAISE_LEVEL * scores[:, None, None]
+            maps = np.minimum(np.where(marked, raised, distances), scores[:, None, None])
         return scores, maps, distances
 
 

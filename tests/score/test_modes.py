@@ -144,7 +144,8 @@ def test_patch_level_defects_raise_the_map_where_a_patch_looks_like_a_known_defe
     assert index.counts()["defect_patches"] == 1
     assert (index.vectors["defect_patches"].ids() & 0xFFFFFF).tolist() == [1 * GRID[1] + 1]  # the patch least like good
     scores, maps = anomaly_scores(index, embeddings)
-    assert maps[0, 2, 3] > before_maps[0, 2, 3] * 1.5  # the defect-like patch is raised
+    assert maps[0, 2, 3] > before_maps[0, 2, 3] * 1.1  # the defect-like patch is raised ...
+    assert maps.max() <= scores[0]  # ... never above the image's score: a known defect cannot saturate the map
     assert maps[0, 0, 0] == before_maps[0, 0, 0]  # the unlike anomaly is not
     assert np.array_equal(np.delete(maps.ravel(), [2 * GRID[1] + 3]), np.delete(before_maps.ravel(), [2 * GRID[1] + 3]))
     # the image score stays the good-patch one: only the image vector's resemblance to a defect raises it
@@ -299,3 +300,22 @@ def test_every_mode_scores_the_same_without_maps(mode, with_defects):
     assert (maps is None) == (mode == "image")
     if mode != "image" and not with_defects:
         assert lean_maps is None  # the saving: no patch's exact distance was needed but the largest
+
+
+def test_a_known_defect_never_raises_the_map_where_the_good_only_map_is_low():
+    """Issue 26/28: defect patches like the background once drew a box over the whole frame."""
+    rng = np.random.default_rng(7)
+    index = _index("patch", rng)
+    defect_centre = np.full(DIM, 1.0)
+    query = _defect_grid(rng, defect_centre * 0.9, [(2, 3)])
+    embeddings = Embeddings(np.zeros((1, DIM), np.float32), query)
+    before_scores, before_maps = anomaly_scores(index, embeddings)
+    # a defect exemplar whose banked patches (given by its mask) are plain background
+    background = _grids(rng, [np.zeros(DIM)])
+    index.add([NewExemplar("d0", "defect")], np.full((1, DIM), 5.0, np.float32), background,
+              masks=[np.ones(GRID, bool)])
+    scores, maps = anomaly_scores(index, embeddings)
+    low = before_maps[0] < 0.5 * before_scores[0]
+    assert low.sum() >= GRID[0] * GRID[1] - 2
+    assert np.array_equal(maps[0][low], before_maps[0][low])  # the background stays as the good-only map has it
+    assert maps.max() <= scores[0]
