@@ -33,6 +33,8 @@ _PATCH_BANK = {"patches": Role("good", per_patch=True), "defect_patches": Role("
 _REGION_BANK = {"good_regions": Role("good"), "defect_regions": Role("defect")}
 _LEGACY_ROLE_SETS = ({}, _PATCH_BANK, {**_PATCH_BANK, **_REGION_BANK})
 _LEGACY_ARTIFACT = "embedder"
+# manifest keys that only simsearch versions writing checksums wrote (older ones lack them)
+_WRITTEN_WITH_CHECKSUMS = ("index_kinds", "stores", "compiled_embedder", "map_scale", "roles", "artifacts")
 
 
 def format_version(index: ExemplarIndex) -> int:
@@ -230,6 +232,11 @@ def check_manifest(path: Path, manifest: dict) -> None:
          f"next_id {manifest.get('next_id')!r} is not a valid id")
     need(whole(manifest.get("generation", 0), 0), "generation is not a whole number")
     need(isinstance(manifest.get("files"), dict), "no file list")
+    # every save since before format 2 (and its index_kinds, stores, ... keys) records the files' checksums: one
+    # that lacks them was edited, and would turn every file check off
+    need("checksums" in manifest or (manifest.get("format_version", 0) < 2
+                                     and not set(manifest) & set(_WRITTEN_WITH_CHECKSUMS)),
+         "it records no checksums for its files")
     grid = manifest.get("patch_grid")
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")

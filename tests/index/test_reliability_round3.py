@@ -70,3 +70,13 @@ def test_a_non_finite_score_is_null_in_json():
     result = ScoreResult("a.png", math.inf, [], boxes=[Box(0, 0, 1, 1, math.nan)])
     record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert record["score"] is None and record["boxes"][0]["score"] is None
+
+
+# -- item 9: the checksums key removed ---------------------------------------------------------------------
+def test_a_manifest_without_its_checksums_is_damage(tmp_path):
+    _index().save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    del manifest["checksums"]
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexProblem, match="records no checksums"):
+        ExemplarIndex.load(tmp_path / "idx")
