@@ -57,8 +57,16 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise StorageError(f"{path} is unreadable ({error})") from None
+    except RecursionError:  # JSON nested deeper than Python's parser goes: no manifest of ours
+        raise StorageError(f"{path} is damaged: nested too deeply; rebuild the index with `simsearch build-index`") \
+            from None
     if not isinstance(manifest, dict):
         raise StorageError(f"{path} is damaged: not a JSON object; rebuild the index with `simsearch build-index`")
+    # the embedder record is read before the index is loaded (to open the embedder it was built with)
+    embedder = manifest.get("embedder", {})
+    if not isinstance(embedder, dict) or not isinstance(embedder.get("config", {}), dict):
+        raise StorageError(f"{path} is damaged: its embedder is not a record; rebuild the index with "
+                           "`simsearch build-index`")
     return manifest
 
 

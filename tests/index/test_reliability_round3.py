@@ -80,3 +80,24 @@ def test_a_manifest_without_its_checksums_is_damage(tmp_path):
     (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexProblem, match="records no checksums"):
         ExemplarIndex.load(tmp_path / "idx")
+
+
+# -- item 12: the manifest's shape ---------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ['{"a": ' * 100_000 + "1" + "}" * 100_000, '{"format": "simsearch-index", "embedder": []}',
+                                  '{"format": "simsearch-index", "embedder": {"config": 3}}'])
+def test_a_deeply_nested_or_misshapen_manifest_is_an_index_problem_exit_3(tmp_path, text):
+    from simsearch.cli.main import app
+    from typer.testing import CliRunner
+
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(text)
+    with pytest.raises(IndexProblem, match="damaged"):
+        ExemplarIndex.load(folder)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "part.png")
+    for command in (["score", "--index", str(folder), str(tmp_path / "part.png")], ["info", str(folder)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 3, result.output
+        assert "damaged" in result.output and "Traceback" not in result.output
