@@ -15,7 +15,7 @@ from simsearch.index.catalogue import read_catalogue, write_catalogue
 from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
-from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name
+from simsearch.index.roles import CATALOGUE_ROLES, KEEPERS, PATCH_ID_BITS, Role, check_name
 from simsearch.index.storage import (EXTENSIONS, MANIFEST, StorageError, Unchanged, check_index_folder,
                                      committed_generation, generation_file, read_manifest, save_generation)
 from simsearch.index.vectors import VectorStore
@@ -104,6 +104,11 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
         raise IndexMismatchError(f"{folder} has index format {version}, newer than this simsearch reads "
                                  f"({FORMAT_VERSION}); upgrade simsearch")
     check_manifest(folder / MANIFEST, manifest)
+    if KEEPERS and manifest["mode"] not in KEEPERS:  # where scoring modes are registered: one that scores it
+        raise IndexMismatchError(f"{folder} is scored with the mode {manifest['mode']!r}, which this simsearch does not "
+                                 f"know (known: {', '.join(sorted(KEEPERS))})",
+                                 hint="upgrade simsearch, import the module that registers that mode, or rebuild the "
+                                      "index with `simsearch build-index --mode`")
     stored = manifest["embedder"]["fingerprint"]
     if fingerprint is not None:
         check_fingerprint(folder, stored, fingerprint)
@@ -241,6 +246,8 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    problem = threshold_problem(manifest.get("threshold"))
+    need(problem is None, str(problem))
     need(manifest.get("compiled_embedder") is None or isinstance(manifest["compiled_embedder"], dict),
          "compiled_embedder is not a record")
     scale = manifest.get("map_scale")
@@ -264,6 +271,15 @@ def check_manifest(path: Path, manifest: dict) -> None:
          and all(isinstance(record, dict) for record in artifacts.values()), "artifacts is not name -> record")
 
 
+def threshold_problem(threshold: dict | None) -> str | None:
+    """Why a threshold record cannot decide anything (a number of it that is infinite or not a number), or None."""
+    for key in ("value", "low", "high", "pixel_value", "target"):
+        value = (threshold or {}).get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"the threshold's {key} is {value} (with it nothing, or everything, would be rejected)"
+    return None
+
+
 # -- saving ----------------------------------------------------------------------------------------------
 def refuse_to_replace(folder: str | Path, force: bool = False) -> None:
     """ConflictError when `folder` already holds an index and `force` is not given."""
@@ -280,6 +296,8 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
     this index was read (use `update_index` to read, change and save under one lock)."""
     folder = Path(folder)
     check_index_folder(folder)
+    if (problem := threshold_problem(index.threshold)) is not None:
+        raise InputError(problem, hint="calibrate on scores that are all finite numbers")
     if (problem := index.k_problem()) is not None:
         raise InputError(problem, hint=f"choose a k of {index.counts()['good']} or less for {{param}}, or add good "
                                        "exemplars", parameter="k")

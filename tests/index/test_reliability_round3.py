@@ -101,3 +101,32 @@ def test_a_deeply_nested_or_misshapen_manifest_is_an_index_problem_exit_3(tmp_pa
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 3, result.output
         assert "damaged" in result.output and "Traceback" not in result.output
+
+
+# -- item 18: a threshold that decides nothing, a mode no one registered ---------------------------------------
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_threshold_in_the_manifest_is_damage(tmp_path, value):
+    _index().save(tmp_path / "idx")
+    _edit_manifest(tmp_path / "idx", threshold={"value": value, "low": 0.0, "high": 1.0, "policy": "fixed"})
+    with pytest.raises(IndexProblem, match="threshold's value"):
+        ExemplarIndex.load(tmp_path / "idx")
+
+
+def test_a_non_finite_threshold_is_never_saved(tmp_path):
+    index = _index()
+    index.threshold = {"value": math.inf, "low": 0.0, "high": 1.0, "policy": "fixed"}
+    with pytest.raises(InputError, match="threshold's value"):
+        index.save(tmp_path / "idx")
+
+
+def test_an_unknown_mode_is_an_index_problem_that_names_no_score_flag(tmp_path):
+    from simsearch.cli.main import app
+    from typer.testing import CliRunner
+
+    _index().save(tmp_path / "idx")
+    _edit_manifest(tmp_path / "idx", mode="bogus")
+    with pytest.raises(IndexProblem, match="mode 'bogus'"):
+        ExemplarIndex.load(tmp_path / "idx")
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "idx")])
+    assert result.exit_code == 3 and "build-index --mode" in result.output
+    assert "for --mode" not in result.output
