@@ -20,7 +20,7 @@ from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundEr
 from simsearch.index.catalogue import Exemplar
 from simsearch.index.kinds import EXACT, describe_record, parse_kinds
 from simsearch.index.lock import DEFAULT_WAIT
-from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name, keeper_of
+from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, PATCH_ID_BITS, Role, check_name, keeper_of
 from simsearch.index.vectors import VectorStore
 
 LABELS = ("good", "defect")
@@ -149,6 +149,10 @@ class ExemplarIndex:
         if any(label not in LABELS for label in labels):
             raise InputError(f"labels must be good or defect, got {sorted(set(labels))}")
         types = [check_defect_type(item.defect_type) if item.label == "defect" else None for item in items]
+        if self.next_id + len(items) >= ID_LIMIT:  # refused now, never saved and then unreadable
+            raise IndexProblem(f"the index has no ids left for {len(items)} more exemplar(s) (the next is "
+                               f"{self.next_id}, ids stay below {ID_LIMIT}); nothing was added",
+                               hint="build a new index from its exemplars")
         is_good = np.array([label == "good" for label in labels], dtype=bool)
         grid = self._check_patches(patch_vectors, masks, bool(is_good.any()))
         ids = np.arange(self.next_id, self.next_id + len(items), dtype=np.int64)

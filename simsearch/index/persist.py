@@ -10,12 +10,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from simsearch.errors import ConflictError, InputError
+from simsearch.errors import ConflictError, IndexProblem, InputError
 from simsearch.index.catalogue import read_catalogue, write_catalogue
 from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
-from simsearch.index.roles import CATALOGUE_ROLES, KEEPERS, PATCH_ID_BITS, Role, check_name
+from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, KEEPERS, Role, check_name
 from simsearch.index.storage import (EXTENSIONS, MANIFEST, StorageError, Unchanged, check_index_folder,
                                      committed_generation, generation_file, read_manifest, save_generation)
 from simsearch.index.vectors import VectorStore
@@ -233,7 +233,7 @@ def check_manifest(path: Path, manifest: dict) -> None:
          f"from 1 to {MAX_K}")
     need(isinstance(manifest.get("coreset_ratio"), (int, float)) and not isinstance(manifest["coreset_ratio"], bool),
          "coreset_ratio is not a number")
-    need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < 1 << (63 - PATCH_ID_BITS),
+    need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < ID_LIMIT,
          f"next_id {manifest.get('next_id')!r} is not a valid id")
     need(whole(manifest.get("generation", 0), 0), "generation is not a whole number")
     need(isinstance(manifest.get("files"), dict), "no file list")
@@ -311,6 +311,9 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
             same = index.origin == os.path.realpath(folder) and committed[0] == index.generation
             if not same:
                 index.shift_ids(committed[1])
+        if index.next_id >= ID_LIMIT:  # ids continued after a replaced index's: refused before the commit
+            raise IndexProblem(f"the index's ids reach {index.next_id}, not below {ID_LIMIT}; nothing was saved",
+                               hint="build a new index in a new folder")
         index.apply_index_kinds()
         writers: dict[str, Any] = {role: store.to_bytes() for role, store in index.vectors.items()}
         exemplars = sorted(index.exemplars.values(), key=lambda e: e.id)

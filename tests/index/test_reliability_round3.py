@@ -86,8 +86,9 @@ def test_a_manifest_without_its_checksums_is_damage(tmp_path):
 @pytest.mark.parametrize("text", ['{"a": ' * 100_000 + "1" + "}" * 100_000, '{"format": "simsearch-index", "embedder": []}',
                                   '{"format": "simsearch-index", "embedder": {"config": 3}}'])
 def test_a_deeply_nested_or_misshapen_manifest_is_an_index_problem_exit_3(tmp_path, text):
-    from simsearch.cli.main import app
     from typer.testing import CliRunner
+
+    from simsearch.cli.main import app
 
     folder = tmp_path / "idx"
     folder.mkdir()
@@ -120,8 +121,9 @@ def test_a_non_finite_threshold_is_never_saved(tmp_path):
 
 
 def test_an_unknown_mode_is_an_index_problem_that_names_no_score_flag(tmp_path):
-    from simsearch.cli.main import app
     from typer.testing import CliRunner
+
+    from simsearch.cli.main import app
 
     _index().save(tmp_path / "idx")
     _edit_manifest(tmp_path / "idx", mode="bogus")
@@ -130,3 +132,20 @@ def test_an_unknown_mode_is_an_index_problem_that_names_no_score_flag(tmp_path):
     result = CliRunner().invoke(app, ["info", str(tmp_path / "idx")])
     assert result.exit_code == 3 and "build-index --mode" in result.output
     assert "for --mode" not in result.output
+
+
+# -- item 15: ids near their limit ----------------------------------------------------------------------------
+def test_an_add_past_the_id_limit_is_refused_before_anything_is_committed(tmp_path):
+    from simsearch.index.roles import ID_LIMIT
+
+    folder = tmp_path / "idx"
+    _index().save(folder)
+    _edit_manifest(folder, next_id=ID_LIMIT - 2)
+    index = ExemplarIndex.load(folder)
+    vectors = np.zeros((2, DIM), np.float32)
+    with pytest.raises(IndexProblem, match="no ids left"):
+        index.add([NewExemplar("a.png", sha256="ha"), NewExemplar("b.png", sha256="hb")], vectors)
+    assert len(index) == 3 and index.next_id == ID_LIMIT - 2
+    index.add([NewExemplar("a.png", sha256="ha")], vectors[:1])  # the last id there is
+    index.save(folder)
+    assert len(ExemplarIndex.load(folder)) == 4
