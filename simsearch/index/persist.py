@@ -105,8 +105,8 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
                                  f"({FORMAT_VERSION}); upgrade simsearch")
     check_manifest(folder / MANIFEST, manifest)
     if KEEPERS and manifest["mode"] not in KEEPERS:  # where scoring modes are registered: one that scores it
-        raise IndexMismatchError(f"{folder} is scored with the mode {manifest['mode']!r}, which this simsearch does not "
-                                 f"know (known: {', '.join(sorted(KEEPERS))})",
+        raise IndexMismatchError(f"{folder} is scored with the mode {manifest['mode']!r}, which this simsearch "
+                                 f"does not know (known: {', '.join(sorted(KEEPERS))})",
                                  hint="upgrade simsearch, import the module that registers that mode, or rebuild the "
                                       "index with `simsearch build-index --mode`")
     stored = manifest["embedder"]["fingerprint"]

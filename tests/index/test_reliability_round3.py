@@ -83,7 +83,8 @@ def test_a_manifest_without_its_checksums_is_damage(tmp_path):
 
 
 # -- item 12: the manifest's shape ---------------------------------------------------------------------------
-@pytest.mark.parametrize("text", ['{"a": ' * 100_000 + "1" + "}" * 100_000, '{"format": "simsearch-index", "embedder": []}',
+@pytest.mark.parametrize("text", ['{"a": ' * 100_000 + "1" + "}" * 100_000,
+                                  '{"format": "simsearch-index", "embedder": []}',
                                   '{"format": "simsearch-index", "embedder": {"config": 3}}'])
 def test_a_deeply_nested_or_misshapen_manifest_is_an_index_problem_exit_3(tmp_path, text):
     from typer.testing import CliRunner
