@@ -150,3 +150,18 @@ def test_an_add_past_the_id_limit_is_refused_before_anything_is_committed(tmp_pa
     index.add([NewExemplar("a.png", sha256="ha")], vectors[:1])  # the last id there is
     index.save(folder)
     assert len(ExemplarIndex.load(folder)) == 4
+
+
+# -- item 6: folder names that mean something in a URI --------------------------------------------------------
+@pytest.mark.parametrize("name", ["idx%41", "idx#1", "idx?mode=rw", "idx%2541 x"])
+def test_folder_names_with_uri_characters_read_their_own_catalogue(tmp_path, name):
+    import dataclasses
+
+    other = _index(n_good=2)
+    other.exemplars = {i: dataclasses.replace(e, path=f"other-{i}.png") for i, e in other.exemplars.items()}
+    for decoded in ("idxA", "idx%41 x"):  # what `idx%41` and `idx%2541 x` name once percent-decoded
+        other.save(tmp_path / decoded)
+    _index(n_good=3).save(tmp_path / name)
+    loaded = ExemplarIndex.load(tmp_path / name)
+    assert sorted(e.path for e in loaded.exemplars.values()) == ["0.png", "1.png", "2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"idxA", "idx%41 x", name})  # no stray file
