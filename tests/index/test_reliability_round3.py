@@ -165,3 +165,26 @@ def test_folder_names_with_uri_characters_read_their_own_catalogue(tmp_path, nam
     loaded = ExemplarIndex.load(tmp_path / name)
     assert sorted(e.path for e in loaded.exemplars.values()) == ["0.png", "1.png", "2.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"idxA", "idx%41 x", name})  # no stray file
+
+
+# -- items 7 and 16: what crashed writers (or someone) left in the folder --------------------------------------
+def test_a_folder_named_like_a_stale_temporary_file_never_fails_a_save(tmp_path):
+    folder = tmp_path / "idx"
+    index = _index()
+    index.save(folder)
+    planted = folder / ".good-000001.faiss.0123456789ab.tmp"
+    planted.mkdir()
+    index.add([NewExemplar("new.png", sha256="hn")], np.ones((1, DIM), np.float32))
+    index.save(folder)  # committed and reported as saved
+    assert len(ExemplarIndex.load(folder)) == 4 and planted.is_dir()
+
+
+@pytest.mark.parametrize("name", [".catalogue-000002.sqlite.0123456789ab.tmp-journal",
+                                  "catalogue-000001.sqlite-journal"])
+def test_the_sqlite_journal_of_a_killed_writer_is_cleaned_by_the_next_save(tmp_path, name):
+    folder = tmp_path / "idx"
+    index = _index()
+    index.save(folder)
+    (folder / name).write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")  # a journal header's magic
+    index.save(folder)
+    assert not (folder / name).exists()
