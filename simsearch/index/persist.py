@@ -66,20 +66,27 @@ def manifest_of(index: ExemplarIndex) -> dict[str, Any]:
     }
 
 
+LOAD_ATTEMPTS = 5  # reads of a folder whose manifest keeps moving on (writers committing) before giving up
+
+
 # -- loading ---------------------------------------------------------------------------------------------
 def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> ExemplarIndex:
     """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
     a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files."""
     folder = Path(folder)
-    for attempt in range(3):
+    for attempt in range(LOAD_ATTEMPTS):
         manifest = read_manifest(folder)
         try:
             return _from_manifest(folder, manifest, fingerprint, fast)
-        except StorageError:
+        except OSError as error:  # StorageError, or a file deleted between its check and its reading
             # A writer may have committed and cleaned up between our reading the manifest and its files:
             # read again when the manifest moved on, else the folder really is damaged.
-            if attempt == 2 or committed_generation(folder) == manifest.get("generation"):
+            if attempt + 1 < LOAD_ATTEMPTS and committed_generation(folder) != manifest.get("generation"):
+                continue
+            if isinstance(error, StorageError):
                 raise
+            raise StorageError(f"{folder} could not be read: {error.strerror or error} ({error.filename}); the index "
+                               "is damaged, or was changed faster than it could be read: try again") from None
     raise AssertionError("unreachable")
 
 

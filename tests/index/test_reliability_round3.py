@@ -188,3 +188,37 @@ def test_the_sqlite_journal_of_a_killed_writer_is_cleaned_by_the_next_save(tmp_p
     (folder / name).write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")  # a journal header's magic
     index.save(folder)
     assert not (folder / name).exists()
+
+
+# -- item 4: readers racing a commit ---------------------------------------------------------------------------
+def test_a_reader_whose_files_vanish_under_a_commit_reads_the_new_generation(tmp_path, monkeypatch):
+    from simsearch.index import storage
+
+    folder = tmp_path / "idx"
+    writer = _index()
+    writer.save(folder)
+    real_sha256, raced = storage.file_sha256, []
+
+    def commit_meanwhile(path):
+        if not raced:  # a writer commits (and deletes this generation) between the check and the hashing
+            raced.append(path)
+            writer.add([NewExemplar("new.png", sha256="hn")], np.ones((1, DIM), np.float32))
+            writer.save(folder)
+        return real_sha256(path)  # FileNotFoundError: the file is gone
+
+    monkeypatch.setattr(storage, "file_sha256", commit_meanwhile)
+    loaded = ExemplarIndex.load(folder)
+    assert raced and len(loaded) == 4 and loaded.generation == 2
+
+
+def test_a_file_that_vanishes_without_a_new_commit_is_an_index_problem(tmp_path, monkeypatch):
+    from simsearch.index import storage
+
+    _index().save(tmp_path / "idx")
+
+    def gone(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(storage, "file_sha256", gone)
+    with pytest.raises(IndexProblem, match="could not be read"):
+        ExemplarIndex.load(tmp_path / "idx")
