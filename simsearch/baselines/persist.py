@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,22 @@ def read_baseline(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     return config, tensors
 
 
+_LEGACY_FILES = ("index", "head")  # what older saves named at the top of baseline.json
+
+
+def _inside(folder: Path, path: Any, name: str) -> str:
+    """`path` (relative to `folder`, or an older save's absolute one) as a path that, links followed, lies inside
+    `folder`; BaselineError otherwise: a model folder never uses files from elsewhere."""
+    root = os.path.realpath(folder)
+    if not isinstance(path, str) or not path:
+        raise BaselineError(f"{folder / CONFIG_FILE} is damaged: its {name} {path!r} is not a path")
+    real = os.path.realpath(folder / path)
+    if os.path.commonpath([root, real]) != root:
+        raise BaselineError(f"{folder / CONFIG_FILE} names its {name} at {path}, outside {folder}; a model folder "
+                            "only uses its own files", hint="save or train the baseline again")
+    return real
+
+
 def load_baseline(folder: str | Path, weights: str | Path | None = None, **runtime: Any):
     """Open a saved baseline of any registered kind; it scores images like an Inspector (`iter_score`)."""
     from simsearch.baselines.registry import baseline_names, open_baseline
@@ -70,12 +87,18 @@ def load_baseline(folder: str | Path, weights: str | Path | None = None, **runti
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
         raise BaselineError(f"{folder / CONFIG_FILE} is damaged: image_size {size!r} is not a size within 8..4096")
     files = config.get("files")
-    if files is not None:  # files a baseline keeps beside baseline.json, named relative to its folder
+    if files is None and any(config.get(key) is not None for key in _LEGACY_FILES):
+        # older saves named their files by absolute paths, at top level: held to the same rule, inside the folder
+        legacy = {key: config[key] for key in _LEGACY_FILES if config.get(key) is not None}
+        files = {key: _inside(folder, value, key) for key, value in legacy.items()}
+    elif files is not None:  # files a baseline keeps beside baseline.json, named relative to its folder
         if not isinstance(files, dict) or not all(isinstance(v, str) and v and not Path(v).is_absolute()
                                                   and ".." not in Path(v).parts for v in files.values()):
             raise BaselineError(f"{folder / CONFIG_FILE} is damaged: 'files' must map names to paths inside "
                                 "the folder")
-        config = {**config, "files": {name: str(folder / path) for name, path in files.items()}}
+        files = {name: _inside(folder, path, name) for name, path in files.items()}
+    if files is not None:
+        config = {**config, "files": files}
     try:
         return open_baseline(kind, config, tensors, weights=weights, **runtime)
     except SimsearchError:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -22,12 +24,28 @@ from typer.core import TyperGroup
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchError, WeightsError
 
+# C0 and C1 control characters but newline and tab, and DEL: an ESC in a file name would drive the terminal
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` (the user's: a path, a label) with its control characters written as escapes (`\\x1b`), so that
+    ANSI or OSC sequences in a file name print as text and never reach the terminal raw."""
+    return _CONTROL.sub(lambda match: ascii(match.group())[1:-1], str(text))
+
+
 # Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
 # as typed; styles are given as Text objects and style= arguments instead.
 class _Console(Console):
     def on_broken_pipe(self) -> None:  # rich's own exits 1; a closed pipe is not a failure of the command
         self.quiet = True
         quiet_broken_pipe()
+
+    def render(self, renderable, options=None) -> Iterator[Segment]:
+        # the last line of defence for user text `printable` did not see first (rich's own control codes pass)
+        for segment in super().render(renderable, options):
+            yield segment if segment.control or not _CONTROL.search(segment.text) else \
+                Segment(printable(segment.text), segment.style, segment.control)
 
 
 console = _Console(markup=False)
@@ -66,7 +84,7 @@ def _exit_code(error: BaseException) -> int:
 
 
 def _message(error: BaseException) -> str:
-    text = error.render(flag) if isinstance(error, SimsearchError) else str(error)
+    text = printable(error.render(flag) if isinstance(error, SimsearchError) else str(error))
     lines = text.strip().splitlines()
     return lines[0] if lines else error.__class__.__name__
 
@@ -222,7 +240,7 @@ def chosen_index(index: Path | None) -> Path:
 
 def warn(message: str) -> None:
     """One warning line on stderr, never wrapped."""
-    err_console.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    err_console.print(f"warning: {printable(message)}", style="yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 class _WarningLines(logging.Handler):
@@ -329,7 +347,7 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
     name and as many folders as tell it apart from the others and fit; folders are dropped before any of
     the name is."""
     shown = results if limit is None else results[:limit]
-    names = distinct_tails([str(result.path) for result in shown])
+    names = distinct_tails([printable(result.path) for result in shown])
     with_defects = any(result.nearest_defect is not None for result in shown)
     free = max(43, console.width - _SCORE_COLUMNS_WIDTH - 3 * (6 if with_defects else 5))
     defect_width = max(14, int(free * 0.2)) if with_defects else 0  # "nearest defect" and "type 0.123"
@@ -353,11 +371,13 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
         good_text = "-"
         if good:
             distance = f" {good.distance:.3f}"
-            good_text = shorten_middle(Path(good.path).name, good_width - len(distance), head_share=0) + distance
+            good_name = printable(Path(good.path).name)
+            good_text = shorten_middle(good_name, good_width - len(distance), head_share=0) + distance
         defect_text = "-"
         if defect:
             distance = f" {defect.distance:.3f}"
-            defect_text = shorten_middle(defect.defect_type or "untyped", defect_width - len(distance)) + distance
+            defect_name = printable(defect.defect_type or "untyped")
+            defect_text = shorten_middle(defect_name, defect_width - len(distance)) + distance
         table.add_row(fit_path(name, image_width), f"{result.score:.4f}",
                       "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
                       good_text, *((defect_text,) if with_defects else ()))
@@ -372,7 +392,7 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
 
 def print_info(folder: Path, description: dict) -> None:
     """A readable summary of an index (ExemplarIndex.describe())."""
-    table = Table(title=f"index {folder}", show_header=False)
+    table = Table(title=f"index {printable(folder)}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     config = description["embedder"]
@@ -390,7 +410,7 @@ def print_info(folder: Path, description: dict) -> None:
         ("mode", mode),
         ("vectors", f"{description['dim']}-d" + (f", patch grid {grid}" if grid else "")),
         ("exemplars", exemplars + (f", {counts['patches']} patches in the bank" if "patches" in counts else "")),
-        ("defect types", ", ".join(f"{k}: {v}" for k, v in description["defect_types"].items()) or "-"),
+        ("defect types", ", ".join(f"{printable(k)}: {v}" for k, v in description["defect_types"].items()) or "-"),
         *((("defect coherence", f"{description['defect_coherence']:.2f} (weight of the contrast ratio)"),)
           if "defect_coherence" in description else ()),
         *((("defect weight", f"{description['defect_weight']['weight']:g}: {description['defect_weight']['reason']}"),)
@@ -403,11 +423,12 @@ def print_info(folder: Path, description: dict) -> None:
         ("updated", description.get("updated") or "-"),  # the last save, not now
     ]
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(printable(cell) for cell in row))
     console.print(table)
     for exemplar in description.get("exemplars", []):
-        console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {exemplar['defect_type'] or '-':<14}  "
-                      f"{exemplar['path']}", highlight=False, markup=False)
+        defect_type = printable(exemplar["defect_type"] or "-")
+        console.print(f"{exemplar['id']:>6}  {exemplar['label']:<6}  {defect_type:<14}  {printable(exemplar['path'])}",
+                      highlight=False, markup=False)
 
 
 def _compiled_text(record: dict | None) -> str:

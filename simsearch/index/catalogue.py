@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def write_catalogue(path: str | Path, exemplars: list[Exemplar]) -> None:
 
 def read_catalogue(path: str | Path) -> dict[int, Exemplar]:
     """Read every exemplar of a catalogue file, by id."""
-    connection = sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True)
+    # read-only needs a URI: the path quoted, so that `#`, `?` or `%41` in a folder name stay part of it
+    uri = f"file:{urllib.parse.quote(Path(path).absolute().as_posix())}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True)
     try:
         rows = connection.execute("SELECT id, path, label, defect_type, sha256, added FROM exemplars").fetchall()
     finally:

@@ -20,10 +20,12 @@ from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundEr
 from simsearch.index.catalogue import Exemplar
 from simsearch.index.kinds import EXACT, describe_record, parse_kinds
 from simsearch.index.lock import DEFAULT_WAIT
-from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name, keeper_of
+from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, PATCH_ID_BITS, Role, check_name, keeper_of
 from simsearch.index.vectors import VectorStore
 
 LABELS = ("good", "defect")
+# the most neighbours a score may average: far above any useful k, and within what FAISS searches on a GPU (2048)
+MAX_K = 1024
 
 
 class IndexMismatchError(IndexProblem, ValueError):
@@ -55,8 +57,8 @@ class ExemplarIndex:
         # `roles`: the mode's stores (None: those the registered mode `mode` declares)
         if not 0.0 < coreset_ratio <= 1.0:
             raise InputError(f"coreset ratio must be in (0, 1], not {coreset_ratio}")
-        if k < 1:
-            raise InputError(f"k must be at least 1, not {k}")
+        if not 1 <= k <= MAX_K:
+            raise InputError(f"k must be a whole number from 1 to {MAX_K}, not {k}")
         self.dim, self.embedder_config, self.fingerprint, self.mode = int(dim), dict(embedder_config), fingerprint, mode
         self.k, self.coreset_ratio = int(k), float(coreset_ratio)  # the modes' parameters, kept in the manifest
         # role -> requested kind ("auto" or a FAISS factory string); applied at fit's end and at every save
@@ -97,6 +99,13 @@ class ExemplarIndex:
         good = sum(e.label == "good" for e in self.exemplars.values())
         return {"good": good, "defect": len(self.exemplars) - good,
                 **{role: len(store) for role, store in self.vectors.items() if role not in CATALOGUE_ROLES}}
+
+    def k_problem(self) -> str | None:
+        """Why k cannot be used with these exemplars (more neighbours than good exemplars), or None."""
+        good = self.counts()["good"]
+        if good and self.k > good:
+            return f"k {self.k} is above the index's {good} good exemplar(s): a score averages k good neighbours"
+        return None
 
     def defect_types(self) -> dict[str, int]:
         types: dict[str, int] = {}
@@ -140,6 +149,10 @@ class ExemplarIndex:
         if any(label not in LABELS for label in labels):
             raise InputError(f"labels must be good or defect, got {sorted(set(labels))}")
         types = [check_defect_type(item.defect_type) if item.label == "defect" else None for item in items]
+        if self.next_id + len(items) >= ID_LIMIT:  # refused now, never saved and then unreadable
+            raise IndexProblem(f"the index has no ids left for {len(items)} more exemplar(s) (the next is "
+                               f"{self.next_id}, ids stay below {ID_LIMIT}); nothing was added",
+                               hint="build a new index from its exemplars")
         is_good = np.array([label == "good" for label in labels], dtype=bool)
         grid = self._check_patches(patch_vectors, masks, bool(is_good.any()))
         ids = np.arange(self.next_id, self.next_id + len(items), dtype=np.int64)
@@ -193,6 +206,11 @@ class ExemplarIndex:
             # Scoring measures distance to good exemplars: an index without one cannot score anything.
             raise ConflictError("the index's last good exemplar cannot be removed: scoring needs at least one",
                                 hint="add another good exemplar first")
+        left = good - sum(self.exemplars[i].label == "good" for i in ids)
+        if good and left < self.k:
+            raise ConflictError(f"removing them would leave {left} good exemplar(s), fewer than the index's k "
+                                f"({self.k} neighbours averaged into a score); nothing was removed",
+                                hint="add good exemplars first, or rebuild the index with a smaller k")
         self._discard(np.asarray(ids, dtype=np.int64))
         return ids
 
@@ -246,8 +264,15 @@ class ExemplarIndex:
                exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distances and ids of the k nearest vectors (N, k) in the store `role`, leaving out what exemplar
         `exclude` owns there (leave-one-out); ids are the store's own (`owners` maps them to exemplars)."""
-        excluded = None if exclude is None else self.roles[role].id_range(int(exclude))
-        return self.vectors[role].search(vectors, k, excluded)
+        store, spec = self.vectors[role], self.roles[role]
+        excluded = None if exclude is None else spec.id_range(int(exclude))
+        if excluded is not None and len(store) < k + (self.patch_grid[0] * self.patch_grid[1]
+                                                      if spec.per_patch and self.patch_grid else 1):
+            # leaving one out may leave fewer than k: average the neighbours there are, never pad with inf
+            stored = store.ids()
+            others = len(stored) - int(((stored >= excluded[0]) & (stored < excluded[1])).sum())
+            k = max(1, min(k, others))
+        return store.search(vectors, k, excluded)
 
     def owners(self, role: str, ids: np.ndarray) -> np.ndarray:
         """The exemplar ids that own a store's ids (-1 where none was found)."""

@@ -10,12 +10,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from simsearch.errors import ConflictError, InputError
+from simsearch.errors import ConflictError, IndexProblem, InputError
 from simsearch.index.catalogue import read_catalogue, write_catalogue
-from simsearch.index.exemplar_index import LABELS, ExemplarIndex, IndexMismatchError, now
+from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
-from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name
+from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, KEEPERS, Role, check_name
 from simsearch.index.storage import (EXTENSIONS, MANIFEST, StorageError, Unchanged, check_index_folder,
                                      committed_generation, generation_file, read_manifest, save_generation)
 from simsearch.index.vectors import VectorStore
@@ -33,6 +33,8 @@ _PATCH_BANK = {"patches": Role("good", per_patch=True), "defect_patches": Role("
 _REGION_BANK = {"good_regions": Role("good"), "defect_regions": Role("defect")}
 _LEGACY_ROLE_SETS = ({}, _PATCH_BANK, {**_PATCH_BANK, **_REGION_BANK})
 _LEGACY_ARTIFACT = "embedder"
+# manifest keys that only simsearch versions writing checksums wrote (older ones lack them)
+_WRITTEN_WITH_CHECKSUMS = ("index_kinds", "stores", "compiled_embedder", "map_scale", "roles", "artifacts")
 
 
 def format_version(index: ExemplarIndex) -> int:
@@ -64,20 +66,27 @@ def manifest_of(index: ExemplarIndex) -> dict[str, Any]:
     }
 
 
+LOAD_ATTEMPTS = 5  # reads of a folder whose manifest keeps moving on (writers committing) before giving up
+
+
 # -- loading ---------------------------------------------------------------------------------------------
 def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> ExemplarIndex:
     """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
     a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files."""
     folder = Path(folder)
-    for attempt in range(3):
+    for attempt in range(LOAD_ATTEMPTS):
         manifest = read_manifest(folder)
         try:
             return _from_manifest(folder, manifest, fingerprint, fast)
-        except StorageError:
+        except OSError as error:  # StorageError, or a file deleted between its check and its reading
             # A writer may have committed and cleaned up between our reading the manifest and its files:
             # read again when the manifest moved on, else the folder really is damaged.
-            if attempt == 2 or committed_generation(folder) == manifest.get("generation"):
+            if attempt + 1 < LOAD_ATTEMPTS and committed_generation(folder) != manifest.get("generation"):
+                continue
+            if isinstance(error, StorageError):
                 raise
+            raise StorageError(f"{folder} could not be read: {error.strerror or error} ({error.filename}); the index "
+                               "is damaged, or was changed faster than it could be read: try again") from None
     raise AssertionError("unreachable")
 
 
@@ -102,6 +111,11 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
         raise IndexMismatchError(f"{folder} has index format {version}, newer than this simsearch reads "
                                  f"({FORMAT_VERSION}); upgrade simsearch")
     check_manifest(folder / MANIFEST, manifest)
+    if KEEPERS and manifest["mode"] not in KEEPERS:  # where scoring modes are registered: one that scores it
+        raise IndexMismatchError(f"{folder} is scored with the mode {manifest['mode']!r}, which this simsearch "
+                                 f"does not know (known: {', '.join(sorted(KEEPERS))})",
+                                 hint="upgrade simsearch, import the module that registers that mode, or rebuild the "
+                                      "index with `simsearch build-index --mode`")
     stored = manifest["embedder"]["fingerprint"]
     if fingerprint is not None:
         check_fingerprint(folder, stored, fingerprint)
@@ -175,6 +189,8 @@ def _check_contents(index: ExemplarIndex, folder: Path, manifest: dict) -> None:
     if index.exemplars and (min(index.exemplars) < 0 or max(index.exemplars) >= index.next_id):
         raise damaged(f"next_id {index.next_id} is not above every exemplar id (up to {max(index.exemplars)}), "
                       "so new exemplars would reuse ids", "manifest")
+    if (problem := index.k_problem()) is not None:
+        raise damaged(problem, "manifest")
     for role, spec in index.roles.items():
         store = index.vectors[role]
         if role not in CATALOGUE_ROLES and len(store):
@@ -220,17 +236,25 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(whole(manifest.get("format_version", 0), 0), "format_version is not a whole number")
     need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16, f"dim {manifest.get('dim')!r} is not a vector size")
     need(isinstance(manifest.get("mode"), str), "mode is not a name")
-    need(whole(manifest.get("k"), 1), f"k {manifest.get('k')!r} is not a positive whole number")
+    need(whole(manifest.get("k"), 1) and manifest["k"] <= MAX_K, f"k {manifest.get('k')!r} is not a whole number "
+         f"from 1 to {MAX_K}")
     need(isinstance(manifest.get("coreset_ratio"), (int, float)) and not isinstance(manifest["coreset_ratio"], bool),
          "coreset_ratio is not a number")
-    need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < 1 << (63 - PATCH_ID_BITS),
+    need(whole(manifest.get("next_id"), 0) and manifest["next_id"] < ID_LIMIT,
          f"next_id {manifest.get('next_id')!r} is not a valid id")
     need(whole(manifest.get("generation", 0), 0), "generation is not a whole number")
     need(isinstance(manifest.get("files"), dict), "no file list")
+    # every save since before format 2 (and its index_kinds, stores, ... keys) records the files' checksums: one
+    # that lacks them was edited, and would turn every file check off
+    need("checksums" in manifest or (manifest.get("format_version", 0) < 2
+                                     and not set(manifest) & set(_WRITTEN_WITH_CHECKSUMS)),
+         "it records no checksums for its files")
     grid = manifest.get("patch_grid")
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    problem = threshold_problem(manifest.get("threshold"))
+    need(problem is None, str(problem))
     need(manifest.get("compiled_embedder") is None or isinstance(manifest["compiled_embedder"], dict),
          "compiled_embedder is not a record")
     scale = manifest.get("map_scale")
@@ -254,6 +278,15 @@ def check_manifest(path: Path, manifest: dict) -> None:
          and all(isinstance(record, dict) for record in artifacts.values()), "artifacts is not name -> record")
 
 
+def threshold_problem(threshold: dict | None) -> str | None:
+    """Why a threshold record cannot decide anything (a number of it that is infinite or not a number), or None."""
+    for key in ("value", "low", "high", "pixel_value", "target"):
+        value = (threshold or {}).get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"the threshold's {key} is {value} (with it nothing, or everything, would be rejected)"
+    return None
+
+
 # -- saving ----------------------------------------------------------------------------------------------
 def refuse_to_replace(folder: str | Path, force: bool = False) -> None:
     """ConflictError when `folder` already holds an index and `force` is not given."""
@@ -270,6 +303,11 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
     this index was read (use `update_index` to read, change and save under one lock)."""
     folder = Path(folder)
     check_index_folder(folder)
+    if (problem := threshold_problem(index.threshold)) is not None:
+        raise InputError(problem, hint="calibrate on scores that are all finite numbers")
+    if (problem := index.k_problem()) is not None:
+        raise InputError(problem, hint=f"choose a k of {index.counts()['good']} or less for {{param}}, or add good "
+                                       "exemplars", parameter="k")
     for name in index.artifacts:
         check_name(name, "artifact")
         if name in index.roles:
@@ -280,6 +318,9 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
             same = index.origin == os.path.realpath(folder) and committed[0] == index.generation
             if not same:
                 index.shift_ids(committed[1])
+        if index.next_id >= ID_LIMIT:  # ids continued after a replaced index's: refused before the commit
+            raise IndexProblem(f"the index's ids reach {index.next_id}, not below {ID_LIMIT}; nothing was saved",
+                               hint="build a new index in a new folder")
         index.apply_index_kinds()
         writers: dict[str, Any] = {role: store.to_bytes() for role, store in index.vectors.items()}
         exemplars = sorted(index.exemplars.values(), key=lambda e: e.id)

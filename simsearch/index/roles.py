@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from simsearch.index.exemplar_index import ExemplarIndex
 
 PATCH_ID_BITS = 24  # a patch's FAISS id is (exemplar id << 24) | its position in the exemplar's grid
+ID_LIMIT = 1 << (63 - PATCH_ID_BITS)  # exemplar ids stay below it, so that patch ids fit FAISS's int64
 _NAME = re.compile(r"^[a-z][a-z_]*$")  # a role or artifact name: it names a generation file too
 
 

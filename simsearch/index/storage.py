@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -17,14 +18,18 @@ from simsearch.errors import IndexProblem
 from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_atomic
 from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 _GENERATION_FILE = re.compile(r"^[a-z_]+-(\d{6,})\.(faiss|sqlite|onnx|bin)$")
 # by role, unless a save names another (an artifact: `bin`); every other role is a FAISS index. `embedder` is the
 # compiled embedder copy's name since format 1
 EXTENSIONS = {"catalogue": "sqlite", "embedder": "onnx"}
-# Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`).
+# Temporary files of a save that did not finish: ours (`.NAME.RANDOM.tmp`) and older simsearch's (`NAME.tmp`), and
+# the SQLite journal of a catalogue whose writer was killed while writing it (`...sqlite...-journal`).
 _TEMPORARY = re.compile(r"^\.([a-z_]+-\d{6,}\.(faiss|sqlite|onnx|bin)|manifest\.json)\.[0-9a-f]+\.tmp$|"
-                        r"^[a-z_]+-\d{6,}\.(faiss|sqlite)\.tmp$")
+                        r"^[a-z_]+-\d{6,}\.(faiss|sqlite)\.tmp$|"
+                        r"^\.?[a-z_]+-\d{6,}\.sqlite(\.[0-9a-f]+)?(\.tmp)?-(journal|wal|shm)$")
 FAST_HASH_LIMIT = 64 << 20  # fast loads hash files up to this size and only check the size of bigger ones
 
 
@@ -57,8 +62,16 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise StorageError(f"{path} is unreadable ({error})") from None
+    except RecursionError:  # JSON nested deeper than Python's parser goes: no manifest of ours
+        raise StorageError(f"{path} is damaged: nested too deeply; rebuild the index with `simsearch build-index`") \
+            from None
     if not isinstance(manifest, dict):
         raise StorageError(f"{path} is damaged: not a JSON object; rebuild the index with `simsearch build-index`")
+    # the embedder record is read before the index is loaded (to open the embedder it was built with)
+    embedder = manifest.get("embedder", {})
+    if not isinstance(embedder, dict) or not isinstance(embedder.get("config", {}), dict):
+        raise StorageError(f"{path} is damaged: its embedder is not a record; rebuild the index with "
+                           "`simsearch build-index`")
     return manifest
 
 
@@ -196,7 +209,12 @@ def _remove_stale(folder: Path, committed: int) -> None:
     for stale in folder.iterdir():
         match = _GENERATION_FILE.match(stale.name)
         if (match and int(match.group(1)) < committed) or _TEMPORARY.match(stale.name):
-            stale.unlink(missing_ok=True)
+            if stale.is_dir() and not stale.is_symlink():
+                continue  # not a file a save leaves: not ours to delete
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as error:  # after the commit: the save succeeded, a later one cleans up
+                log.warning("could not delete the stale file %s (%s)", stale, error.strerror or error)
 
 
 __all__ = ["EXTENSIONS", "FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +62,34 @@ def overlay_png(pixels: np.ndarray, result: ScoreResult, threshold: Threshold | 
     return buffer.getvalue()
 
 
+# what of an input's folder and name an overlay's file name keeps: letters and digits of any script, `_`, `.` and
+# `-` (never a control character or a path separator), at most _STEM_CHARS of them (file systems allow 255 bytes)
+_UNSAFE = re.compile(r"[^\w.-]+")
+_STEM_CHARS = 100
+
+
+def _safe_stem(text: str) -> str:
+    stem = _UNSAFE.sub("_", text).strip("._") or "image"
+    if len(stem) > _STEM_CHARS:  # its start and end, and a hash of the whole so that long names stay apart
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem = f"{stem[:40]}_{digest}_{stem[-(_STEM_CHARS - 50):]}"
+    return stem
+
+
 def overlay_name(path: str | None, number: int, taken: set[str] | None = None) -> str:
-    """A file name for an image's overlay that keeps its folder (MVTec's 000.png repeats per type); when that
-    name is in `taken` (two good/000.png from different folders), the image's number is added. The name is
-    added to `taken`."""
+    """A file name for an image's overlay that keeps its folder (MVTec's 000.png repeats per type), made safe
+    (no control characters or separators, shortened); when that name is in `taken` (two good/000.png from
+    different folders), the image's number is added. The name is added to `taken`."""
     if path is None:
         name = f"image_{number:05d}_overlay.png"
     else:
         parts = Path(path).parts
-        stem = "_".join(parts[-2:-1] + (Path(parts[-1]).stem,))
+        stem = _safe_stem("_".join(parts[-2:-1] + (Path(parts[-1]).stem,)))
         name = f"{stem}_overlay.png"
-        if taken is not None and name in taken:
-            name = f"{stem}_{number:05d}_overlay.png"
+        extra = 0
+        while taken is not None and name in taken:
+            extra += 1
+            name = f"{stem}_{number:05d}_overlay.png" if extra == 1 else f"{stem}_{number:05d}_{extra}_overlay.png"
     if taken is not None:
         taken.add(name)
     return name

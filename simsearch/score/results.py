@@ -3,6 +3,7 @@ the scoring mode's score plus the nearest good and defect exemplars that explain
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,9 @@ class ScoreResult:
         self._anomaly_map = value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The result as JSON values: a non-finite number (a search that found fewer neighbours than asked) is
+        null, never `Infinity`, which JSON does not have."""
+        return finite_json({
             "path": self.path, "score": round(float(self.score), 6),
             "normalised_score": None if self.normalised_score is None else round(float(self.normalised_score), 6),
             "is_anomaly": self.is_anomaly,
@@ -90,7 +93,18 @@ class ScoreResult:
             "boxes": [b.to_dict() for b in self.boxes],
             "predicted_type": self.predicted_type,
             "type_evidence": self.type_evidence,
-        }
+        })
+
+
+def finite_json(value: Any) -> Any:
+    """`value` (dicts, lists, numbers) with every non-finite float replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _neighbours(index: ExemplarIndex, distances: np.ndarray, ids: np.ndarray) -> list[Neighbour]:

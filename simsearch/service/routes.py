@@ -193,4 +193,7 @@ async def readyz(request: Request):
     svc = service(request)
     if not svc.batcher.running:
         return JSONResponse({"status": "not ready", "detail": "scoring is not running"}, status_code=503)
+    await run_in_threadpool(svc.state.refresh)  # one stat unless another writer committed
+    if svc.state.unservable is not None:
+        return JSONResponse({"status": "not ready", "detail": svc.state.unservable}, status_code=503)
     return {"status": "ready", "exemplars": svc.state.snapshot.index_.counts()}

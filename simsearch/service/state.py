@@ -48,6 +48,8 @@ class IndexState:
         self._current = inspector
         self._write_lock = threading.Lock()  # this process's writers; the folder's lock serialises the others
         self._seen = self._manifest_signature()
+        # why the folder's committed index is not the one served (another embedder, damage), or None
+        self.unservable: str | None = None
 
     @property
     def snapshot(self) -> Inspector:
@@ -104,6 +106,7 @@ class IndexState:
             return index, result
 
     def _publish(self, index: ExemplarIndex) -> None:
+        self.unservable = None
         published = copy.copy(self._current)
         published.index_ = index
         self._current = published  # one reference swap: readers see the old or the new snapshot, whole
@@ -130,7 +133,12 @@ class IndexState:
             except SimsearchError as error:
                 log.warning("not reloading %s: %s", self.folder, error)
                 self._seen = signature
+                # still scoring the snapshot read before, which is no longer what the folder holds: not ready
+                self.unservable = (f"the index committed in {self.folder} cannot be served ({error}); this server "
+                                   f"still holds generation {self._current.index_.generation}: restart it with the "
+                                   "embedder the index was built with")
                 return False
+            self.unservable = None
             if index.generation == self._current.index_.generation:
                 self._seen = signature
                 return False
@@ -151,7 +159,7 @@ class IndexState:
     def describe(self) -> dict[str, Any]:
         """The current snapshot's description (`describe_index`), with the folder it is saved to."""
         self.refresh()
-        return {"index": str(self.folder), **describe_index(self._current.index_)}
+        return {"index": str(self.folder), **describe_index(self._current.index_), "unservable": self.unservable}
 
 
 __all__ = ["ConflictError", "IndexMismatchError", "IndexState"]

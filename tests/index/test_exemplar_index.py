@@ -115,7 +115,7 @@ def test_missing_index_folder_says_how_to_build_one(tmp_path):
 
 def test_remove_refuses_the_last_good_exemplar_and_takes_repeated_ids_once():
     good, outliers = _clusters(n=3)
-    index = _image_index(good)
+    index = _image_index(good, k=1)  # k=3 would refuse removing below 3 good
     index.add([NewExemplar("d.png", "defect", "dent")], outliers[:1])
     assert index.remove([0, 0, 1]) == [0, 1]
     assert index.counts() == {"good": 1, "defect": 1}  # the image mode keeps no other store
