@@ -19,7 +19,7 @@ from simsearch.embed.compiled import describe_copy
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
 from simsearch.index.roles import Role, register_keeper
-from simsearch.score.open_set import RESIDUAL_ROLES, defect_weight, log_ratio
+from simsearch.score.open_set import RESIDUAL_ROLES, defect_weight, evidence, log_ratio
 from simsearch.score.banks import (PATCH_ROLES, REGION_ROLES, bank_patches, defect_coherence, has_defect_patches,
                                    largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions,
                                    region_descriptors)
@@ -219,12 +219,13 @@ class OpenSetMode(PatchMode):
 
     def score(self, index, embeddings, exclude=None, maps=True):
         choice = defect_weight(index)
-        if choice.weight == 0.0:
+        if not choice.uses_labels:
             scores, patch_maps, _ = self.patch_scores(index, embeddings, exclude, maps)
             return scores, patch_maps
         scores, patch_maps, distances = self.patch_scores(index, embeddings, exclude, True)
-        ratios = log_ratio(index, embeddings.image, region_descriptors(embeddings.patches, distances), exclude)
-        return scores * np.exp(choice.weight * ratios), patch_maps if maps else None
+        ratios = log_ratio(index, embeddings.image, region_descriptors(embeddings.patches, distances), exclude) \
+            if choice.weight else None
+        return scores * np.exp(evidence(choice, ratios, embeddings.image)), patch_maps if maps else None
 
     def describe(self, index):
         return {"defect_weight": defect_weight(index).to_dict()}

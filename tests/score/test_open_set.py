@@ -54,7 +54,7 @@ def test_without_helpful_labels_it_is_the_residual_bit_for_bit():
     # two defects: too few to show out of fold that they help; random ones that look like nothing in common
     _add(open_index, _grids(rng, 2, rng.standard_normal(DIM), 6.0), "defect", "dent")
     choice = defect_weight(open_index)
-    assert choice.weight == 0.0 and f"needs {MIN_DEFECTS}" in choice.reason
+    assert not choice.uses_labels and f"needs {MIN_DEFECTS}" in choice.reason
     scores, maps = anomaly_scores(open_index, _embeddings(queries))
     assert np.array_equal(scores, residual) and np.array_equal(maps, residual_maps)
     fast, no_maps = anomaly_scores(open_index, _embeddings(queries), maps=False)
@@ -70,14 +70,15 @@ def test_labels_that_help_out_of_fold_are_weighed_and_raise_the_auroc():
     # largest patch distance barely tells from the goods' noise and the image vectors show plainly
     _add(index, _grids(rng, 8, direction, 0.0, 1.0), "defect", "stain")
     choice = defect_weight(index)
-    assert choice.weight > 0.0, choice.reason
-    assert choice.auroc[choice.weight] > choice.auroc[0.0]
+    assert choice.uses_labels, choice.reason
+    assert choice.auroc[choice.weight, choice.direction_weight] > choice.auroc[0.0, 0.0]
     queries = np.concatenate([_grids(rng, 30), _grids(rng, 15, direction, 0.0, 1.0)])
     labels = np.r_[np.zeros(30), np.ones(15)]
     weighed, maps = anomaly_scores(index, _embeddings(queries))
     residual = np.asarray(maps).reshape(len(queries), -1).max(axis=1)  # the maps are the residual's
     assert auroc(labels, weighed) > auroc(labels, residual)
     assert describe_index(index)["defect_weight"]["weight"] == choice.weight
+    assert describe_index(index)["defect_weight"]["direction_weight"] == choice.direction_weight
 
 
 def test_maps_are_the_good_only_residual_with_defects_indexed():
@@ -98,9 +99,9 @@ def test_the_weight_is_chosen_on_the_index_exemplars_only(monkeypatch):
     seen = {}
     original = open_set.choose_weight
 
-    def spy(residuals, ratios, labels):
+    def spy(residuals, ratios, labels, projections=None):
         seen["count"], seen["defects"] = len(labels), int(np.sum(labels))
-        return original(residuals, ratios, labels)
+        return original(residuals, ratios, labels, projections)
 
     monkeypatch.setattr(open_set, "choose_weight", spy)
     anomaly_scores(index, _embeddings(_grids(rng, 50)))  # 50 scored images: none of them may count
@@ -141,7 +142,22 @@ def test_a_weight_must_beat_the_residual_out_of_fold():
     labels = np.r_[np.zeros(30), np.ones(6)].astype(bool)
     residuals = np.r_[rng.uniform(1, 2, 30), rng.uniform(1.5, 3, 6)]
     noise = rng.standard_normal(36)  # ratios that say nothing
-    assert choose_weight(residuals, noise * 0.0, labels).weight == 0.0  # no change: ties go to the residual
-    helpful = np.where(labels, 2.0, -2.0)
+    assert not choose_weight(residuals, noise * 0.0, labels, noise * 0.0).uses_labels  # ties go to the residual
+    assert not choose_weight(residuals, noise, labels, noise[::-1]).uses_labels  # what says nothing is not used
+    helpful = np.where(labels, 2.0, -2.0) + 0.1 * noise
     choice = choose_weight(residuals, helpful, labels)
-    assert choice.weight > 0.0 and choice.auroc[choice.weight] == 1.0
+    assert choice.weight > 0.0 and choice.auroc[choice.weight, 0.0] == 1.0
+    choice = choose_weight(residuals, noise, labels, projections=helpful)  # the discriminant alone helps
+    assert choice.weight == 0.0 and choice.direction_weight > 0.0
+
+
+def test_the_discriminant_is_fitted_without_the_exemplars_it_projects():
+    rng = np.random.default_rng(6)
+    goods, defects = rng.standard_normal((40, DIM)), rng.standard_normal((6, DIM)) + 2.0
+    images, labels = np.concatenate([goods, defects]), np.r_[np.zeros(40), np.ones(6)].astype(bool)
+    projections = open_set._projections_out_of_fold(images, labels)
+    direction, origin = open_set.fit_direction(goods, defects)
+    in_fold = (images - origin) @ direction
+    assert not np.allclose(projections, in_fold)  # out of fold: not the fit that saw them
+    assert auroc(labels, projections) > 0.9  # and still telling them apart
+    assert np.std((goods - origin) @ direction) == pytest.approx(1.0, rel=0.2)  # the goods' spread is the unit
