@@ -32,7 +32,8 @@ def main() -> None:
     if not Path(args.data).exists() or not Path(args.weights).exists():
         raise SystemExit(f"skipped: {args.data} or {args.weights} is absent")
 
-    from simsearch.data.splits import comparison_samples, kfold_splits
+    from simsearch.data.datasets import training_samples
+    from simsearch.data.splits import kfold_splits
     from simsearch.data.images import read_image
     from simsearch.embed import create_embedder
     from simsearch.embed.base import Embeddings
@@ -41,7 +42,7 @@ def main() -> None:
     from simsearch.inspector import Inspector
     from simsearch.score.modes import defect_aware, defect_factor
 
-    split = kfold_splits(comparison_samples(args.data), args.folds, args.seed)[args.fold - 1]
+    split = kfold_splits(training_samples(args.data), args.folds, args.seed)[args.fold - 1]
     embedder = create_embedder("backbone:resnet18", weights=args.weights, image_size=args.image_size)
     start = time.perf_counter()
     inspector = Inspector(embedder, mode="patch").fit(list(split.train))

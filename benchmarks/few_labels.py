@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from simsearch.baselines.compare import CompareSettings
     from simsearch.baselines.registry import get_baseline, resolve_methods
-    from simsearch.data.splits import comparison_samples, subsample
+    from simsearch.data.datasets import training_samples
+    from simsearch.data.splits import subsample
     from simsearch.errors import SimsearchError
 
     try:
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             elif not folder.exists():
                 stage(f"[{name}] skipped: {folder} is absent")
                 continue
-            samples = comparison_samples(folder)
+            samples = training_samples(folder)
             if args.limit is not None:
                 samples = subsample(samples, args.limit, args.seed)
             stage(f"[{name}] {len(samples)} images ({sum(s.is_defect for s in samples)} defect), "

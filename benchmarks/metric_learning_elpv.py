@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from simsearch.data.datasets import discover_samples
-from simsearch.train.loop import stratified_split
+from simsearch.train.loop import validation_split
 
 
 def make_split(data: Path, out: Path, test_fraction: float, seed: int) -> None:
     """out/train and out/test, each with good/ and defect/[type/] symlinks to the original images."""
-    train, test = stratified_split(discover_samples(data), test_fraction, seed)
+    train, test = validation_split(discover_samples(data), test_fraction, seed)
     for part, samples in (("train", train), ("test", test)):
         for sample in samples:
             folder = out / part / ("good" if not sample.is_defect else Path("defect") / (sample.defect_type or ""))

@@ -21,7 +21,6 @@ def allowed_imports() -> dict[str, set[str]]:
     allowed["train"] = set(BASE) | {"data", "embed"}  # training writes checkpoints that embed/ reads
     allowed["baselines"] = everything_inference | {"train"}
     allowed["report"] = everything_inference
-    allowed["workflows"] = everything_inference  # the old import path, kept for one release
     allowed["loading"] = everything_inference | {"baselines"}
     allowed["engines"] = everything_inference  # the pipeline beyond one process (Ray): a face, never training
     allowed["service"] = everything_inference | {"report", "baselines", "loading"}

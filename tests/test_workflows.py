@@ -1,8 +1,9 @@
 import json
 
-from simsearch.data.datasets import discover_samples, select_fold
-from simsearch.inspector import Inspector
-from simsearch.workflows import calibrate_index, evaluate_dataset, leave_one_out_scores
+from simsearch.data.datasets import discover_samples
+from simsearch.data.splits import select_fold
+from simsearch.evaluate.evaluation import evaluate_dataset
+from simsearch.inspector import Inspector, calibrate_index, leave_one_out_scores
 
 
 def test_leave_one_out_never_scores_an_exemplar_against_itself(small_embedder, part_folder):

@@ -149,7 +149,8 @@ FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the s
 
 
 def _labelled_samples(dataset: Path, fold: Optional[str]):
-    from simsearch.data.datasets import discover_samples, parse_fold, select_fold
+    from simsearch.data.datasets import discover_samples
+    from simsearch.data.splits import parse_fold, select_fold
     samples = discover_samples(dataset)
     return select_fold(samples, *parse_fold(fold)) if fold else samples
 

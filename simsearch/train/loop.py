@@ -94,9 +94,6 @@ class TrainingTask(Protocol):
 
 OnEvent = Callable[[TrainEvent], None]
 
-stratified_split = validation_split  # old name (benchmarks, tests)
-
-
 def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Path | None = None,
                  resume: bool = False, on_event: OnEvent | None = None) -> TrainResult:
     """Train task.model for settings.epochs with Adam; leave it holding the best epoch's weights.

@@ -2,8 +2,8 @@
 
 import pytest
 
-from simsearch.data.datasets import Sample
-from simsearch.train.samplers import ClassBalancedBatchSampler, class_ids
+from simsearch.data.datasets import Sample, class_ids
+from simsearch.train.samplers import ClassBalancedBatchSampler
 
 
 def test_class_ids_count_defect_types_as_classes():

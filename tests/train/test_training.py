@@ -11,7 +11,7 @@ from simsearch.embed.checkpoint import read_checkpoint
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.embed.triplet_head import ProjectionHead
 from simsearch.errors import TrainingError, WeightsError
-from simsearch.train.loop import TrainSettings, stratified_split
+from simsearch.train.loop import TrainSettings, validation_split
 from simsearch.train.tasks.common import TripletObjective, TripletOptions
 from simsearch.train.tasks.triplet_ae import AutoencoderTask, train_triplet_ae
 from tests.conftest import part_image
@@ -121,8 +121,8 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         create_embedder(f"triplet-ae:{tmp_path / 'none.pt'}")
 
 
-def test_stratified_split_keeps_class_proportions():
+def test_validation_split_keeps_class_proportions():
     samples = [Sample(f"g{i}", "good") for i in range(40)] + [Sample(f"d{i}", "defect", "a") for i in range(20)]
-    rest, held = stratified_split(samples, 0.25, seed=0)
+    rest, held = validation_split(samples, 0.25, seed=0)
     assert len(held) == 15 and sum(s.is_defect for s in held) == 5 and not {s.path for s in rest} & {s.path for s in held}
-    assert stratified_split(samples, 0.25, seed=0)[1] == held
+    assert validation_split(samples, 0.25, seed=0)[1] == held
