@@ -70,9 +70,6 @@ def kfold_splits(samples: Sequence[Sample], folds: int = 5, seed: int = DEFAULT_
             for fold, (train, test) in enumerate(parts, start=1)]
 
 
-stratified_folds = kfold_splits
-
-
 def holdout_split(samples: Sequence[Sample], test_size: float = 0.2, seed: int = DEFAULT_SEED) -> Split:
     """One stratified train/test split (seed 002: 80/20), as fold 1."""
     samples = _check(samples, 2)
