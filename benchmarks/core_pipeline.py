@@ -177,7 +177,7 @@ def stage_costs(inspector, images: list[Path], repeats: int = 3) -> dict:
 
     decoded = timed("decode", lambda: [read_image(path, gray_view=True) for path in images])
     ready = timed("resize", lambda: [embedder.prepare(pixels) for pixels in decoded])
-    del decoded
+    decoded.clear()  # free the decoded images before the network runs
     batches = [ready[i:i + embedder.batch_size] for i in range(0, count, embedder.batch_size)]
     embedder.embed(batches[0])  # warm-up
     embedded = timed("network", lambda: [embedder.embed(batch) for batch in batches])

@@ -33,8 +33,8 @@ def main() -> None:
     if not Path(args.data).exists() or not Path(args.weights).exists():
         raise SystemExit(f"skipped: {args.data} or {args.weights} is absent")
 
-    from simsearch.data.images import read_image
     from simsearch.data.datasets import training_samples
+    from simsearch.data.images import read_image
     from simsearch.data.splits import kfold_splits
     from simsearch.embed import create_embedder
     from simsearch.evaluate.metrics import image_auroc

@@ -33,12 +33,11 @@ def main() -> None:
         raise SystemExit(f"skipped: {args.data} or {args.weights} is absent")
 
     from simsearch.data.datasets import training_samples
-    from simsearch.data.splits import kfold_splits
     from simsearch.data.images import read_image
+    from simsearch.data.splits import kfold_splits
     from simsearch.embed import create_embedder
     from simsearch.embed.base import Embeddings
     from simsearch.evaluate.metrics import image_auroc
-    from simsearch.index.vectors import VectorStore
     from simsearch.inspector import Inspector
     from simsearch.score.modes import defect_aware, defect_factor
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from simsearch.data.datasets import discover_samples
-from simsearch.train.loop import validation_split
+from simsearch.data.splits import validation_split
 
 
 def make_split(data: Path, out: Path, test_fraction: float, seed: int) -> None:

@@ -114,6 +114,13 @@ def test_import_simsearch_is_light():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_public_names_are_the_lazy_ones():
+    import simsearch
+
+    assert sorted(simsearch.__all__) == sorted([*simsearch._LAZY, "__version__"])
+    assert {name: getattr(simsearch, name).__module__ for name in simsearch._LAZY} == simsearch._LAZY
+
+
 def test_cli_help_is_light():
     code = ("import sys; from typer.testing import CliRunner; from simsearch.cli.main import app; "
             "result = CliRunner().invoke(app, ['--help']); assert result.exit_code == 0, result.output; "

@@ -16,8 +16,8 @@ from simsearch.baselines.registry import Note, register_baseline
 from simsearch.baselines.thresholds import CARVE_OUT, FIXED, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
-from simsearch.data.splits import validation_split
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.splits import validation_split
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict

@@ -22,8 +22,8 @@ from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
-from simsearch.embed import WeightsError
 from simsearch.decide.policies import threshold_for_f1
+from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.train.classifier import TrainConfig

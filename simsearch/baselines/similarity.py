@@ -22,13 +22,12 @@ from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
 from simsearch.baselines.thresholds import LEAVE_ONE_OUT, basis, place_threshold
 from simsearch.data.datasets import Sample
-from simsearch.data.images import ImageLike
+from simsearch.data.images import ImageLike, patch_mask
 from simsearch.data.inputs import OnSkip, Progress
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings, iter_embedded
 from simsearch.errors import NotFittedError
-from simsearch.data.images import patch_mask
 from simsearch.index.exemplar_index import NewExemplar
 from simsearch.inspector import Inspector
 from simsearch.score.modes import anomaly_scores

@@ -190,11 +190,9 @@ def build_index(
     with handle_errors():
         from simsearch.data.datasets import exemplar_selection, typed_defect_samples
         from simsearch.embed import create_embedder
-        from simsearch.index.persist import refuse_to_replace
         from simsearch.index.kinds import parse_kinds
+        from simsearch.index.persist import refuse_to_replace
         from simsearch.inspector import Inspector
-
-
         from simsearch.score.modes import SCORING_MODES
 
         if mode not in SCORING_MODES:
@@ -237,7 +235,8 @@ def build_index(
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         total = len(good_files) + len(defect_samples)
         if engine == "ray":
-            from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
+            from simsearch.engines.ray_engine import build_index as build_on_ray
+            from simsearch.engines.ray_engine import ray_cluster
             with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
                 inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
                                          device, on_progress=advance, on_skip=skips, index_kind=kinds)
@@ -599,10 +598,14 @@ def demo(
         console.print(f"index and images under {out}")
 
 
-from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
-from simsearch.cli import report as _report; _report.register(app)  # noqa: E402
-from simsearch.cli import train as _train; _train.register(app)  # noqa: E402
-from simsearch.cli import compare as _compare; _compare.register(app)  # noqa: E402
+# after `app` and the commands above exist: these modules add theirs to it (in this order in --help)
+from simsearch.cli import compare as _compare  # noqa: E402
+from simsearch.cli import report as _report  # noqa: E402
+from simsearch.cli import serve as _serve  # noqa: E402
+from simsearch.cli import train as _train  # noqa: E402
+
+for _commands in (_serve, _report, _train, _compare):
+    _commands.register(app)
 
 
 def main() -> None:

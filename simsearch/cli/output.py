@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import EXIT_SKIPPED, IndexProblem, InputError, SimsearchError, WeightsError
 
+
 # Markup off: paths, labels and defect types are the user's text, and `[/]` or `[link=...]` in them must print
 # as typed; styles are given as Text objects and style= arguments instead.
 class _Console(Console):

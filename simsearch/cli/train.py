@@ -59,8 +59,8 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
 
 def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device, patience=None):
     from simsearch.train.loop import TrainSettings
-    from simsearch.train.triplets import miner_names
     from simsearch.train.tasks.common import TripletOptions
+    from simsearch.train.triplets import miner_names
 
     if miner not in miner_names():
         fail(f"--miner must be one of {', '.join(miner_names())}, not {miner!r}")
@@ -185,11 +185,9 @@ def triplet_head(
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
         from simsearch.embed.backbone import BackboneEmbedder
-        from simsearch.embed.triplet_head import HEAD_LIMITS, HeadConfig
-        from simsearch.train.tasks.triplet_head import train_triplet_head
-
-        from simsearch.embed.triplet_head import LEVELS
+        from simsearch.embed.triplet_head import HEAD_LIMITS, LEVELS, HeadConfig
         from simsearch.errors import InputError
+        from simsearch.train.tasks.triplet_head import train_triplet_head
 
         if level not in LEVELS:
             raise InputError(f"unknown level {level!r}", hint=f"{{param}} takes {' or '.join(LEVELS)}",

@@ -16,8 +16,17 @@ from simsearch.index.exemplar_index import LABELS, ExemplarIndex, IndexMismatchE
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
 from simsearch.index.roles import CATALOGUE_ROLES, PATCH_ID_BITS, Role, check_name
-from simsearch.index.storage import (EXTENSIONS, MANIFEST, StorageError, Unchanged, check_index_folder,
-                                     committed_generation, generation_file, read_manifest, save_generation)
+from simsearch.index.storage import (
+    EXTENSIONS,
+    MANIFEST,
+    StorageError,
+    Unchanged,
+    check_index_folder,
+    committed_generation,
+    generation_file,
+    read_manifest,
+    save_generation,
+)
 from simsearch.index.vectors import VectorStore
 
 T = TypeVar("T")

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simsearch.data.datasets import Sample
-from simsearch.data.splits import DEFAULT_SEED, validation_split
+from simsearch.data.splits import DEFAULT_SEED
 from simsearch.embed.checkpoint import read_checkpoint, write_checkpoint
 from simsearch.errors import TrainingError
 

@@ -6,12 +6,13 @@ import torch
 
 from simsearch.data.datasets import Sample
 from simsearch.data.images import read_image
+from simsearch.data.splits import validation_split
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.checkpoint import read_checkpoint
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.embed.triplet_head import ProjectionHead
 from simsearch.errors import TrainingError, WeightsError
-from simsearch.train.loop import TrainSettings, validation_split
+from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.common import TripletObjective, TripletOptions
 from simsearch.train.tasks.triplet_ae import AutoencoderTask, train_triplet_ae
 from tests.conftest import part_image

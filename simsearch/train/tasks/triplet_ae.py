@@ -15,8 +15,14 @@ from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
-from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
-                                          read_samples)
+from simsearch.train.tasks.common import (
+    OnProgress,
+    OnSkip,
+    TripletObjective,
+    TripletOptions,
+    balanced_batches,
+    read_samples,
+)
 
 KIND = "triplet-ae"
 
