@@ -365,7 +365,8 @@ def main() -> None:
     judged = report["score_calibrated_bmp"]
     print(f"  BMPs, calibrated index (verdicts; {report['rejected_of_bmp']} of {judged['images']:.0f} rejected, "
           f"each with its map and boxes): {judged['images_per_s']:.1f} images/s ({judged['ratio_to_embed']:.2f})")
-    print(f"  BMPs of good parts only, calibrated (all pass): {report['score_calibrated_bmp_good']['images_per_s']:.1f} "
+    print(f"  BMPs of good parts only, calibrated (all pass): "
+          f"{report['score_calibrated_bmp_good']['images_per_s']:.1f} "
           f"images/s ({report['score_calibrated_bmp_good']['ratio_to_embed']:.2f})")
     print(f"  PNGs with the embedder run by torch: {report['score_in_process_torch']['images_per_s']:.1f} images/s "
           f"({report['score_in_process_torch']['ratio_to_embed']:.2f} of torch's embedding only)")

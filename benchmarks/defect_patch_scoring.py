@@ -56,7 +56,8 @@ def main() -> None:
     good = index.nearest_good(embeddings.image, 1)[0][:, 0]
     factor = defect_factor(good, index.nearest_defect(embeddings.image, 1)[0][:, 0])
     figures = {"fold": args.fold, "image_size": args.image_size, **index.counts(), "fit_seconds": round(fit_seconds, 1),
-               "per_patch_raise_and_image_factor": image_auroc(labels, raised.reshape(len(test), -1).max(axis=1) * factor),
+               "per_patch_raise_and_image_factor": image_auroc(labels,
+                                                               raised.reshape(len(test), -1).max(axis=1) * factor),
                "image_factor_only": image_auroc(labels, good_scores * factor),
                "good_only": image_auroc(labels, good_scores)}
     if args.json:

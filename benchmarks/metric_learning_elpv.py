@@ -2,7 +2,8 @@
 
 A stratified train/test split (fixed seed) is laid out as symlinks under artifacts/; each embedder is trained
 on the train part, indexes the train part's good images, and is evaluated on the held-out part.
-Run from the repository root: python benchmarks/metric_learning_elpv.py [--data ../shared/data/elpv_subset] [--weights FILE]
+Run from the repository root:
+python benchmarks/metric_learning_elpv.py [--data ../shared/data/elpv_subset] [--weights FILE]
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ def test_good_only_calibration_stores_a_threshold(small_embedder, part_folder, t
 
 
 def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_embedder, part_folder):
-    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(sorted((part_folder / "good").glob("*"))[:6])
+    first_six = sorted((part_folder / "good").glob("*"))[:6]
+    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(first_six)
     samples = discover_samples(part_folder)
     warnings = []
     calibrate_index(inspector, samples, "f1", warn=warnings.append)

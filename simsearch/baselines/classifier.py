@@ -223,7 +223,8 @@ class ImageClassifier(SavedBaseline):
     def describe(self) -> dict[str, Any]:
         """The set-up from the saved config (the training history left out)."""
         config = {k: v for k, v in self.config().items() if k != "history"}
-        return {"scorer": self.name, "family": self.family, **config, "threshold": probability_threshold(self.threshold).to_record()}
+        return {"scorer": self.name, "family": self.family, **config,
+                "threshold": probability_threshold(self.threshold).to_record()}
 
     def save(self, folder: str | Path) -> None:
         """Write model.pt + baseline.json; the saved model needs no backbone weights file to load."""

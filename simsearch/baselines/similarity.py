@@ -367,7 +367,8 @@ def _load(config: dict[str, Any], tensors: dict, weights: str | Path | None = No
 
 for _name, _help in (("knn-image", "kNN over the frozen backbone's pooled image vectors"),
                      ("knn-patch", "kNN over the frozen backbone's patch vectors (PatchCore-like)"),
-                     ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the goods"),
+                     ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the "
+                                      "goods"),
                      ("knn-open-set", "good-only patch residual x (d_good / d_defect) ** w, w chosen out of fold (0: "
                                       "the residual)"),
                      ("triplet-ae", "kNN over a triplet-loss autoencoder trained on each fold's training part"),

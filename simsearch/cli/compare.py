@@ -130,8 +130,10 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
                                     help="Comma-separated registered methods, or all (see `simsearch compare "
                                          "--list`)."),
-        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is tested once)."),
-        backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or vgg16)."),
+        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is "
+                                  "tested once)."),
+        backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or "
+                                     "vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
         image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
@@ -157,7 +159,8 @@ def register(app: typer.Typer) -> None:
         curve_repeats: int = typer.Option(3, "--curve-repeats", help="Seeded draws per count."),
         out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV, run.json "
                                  "and models."),
-        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default artifacts/cache/probe)."),
+        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default "
+                                             "artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
         batch_size: int = typer.Option(16, "--batch-size",
                                         help="Images embedded at a time (lower it when memory runs out)."),

@@ -160,12 +160,15 @@ def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
     defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
-    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style), image (whole-image vectors) or contrast (patch, weighed by how much more the image resembles the defect exemplars than the good ones)."),
+    mode: str = typer.Option("patch", "--mode", help="patch (PatchCore-style), image (whole-image vectors) or "
+                             "contrast (patch, weighed by how much more the image resembles the defect exemplars "
+                             "than the good ones)."),
     backbone: str = typer.Option("resnet18", "--backbone", help="Any torchvision classification model (resnet18, "
                                  "wide_resnet50_2, efficientnet_b0, convnext_tiny, vit_b_16...), or KIND:ARG."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated graph node names to take patch "
                                          "features from (default: the family's, e.g. layer2,layer3 for ResNets)."),
-    embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT (overrides --backbone)."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT "
+                                           "(overrides --backbone)."),
     weights: Optional[Path] = WeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
     image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
@@ -296,16 +299,9 @@ def score(
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
         from simsearch.data.images import list_image_files
-        from simsearch.engines.results import ResultsWriter, check_results_format
+        from simsearch.engines.results import ResultsWriter
 
-        _check_engine(engine, address, workers)
-        if engine == "ray" and model is not None:
-            fail("--engine ray scores an index (--index); score a --model with the local engine")
-        if engine == "ray" and heatmap is not None:
-            fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
-        check_results_format(results_format)
-        if results_path is None and results_format != "jsonl":
-            fail("--results-format is for --results: name the file to write")
+        _check_score_options(engine, address, workers, model, heatmap, results_path, results_format)
         writer = ResultsWriter(results_path, results_format) if results_path else None  # checked before the work
         files = list_image_files(paths)
         if not files:
@@ -351,6 +347,20 @@ def score(
         elif not as_json:
             print_score_table(results)
         skips.finish()
+
+
+def _check_score_options(engine: str, address: Optional[str], workers: Optional[int], model: Optional[Path],
+                         heatmap: Optional[Path], results_path: Optional[Path], results_format: str) -> None:
+    from simsearch.engines.results import check_results_format
+
+    _check_engine(engine, address, workers)
+    if engine == "ray" and model is not None:
+        fail("--engine ray scores an index (--index); score a --model with the local engine")
+    if engine == "ray" and heatmap is not None:
+        fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
+    check_results_format(results_format)
+    if results_path is None and results_format != "jsonl":
+        fail("--results-format is for --results: name the file to write")
 
 
 def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]) -> None:
@@ -400,7 +410,8 @@ def add(
             typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
                                    "skipped": skips.records}))
         else:
-            console.print(f"added {len(ids)} {label} exemplar(s) to {index}" + (f": ids {_id_ranges(ids)}" if ids else ""))
+            console.print(f"added {len(ids)} {label} exemplar(s) to {index}"
+                          + (f": ids {_id_ranges(ids)}" if ids else ""))
         skips.finish()
 
 

@@ -159,7 +159,8 @@ class TripletHeadEmbedder(Embedder):
             else:
                 patches = self.head(vectors)
                 image = self.head(torch.from_numpy(features.image).to(device))
-        return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
+        return Embeddings(image=image.float().cpu().numpy(),
+                          patches=np.ascontiguousarray(patches.float().cpu().numpy()))
 
     @classmethod
     def from_config(cls, config: dict[str, Any], weights: str | Path | None = None,

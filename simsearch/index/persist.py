@@ -129,8 +129,8 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
             store = VectorStore.from_bytes(path.read_bytes(), records.get(role))
             store.ids()  # an id-mapped FAISS index, or not ours
         except (AttributeError, OSError, RuntimeError, ValueError, TypeError) as error:
-            raise StorageError(f"{path} is damaged: not a FAISS index of this format "
-                               f"({error.__class__.__name__}); rebuild the index with `simsearch build-index`") from None
+            raise StorageError(f"{path} is damaged: not a FAISS index of this format ({error.__class__.__name__}); "
+                               "rebuild the index with `simsearch build-index`") from None
         index.vectors[role] = store
     path = generation_file(folder, manifest, "catalogue", fast)
     try:
@@ -227,7 +227,8 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(isinstance(embedder, dict) and isinstance(embedder.get("fingerprint"), str)
          and isinstance(embedder.get("config"), dict), "no embedder record")
     need(whole(manifest.get("format_version", 0), 0), "format_version is not a whole number")
-    need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16, f"dim {manifest.get('dim')!r} is not a vector size")
+    need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16,
+         f"dim {manifest.get('dim')!r} is not a vector size")
     need(isinstance(manifest.get("mode"), str), "mode is not a name")
     need(whole(manifest.get("k"), 1), f"k {manifest.get('k')!r} is not a positive whole number")
     need(isinstance(manifest.get("coreset_ratio"), (int, float)) and not isinstance(manifest["coreset_ratio"], bool),

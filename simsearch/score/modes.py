@@ -64,7 +64,7 @@ class ScoringMode(ABC):
     # exemplar's vectors from them (by owner where `Role.per_patch`)
     roles: Mapping[str, Role] = {}
 
-    def bank(self, index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,
+    def bank(self, index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,  # noqa: B027 (optional hook)
              masks: Sequence[np.ndarray | None] | None) -> None:
         """What the mode keeps of exemplars just added to the index (catalogue and image vectors already in):
         their ids (N,), labels ("good"/"defect"), embeddings (image (N, D), patches (N, h, w, D) or None) and

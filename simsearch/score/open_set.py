@@ -8,8 +8,8 @@ known goods, ratio = d_good / d_defect (mean distance to the k nearest exemplars
 image vectors' and the region descriptors'), to a power w: score = r * ratio ** w. The weight w is chosen
 out of fold: every exemplar of the index scored with itself left out (a leave-one-out residual for the
 goods, stored as they are banked; the defects' against the good bank), the image AUROC of those scores for
-each w of WEIGHTS, and w > 0 only where it beats w = 0 by MIN_GAIN (or removes MIN_ERROR_CUT of its errors) with MIN_DEFECTS
-or more defects. Where the
+each w of WEIGHTS, and w > 0 only where it beats w = 0 by MIN_GAIN (or removes MIN_ERROR_CUT of its errors) with
+MIN_DEFECTS or more defects. Where the
 labels do not help (none, too few, or no gain) w = 0 and the score is the residual, bit for bit."""
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ def test_report_of_a_run_with_comparison_and_training(tmp_path):
     run = new_run("compare", title="methods on <parts>",
                   comparison={"rows": [{"method": "patchcore-resnet18",
                                         "metrics": {"image_auroc": {"mean": 0.97, "std": 0.01}, "seconds": 12.5}},
-                                       {"method": "triplet-head", "metrics": {"image_auroc": {"mean": 0.91, "std": 0.03}}}]},
+                                       {"method": "triplet-head",
+                                        "metrics": {"image_auroc": {"mean": 0.91, "std": 0.03}}}]},
                   training=[{"title": "triplet-ae", "rows": [{"epoch": e, "loss": 1 / e, "val_accuracy": 0.5 + e / 10}
                                                              for e in range(1, 6)]},
                             {"title": "triplet-head", "csv": "curves.csv"}])

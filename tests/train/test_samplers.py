@@ -7,7 +7,8 @@ from simsearch.train.samplers import ClassBalancedBatchSampler
 
 
 def test_class_ids_count_defect_types_as_classes():
-    samples = [Sample("a", "good"), Sample("b", "defect", "crack"), Sample("c", "defect"), Sample("d", "defect", "crack")]
+    samples = [Sample("a", "good"), Sample("b", "defect", "crack"), Sample("c", "defect"),
+               Sample("d", "defect", "crack")]
     ids, names = class_ids(samples)
     assert names == ["good", "crack", "defect"] and ids == [0, 1, 2, 1]
 

@@ -125,5 +125,6 @@ def test_not_a_checkpoint_is_refused(tmp_path):
 def test_validation_split_keeps_class_proportions():
     samples = [Sample(f"g{i}", "good") for i in range(40)] + [Sample(f"d{i}", "defect", "a") for i in range(20)]
     rest, held = validation_split(samples, 0.25, seed=0)
-    assert len(held) == 15 and sum(s.is_defect for s in held) == 5 and not {s.path for s in rest} & {s.path for s in held}
+    assert len(held) == 15 and sum(s.is_defect for s in held) == 5
+    assert not {s.path for s in rest} & {s.path for s in held}
     assert validation_split(samples, 0.25, seed=0)[1] == held

@@ -62,8 +62,9 @@ class AutoencoderTask:
             return []
         labels = self.val_labels.tolist()
         if len(set(labels)) < 2:  # no triplets possible: still report the reconstruction loss
-            return [_Batch(self.val_pixels, self.val_labels, list(range(i, min(i + self.settings.batch_size, len(labels)))))
-                    for i in range(0, len(labels), self.settings.batch_size)]
+            size = self.settings.batch_size
+            return [_Batch(self.val_pixels, self.val_labels, list(range(i, min(i + size, len(labels)))))
+                    for i in range(0, len(labels), size)]
         sampler = balanced_batches(labels, self.settings, seed=self.settings.seed + 1)
         return [_Batch(self.val_pixels, self.val_labels, rows) for rows in sampler]
 
