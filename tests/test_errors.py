@@ -122,7 +122,7 @@ def test_port_in_use_exits_2_naming_the_port(built):
 
 def test_build_index_modes_come_from_the_registry(part_folder, tmp_path):
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "bad", "--mode", "nearest", *FAST)
-    assert result.exit_code == 2 and "contrast, image, patch" in result.stderr
+    assert result.exit_code == 2 and "contrast, image, open-set, patch" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "contrast", "--mode", "contrast", *FAST)
     assert result.exit_code == 0, result.output
