@@ -97,7 +97,8 @@ def main() -> None:
           f"({figures['adds']} adds, {figures['seconds']} s)")
     print(f"  acknowledged {figures['acknowledged']}, present {figures['present']}, lost {figures['lost']}, "
           f"ids reused {figures['ids_reused']}")
-    print(f"  failed exits {figures['failed_exits'] or 'none'}, '(please report this)' {figures['please_report_exits']}")
+    print(f"  failed exits {figures['failed_exits'] or 'none'}, "
+          f"'(please report this)' {figures['please_report_exits']}")
 
 
 if __name__ == "__main__":

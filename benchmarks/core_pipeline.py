@@ -177,7 +177,7 @@ def stage_costs(inspector, images: list[Path], repeats: int = 3) -> dict:
 
     decoded = timed("decode", lambda: [read_image(path, gray_view=True) for path in images])
     ready = timed("resize", lambda: [embedder.prepare(pixels) for pixels in decoded])
-    del decoded
+    decoded.clear()  # free the decoded images before the network runs
     batches = [ready[i:i + embedder.batch_size] for i in range(0, count, embedder.batch_size)]
     embedder.embed(batches[0])  # warm-up
     embedded = timed("network", lambda: [embedder.embed(batch) for batch in batches])
@@ -365,7 +365,8 @@ def main() -> None:
     judged = report["score_calibrated_bmp"]
     print(f"  BMPs, calibrated index (verdicts; {report['rejected_of_bmp']} of {judged['images']:.0f} rejected, "
           f"each with its map and boxes): {judged['images_per_s']:.1f} images/s ({judged['ratio_to_embed']:.2f})")
-    print(f"  BMPs of good parts only, calibrated (all pass): {report['score_calibrated_bmp_good']['images_per_s']:.1f} "
+    print(f"  BMPs of good parts only, calibrated (all pass): "
+          f"{report['score_calibrated_bmp_good']['images_per_s']:.1f} "
           f"images/s ({report['score_calibrated_bmp_good']['ratio_to_embed']:.2f})")
     print(f"  PNGs with the embedder run by torch: {report['score_in_process_torch']['images_per_s']:.1f} images/s "
           f"({report['score_in_process_torch']['ratio_to_embed']:.2f} of torch's embedding only)")

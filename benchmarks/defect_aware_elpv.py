@@ -76,7 +76,8 @@ def main() -> int:
                   f"fold {fold} {name:>13}: AUROC {row['image_auroc']:.3f}  F1 {row['f1']:.3f}  "
                   f"train {row['train_seconds']:.0f} s", flush=True)
     for name, rows in figures.items():
-        summary = {"method": name, "folds": len(rows), "image_auroc": round(float(np.mean([r["image_auroc"] for r in rows])), 4),
+        summary = {"method": name, "folds": len(rows),
+                   "image_auroc": round(float(np.mean([r["image_auroc"] for r in rows])), 4),
                    "f1": round(float(np.mean([r["f1"] for r in rows])), 4),
                    "train_seconds": round(float(np.mean([r["train_seconds"] for r in rows])), 1),
                    "image_size": args.image_size}

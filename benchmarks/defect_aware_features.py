@@ -135,7 +135,10 @@ def main() -> int:
         if args.epochs > 0:
             start = time.perf_counter()
             part, val = validation_split(train, 0.2, 0)
-            grids = lambda chosen: torch.from_numpy(patches[[row[str(s.path)] for s in chosen]].astype(np.float32))
+
+            def grids(chosen: list) -> torch.Tensor:
+                return torch.from_numpy(patches[[row[str(s.path)] for s in chosen]].astype(np.float32))
+
             train_vectors, train_labels, bank = mine_patches(part, grids(part), class_ids(part)[0], 0)
             val_vectors, val_labels, _ = mine_patches(val, grids(val), class_ids(val)[0], 0, bank)
             settings = TrainSettings(epochs=args.epochs, seed=0, device="cpu", patience=3, batch_size=128)

@@ -33,14 +33,15 @@ def main() -> None:
     if not Path(args.data).exists() or not Path(args.weights).exists():
         raise SystemExit(f"skipped: {args.data} or {args.weights} is absent")
 
+    from simsearch.data.datasets import training_samples
     from simsearch.data.images import read_image
-    from simsearch.data.splits import comparison_samples, kfold_splits
+    from simsearch.data.splits import kfold_splits
     from simsearch.embed import create_embedder
     from simsearch.evaluate.metrics import image_auroc
     from simsearch.index.vectors import VectorStore
     from simsearch.score.modes import defect_factor
 
-    samples = comparison_samples(args.data)
+    samples = training_samples(args.data)
     embedder = create_embedder("backbone:resnet18", weights=args.weights, image_size=args.image_size)
     start = time.perf_counter()
     parts = [embedder.embed([read_image(s.path) for s in samples[at:at + 32]]) for at in range(0, len(samples), 32)]

@@ -32,16 +32,16 @@ def main() -> None:
     if not Path(args.data).exists() or not Path(args.weights).exists():
         raise SystemExit(f"skipped: {args.data} or {args.weights} is absent")
 
-    from simsearch.data.splits import comparison_samples, kfold_splits
+    from simsearch.data.datasets import training_samples
     from simsearch.data.images import read_image
+    from simsearch.data.splits import kfold_splits
     from simsearch.embed import create_embedder
     from simsearch.embed.base import Embeddings
     from simsearch.evaluate.metrics import image_auroc
-    from simsearch.index.vectors import VectorStore
     from simsearch.inspector import Inspector
     from simsearch.score.modes import defect_aware, defect_factor
 
-    split = kfold_splits(comparison_samples(args.data), args.folds, args.seed)[args.fold - 1]
+    split = kfold_splits(training_samples(args.data), args.folds, args.seed)[args.fold - 1]
     embedder = create_embedder("backbone:resnet18", weights=args.weights, image_size=args.image_size)
     start = time.perf_counter()
     inspector = Inspector(embedder, mode="patch").fit(list(split.train))
@@ -56,7 +56,8 @@ def main() -> None:
     good = index.nearest_good(embeddings.image, 1)[0][:, 0]
     factor = defect_factor(good, index.nearest_defect(embeddings.image, 1)[0][:, 0])
     figures = {"fold": args.fold, "image_size": args.image_size, **index.counts(), "fit_seconds": round(fit_seconds, 1),
-               "per_patch_raise_and_image_factor": image_auroc(labels, raised.reshape(len(test), -1).max(axis=1) * factor),
+               "per_patch_raise_and_image_factor": image_auroc(labels,
+                                                               raised.reshape(len(test), -1).max(axis=1) * factor),
                "image_factor_only": image_auroc(labels, good_scores * factor),
                "good_only": image_auroc(labels, good_scores)}
     if args.json:

@@ -148,7 +148,8 @@ def add_ranks(rows: list[dict]) -> None:
                 ranks.setdefault(row["method"], []).append(float(rank))
         for row in rows:
             values = ranks.get(row["method"])
-            row[f"mean_rank_{'auroc' if metric == 'image_auroc' else 'f1'}"] = float(np.mean(values)) if values else None
+            key = f"mean_rank_{'auroc' if metric == 'image_auroc' else 'f1'}"
+            row[key] = float(np.mean(values)) if values else None
 
 
 def print_table(rows: list[dict]) -> None:
@@ -166,8 +167,10 @@ def print_table(rows: list[dict]) -> None:
           f"{'mean oracle':>11}  units")
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        mean = lambda key: np.mean([r[key] for r in mine if r[key] is not None]) if any(  # noqa: E731
-            r[key] is not None for r in mine) else None
+
+        def mean(key: str, mine: list[dict] = mine) -> float | None:
+            known = [r[key] for r in mine if r[key] is not None]
+            return np.mean(known) if known else None
         print(f"{method:14} {fmt(mine[0]['mean_rank_auroc'], 2):>15} {fmt(mine[0]['mean_rank_f1'], 2):>13} "
               f"{fmt(mean('image_auroc')):>10} {fmt(mean('f1')):>8} {fmt(mean('oracle_f1')):>11}  {len(mine)}")
 
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from simsearch.baselines.compare import CompareSettings
     from simsearch.baselines.registry import get_baseline, resolve_methods
-    from simsearch.data.splits import comparison_samples, subsample
+    from simsearch.data.datasets import training_samples
+    from simsearch.data.splits import subsample
     from simsearch.errors import SimsearchError
 
     try:
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             elif not folder.exists():
                 stage(f"[{name}] skipped: {folder} is absent")
                 continue
-            samples = comparison_samples(folder)
+            samples = training_samples(folder)
             if args.limit is not None:
                 samples = subsample(samples, args.limit, args.seed)
             stage(f"[{name}] {len(samples)} images ({sum(s.is_defect for s in samples)} defect), "

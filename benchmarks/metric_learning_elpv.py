@@ -2,7 +2,8 @@
 
 A stratified train/test split (fixed seed) is laid out as symlinks under artifacts/; each embedder is trained
 on the train part, indexes the train part's good images, and is evaluated on the held-out part.
-Run from the repository root: python benchmarks/metric_learning_elpv.py [--data ../shared/data/elpv_subset] [--weights FILE]
+Run from the repository root:
+python benchmarks/metric_learning_elpv.py [--data ../shared/data/elpv_subset] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import time
 from pathlib import Path
 
 from simsearch.data.datasets import discover_samples
-from simsearch.train.loop import stratified_split
+from simsearch.data.splits import validation_split
 
 
 def make_split(data: Path, out: Path, test_fraction: float, seed: int) -> None:
     """out/train and out/test, each with good/ and defect/[type/] symlinks to the original images."""
-    train, test = stratified_split(discover_samples(data), test_fraction, seed)
+    train, test = validation_split(discover_samples(data), test_fraction, seed)
     for part, samples in (("train", train), ("test", test)):
         for sample in samples:
             folder = out / part / ("good" if not sample.is_defect else Path("defect") / (sample.defect_type or ""))

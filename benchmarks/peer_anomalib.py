@@ -172,8 +172,8 @@ def peer_python() -> Path:
     subprocess.run([base, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
     # This environment's packages (torch above all) are visible to the peer, after its own: the same torch
     # build on both sides, and no second multi-gigabyte torch download.
-    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())
+    site = Path(subprocess.check_output(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     (site / "simsearch-shared-torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"anomalib=={ANOMALIB_VERSION}"])
     if install.returncode != 0:
@@ -230,7 +230,8 @@ def compare(spec: dict, peer: Path, folder: Path, memory_cap_gb: float) -> dict:
             row[side] = result
             return row
         row[side] = {"build_s": round(result["build_s"], 2), "load_s": round(result["load_s"], 2),
-                     **({"fit_s": round(result["fit_s"], 2), "embedder": result["embedder"]} if "fit_s" in result else {}),
+                     **({"fit_s": round(result["fit_s"], 2), "embedder": result["embedder"]}
+                        if "fit_s" in result else {}),
                      "score_images_per_s": round(len(spec["test"]) / result["score_s"], 2),
                      "peak_gb": round(result["peak_gb"], 3), "bank_patches": result["bank_patches"],
                      "image_auroc": round(image_auroc(spec["labels"], result["scores"]), 4)}
@@ -244,7 +245,8 @@ def compare(spec: dict, peer: Path, folder: Path, memory_cap_gb: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=30, help="bank images per set (0: all; anomalib's coreset grows with its square)")
+    parser.add_argument("--limit", type=int, default=30,
+                        help="bank images per set (0: all; anomalib's coreset grows with its square)")
     parser.add_argument("--test-limit", type=int, default=40, help="ELPV test images of each class")
     parser.add_argument("--sets", default="bottle,elpv")
     parser.add_argument("--memory-cap", type=float, default=16.0, help="GB of resident memory a side may use")

@@ -234,12 +234,13 @@ def main() -> None:
         if kind != "auto" and _too_small(kind, n):
             continue
         done = subprocess.run([sys.executable, __file__, "--child", str(n), kind, "--cache", str(args.cache),
-                               "--images", str(args.images), "--queries", str(args.queries), "--shared", str(args.shared)],
+                               "--images", str(args.images), "--queries", str(args.queries),
+                               "--shared", str(args.shared)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             message = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            print(json.dumps({"n": n, "kind": kind, "error": message}) if args.json else f"{n:>9} {kind:<16} failed: {message}",
-                  flush=True)
+            print(json.dumps({"n": n, "kind": kind, "error": message}) if args.json
+                  else f"{n:>9} {kind:<16} failed: {message}", flush=True)
             continue
         for line in done.stdout.strip().splitlines():
             row = json.loads(line)

@@ -172,7 +172,8 @@ def main() -> None:
         return
     print(f"authenticated /score, idle: p50 {figures['score_ms_idle']['p50_ms']:.0f} ms; with {args.unfinished} "
           f"unfinished connections open: {figures['scores_served_with_unfinished']} served, p50 "
-          f"{figures['score_ms_with_unfinished']['p50_ms']:.0f} ms, p95 {figures['score_ms_with_unfinished']['p95_ms']:.0f} ms")
+          f"{figures['score_ms_with_unfinished']['p50_ms']:.0f} ms, "
+          f"p95 {figures['score_ms_with_unfinished']['p95_ms']:.0f} ms")
     print(f"unfinished connections closed by the server (header timeout 8 s): "
           f"{figures['unfinished_closed_by_server']}/{args.unfinished}")
     print(f"body trickled at 1 byte/s: status {status} after {figures['trickled_body']['seconds']} s")

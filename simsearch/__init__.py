@@ -32,7 +32,12 @@ _LAZY = {
     "load": "simsearch.loading",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+# spelled out (not computed from _LAZY) so that linters and type checkers see the public names;
+# tests/test_layers.py keeps the two equal
+__all__ = [
+    "Embedder", "Embeddings", "ExemplarIndex", "Inspector", "Sample", "ScoreResult", "SimsearchError", "Threshold",
+    "create_embedder", "discover_samples", "embedder_from_config", "evaluate_dataset", "load", "__version__",
+]
 
 if TYPE_CHECKING:
     from simsearch.data.datasets import Sample, discover_samples

@@ -24,8 +24,13 @@ from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
 from simsearch.errors import InputError, NotFittedError
-from simsearch.evaluate.evaluation import (Evaluation, evaluate_dataset, leave_out_exemplars, maps_and_masks,
-                                           score_samples)
+from simsearch.evaluate.evaluation import (
+    Evaluation,
+    evaluate_dataset,
+    leave_out_exemplars,
+    maps_and_masks,
+    score_samples,
+)
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.lock import DEFAULT_WAIT

@@ -20,5 +20,6 @@ def load(folder: str | Path, weights: str | Path | None = None, **runtime: Any) 
     if (folder / "baseline.json").is_file():
         from simsearch.baselines.persist import load_baseline
         return load_baseline(folder, weights=weights, **runtime)
-    what = "does not exist" if not folder.exists() else "holds neither an index (manifest.json) nor a baseline (baseline.json)"
+    what = ("does not exist" if not folder.exists()
+            else "holds neither an index (manifest.json) nor a baseline (baseline.json)")
     raise IndexProblem(f"{folder} {what}", hint="build one with `simsearch build-index` or `simsearch train-baseline`")

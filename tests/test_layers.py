@@ -21,7 +21,6 @@ def allowed_imports() -> dict[str, set[str]]:
     allowed["train"] = set(BASE) | {"data", "embed"}  # training writes checkpoints that embed/ reads
     allowed["baselines"] = everything_inference | {"train"}
     allowed["report"] = everything_inference
-    allowed["workflows"] = everything_inference  # the old import path, kept for one release
     allowed["loading"] = everything_inference | {"baselines"}
     allowed["engines"] = everything_inference  # the pipeline beyond one process (Ray): a face, never training
     allowed["service"] = everything_inference | {"report", "baselines", "loading"}
@@ -113,6 +112,13 @@ def test_import_simsearch_is_light():
             "print(heavy); assert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_public_names_are_the_lazy_ones():
+    import simsearch
+
+    assert sorted(simsearch.__all__) == sorted([*simsearch._LAZY, "__version__"])
+    assert {name: getattr(simsearch, name).__module__ for name in simsearch._LAZY} == simsearch._LAZY
 
 
 def test_cli_help_is_light():

@@ -1,8 +1,9 @@
 import json
 
-from simsearch.data.datasets import discover_samples, select_fold
-from simsearch.inspector import Inspector
-from simsearch.workflows import calibrate_index, evaluate_dataset, leave_one_out_scores
+from simsearch.data.datasets import discover_samples
+from simsearch.data.splits import select_fold
+from simsearch.evaluate.evaluation import evaluate_dataset
+from simsearch.inspector import Inspector, calibrate_index, leave_one_out_scores
 
 
 def test_leave_one_out_never_scores_an_exemplar_against_itself(small_embedder, part_folder):
@@ -25,7 +26,8 @@ def test_good_only_calibration_stores_a_threshold(small_embedder, part_folder, t
 
 
 def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_embedder, part_folder):
-    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(sorted((part_folder / "good").glob("*"))[:6])
+    first_six = sorted((part_folder / "good").glob("*"))[:6]
+    inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(first_six)
     samples = discover_samples(part_folder)
     warnings = []
     calibrate_index(inspector, samples, "f1", warn=warnings.append)

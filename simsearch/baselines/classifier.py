@@ -16,8 +16,8 @@ from simsearch.baselines.registry import Note, register_baseline
 from simsearch.baselines.thresholds import CARVE_OUT, FIXED, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
-from simsearch.data.splits import validation_split
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.splits import validation_split
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
@@ -223,7 +223,8 @@ class ImageClassifier(SavedBaseline):
     def describe(self) -> dict[str, Any]:
         """The set-up from the saved config (the training history left out)."""
         config = {k: v for k, v in self.config().items() if k != "history"}
-        return {"scorer": self.name, "family": self.family, **config, "threshold": probability_threshold(self.threshold).to_record()}
+        return {"scorer": self.name, "family": self.family, **config,
+                "threshold": probability_threshold(self.threshold).to_record()}
 
     def save(self, folder: str | Path) -> None:
         """Write model.pt + baseline.json; the saved model needs no backbone weights file to load."""

@@ -2,8 +2,9 @@
 trained per fold) and the classifiers (small CNN, CAM, backbone probe). Each trains on a fold's training part
 only and places its threshold on out-of-fold scores of it (`simsearch.baselines.thresholds`). Per fold: image
 AUROC, F1 at the method's own threshold, the oracle F1 (best threshold on the test scores), balanced accuracy,
-confusion matrix, training time, images/s; methods whose scores were identical are named; then mean and spread over folds, written as JSON,
-CSV and a run.json for `simsearch report`. The learning curve reruns the folds with 0, 1, 3, ... labelled defects
+confusion matrix, training time, images/s; methods whose scores were identical are named; then mean and spread
+over folds, written as JSON, CSV and a run.json for `simsearch report`. The learning curve reruns the folds with
+0, 1, 3, ... labelled defects
 per type (seeded, nested draws)."""
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
-from simsearch.embed import WeightsError
 from simsearch.decide.policies import threshold_for_f1
+from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.train.classifier import TrainConfig
@@ -59,7 +60,8 @@ class CompareSettings:
     probe_backbones: tuple[str, ...] = DEFAULT_BACKBONES
     val_fraction: float = 0.2  # share of each training part held out to choose epochs (and CNN/CAM thresholds)
     patience: int | None = 3  # epochs without a lower validation loss before a training run stops
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method extras, e.g. {"triplet-head": {"epochs": 20}}
+    # per-method extras, e.g. {"triplet-head": {"epochs": 20}}
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 16
     device: str | None = None
     seed: int = DEFAULT_SEED

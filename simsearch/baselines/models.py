@@ -1,4 +1,5 @@
-"""The supervised baselines' networks, as pure torch modules: seed 000's small CNN and seeds 001/002's CAM classifier."""
+"""The supervised baselines' networks, as pure torch modules: seed 000's small CNN and seeds 001/002's CAM
+classifier."""
 
 from __future__ import annotations
 

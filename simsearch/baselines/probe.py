@@ -53,7 +53,8 @@ def build_probe_embedder(name: str, image_size: int = 224, weights: str | Path |
     if is_resnet(name):
         return create_embedder(f"backbone:{name}", weights=weights, image_size=image_size, **runtime)
     if weights is not None:
-        raise WeightsError(f"weights files are only read for ResNet backbones, not {name}", hint="leave {param} out", parameter="weights")
+        raise WeightsError(f"weights files are only read for ResNet backbones, not {name}", hint="leave {param} out",
+                           parameter="weights")
     from simsearch.embed.pooled import PooledEmbedder
     return PooledEmbedder(name, image_size, **runtime)
 
@@ -179,7 +180,7 @@ class BackboneProbe(SavedBaseline):
         for name, embedder in self._embedders(on_note):
             vectors = self.cache.vectors(embedder, [s.path for s in samples], on_progress)
 
-            def fit_predict(fit_rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:
+            def fit_predict(fit_rows: np.ndarray, held_rows: np.ndarray, vectors: np.ndarray = vectors) -> np.ndarray:
                 head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
                 return head.predict_proba(vectors[held_rows])
             rows, probabilities = out_of_fold_predictions(labels, fit_predict, seed=self.seed)
@@ -207,7 +208,8 @@ class BackboneProbe(SavedBaseline):
         """The set-up: the chosen backbone and embedder, the candidates tried, the threshold."""
         return {"scorer": self.name, "family": self.family, "backbone": self.backbone_,
                 "embedder": self.embedder_.config if self.embedder_ is not None else None,
-                "candidates": self.candidates_, "notes": self.notes_, "threshold": probability_threshold(self.threshold).to_record()}
+                "candidates": self.candidates_, "notes": self.notes_,
+                "threshold": probability_threshold(self.threshold).to_record()}
 
     @property
     def backbone_(self) -> str | None:

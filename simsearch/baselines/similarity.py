@@ -22,13 +22,12 @@ from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import Note, register_baseline
 from simsearch.baselines.thresholds import LEAVE_ONE_OUT, basis, place_threshold
 from simsearch.data.datasets import Sample
-from simsearch.data.images import ImageLike
+from simsearch.data.images import ImageLike, patch_mask
 from simsearch.data.inputs import OnSkip, Progress
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings, iter_embedded
 from simsearch.errors import NotFittedError
-from simsearch.data.images import patch_mask
 from simsearch.index.exemplar_index import NewExemplar
 from simsearch.inspector import Inspector
 from simsearch.score.modes import anomaly_scores
@@ -368,7 +367,8 @@ def _load(config: dict[str, Any], tensors: dict, weights: str | Path | None = No
 
 for _name, _help in (("knn-image", "kNN over the frozen backbone's pooled image vectors"),
                      ("knn-patch", "kNN over the frozen backbone's patch vectors (PatchCore-like)"),
-                     ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the goods"),
+                     ("knn-contrast", "knn-patch weighed by how much more an image resembles the defects than the "
+                                      "goods"),
                      ("knn-open-set", "good-only patch residual x (d_good / d_defect) ** w, w chosen out of fold (0: "
                                       "the residual)"),
                      ("triplet-ae", "kNN over a triplet-loss autoencoder trained on each fold's training part"),

@@ -54,7 +54,8 @@ def basis(threshold: Threshold | None, scored_on: str) -> str:
     return f"{scored_on} {threshold.policy}"
 
 
-def internal_folds(labels: np.ndarray, folds: int = INTERNAL_FOLDS, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def internal_folds(labels: np.ndarray, folds: int = INTERNAL_FOLDS,
+                   seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit rows, held rows) per internal fold over a training part: goods and defects each dealt into
     `folds` parts in a seeded random order, so every fit part keeps both classes where it can. With one
     defect it is never held (a fit without defects cannot learn them); its goods still get scores, and one

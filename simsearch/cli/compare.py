@@ -130,8 +130,10 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option(DEFAULT_METHODS, "--methods",
                                     help="Comma-separated registered methods, or all (see `simsearch compare "
                                          "--list`)."),
-        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is tested once)."),
-        backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or vgg16)."),
+        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is "
+                                  "tested once)."),
+        backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or "
+                                     "vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
         image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
@@ -157,7 +159,8 @@ def register(app: typer.Typer) -> None:
         curve_repeats: int = typer.Option(3, "--curve-repeats", help="Seeded draws per count."),
         out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV, run.json "
                                  "and models."),
-        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default artifacts/cache/probe)."),
+        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default "
+                                             "artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
         batch_size: int = typer.Option(16, "--batch-size",
                                         help="Images embedded at a time (lower it when memory runs out)."),
@@ -171,7 +174,8 @@ def register(app: typer.Typer) -> None:
             from simsearch.baselines.compare import compare as run_compare
             from simsearch.baselines.compare import learning_curve, parse_counts, write_report
             from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
-            from simsearch.data.splits import comparison_samples, kfold_splits, subsample
+            from simsearch.data.datasets import training_samples
+            from simsearch.data.splits import kfold_splits, subsample
             from simsearch.report import comparison_run, write_run
 
             if list_methods:
@@ -186,7 +190,7 @@ def register(app: typer.Typer) -> None:
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
                                  _options(option))
-            samples = comparison_samples(data)
+            samples = training_samples(data)
             if limit is not None:
                 samples = subsample(samples, limit, seed)
             splits = kfold_splits(samples, folds, seed)
@@ -242,8 +246,7 @@ def register(app: typer.Typer) -> None:
         it with run.json for `simsearch score --model` and `simsearch report`."""
         with handle_errors():
             from simsearch.baselines.registry import build_baseline, resolve_methods
-            from simsearch.data.datasets import count_by_class
-            from simsearch.data.splits import comparison_samples
+            from simsearch.data.datasets import count_by_class, training_samples
             from simsearch.report import training_run, write_run
 
             if "," in method or method.strip() == "all":
@@ -253,7 +256,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
-            samples = comparison_samples(data)  # an MVTec category: train/good joins test/
+            samples = training_samples(data)  # an MVTec category: train/good joins test/
             counts = count_by_class(samples)
             err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
                               highlight=False)

@@ -17,8 +17,8 @@ from simsearch.cli.output import (
     OneLineErrorsGroup,
     SkippedInputs,
     chosen_index,
-    err_console,
     console,
+    err_console,
     fail,
     handle_errors,
     human_size,
@@ -150,15 +150,33 @@ FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the s
 
 
 def _labelled_samples(dataset: Path, fold: Optional[str]):
-    from simsearch.data.datasets import discover_samples, parse_fold, select_fold
+    from simsearch.data.datasets import discover_samples
+    from simsearch.data.splits import parse_fold, select_fold
     samples = discover_samples(dataset)
     return select_fold(samples, *parse_fold(fold)) if fold else samples
+
+
+def _exemplar_inputs(good: List[Path], fold: Optional[str], as_json: bool) -> tuple[list, list, list]:
+    """build-index's good files, labelled defect samples and what was left out (said unless --json)."""
+    from simsearch.data.datasets import exemplar_selection
+
+    if fold:
+        if len(good) != 1:
+            fail("--fold takes one labelled folder")
+        return [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect], [], []
+    # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones;
+    # masks, and in a labelled folder what is neither good nor defect (extra/, uncertain/), are left out
+    found, left_out = exemplar_selection(good)
+    for skipped in left_out if not as_json else []:
+        warn(f"left out {skipped.count} image(s) under {skipped.where}: {skipped.reason}")
+    return [s.path for s in found if not s.is_defect], [s for s in found if s.is_defect], left_out
 
 
 @app.command("build-index")
 def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
-    defects: Optional[Path] = typer.Option(None, "--defects", help="Folder of defect images; subfolders name types."),
+    defects: Optional[Path] = typer.Option(None, "--defects",
+                                           help="Folder of defect images; subfolders name types."),
     out: Path = typer.Option(DEFAULT_INDEX, "--out", "-o", help="Index folder to write."),
     mode: Optional[str] = typer.Option(None, "--mode", help="patch (PatchCore-style), open-set (patch, weighed by "
                                        "the labelled defects where they help out of fold), image (whole-image "
@@ -167,7 +185,8 @@ def build_index(
                                  "wide_resnet50_2, efficientnet_b0, convnext_tiny, vit_b_16...), or KIND:ARG."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated graph node names to take patch "
                                          "features from (default: the family's, e.g. layer2,layer3 for ResNets)."),
-    embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT (overrides --backbone)."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="KIND:ARG, e.g. triplet-ae:CHECKPOINT "
+                                           "(overrides --backbone)."),
     weights: Optional[Path] = WeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
     image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
@@ -190,13 +209,11 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.data.datasets import exemplar_selection, typed_defect_samples
+        from simsearch.data.datasets import typed_defect_samples
         from simsearch.embed import create_embedder
-        from simsearch.index.persist import refuse_to_replace
         from simsearch.index.kinds import parse_kinds
+        from simsearch.index.persist import refuse_to_replace
         from simsearch.inspector import Inspector
-
-
         from simsearch.score.modes import SCORING_MODES, default_mode
 
         if mode is not None and mode not in SCORING_MODES:
@@ -207,19 +224,7 @@ def build_index(
                 fail(f"{path}: no such file or folder")
         if out.exists() and not out.is_dir():
             fail(f"{out} is a file; choose a folder for --out")
-        if fold:
-            if len(good) != 1:
-                fail("--fold takes one labelled folder")
-            good_files = [s.path for s in _labelled_samples(good[0], fold) if not s.is_defect]
-            labelled_defects, left_out = [], []
-        else:
-            # a labelled folder (good/ + defect/, a labels CSV) gives defect exemplars too, never good ones;
-            # masks, and in a labelled folder what is neither good nor defect (extra/, uncertain/), are left out
-            found, left_out = exemplar_selection(good)
-            good_files = [s.path for s in found if not s.is_defect]
-            labelled_defects = [s for s in found if s.is_defect]
-            for skipped in left_out if not as_json else []:
-                warn(f"left out {skipped.count} image(s) under {skipped.where}: {skipped.reason}")
+        good_files, labelled_defects, left_out = _exemplar_inputs(good, fold, as_json)
         skips = SkippedInputs()
         good_files = _drop_non_utf8_names(good_files, skips)
         if not good_files:
@@ -244,7 +249,8 @@ def build_index(
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         total = len(good_files) + len(defect_samples)
         if engine == "ray":
-            from simsearch.engines.ray_engine import build_index as build_on_ray, ray_cluster
+            from simsearch.engines.ray_engine import build_index as build_on_ray
+            from simsearch.engines.ray_engine import ray_cluster
             with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
                 inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
                                          device, on_progress=advance, on_skip=skips, index_kind=kinds)
@@ -260,7 +266,8 @@ def build_index(
         elapsed = time.perf_counter() - start
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
-                   "mode": index.mode, "mode_reason": mode_reason, "embedder": embedder.config, "fingerprint": embedder.fingerprint,
+                   "mode": index.mode, "mode_reason": mode_reason, "embedder": embedder.config,
+                   "fingerprint": embedder.fingerprint,
                    "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records,
                    "index_kinds": index.describe()["index_kinds"],
                    "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
@@ -304,16 +311,9 @@ def score(
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
         from simsearch.data.images import list_image_files
-        from simsearch.engines.results import ResultsWriter, check_results_format
+        from simsearch.engines.results import ResultsWriter
 
-        _check_engine(engine, address, workers)
-        if engine == "ray" and model is not None:
-            fail("--engine ray scores an index (--index); score a --model with the local engine")
-        if engine == "ray" and heatmap is not None:
-            fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
-        check_results_format(results_format)
-        if results_path is None and results_format != "jsonl":
-            fail("--results-format is for --results: name the file to write")
+        _check_score_options(engine, address, workers, model, heatmap, results_path, results_format)
         writer = ResultsWriter(results_path, results_format) if results_path else None  # checked before the work
         files = list_image_files(paths)
         if not files:
@@ -359,6 +359,20 @@ def score(
         elif not as_json:
             print_score_table(results)
         skips.finish()
+
+
+def _check_score_options(engine: str, address: Optional[str], workers: Optional[int], model: Optional[Path],
+                         heatmap: Optional[Path], results_path: Optional[Path], results_format: str) -> None:
+    from simsearch.engines.results import check_results_format
+
+    _check_engine(engine, address, workers)
+    if engine == "ray" and model is not None:
+        fail("--engine ray scores an index (--index); score a --model with the local engine")
+    if engine == "ray" and heatmap is not None:
+        fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
+    check_results_format(results_format)
+    if results_path is None and results_format != "jsonl":
+        fail("--results-format is for --results: name the file to write")
 
 
 def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]) -> None:
@@ -408,7 +422,8 @@ def add(
             typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
                                    "skipped": skips.records}))
         else:
-            console.print(f"added {len(ids)} {label} exemplar(s) to {index}" + (f": ids {_id_ranges(ids)}" if ids else ""))
+            console.print(f"added {len(ids)} {label} exemplar(s) to {index}"
+                          + (f": ids {_id_ranges(ids)}" if ids else ""))
         skips.finish()
 
 
@@ -606,10 +621,14 @@ def demo(
         console.print(f"index and images under {out}")
 
 
-from simsearch.cli import serve as _serve; _serve.register(app)  # noqa: E402
-from simsearch.cli import report as _report; _report.register(app)  # noqa: E402
-from simsearch.cli import train as _train; _train.register(app)  # noqa: E402
-from simsearch.cli import compare as _compare; _compare.register(app)  # noqa: E402
+# after `app` and the commands above exist: these modules add theirs to it (in this order in --help)
+from simsearch.cli import compare as _compare  # noqa: E402
+from simsearch.cli import report as _report  # noqa: E402
+from simsearch.cli import serve as _serve  # noqa: E402
+from simsearch.cli import train as _train  # noqa: E402
+
+for _commands in (_serve, _report, _train, _compare):
+    _commands.register(app)
 
 
 def main() -> None:

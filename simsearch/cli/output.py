@@ -98,19 +98,19 @@ def handle_errors() -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         err_console.print("interrupted", style="red", highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except BrokenPipeError:
         quiet_broken_pipe()
     except MemoryError:
         err_console.print("error: out of memory; use a smaller --batch-size or --image-size", highlight=False)
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(EXIT_ERROR) from None
     except Exception as error:  # the last line of defence: one line, no traceback
         code = _exit_code(error)
         message = _message(error)
         if code == EXIT_ERROR:
             message = f"{error.__class__.__name__}: {message} (please report this)"
         err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(code)
+        raise typer.Exit(code) from None
 
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE: `simsearch score --json | head -2`
@@ -480,7 +480,8 @@ def print_evaluation(evaluation) -> None:
         console.print("recall " + _ratio(tp, tp + fn) + ", false-alarm rate " + _ratio(fp, fp + tn)
                       + ", precision " + _ratio(tp, tp + fp))
         if data["recall_by_type"]:
-            console.print("recall by defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+            console.print("recall by defect type: "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -491,7 +492,8 @@ def _ratio(part: int, whole: int) -> str:
 def print_calibration(calibration: Threshold, index: Path) -> None:
     """The chosen threshold, why, and its metrics on the calibration set."""
     metrics = calibration.metrics
-    console.print(Text.assemble((f"threshold {calibration.value:.6g}", "bold"), f" ({calibration.policy}) stored in {index}"))
+    console.print(Text.assemble((f"threshold {calibration.value:.6g}", "bold"),
+                                f" ({calibration.policy}) stored in {index}"))
     console.print(f"why: {calibration.reason}", highlight=False)
 
     def percent(value):

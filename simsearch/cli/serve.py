@@ -38,9 +38,11 @@ def register(app: typer.Typer) -> None:
         max_connections: int = typer.Option(512, "--max-connections",
                                             help="Requests in progress at once (beyond: 503); at this many open "
                                                  "connections, ones that sent no request are closed."),
-        history: int = typer.Option(200, "--history", help="Scored images the inspection page (/) keeps, newest first."),
+        history: int = typer.Option(200, "--history",
+                                    help="Scored images the inspection page (/) keeps, newest first."),
         drift_window: int = typer.Option(50, "--drift-window",
-                                         help="Passed images per drift window (their scores vs the calibration goods)."),
+                                         help="Passed images per drift window (their scores vs the calibration "
+                                              "goods)."),
         access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
         compiled: Optional[bool] = typer.Option(None, "--compiled/--no-compiled", help="Run the index's compiled "
                                                 "embedder (ONNX Runtime: the same vectors). Default: on a CPU, "
@@ -73,8 +75,8 @@ def register(app: typer.Typer) -> None:
 
             def announce() -> None:
                 # On stdout, flushed: scripts starting the server with --port 0 read the port from here.
-                print(f"simsearch serving {index} on http://{shown}:{bound_port} (inspection page at /, API docs at /docs)",
-                      flush=True)
+                print(f"simsearch serving {index} on http://{shown}:{bound_port} "
+                      "(inspection page at /, API docs at /docs)", flush=True)
 
             try:
                 run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce,

@@ -15,7 +15,8 @@ from simsearch.cli.output import SkippedInputs, console, err_console, fail, hand
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
 
-DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/, types as defect/TYPE/) or a CSV of path,label,type.")
+DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/, types as defect/TYPE/) or a CSV of "
+                              "path,label,type.")
 EpochsOption = typer.Option(10, "--epochs", help="Training epochs (in total, when resuming).")
 LrOption = typer.Option(1e-3, "--lr", help="Adam learning rate.")
 BatchOption = typer.Option(32, "--batch-size", help="Images per class-balanced batch.")
@@ -24,7 +25,8 @@ ResumeOption = typer.Option(False, "--resume", help="Continue the run in --out f
 MinerOption = typer.Option("batch-hard", "--miner", help="Triplet miner: batch-hard, semi-hard or all.")
 MarginOption = typer.Option(0.2, "--margin", help="Triplet margin (embeddings have unit length).")
 ValOption = typer.Option(0.1, "--val-fraction", help="Stratified fraction held out for the validation loss.")
-PatienceOption = typer.Option(None, "--patience", help="Stop after this many epochs without a lower validation loss (default: run every epoch; model.pt is the best epoch either way).")
+PatienceOption = typer.Option(None, "--patience", help="Stop after this many epochs without a lower validation loss "
+                              "(default: run every epoch; model.pt is the best epoch either way).")
 SeedOption = typer.Option(0, "--seed", help="Seed of the split, batches, augmentation and initial weights.")
 RoiOption = typer.Option("none", "--roi", help="none, or hough: crop each image to its circular part first.")
 DeviceOption = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
@@ -51,16 +53,16 @@ def _training_progress(total_images: int) -> Iterator[tuple[Callable[[int], None
                 progress.update(reading, visible=False)
                 training = progress.add_task("training", total=event.steps, losses="")
             losses = " ".join(f"{k} {v:.4f}" for k, v in event.losses.items())
-            progress.update(training, completed=event.step, description=f"{event.stage} epoch {event.epoch}/{event.epochs}",
-                            losses=losses)
+            progress.update(training, completed=event.step,
+                            description=f"{event.stage} epoch {event.epoch}/{event.epochs}", losses=losses)
 
         yield (lambda n: progress.advance(reading, n)), on_event
 
 
 def _settings(epochs, lr, batch_size, save_interval, val_fraction, seed, miner, margin, device, patience=None):
     from simsearch.train.loop import TrainSettings
-    from simsearch.train.triplets import miner_names
     from simsearch.train.tasks.common import TripletOptions
+    from simsearch.train.triplets import miner_names
 
     if miner not in miner_names():
         fail(f"--miner must be one of {', '.join(miner_names())}, not {miner!r}")
@@ -109,7 +111,8 @@ def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs
                            result.best_epoch), result.out_dir)
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
-               "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts, "history": str(result.history_path),
+               "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts,
+               "history": str(result.history_path),
                "curves": str(result.curves_path), "final": last, "skipped": skips.records}
     if as_json:
         typer.echo(json.dumps(summary))
@@ -165,7 +168,8 @@ def triplet_head(
     out: Path = typer.Option(Path("artifacts/train/triplet-head"), "--out", "-o", help="Run folder."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (in total, when resuming)."),
     lr: float = LrOption, batch_size: int = BatchOption,
-    save_interval: int = typer.Option(10, "--save-interval", help="Checkpoint every this many epochs (and at the end)."),
+    save_interval: int = typer.Option(10, "--save-interval",
+                                      help="Checkpoint every this many epochs (and at the end)."),
     resume: bool = ResumeOption,
     embedding_dim: int = typer.Option(128, "--embedding-dim", help="Length of the head's output."),
     hidden_dim: int = typer.Option(512, "--hidden-dim", help="Width of the head's hidden layer."),
@@ -185,11 +189,9 @@ def triplet_head(
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
         from simsearch.embed.backbone import BackboneEmbedder
-        from simsearch.embed.triplet_head import HEAD_LIMITS, HeadConfig
-        from simsearch.train.tasks.triplet_head import train_triplet_head
-
-        from simsearch.embed.triplet_head import LEVELS
+        from simsearch.embed.triplet_head import HEAD_LIMITS, LEVELS, HeadConfig
         from simsearch.errors import InputError
+        from simsearch.train.tasks.triplet_head import train_triplet_head
 
         if level not in LEVELS:
             raise InputError(f"unknown level {level!r}", hint=f"{{param}} takes {' or '.join(LEVELS)}",

@@ -428,14 +428,5 @@ __all__ = [
     "DEFECT", "GOOD", "DatasetError", "Sample", "class_ids", "class_key", "count_by_class", "discover_samples",
     "LeftOut", "exemplar_samples", "exemplar_selection", "good_image_files", "is_image_file", "is_mvtec_root",
     "mvtec_good_folder", "normalise_label",
-    "parse_fold",
-    "read_label_csv", "select_fold", "training_samples", "typed_defect_samples",
+    "read_label_csv", "training_samples", "typed_defect_samples",
 ]
-
-
-def __getattr__(name: str):
-    # Fold selection moved to data/splits (which imports this module): old imports keep working.
-    if name in {"select_fold", "parse_fold"}:
-        from simsearch.data import splits
-        return getattr(splits, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,14 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from simsearch.data.images import ImageError, ImageLike, as_rgb_array, gray_channel, iter_readable_images, list_image_files
+from simsearch.data.images import (
+    ImageError,
+    ImageLike,
+    as_rgb_array,
+    gray_channel,
+    iter_readable_images,
+    list_image_files,
+)
 from simsearch.files import file_sha256
 
 Progress = Callable[[int], None]  # called with how many more images are done

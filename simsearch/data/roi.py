@@ -31,7 +31,8 @@ def find_circle(image: np.ndarray, min_radius: float = 0.15, max_radius: float =
                                param2=perfectness, minRadius=max(4, int(side * min_radius)),
                                maxRadius=int(side * max_radius))
     if circles is None or len(circles[0]) == 0:
-        raise RoiError("no circular part found for the Hough ROI crop", hint="check the image or train without {param}", parameter="roi")
+        raise RoiError("no circular part found for the Hough ROI crop", hint="check the image or train without {param}",
+                       parameter="roi")
     x, y, radius = max(circles[0], key=lambda c: c[2])  # the part itself, not a hole or a mark on it
     return float(x / scale), float(y / scale), float(radius / scale)
 

@@ -13,13 +13,11 @@ from typing import Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from simsearch.data.datasets import GOOD, DatasetError, Sample, class_ids, class_key, training_samples
+from simsearch.data.datasets import GOOD, DatasetError, Sample, class_ids, class_key
 from simsearch.errors import InputError
 
 DEFAULT_SEED = 0  # the one default seed of splits and training runs (compare's CLI passes seed 002's 42)
 RARE = "defect:rare"  # stratum for defect types too small to spread over every part
-
-comparison_samples = training_samples  # old name: compare pools train/good with test/ the same way
 
 
 @dataclass(frozen=True)
@@ -70,9 +68,6 @@ def kfold_splits(samples: Sequence[Sample], folds: int = 5, seed: int = DEFAULT_
         parts = list(splitter.split(keys, keys))
     return [Split(fold, [samples[i] for i in train], [samples[i] for i in test])
             for fold, (train, test) in enumerate(parts, start=1)]
-
-
-stratified_folds = kfold_splits
 
 
 def holdout_split(samples: Sequence[Sample], test_size: float = 0.2, seed: int = DEFAULT_SEED) -> Split:

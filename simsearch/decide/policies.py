@@ -18,14 +18,12 @@ import numpy as np
 
 from simsearch.decide.threshold import Threshold
 from simsearch.errors import CalibrationError, UnknownComponentError
-from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_threshold_for_f1  # noqa: F401  (re-exported: callers and tests import them from here)
+from simsearch.evaluate.metrics import binary_metrics
 
 # Below this many defects the F1-best threshold sits wherever the one or two defect scores fall (on ELPV's
 # learning curve it gave lower F1 at 1-10 defects than the good-only quantile at 0): the default policy and
 # compare's validation thresholds use the good scores instead.
 MIN_DEFECTS_FOR_F1 = 5
-
-Calibration = Threshold  # the old name of a calibration's result, kept for one release
 
 _POLICIES: dict[str, type["ThresholdPolicy"]] = {}
 

@@ -136,7 +136,8 @@ class BackboneEmbedder(Embedder):
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
         size = self.image_size
-        rows = np.stack([resize_rgb(i, size) for i in images]) if len(images) else np.zeros((0, size, size, 3), np.uint8)
+        rows = (np.stack([resize_rgb(i, size) for i in images]) if len(images)
+                else np.zeros((0, size, size, 3), np.uint8))
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
                                                     enabled=self.precision != "float32"):
             image_vectors, patches = self.net(torch.from_numpy(rows).to(self.device))

@@ -107,7 +107,8 @@ def tensor_digest(state: dict) -> str:
 
 
 def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None, workers: int = DEFAULT_WORKERS) -> Iterator[tuple[list[Item], Embeddings]]:
+                  on_skip: OnSkip | None = None,
+                  workers: int = DEFAULT_WORKERS) -> Iterator[tuple[list[Item], Embeddings]]:
     """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch; `workers` loader threads
     read and prepare the next batches while the network runs (0: all in this thread)."""
     # A batch size below 1 would make the whole input one batch: refuse it here, for every embedder.

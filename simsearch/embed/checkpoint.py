@@ -21,7 +21,8 @@ C = TypeVar("C")
 
 def write_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model: dict[str, torch.Tensor],
                      **extra: Any) -> None:
-    """Write a checkpoint atomically (simsearch.files.write_bytes_atomic), so an interruption never leaves half of one."""
+    """Write a checkpoint atomically (simsearch.files.write_bytes_atomic), so an interruption never leaves half of
+    one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config,
@@ -51,7 +52,8 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, KeyError, ValueError) as error:
-        raise WeightsError(f"{source} does not fit its own model config: {str(error).strip().splitlines()[0][:200]}") from None
+        first_line = str(error).strip().splitlines()[0][:200]
+        raise WeightsError(f"{source} does not fit its own model config: {first_line}") from None
 
 
 def checkpoint_argument(kind: str, argument: str) -> str:

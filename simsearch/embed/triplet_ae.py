@@ -13,8 +13,14 @@ from torch import nn
 
 from simsearch.data.transforms import to_unit_tensor
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
-from simsearch.embed.checkpoint import (SIZE_LIMIT, checkpoint_argument, config_from_record, load_model_state,
-                                       read_checkpoint, runtime_options)
+from simsearch.embed.checkpoint import (
+    SIZE_LIMIT,
+    checkpoint_argument,
+    config_from_record,
+    load_model_state,
+    read_checkpoint,
+    runtime_options,
+)
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError

@@ -14,8 +14,14 @@ from torch import nn
 from simsearch.data.roi import apply_roi
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
-from simsearch.embed.checkpoint import (SIZE_LIMIT, checkpoint_argument, config_from_record, load_model_state,
-                                       read_checkpoint, runtime_options)
+from simsearch.embed.checkpoint import (
+    SIZE_LIMIT,
+    checkpoint_argument,
+    config_from_record,
+    load_model_state,
+    read_checkpoint,
+    runtime_options,
+)
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 
@@ -153,7 +159,8 @@ class TripletHeadEmbedder(Embedder):
             else:
                 patches = self.head(vectors)
                 image = self.head(torch.from_numpy(features.image).to(device))
-        return Embeddings(image=image.float().cpu().numpy(), patches=np.ascontiguousarray(patches.float().cpu().numpy()))
+        return Embeddings(image=image.float().cpu().numpy(),
+                          patches=np.ascontiguousarray(patches.float().cpu().numpy()))
 
     @classmethod
     def from_config(cls, config: dict[str, Any], weights: str | Path | None = None,

@@ -12,9 +12,9 @@ import numpy as np
 from simsearch.data.datasets import Sample, class_key
 from simsearch.data.images import read_mask
 from simsearch.data.inputs import OnSkip, Progress
-from simsearch.files import file_sha256
 from simsearch.errors import InputError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_auroc, pro_score
+from simsearch.files import file_sha256
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer  # the kNN Inspector or any baseline
 

@@ -36,7 +36,8 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else None
     false_alarm = fp / (fp + tn) if fp + tn else None
-    f1 = 2 * precision * recall / (precision + recall) if recall and precision + recall else (0.0 if recall is not None else None)
+    f1 = (2 * precision * recall / (precision + recall) if recall and precision + recall
+          else (0.0 if recall is not None else None))
     balanced = None if recall is None or false_alarm is None else (recall + 1 - false_alarm) / 2
     return {"precision": precision, "recall": recall, "f1": f1, "balanced_accuracy": balanced,
             "false_alarm_rate": false_alarm, "confusion": [[tn, fp], [fn, tp]],

@@ -517,5 +517,5 @@ def describe_record(record: KindRecord | None) -> str:
 __all__ = ["AUTO", "AUTO_EXACT_MAX", "AUTO_PQ_MIN", "EXACT", "KindRecord", "RECALL_TARGET", "ROLES", "RecallProbe",
            "auto_kind", "build", "build_store_index", "check_kind", "describe_record", "empty_index",
            "exact_neighbours", "hnsw_of", "iter_chunks", "ivf_of", "needs_rebuild", "parse_kinds", "recall", "resolve",
-           "search_parameters", "set_search_depth", "stored_ids", "stored_vectors", "training_minimum", "true_distances",
-           "tune"]
+           "search_parameters", "set_search_depth", "stored_ids", "stored_vectors", "training_minimum",
+           "true_distances", "tune"]

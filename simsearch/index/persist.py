@@ -16,8 +16,17 @@ from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMi
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
 from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, KEEPERS, Role, check_name
-from simsearch.index.storage import (EXTENSIONS, MANIFEST, StorageError, Unchanged, check_index_folder,
-                                     committed_generation, generation_file, read_manifest, save_generation)
+from simsearch.index.storage import (
+    EXTENSIONS,
+    MANIFEST,
+    StorageError,
+    Unchanged,
+    check_index_folder,
+    committed_generation,
+    generation_file,
+    read_manifest,
+    save_generation,
+)
 from simsearch.index.vectors import VectorStore
 
 T = TypeVar("T")
@@ -134,8 +143,8 @@ def _from_manifest(folder: Path, manifest: dict, fingerprint: str | None, fast: 
             store = VectorStore.from_bytes(path.read_bytes(), records.get(role))
             store.ids()  # an id-mapped FAISS index, or not ours
         except (AttributeError, OSError, RuntimeError, ValueError, TypeError) as error:
-            raise StorageError(f"{path} is damaged: not a FAISS index of this format "
-                               f"({error.__class__.__name__}); rebuild the index with `simsearch build-index`") from None
+            raise StorageError(f"{path} is damaged: not a FAISS index of this format ({error.__class__.__name__}); "
+                               "rebuild the index with `simsearch build-index`") from None
         index.vectors[role] = store
     path = generation_file(folder, manifest, "catalogue", fast)
     try:
@@ -234,7 +243,8 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(isinstance(embedder, dict) and isinstance(embedder.get("fingerprint"), str)
          and isinstance(embedder.get("config"), dict), "no embedder record")
     need(whole(manifest.get("format_version", 0), 0), "format_version is not a whole number")
-    need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16, f"dim {manifest.get('dim')!r} is not a vector size")
+    need(whole(manifest.get("dim"), 1) and manifest["dim"] <= 1 << 16,
+         f"dim {manifest.get('dim')!r} is not a vector size")
     need(isinstance(manifest.get("mode"), str), "mode is not a name")
     need(whole(manifest.get("k"), 1) and manifest["k"] <= MAX_K, f"k {manifest.get('k')!r} is not a whole number "
          f"from 1 to {MAX_K}")

@@ -123,7 +123,8 @@ def check_index_folder(folder: str | Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise StorageError(f"{folder} is a file, not an index folder", hint="save the index to another folder")
     if folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise StorageError(f"{folder} exists and is not a simsearch index", hint="save the index to an empty or new folder")
+        raise StorageError(f"{folder} exists and is not a simsearch index",
+                           hint="save the index to an empty or new folder")
 
 
 def _write_file(path: Path, content: Writer) -> None:
@@ -191,7 +192,8 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
                 checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": digest}
             manifest = {**manifest, "generation": generation, "files": files, "checksums": checksums}
             fsync_dir(folder)  # the generation's files are in place before the manifest names them
-            write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))  # the commit point
+            # the commit point
+            write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
         except PermissionError as error:
             raise StorageError(f"cannot write the index to {folder}: permission denied ({error.filename})") from None
         except OSError as error:
@@ -217,5 +219,5 @@ def _remove_stale(folder: Path, committed: int) -> None:
                 log.warning("could not delete the stale file %s (%s)", stale, error.strerror or error)
 
 
-__all__ = ["EXTENSIONS", "FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder", "committed_generation",
-           "generation_file", "read_manifest", "save_generation", "write_bytes_atomic"]
+__all__ = ["EXTENSIONS", "FAST_HASH_LIMIT", "MANIFEST", "StorageError", "Unchanged", "check_index_folder",
+           "committed_generation", "generation_file", "read_manifest", "save_generation", "write_bytes_atomic"]

@@ -8,9 +8,20 @@ import faiss
 import numpy as np
 
 from simsearch.errors import InputError
-from simsearch.index.kinds import (EXACT, RECALL_TARGET, KindRecord, build, build_store_index, needs_rebuild,
-                                   resolve, search_parameters, set_search_depth, stored_ids, stored_vectors,
-                                   with_flat_quantizer)
+from simsearch.index.kinds import (
+    EXACT,
+    RECALL_TARGET,
+    KindRecord,
+    build,
+    build_store_index,
+    needs_rebuild,
+    resolve,
+    search_parameters,
+    set_search_depth,
+    stored_ids,
+    stored_vectors,
+    with_flat_quantizer,
+)
 from simsearch.index.pruned_search import CellPartition, build_partition, pruned_largest_nearest, pruned_search
 
 

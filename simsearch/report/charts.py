@@ -143,7 +143,8 @@ def training_png(rows: Sequence[dict[str, Any]], x: str = "epoch") -> bytes:
             percent = values.max() <= 1.0
             right.plot(steps, values * (100 if percent else 1), ls="--", marker="s", ms=3, lw=2,
                        color=f"C{len(losses) + number}", label=column + (" (%)" if percent else ""))
-        right.set_ylabel(" / ".join(others) + (" (%)" if all(max(float(r[c]) for r in rows) <= 1 for c in others) else ""))
+        fractions = all(max(float(r[c]) for r in rows) <= 1 for c in others)
+        right.set_ylabel(" / ".join(others) + (" (%)" if fractions else ""))
         more_handles, more_names = right.get_legend_handles_labels()
         handles, names = handles + more_handles, names + more_names
     if handles:

@@ -256,7 +256,8 @@ def _comparison(run: dict[str, Any]) -> str:
     if not comparison:
         return ""
     rows = comparison.get("rows", []) if isinstance(comparison, dict) else comparison
-    title = escape(str(comparison.get("title", "Method comparison"))) if isinstance(comparison, dict) else "Method comparison"
+    title = (escape(str(comparison.get("title", "Method comparison"))) if isinstance(comparison, dict)
+             else "Method comparison")
     columns: list[str] = []
     for row in rows:
         columns += [c for c in (row.get("metrics") or {}) if c not in columns]
@@ -319,7 +320,8 @@ def _results(run: dict[str, Any]) -> str:
                       ("false-alarm rate (good rejected)", _pct(rates["false_alarm_rate"])),
                       ("precision (rejects that are defects)", _pct(rates["precision"])),
                       ("accuracy", _pct(rates["accuracy"]))]
-        for key, label in (("pixel_auroc", "pixel AUROC (anomaly maps vs masks)"), ("pixel_pro", "pixel PRO (FPR \u2264 30%)")):
+        for key, label in (("pixel_auroc", "pixel AUROC (anomaly maps vs masks)"),
+                           ("pixel_pro", "pixel PRO (FPR \u2264 30%)")):
             if metrics.get(key) is not None:
                 pairs.append((label, _fmt(metrics[key])))
         parts.append(_kv(pairs))
@@ -363,7 +365,8 @@ def _overlay_uri(row: dict[str, Any], folder: Path) -> str | None:
 
 def _neighbour_figure(neighbour: dict[str, Any] | None, title: str) -> str:
     if not neighbour:
-        return f'<figure><div class="missing">no {escape(title)} in the index</div><figcaption>{escape(title)}</figcaption></figure>'
+        return (f'<figure><div class="missing">no {escape(title)} in the index</div>'
+                f'<figcaption>{escape(title)}</figcaption></figure>')
     path = str(neighbour.get("path", ""))
     kind = f" ({neighbour['type']})" if neighbour.get("type") else ""
     return (f"<figure>{_img(thumbnail_uri(path), title, missing='exemplar file not found: ' + Path(path).name)}"
@@ -381,12 +384,14 @@ def _example(row: dict[str, Any], folder: Path) -> str:
     boxes = row.get("boxes") or []
     facts = [("true class", escape(str(row.get("defect_type") or row.get("label", "?")))), ("verdict", verdict_html),
              ("score", _fmt(row.get("score"), 4)), ("normalised", _fmt(row.get("normalised_score"))),
-             ("boxes", str(len(boxes)) + (" (peak " + ", ".join(f"{b['score']:.2f}" for b in boxes[:3]) + ")" if boxes else ""))]
+             ("boxes", str(len(boxes))
+              + (" (peak " + ", ".join(f"{b['score']:.2f}" for b in boxes[:3]) + ")" if boxes else ""))]
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     nearest = (row.get("nearest") or [None])[0]
     return (f'<div class="example"><figure>{picture}<figcaption>{"heatmap overlay" if overlay else "image"}'
             f"</figcaption></figure>"
-            f"{_neighbour_figure(nearest, 'nearest good')}{_neighbour_figure(row.get('nearest_defect'), 'nearest defect')}"
+            f"{_neighbour_figure(nearest, 'nearest good')}"
+            f"{_neighbour_figure(row.get('nearest_defect'), 'nearest defect')}"
             f'<div class="facts"><span class="path">{escape(path)}</span><table>{table}</table></div></div>')
 
 

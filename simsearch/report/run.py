@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import replace
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 

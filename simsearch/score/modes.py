@@ -19,10 +19,19 @@ from simsearch.embed.compiled import describe_copy
 from simsearch.errors import IndexProblem, InputError, UnknownComponentError
 from simsearch.index.exemplar_index import ExemplarIndex
 from simsearch.index.roles import Role, register_keeper
+from simsearch.score.banks import (
+    PATCH_ROLES,
+    REGION_ROLES,
+    bank_patches,
+    defect_coherence,
+    has_defect_patches,
+    largest_patch_distances,
+    nearest_defect_patches,
+    nearest_patches,
+    nearest_regions,
+    region_descriptors,
+)
 from simsearch.score.open_set import RESIDUAL_ROLES, defect_weight, evidence, log_ratio
-from simsearch.score.banks import (PATCH_ROLES, REGION_ROLES, bank_patches, defect_coherence, has_defect_patches,
-                                   largest_patch_distances, nearest_defect_patches, nearest_patches, nearest_regions,
-                                   region_descriptors)
 
 RAISE_LEVEL = 0.5  # a patch's map is raised by a known defect patch where it is at least this share of the peak
 CONTRAST_K = 3  # neighbours on each side: one odd exemplar should not decide (k=1 measured 0.907, 3 0.921, 5 0.916)
@@ -56,7 +65,7 @@ class ScoringMode(ABC):
     # exemplar's vectors from them (by owner where `Role.per_patch`)
     roles: Mapping[str, Role] = {}
 
-    def bank(self, index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,
+    def bank(self, index: ExemplarIndex, ids: np.ndarray, labels: Sequence[str], embeddings: Embeddings,  # noqa: B027 (optional hook)
              masks: Sequence[np.ndarray | None] | None) -> None:
         """What the mode keeps of exemplars just added to the index (catalogue and image vectors already in):
         their ids (N,), labels ("good"/"defect"), embeddings (image (N, D), patches (N, h, w, D) or None) and

@@ -27,8 +27,12 @@ from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
 from simsearch.service.metrics import Metrics
-from simsearch.service.middleware import (AccessGuardMiddleware, CrossSiteGuardMiddleware, RequestMetricsMiddleware,
-                                          UploadGuardMiddleware)
+from simsearch.service.middleware import (
+    AccessGuardMiddleware,
+    CrossSiteGuardMiddleware,
+    RequestMetricsMiddleware,
+    UploadGuardMiddleware,
+)
 from simsearch.service.routes import api, open_routes
 from simsearch.service.settings import ServiceSettings
 from simsearch.service.state import IndexState

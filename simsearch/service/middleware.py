@@ -122,7 +122,7 @@ class UploadGuardMiddleware:
         self.timeout = timeout
         self.min_rate = min_rate
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901 (two ASGI wrappers share one request's state)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

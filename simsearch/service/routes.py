@@ -1,5 +1,6 @@
 """The HTTP endpoints: score, exemplars, info, health, readiness and metrics. Handlers only translate
-between HTTP and the service objects; every failure becomes a status with a JSON `detail` (simsearch's errors through the app's one handler)."""
+between HTTP and the service objects; every failure becomes a status with a JSON `detail` (simsearch's errors
+through the app's one handler)."""
 
 from __future__ import annotations
 

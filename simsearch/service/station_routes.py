@@ -21,8 +21,8 @@ from simsearch.data.datasets import check_defect_type
 from simsearch.data.images import DECODE_MAX_SIDE, decode_image
 from simsearch.report.overlay import overlay_png
 from simsearch.service.routes import AUTH_ERRORS, require_token, service, station_who
-from simsearch.service.station import AUDIT_SHOWN, HistoryItem, now, score_summary, threshold_status
 from simsearch.service.state import ScoreRequest
+from simsearch.service.station import AUDIT_SHOWN, HistoryItem, now, score_summary, threshold_status
 
 if TYPE_CHECKING:
     from simsearch.service.app import Service

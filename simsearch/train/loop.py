@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simsearch.data.datasets import Sample
-from simsearch.data.splits import DEFAULT_SEED, validation_split
+from simsearch.data.splits import DEFAULT_SEED
 from simsearch.embed.checkpoint import read_checkpoint, write_checkpoint
 from simsearch.errors import TrainingError
 
@@ -94,8 +93,6 @@ class TrainingTask(Protocol):
 
 OnEvent = Callable[[TrainEvent], None]
 
-stratified_split = validation_split  # old name (benchmarks, tests)
-
 
 def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Path | None = None,
                  resume: bool = False, on_event: OnEvent | None = None) -> TrainResult:
@@ -115,25 +112,7 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
     history: list[dict[str, float]] = []
     start, best = 0, _Best()
     if resume:
-        if out is None:
-            raise TrainingError("resuming needs the run's folder", parameter="out_dir")
-        state = read_checkpoint(out / LAST, kind=task.kind)
-        stored, asked = state["config"], task.config()
-        if stored != asked:
-            differ = [f"{key} {stored.get(key)!r} (asked {asked.get(key)!r})"
-                      for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key)] \
-                if isinstance(stored, dict) else [repr(stored)]
-            raise TrainingError(f"{out / LAST} was trained with other model settings: {', '.join(differ)}",
-                                hint="resume with the checkpoint's values (or leave those options out)")
-        task.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr
-        start, history = int(state["epoch"]), list(state["history"])
-        best = _Best(**state.get("best", {}), state=state.get("best_model"))
-        if start >= settings.epochs:
-            raise TrainingError(f"{out / LAST} already has {start} epochs", hint="ask for more with {param}",
-                                parameter="epochs")
+        start, history, best = _resume(task, settings, out, optimizer)
     elif out is not None and (out / LAST).exists():
         raise TrainingError(f"{out} already holds a training run",
                             hint="pass {param} to continue it, or write to another folder", parameter="resume")
@@ -175,31 +154,69 @@ def run_training(task: TrainingTask, settings: TrainSettings, out_dir: str | Pat
         stale = best.epoch is not None and settings.patience is not None and epoch - best.epoch >= settings.patience
         stop = stale or should_stop(row) or epoch == settings.epochs
         if out is not None:
-            write_history(out / HISTORY, history)
-            extra = dict(optimizer=optimizer.state_dict(), epoch=epoch, history=history,
-                         settings=asdict(settings), best=best.record())
-            if improved:
-                write_checkpoint(out / BEST, task.kind, task.config(), task.model.state_dict(), **extra)
-            if epoch % settings.save_interval == 0 or stop:
-                # last.pt carries the best weights too, so a resumed run can still hand back the best epoch.
-                write_checkpoint(out / LAST, task.kind, task.config(), task.model.state_dict(),
-                                 best_model=best.state, **extra)
-                shutil.copyfile(out / LAST, out / f"epoch-{epoch:04d}.pt")
+            _write_epoch(task, settings, out, optimizer, epoch, history, best, improved=improved,
+                         interval=epoch % settings.save_interval == 0 or stop)
         if stop:
             break
     if best.state is not None:
         task.model.load_state_dict(best.state)
     task.model.eval()
     if out is not None:
-        if best.state is not None and best.epoch > start and (out / BEST).is_file():
-            shutil.copyfile(out / BEST, out / FINAL)
-        elif best.state is not None:  # the best epoch came before the resume: rebuild its checkpoint
-            write_checkpoint(out / FINAL, task.kind, task.config(), best.state, epoch=best.epoch, history=history,
-                             settings=asdict(settings), best=best.record())
-        else:
-            shutil.copyfile(out / LAST, out / FINAL)
-        plot_history(history, out / CURVES, title=task.kind)
+        _write_final(task, settings, out, history, best, start)
     return TrainResult(out or Path("."), (out or Path(".")) / FINAL, history, epoch - start, best.epoch)
+
+
+def _resume(task: TrainingTask, settings: TrainSettings, out: Path | None,
+            optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]], _Best]:
+    """Load out/last.pt into the task's model and the optimiser: (epochs done, history, best epoch so far)."""
+    if out is None:
+        raise TrainingError("resuming needs the run's folder", parameter="out_dir")
+    state = read_checkpoint(out / LAST, kind=task.kind)
+    stored, asked = state["config"], task.config()
+    if stored != asked:
+        differ = [f"{key} {stored.get(key)!r} (asked {asked.get(key)!r})"
+                  for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key)] \
+            if isinstance(stored, dict) else [repr(stored)]
+        raise TrainingError(f"{out / LAST} was trained with other model settings: {', '.join(differ)}",
+                            hint="resume with the checkpoint's values (or leave those options out)")
+    task.model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = settings.lr
+    start, history = int(state["epoch"]), list(state["history"])
+    best = _Best(**state.get("best", {}), state=state.get("best_model"))
+    if start >= settings.epochs:
+        raise TrainingError(f"{out / LAST} already has {start} epochs", hint="ask for more with {param}",
+                            parameter="epochs")
+    return start, history, best
+
+
+def _write_epoch(task: TrainingTask, settings: TrainSettings, out: Path, optimizer: torch.optim.Optimizer,
+                 epoch: int, history: list[dict[str, float]], best: _Best, improved: bool, interval: bool) -> None:
+    """After an epoch: the history, best.pt where it improved, last.pt and epoch-NNNN.pt at the interval."""
+    write_history(out / HISTORY, history)
+    extra = dict(optimizer=optimizer.state_dict(), epoch=epoch, history=history,
+                 settings=asdict(settings), best=best.record())
+    if improved:
+        write_checkpoint(out / BEST, task.kind, task.config(), task.model.state_dict(), **extra)
+    if interval:
+        # last.pt carries the best weights too, so a resumed run can still hand back the best epoch.
+        write_checkpoint(out / LAST, task.kind, task.config(), task.model.state_dict(),
+                         best_model=best.state, **extra)
+        shutil.copyfile(out / LAST, out / f"epoch-{epoch:04d}.pt")
+
+
+def _write_final(task: TrainingTask, settings: TrainSettings, out: Path, history: list[dict[str, float]],
+                 best: _Best, start: int) -> None:
+    """model.pt (the best epoch's weights, else the last) and the loss curves."""
+    if best.state is not None and best.epoch > start and (out / BEST).is_file():
+        shutil.copyfile(out / BEST, out / FINAL)
+    elif best.state is not None:  # the best epoch came before the resume: rebuild its checkpoint
+        write_checkpoint(out / FINAL, task.kind, task.config(), best.state, epoch=best.epoch, history=history,
+                         settings=asdict(settings), best=best.record())
+    else:
+        shutil.copyfile(out / LAST, out / FINAL)
+    plot_history(history, out / CURVES, title=task.kind)
 
 
 class _Best:

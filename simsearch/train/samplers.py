@@ -8,7 +8,6 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from simsearch.data.datasets import class_ids  # noqa: F401  (its old home)
 from simsearch.errors import InputError
 
 

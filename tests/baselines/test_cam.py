@@ -42,7 +42,7 @@ def test_cam_box_lands_on_a_planted_bright_square():
     classifier.fit_images([image for image, _ in train], [i % 2 for i in range(24)])
     test = [_image(rng, True) for _ in range(6)]
     hits = 0
-    for (image, (cx, cy)), result in zip(test, classifier.score([image for image, _ in test])):
+    for (_, (cx, cy)), result in zip(test, classifier.score([image for image, _ in test])):
         assert result.is_anomaly and result.image_size == (64, 64)
         box = result.boxes[0]
         hits += box.x0 <= cx < box.x1 and box.y0 <= cy < box.y1

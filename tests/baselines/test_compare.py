@@ -74,8 +74,8 @@ def test_no_trainer_ever_sees_a_test_image(tmp_path, monkeypatch):
 
 def test_a_classifier_keeps_its_lowest_validation_loss_epoch_and_a_validation_threshold(tmp_path):
     from simsearch.baselines.classifier import ImageClassifier
-    from simsearch.baselines.thresholds import place_threshold
     from simsearch.baselines.registry import build_baseline
+    from simsearch.baselines.thresholds import place_threshold
     from simsearch.data.splits import validation_split
 
     samples = discover_samples(write_parts(tmp_path / "parts", seed=4, n_good=16, n_defect=8))

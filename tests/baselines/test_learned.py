@@ -47,7 +47,8 @@ def test_the_head_learns_from_the_fit_samples_only_and_defects_join_the_index(tm
     run = scorer.head_checkpoint_.parent
     assert not (run / PATCH_FEATURES).exists()  # the cached grids go once the head is trained
     counts = scorer.inspector_.index_.counts()
-    assert counts["good"] == 10 and counts["defect"] == 5 and counts["defect_patches"] > 0
+    # 5 defects x 5% of an 8x8 patch grid (64 px), rounded
+    assert counts["good"] == 10 and counts["defect"] == 5 and counts["defect_patches"] == 5 * 3
     # placed on the leave-one-out scores of all 15 (5 defects: enough for F1), not on a 20% carve-out's 1
     assert scorer.threshold_ is not None and scorer.threshold_.policy == "f1"
     assert sorted(scorer.threshold_paths_) == sorted(str(s.path) for s in fit)

@@ -6,8 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simsearch.baselines.thresholds import (LEAVE_ONE_OUT, basis, internal_folds, out_of_fold_predictions,
-                                            place_threshold)
+from simsearch.baselines.thresholds import (
+    LEAVE_ONE_OUT,
+    basis,
+    internal_folds,
+    out_of_fold_predictions,
+    place_threshold,
+)
 from simsearch.decide.policies import MIN_DEFECTS_FOR_F1
 from simsearch.inspector import Inspector
 from tests.conftest import write_parts

@@ -49,7 +49,8 @@ def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_
         assert sum(map(sum, confusion)) == 20 and confusion[1][0] + confusion[1][1] == 8
         assert 0 <= report["methods"][name]["summary"]["f1"]["mean"] <= 1
         assert all(f["threshold"] is not None for f in folds)
-    assert report["methods"]["knn-patch"]["family"] == "similarity" and report["methods"]["cam"]["family"] == "classifier"
+    assert report["methods"]["knn-patch"]["family"] == "similarity"
+    assert report["methods"]["cam"]["family"] == "classifier"
     assert all(f["history"] and f["best_epoch"] for f in report["methods"]["triplet-head"]["folds"])
     rows = list(csv.DictReader(open(out / "compare.csv")))
     assert [r["method"] for r in rows] == ran and float(rows[0]["images_per_second_mean"]) > 0

@@ -1,7 +1,6 @@
 """Issue 12: what a new user hits in the first hour, through the CLI."""
 
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -135,9 +134,10 @@ def test_usage_errors_are_one_line(args):
 
 
 def test_help_and_version():
-    import tomllib
     from importlib.metadata import version
     from pathlib import Path
+
+    import tomllib
 
     import simsearch
 

@@ -148,7 +148,8 @@ def test_a_malformed_baseline_is_exit_3(part_folder, tmp_path):
     folder = tmp_path / "baseline"
     folder.mkdir()
     torch.save({"w": torch.zeros(1)}, folder / "model.pt")
-    for config in ([1, 2], {"format_version": 1, "kind": "cnn"}, {"format_version": 1, "kind": "cnn", "image_size": 10**9}):
+    for config in ([1, 2], {"format_version": 1, "kind": "cnn"},
+                   {"format_version": 1, "kind": "cnn", "image_size": 10**9}):
         (folder / "baseline.json").write_text(json.dumps(config))
         output = _one_line_error(_run("score", part_folder / "good" / "00.png", "--model", folder), 3)
         assert "baseline.json" in output

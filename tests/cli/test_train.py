@@ -82,7 +82,8 @@ def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder
     built = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--embedder",
                  f"triplet-head:{run / 'model.pt'}", "--out", index, "--json")
     assert built.exit_code == 0, built.output
-    assert json.loads(built.stdout.splitlines()[-1])["defect_patches"] > 0
+    # 4 defects x 5% of the head's 8x8 patch grid (64 px), rounded: the patches least like good
+    assert json.loads(built.stdout.splitlines()[-1])["defect_patches"] == 4 * 3
     info = json.loads(_run("info", index, "--json").stdout)
     assert info["embedder"]["joined"] is True  # the default: the backbone's patch vectors beside the head's
     head_only = _run("train", "triplet-head", part_folder, "--level", "patch", "--head-only", "--out",

@@ -26,7 +26,7 @@ def test_mvtec_tree_with_masks(tmp_path):
     samples = discover_samples(tmp_path)
     assert [(s.label, s.defect_type) for s in samples] == [("defect", "crack"), ("good", None)]
     assert samples[0].mask_path == tmp_path / "ground_truth/crack/000_mask.png"
-    assert discover_samples(tmp_path / "test")[0].mask_path is not None
+    assert discover_samples(tmp_path / "test")[0].mask_path == tmp_path / "ground_truth/crack/000_mask.png"
     assert good_image_files([tmp_path]) == [tmp_path / "train/good/000.png"]
 
 

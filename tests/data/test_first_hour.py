@@ -85,8 +85,8 @@ def test_a_defect_folder_given_as_good_is_refused(tmp_path):
 
 
 def test_on_the_shared_data():
-    from tests.conftest import BOTTLE, ELPV
     from simsearch.data.datasets import count_by_class
+    from tests.conftest import BOTTLE, ELPV
 
     missing = [p for p in (BOTTLE, ELPV) if not p.exists()]
     if missing:

@@ -138,7 +138,7 @@ def test_gray_files_resize_once_on_the_loader_with_the_same_pixels(tmp_path, mod
     for workers in (2, 0):  # on the loader's threads, and in this thread (one image, or workers=0)
         views = []
 
-        def prepare(pixels):
+        def prepare(pixels, views=views):
             views.append(gray_channel(pixels) is not None)
             return resize_rgb(pixels, 64)
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from simsearch.data.datasets import Sample, select_fold
-from simsearch.data.splits import holdout_split, kfold_splits
+from simsearch.data.datasets import Sample
+from simsearch.data.splits import holdout_split, kfold_splits, select_fold
 
 
 def _samples():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from simsearch.data.datasets import DatasetError, Sample
-from simsearch.data.splits import comparison_samples, holdout_split, kfold_splits, stratum
+from simsearch.data.datasets import DatasetError, Sample, training_samples
+from simsearch.data.splits import holdout_split, kfold_splits, stratum
 
 
 def _samples():
@@ -57,7 +57,7 @@ def test_mvtec_pool_adds_train_good(tmp_path):
         (tmp_path / folder).mkdir(parents=True)
         for i in range(count):
             Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
-    samples = comparison_samples(tmp_path)
+    samples = training_samples(tmp_path)
     assert Counter(map(stratum, samples)) == {"good": 4, "defect:crack": 2}
 
 
@@ -75,10 +75,10 @@ def test_one_class_key_drives_counts_ids_folds_and_validation():
     assert len(held) == 23 and Counter(map(class_key, held))["crack"] == 5 and not set(rest) & set(held)
 
 
-def test_fold_selection_lives_in_splits_and_keeps_its_old_import():
+def test_fold_selection_lives_in_splits_only():
     from simsearch.data import datasets, splits
 
-    assert datasets.select_fold is splits.select_fold and splits.parse_fold("2/3") == (2, 3)
+    assert not hasattr(datasets, "select_fold") and splits.parse_fold("2/3") == (2, 3)
     with pytest.raises(DatasetError) as error:
         splits.parse_fold("2of3")
     assert error.value.parameter == "fold"

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from simsearch.decide.policies import CalibrationError, binary_metrics, calibrate, threshold_from_good
+from simsearch.decide.policies import calibrate, threshold_from_good
+from simsearch.errors import CalibrationError
+from simsearch.evaluate.metrics import binary_metrics
 
 
 def _separable():

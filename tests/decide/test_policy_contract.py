@@ -1,7 +1,6 @@
 """Every registered threshold policy through the same checks, and the registry itself."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from simsearch.embed.compiled import (CompiledEmbedder, DamagedCopyError, compile_embedder, compiled_applies)
+from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError, compile_embedder, compiled_applies
 from simsearch.errors import UnknownComponentError
 from tests.conftest import ROOT, part_image
 

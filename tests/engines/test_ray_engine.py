@@ -75,7 +75,8 @@ def test_build_index_on_ray_is_the_single_process_index(cluster, embedder, elpv_
     assert ours.fingerprint == theirs.fingerprint
     np.testing.assert_allclose(ours.good.vectors(), theirs.good.vectors(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours.defect.vectors(), theirs.defect.vectors(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ours.vectors["patches"].vectors(), theirs.vectors["patches"].vectors(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.vectors["patches"].vectors(), theirs.vectors["patches"].vectors(),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_scores_on_ray_are_the_single_process_scores(cluster, elpv_split, single_process, tmp_path):

@@ -1,5 +1,6 @@
-"""Scoring modes on synthetic embeddings (both modes are defect-aware on image vectors): defect exemplars raise the scores of images near them, leave far
-images alone, change nothing when absent, and their removal restores the old scores bit for bit."""
+"""Scoring modes on synthetic embeddings (both modes are defect-aware on image vectors): defect exemplars raise
+the scores of images near them, leave far images alone, change nothing when absent, and their removal restores
+the old scores bit for bit."""
 
 import numpy as np
 import pytest

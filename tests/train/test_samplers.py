@@ -2,12 +2,13 @@
 
 import pytest
 
-from simsearch.data.datasets import Sample
-from simsearch.train.samplers import ClassBalancedBatchSampler, class_ids
+from simsearch.data.datasets import Sample, class_ids
+from simsearch.train.samplers import ClassBalancedBatchSampler
 
 
 def test_class_ids_count_defect_types_as_classes():
-    samples = [Sample("a", "good"), Sample("b", "defect", "crack"), Sample("c", "defect"), Sample("d", "defect", "crack")]
+    samples = [Sample("a", "good"), Sample("b", "defect", "crack"), Sample("c", "defect"),
+               Sample("d", "defect", "crack")]
     ids, names = class_ids(samples)
     assert names == ["good", "crack", "defect"] and ids == [0, 1, 2, 1]
 

@@ -6,12 +6,13 @@ import torch
 
 from simsearch.data.datasets import Sample
 from simsearch.data.images import read_image
+from simsearch.data.splits import validation_split
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.checkpoint import read_checkpoint
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.embed.triplet_head import ProjectionHead
 from simsearch.errors import TrainingError, WeightsError
-from simsearch.train.loop import TrainSettings, stratified_split
+from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.common import TripletObjective, TripletOptions
 from simsearch.train.tasks.triplet_ae import AutoencoderTask, train_triplet_ae
 from tests.conftest import part_image
@@ -26,8 +27,10 @@ def _toy_vectors(seed=0):
     return torch.tensor(np.vstack([good, defect]), dtype=torch.float32), torch.tensor([0] * 16 + [1] * 16)
 
 
-@pytest.mark.parametrize("miner", ["batch-hard", "semi-hard", "all"])
-def test_one_step_lowers_the_triplet_loss(miner):
+# triplets mined from 16 goods and 16 defects: batch-hard one per anchor, all every valid (anchor, positive,
+# negative), semi-hard those in the margin band (data-dependent: some, not all)
+@pytest.mark.parametrize("miner, triplet_count", [("batch-hard", 32), ("semi-hard", None), ("all", 32 * 15 * 16)])
+def test_one_step_lowers_the_triplet_loss(miner, triplet_count):
     torch.manual_seed(0)
     vectors, labels = _toy_vectors()
     head = ProjectionHead(10, embedding_dim=4, hidden_dim=16)
@@ -38,7 +41,11 @@ def test_one_step_lowers_the_triplet_loss(miner):
     optimizer.zero_grad()
     before.backward()
     optimizer.step()
-    assert len(triplets[0]) > 0 and before.item() > 0
+    if triplet_count is None:
+        assert 0 < len(triplets[0]) < 32 * 15 * 16
+    else:
+        assert len(triplets[0]) == triplet_count
+    assert before.item() > 0
     assert objective.loss(head(vectors), labels, triplets).item() < before.item()
 
 
@@ -121,8 +128,9 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         create_embedder(f"triplet-ae:{tmp_path / 'none.pt'}")
 
 
-def test_stratified_split_keeps_class_proportions():
+def test_validation_split_keeps_class_proportions():
     samples = [Sample(f"g{i}", "good") for i in range(40)] + [Sample(f"d{i}", "defect", "a") for i in range(20)]
-    rest, held = stratified_split(samples, 0.25, seed=0)
-    assert len(held) == 15 and sum(s.is_defect for s in held) == 5 and not {s.path for s in rest} & {s.path for s in held}
-    assert stratified_split(samples, 0.25, seed=0)[1] == held
+    rest, held = validation_split(samples, 0.25, seed=0)
+    assert len(held) == 15 and sum(s.is_defect for s in held) == 5
+    assert not {s.path for s in rest} & {s.path for s in held}
+    assert validation_split(samples, 0.25, seed=0)[1] == held

@@ -100,7 +100,8 @@ class ClassificationTask:
                 batch = torch.stack([self.augment(image) for image in batch])
         logits = self.classify(batch)
         loss = F.cross_entropy(logits, labels, weight=self.weights)
-        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).double().mean().detach()}  # float64: exact counts
+        # float64: exact counts
+        return {"loss": loss, "accuracy": (logits.argmax(dim=1) == labels).double().mean().detach()}
 
     def should_stop(self, row: dict[str, float]) -> bool:
         return row["train_accuracy"] >= self.options.target_accuracy

@@ -15,8 +15,14 @@ from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
-from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
-                                          read_samples)
+from simsearch.train.tasks.common import (
+    OnProgress,
+    OnSkip,
+    TripletObjective,
+    TripletOptions,
+    balanced_batches,
+    read_samples,
+)
 
 KIND = "triplet-ae"
 
@@ -56,8 +62,9 @@ class AutoencoderTask:
             return []
         labels = self.val_labels.tolist()
         if len(set(labels)) < 2:  # no triplets possible: still report the reconstruction loss
-            return [_Batch(self.val_pixels, self.val_labels, list(range(i, min(i + self.settings.batch_size, len(labels)))))
-                    for i in range(0, len(labels), self.settings.batch_size)]
+            size = self.settings.batch_size
+            return [_Batch(self.val_pixels, self.val_labels, list(range(i, min(i + size, len(labels)))))
+                    for i in range(0, len(labels), size)]
         sampler = balanced_batches(labels, self.settings, seed=self.settings.seed + 1)
         return [_Batch(self.val_pixels, self.val_labels, rows) for rows in sampler]
 

@@ -31,8 +31,14 @@ from simsearch.errors import TrainingError
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
-from simsearch.train.tasks.common import (OnProgress, OnSkip, TripletObjective, TripletOptions, balanced_batches,
-                                          read_samples)
+from simsearch.train.tasks.common import (
+    OnProgress,
+    OnSkip,
+    TripletObjective,
+    TripletOptions,
+    balanced_batches,
+    read_samples,
+)
 
 KIND = "triplet-head"
 FEATURES = "features.pt"
