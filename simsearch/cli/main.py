@@ -235,10 +235,8 @@ def build_index(
             fail(f"no images found in {defects}")
         defect_samples = _drop_non_utf8_names(labelled_defects + extra_defects, skips)
         mode_reason = None
-        if mode is None:  # the library's rule, said: which mode and why
+        if mode is None:  # the library's rule, said once the index is built: which mode and why
             mode, mode_reason = default_mode(len(defect_samples))
-            if not as_json:
-                err_console.print(f"mode {mode}: {mode_reason}", highlight=False, markup=False, soft_wrap=True)
         start = time.perf_counter()
         backbone = embedder or backbone
         embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
@@ -281,6 +279,8 @@ def build_index(
                       f"{summary['dim']}-d vectors, mode {mode}"
                       + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
+        if mode_reason and defect_samples:  # a mode chosen for the user's labels: say which and why
+            err_console.print(f"mode {mode}: {mode_reason}", highlight=False, markup=False, soft_wrap=True)
         for role, kind in summary["index_kinds"].items():
             if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
                 console.print(f"search {role}: {escape(kind['summary'])}")

@@ -19,9 +19,23 @@ def _run(*args):
 @pytest.fixture
 def built(part_folder, tmp_path):
     index = tmp_path / "index"
-    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--out", index, *FAST)
+    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--mode", "patch",
+                  "--out", index, *FAST)
     assert result.exit_code == 0, result.output
     return index
+
+
+def test_build_index_with_defects_chooses_the_open_set_mode_and_says_why(part_folder, tmp_path):
+    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--out",
+                  tmp_path / "index", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "mode open-set: 4 labelled defect(s) given" in result.stderr
+    info = json.loads(_run("info", tmp_path / "index", "--json").stdout)
+    assert info["mode"] == "open-set" and info["counts"]["defect_residuals"] == 4
+    assert set(info["defect_weight"]) >= {"weight", "direction_weight", "reason"}
+    plain = _run("build-index", part_folder / "good", "--out", tmp_path / "plain", "--json", *FAST)
+    summary = json.loads(plain.stdout)
+    assert summary["mode"] == "patch" and summary["mode_reason"].startswith("no labelled defects")
 
 
 def test_build_score_json_info_add_remove(built, part_folder):
