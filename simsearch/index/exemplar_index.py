@@ -235,13 +235,20 @@ class ExemplarIndex:
         """An independent copy (every store, the catalogue, records and artifacts) to change without touching
         this one."""
         clone = _copy.copy(self)
-        clone.vectors = {role: VectorStore.from_bytes(store.to_bytes(), _copy.deepcopy(store.record))
-                         for role, store in self.vectors.items()}
+        clone.vectors = {role: store.copy() for role, store in self.vectors.items()}
         clone.roles, clone.exemplars, clone.index_kinds = dict(self.roles), dict(self.exemplars), dict(self.index_kinds)
         clone.artifacts, clone.artifact_files = dict(self.artifacts), dict(self.artifact_files)
         for name in ("embedder_config", "threshold", "map_scale", "artifact_records"):
             setattr(clone, name, _copy.deepcopy(getattr(self, name)))
         return clone
+
+    def carry_search_cells(self, earlier: "ExemplarIndex") -> None:
+        """Take the search cells of `earlier` (the index this one was read in place of: the same folder, an
+        earlier generation) for the stores of the same role, so the first search after a change does not
+        train them again (`VectorStore.carry_cells_from`; searches stay exact)."""
+        for role, store in self.vectors.items():
+            if role in earlier.vectors:
+                store.carry_cells_from(earlier.vectors[role])
 
     def shift_ids(self, first_id: int) -> None:
         """Renumber the exemplars to start at `first_id` or later, so that replacing an index never reuses ids."""

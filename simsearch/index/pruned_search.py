@@ -2,7 +2,8 @@
 a cell is searched for a query only if the triangle inequality allows it to hold something closer than
 the k-th neighbour already found (|q - centroid| - radius < bound). Same answers as a flat search; on
 PatchCore patch banks it computes a small fraction of the distances. `pruned_largest_nearest` answers only
-what an image score needs, the largest nearest distance among each image's patches, with fewer still."""
+what an image score needs, the largest nearest distance among each image's patches, with fewer still. A
+changed bank keeps its cells (`carry_partition`): k-means runs again only once the bank's size moved far."""
 
 from __future__ import annotations
 
@@ -28,6 +29,24 @@ class CellPartition:
     radius: np.ndarray  # (C,)
     starts: np.ndarray  # (C,)
     ends: np.ndarray  # (C,)
+    trained_on: int = 0  # how many vectors the k-means centroids were trained on (carried partitions keep it)
+
+
+@dataclass(frozen=True)
+class CellSeed:
+    """What a changed bank keeps of its partition to carry it over: the centroids and each id's cell, not the
+    vectors (a few bytes per vector)."""
+
+    centroids: np.ndarray  # (C, D)
+    ids: np.ndarray  # (N,) sorted
+    cells: np.ndarray  # (N,) the cell of each id
+    trained_on: int
+
+    @classmethod
+    def of(cls, part: CellPartition) -> "CellSeed":
+        cells = np.repeat(np.arange(len(part.starts)), part.ends - part.starts)
+        order = np.argsort(part.ids, kind="stable")
+        return cls(part.centroids, part.ids[order], cells[order], part.trained_on)
 
 
 def build_partition(vectors: np.ndarray, ids: np.ndarray, points_per_cell: int = 64, seed: int = 0) -> CellPartition:
@@ -37,19 +56,43 @@ def build_partition(vectors: np.ndarray, ids: np.ndarray, points_per_cell: int =
     kmeans = faiss.Kmeans(vectors.shape[1], n_cells, niter=10, seed=seed, max_points_per_centroid=128)
     kmeans.train(vectors)
     _, assign = kmeans.index.search(vectors, 1)
-    assign = assign[:, 0]
+    return _partition(vectors, np.asarray(ids), kmeans.centroids, assign[:, 0], len(vectors))
+
+
+def carry_partition(seed: CellSeed, vectors: np.ndarray, ids: np.ndarray) -> CellPartition:
+    """The partition of a changed bank (vectors, ids) on an earlier partition's centroids, without k-means:
+    a vector whose id the seed holds goes back to that id's cell, any other to its nearest centroid. Every
+    radius is measured again on the vectors as they are, so the search stays exact whatever changed (added,
+    removed or even replaced vectors); only how much it prunes depends on how well the cells still fit."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.asarray(ids)
+    assign = np.empty(len(ids), dtype=np.int64)
+    if len(seed.ids):
+        at = np.minimum(np.searchsorted(seed.ids, ids), len(seed.ids) - 1)
+        known = seed.ids[at] == ids
+    else:
+        at, known = np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+    assign[known] = seed.cells[at[known]]
+    if not known.all():
+        assign[~known] = faiss.knn(vectors[~known], np.ascontiguousarray(seed.centroids), 1)[1][:, 0]
+    return _partition(vectors, ids, seed.centroids, assign, seed.trained_on)
+
+
+def _partition(vectors: np.ndarray, ids: np.ndarray, centroids: np.ndarray, assign: np.ndarray,
+               trained_on: int) -> CellPartition:
+    """Vectors sorted by their assigned cell; cells left empty are dropped; each radius measured."""
     order = np.argsort(assign, kind="stable")
-    sizes = np.bincount(assign, minlength=n_cells)
+    sizes = np.bincount(assign, minlength=len(centroids))
     keep = sizes > 0
     sorted_vectors = vectors[order]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[keep]
     ends = starts + sizes[keep]
-    centroids = np.ascontiguousarray(kmeans.centroids[keep])
+    centroids = np.ascontiguousarray(centroids[keep])
     cell_of = np.repeat(np.arange(len(starts)), sizes[keep])
     spread = np.sqrt(((sorted_vectors - centroids[cell_of]) ** 2).sum(axis=1))
     radius = np.maximum.reduceat(spread, starts)
-    return CellPartition(sorted_vectors, (sorted_vectors ** 2).sum(axis=1), np.asarray(ids)[order],
-                         centroids, radius.astype(np.float32), starts, ends)
+    return CellPartition(sorted_vectors, (sorted_vectors ** 2).sum(axis=1), ids[order],
+                         centroids, radius.astype(np.float32), starts, ends, int(trained_on))
 
 
 def _squared_distances(queries: np.ndarray, query_norms: np.ndarray, part: CellPartition, start: int,

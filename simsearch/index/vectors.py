@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import faiss
@@ -22,7 +23,14 @@ from simsearch.index.kinds import (
     stored_vectors,
     with_flat_quantizer,
 )
-from simsearch.index.pruned_search import CellPartition, build_partition, pruned_largest_nearest, pruned_search
+from simsearch.index.pruned_search import (
+    CellPartition,
+    CellSeed,
+    build_partition,
+    carry_partition,
+    pruned_largest_nearest,
+    pruned_search,
+)
 
 
 def gpu_count() -> int:
@@ -53,6 +61,9 @@ def _to_gpu(index: faiss.Index) -> faiss.Index:
 
 
 PRUNED_MIN_SIZE = 4096  # below this a flat search is already fast
+# a changed store keeps its k-means cells (new vectors go to the nearest one) until its size moves by this
+# factor either way from what they were trained on; then the cells no longer fit and k-means runs again
+CELLS_REFIT = 1.5
 
 
 class VectorStore:
@@ -68,6 +79,7 @@ class VectorStore:
             set_search_depth(self.index, record)
         self._search_index: faiss.Index | None = None
         self._partition: CellPartition | None = None
+        self._seed: CellSeed | None = None  # the cells of an earlier content, carried over by the next search
         self.version = 0  # bumped by every change: what is derived from the contents can tell it is stale
 
     def __len__(self) -> int:
@@ -80,6 +92,8 @@ class VectorStore:
 
     def _changed(self) -> None:
         self._search_index = None
+        if self._partition is not None:  # keep its cells, not its vectors: carried over at the next search
+            self._seed = CellSeed.of(self._partition)
         self._partition = None
         self.version += 1
 
@@ -187,8 +201,27 @@ class VectorStore:
     def _cells(self) -> CellPartition:
         if self._partition is None:
             vectors, ids = self.contents()
-            self._partition = build_partition(vectors, ids)
+            seed = self._seed
+            if seed is not None and seed.trained_on / CELLS_REFIT <= len(ids) <= seed.trained_on * CELLS_REFIT:
+                self._partition = carry_partition(seed, vectors, ids)
+            else:
+                self._partition = build_partition(vectors, ids)
+            self._seed = None
         return self._partition
+
+    def carry_cells_from(self, other: "VectorStore") -> None:
+        """Take `other`'s search cells (an earlier state of the same bank, e.g. the index this one was loaded
+        in place of) to carry over at the next search instead of training new ones; nothing when this store
+        has its own or `other` has none. Searches stay exact whatever the two hold (see `carry_partition`)."""
+        if self._partition is not None or self._seed is not None or other.dim != self.dim:
+            return
+        self._seed = CellSeed.of(other._partition) if other._partition is not None else other._seed
+
+    def copy(self) -> "VectorStore":
+        """An independent copy (through `to_bytes`) that keeps this store's search cells."""
+        clone = VectorStore.from_bytes(self.to_bytes(), copy.deepcopy(self.record))
+        clone.carry_cells_from(self)
+        return clone
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         return pruned_search(self._cells(), queries, k)

@@ -101,7 +101,13 @@ class IndexState:
     def _commit(self, change: Callable[[ExemplarIndex], T]) -> tuple[ExemplarIndex, T]:
         with self._write_lock:
             # Re-read under the folder's lock: what `simsearch add` or another server committed is kept.
-            index, result = update_index(self.folder, change, self._current.embedder.fingerprint, self.wait)
+            def carried_change(index: ExemplarIndex) -> T:
+                # the served snapshot's search cells, carried over: no k-means at the first search after it
+                index.carry_search_cells(self._current.index_)
+                return change(index)
+
+            index, result = update_index(self.folder, carried_change, self._current.embedder.fingerprint,
+                                         self.wait)
             self._publish(index)
             return index, result
 
@@ -142,6 +148,7 @@ class IndexState:
             if index.generation == self._current.index_.generation:
                 self._seen = signature
                 return False
+            index.carry_search_cells(self._current.index_)
             self._publish(index)
             self._seen = signature  # the signature read before loading: a later commit is seen next time
             log.info("reloaded %s at generation %s (changed by another writer)", self.folder, index.generation)

@@ -65,3 +65,46 @@ def test_largest_nearest_of_each_group_is_the_max_of_a_full_search():
     small.add(bank[:500], np.arange(500))
     by_search = small.search(queries.reshape(-1, dim), 1)[0][:, 0].reshape(40, 196).max(axis=1)
     np.testing.assert_array_equal(small.largest_nearest(queries), by_search)
+
+
+def test_appended_and_removed_vectors_are_found_exactly_on_carried_cells(monkeypatch):
+    """A changed store carries its cells over (no k-means again): vectors appended far from every cell, and a
+    copy of the store changed again, are still found exactly, as a flat search finds them."""
+    import simsearch.index.vectors as vectors_module
+
+    bank, dim = _clustered(PRUNED_MIN_SIZE + 500), 32
+    store = VectorStore(dim)
+    store.add(bank, np.arange(len(bank)))
+    store.largest_nearest(bank[:64].reshape(1, 64, dim))  # the cells are trained here
+    trained = store._partition.centroids.copy()
+    builds = []
+    monkeypatch.setattr(vectors_module, "build_partition",
+                        lambda *a, **kw: builds.append(1) or build_partition(*a, **kw))
+    rng = np.random.default_rng(7)
+    far = (rng.normal(0, 4, (1, dim)) * 2 + rng.normal(0, 0.3, (300, dim))).astype(np.float32)  # a new cluster
+    store.add(far, np.arange(300) + 10**6)
+    store.remove_ids(np.arange(200))
+    clone = store.copy()
+    clone.add(far[:50] + 0.5, np.arange(50) + 2 * 10**6)
+    near = rng.normal(0, 0.2, (400, dim)).astype(np.float32)  # not closer: float rounding would tie them
+    queries = np.concatenate([far[::6], bank[100:400], far[:50] + 0.5]) + near
+    for changed in (store, clone):
+        vectors, ids = changed.contents()
+        flat = faiss.IndexFlatL2(dim)
+        flat.add(vectors)
+        expected_d, expected_i = flat.search(queries, 2)
+        got_d, got_i = changed.search(queries, 2)
+        assert changed._partition is not None and np.array_equal(changed._partition.centroids, trained)
+        # nearest ids exactly; second ones can tie within float rounding: their distances
+        assert np.array_equal(got_i[:, 0], ids[expected_i[:, 0]])
+        np.testing.assert_allclose(got_d, np.sqrt(expected_d), rtol=1e-3, atol=1e-3)
+        groups = queries.reshape(10, 40, dim)
+        np.testing.assert_allclose(changed.largest_nearest(groups),
+                                   np.sqrt(expected_d[:, 0]).reshape(10, 40).max(axis=1), rtol=1e-4)
+    assert not builds
+    # grown far past what the cells were trained on: trained again
+    big = VectorStore(dim)
+    big.carry_cells_from(store)
+    big.add(_clustered(3 * len(bank), seed=3), np.arange(3 * len(bank)))
+    big.search(bank[:100], 1)
+    assert builds == [1]
