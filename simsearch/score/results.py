@@ -165,8 +165,15 @@ def _peak_patch_evidence(index: ExemplarIndex, embeddings: Embeddings,
     if maps is None or embeddings.patches is None or not has_defect_patches(index):
         return None
     flat = embeddings.patches.reshape(len(maps), -1, embeddings.patches.shape[-1])
-    peaks = flat[np.arange(len(maps)), maps.reshape(len(maps), -1).argmax(axis=1)][:, None, None, :]
-    good, _ = nearest_patches(index, peaks, index.k)
-    defect, owners = nearest_defect_patches(index, peaks)
-    return [None if owners[n, 0, 0] < 0 else (int(owners[n, 0, 0]), float(defect[n, 0, 0]), float(good[n, 0, 0]))
-            for n in range(len(maps))]
+    values = maps.reshape(len(maps), -1)
+    evidence = []
+    for row in range(len(maps)):
+        # the map is capped at the image's score: several patches may share its peak; the one nearest a known
+        # defect patch speaks for the type
+        tied = np.flatnonzero(values[row] >= values[row].max())
+        defect, owners = nearest_defect_patches(index, flat[row, tied][None, :, None, :])
+        best = int(np.argmin(defect[0, :, 0]))
+        good, _ = nearest_patches(index, flat[row, tied[best]][None, None, None, :], index.k)
+        owner = int(owners[0, best, 0])
+        evidence.append(None if owner < 0 else (owner, float(defect[0, best, 0]), float(good[0, 0, 0])))
+    return evidence

@@ -146,7 +146,7 @@ def test_patch_level_defects_raise_the_map_where_a_patch_looks_like_a_known_defe
     assert (index.vectors["defect_patches"].ids() & 0xFFFFFF).tolist() == [1 * GRID[1] + 1]  # the patch least like good
     scores, maps = anomaly_scores(index, embeddings)
     assert maps[0, 2, 3] > before_maps[0, 2, 3] * 1.1  # the defect-like patch is raised ...
-    assert maps.max() <= scores[0]  # ... never above the image's score: a known defect cannot saturate the map
+    assert maps.max() <= scores[0]  # ... never above the image's score: it cannot saturate the map
     assert maps[0, 0, 0] == before_maps[0, 0, 0]  # the unlike anomaly is not
     assert np.array_equal(np.delete(maps.ravel(), [2 * GRID[1] + 3]), np.delete(before_maps.ravel(), [2 * GRID[1] + 3]))
     # the image score stays the good-patch one: only the image vector's resemblance to a defect raises it
