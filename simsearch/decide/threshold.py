@@ -64,6 +64,11 @@ class Threshold:
         """True where the raw score is at or above the threshold."""
         return np.asarray(scores, dtype=np.float64) >= float(self.value)
 
+    def verdict(self, score: float) -> tuple[float, bool]:
+        """One raw score -> (normalised score, is anomaly): the one way every Scorer fills a ScoreResult, so that
+        the threshold sits at normalised 0.5 whatever the scorer (a probability threshold of 0.46 included)."""
+        return float(self.normalise([score])[0]), bool(self.is_anomalous([score])[0])
+
     def to_record(self) -> dict[str, Any]:
         """The JSON dict stored in the index manifest."""
         return {"value": self.value, "policy": self.policy, "target": self.target, "reason": self.reason,
