@@ -71,8 +71,10 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def flag(parameter: str) -> str:
-    """The CLI flag of a library parameter: batch_size -> --batch-size."""
-    return "--" + parameter.replace("_", "-")
+    """The CLI flag of a library parameter: batch_size -> --batch-size; a switch's value picks its form:
+    pretrained=False -> --no-pretrained."""
+    name, _, value = parameter.partition("=")
+    return ("--no-" if value == "False" else "--") + name.replace("_", "-")
 
 
 def _exit_code(error: BaseException) -> int:
