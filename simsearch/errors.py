@@ -1,12 +1,16 @@
 """One root for every error simsearch raises on purpose, in a few categories, with one exit-code table.
 
-The message says what is wrong; `hint` says what to do, naming the library `parameter` as `{param}`. The
-faces render it: the CLI as its flag (`--max-false-alarm`), the service as a JSON field (`max_false_alarm`).
+The message says what is wrong; `hint` says what to do, naming the library `parameter` as `{param}` (and any
+other as `{param:name}` or `{param:name=False}`). The faces render it: the CLI as its flag
+(`--max-false-alarm`, `--no-pretrained`), the service as a JSON field (`max_false_alarm`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable
+
+_OTHER_PARAMETER = re.compile(r"\{param:([A-Za-z_][A-Za-z0-9_]*(?:=\w+)?)\}")
 
 
 class SimsearchError(Exception):
@@ -25,7 +29,8 @@ class SimsearchError(Exception):
         """The message and its hint as one line, the parameter written as `name(parameter)`."""
         if not self.hint:
             return self.message
-        hint = self.hint.replace("{param}", name(self.parameter)) if self.parameter else self.hint
+        hint = _OTHER_PARAMETER.sub(lambda match: name(match.group(1)), self.hint)
+        hint = hint.replace("{param}", name(self.parameter)) if self.parameter else hint
         return f"{self.message}; {hint}"
 
     def __str__(self) -> str:

@@ -334,7 +334,8 @@ class Inspector(Scorer):
         record, read_at = index.threshold, index.generation
 
         def change(saved: ExemplarIndex) -> bool:
-            saved.threshold = record
+            # with the generation this save commits: `info` says when exemplars changed after it
+            saved.threshold = {**record, "generation": saved.generation + 1} if record else record
             return saved.generation != read_at
 
         self.index_, changed = update_index(folder, self._keeping_compiled_copy(change),
@@ -475,5 +476,6 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
             calibration.pixel_value = pixel_threshold_for_f1(*pixels)
             calibration.reason += "; map threshold for boxes: the pixel-F1-best on the masks"
     calibration.calibrated_on = source
+    calibration.generation = index.generation + 1  # the next save's (save_threshold writes the one it commits)
     index.threshold = calibration.to_record()
     return calibration

@@ -180,11 +180,12 @@ class ImageClassifier(SavedBaseline):
         with torch.inference_mode():
             probabilities = torch.softmax(model(pixels), dim=1)[:, 1].cpu().numpy()
             maps = class_activation_maps(model, pixels).cpu().numpy() if self.kind == "cam" else None
-        results = []
+        results, threshold = [], probability_threshold(self.threshold)
         for row, item in enumerate(items):
             probability = float(probabilities[row])
-            result = ScoreResult(path=item.path, score=probability, nearest=[], normalised_score=probability,
-                                 is_anomaly=probability >= self.threshold, image_size=item.pixels.shape[:2])
+            normalised, rejected = threshold.verdict(probability)
+            result = ScoreResult(path=item.path, score=probability, nearest=[], normalised_score=normalised,
+                                 is_anomaly=rejected, image_size=item.pixels.shape[:2])
             if maps is not None:
                 result.patch_map = maps[row]
                 box = map_to_box(upsample_map(maps[row], item.pixels.shape[:2])) if result.is_anomaly else None

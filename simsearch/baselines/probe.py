@@ -227,10 +227,11 @@ class BackboneProbe(SavedBaseline):
             if not batch:
                 return
             probabilities = self.head_.predict_proba(self.embedder_.embed([i.pixels for i in batch]).image)
+            threshold = probability_threshold(self.threshold)
             for item, probability in zip(batch, probabilities):
-                yield ScoreResult(path=item.path, score=float(probability), nearest=[],
-                                  normalised_score=float(probability), is_anomaly=bool(probability >= self.threshold),
-                                  image_size=item.pixels.shape[:2])
+                normalised, rejected = threshold.verdict(float(probability))
+                yield ScoreResult(path=item.path, score=float(probability), nearest=[], normalised_score=normalised,
+                                  is_anomaly=rejected, image_size=item.pixels.shape[:2])
             if on_progress:
                 on_progress(len(batch))
 

@@ -214,9 +214,10 @@ def register(app: typer.Typer) -> None:
             print_comparison(report)
             if counts is not None:
                 print_curve(report["curve"])
-            console.print(f"saved {escape(str(json_path))}, {escape(str(csv_path))} and {escape(str(run_path))}"
-                          + (f"; models under {escape(str(out / 'models'))}" if save_models else "")
-                          + f"\nnext: simsearch report {escape(str(out))}", highlight=False)
+            # the console has markup off: paths print as they are (escape() would add backslashes)
+            console.print(f"saved {json_path}, {csv_path} and {run_path}"
+                          + (f"; models under {out / 'models'}" if save_models else ""), highlight=False)
+            console.print(f"next: simsearch report {out}", highlight=False, soft_wrap=True)  # whole, to paste
 
     @app.command("train-baseline")
     def train_baseline(

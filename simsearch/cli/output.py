@@ -71,8 +71,10 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def flag(parameter: str) -> str:
-    """The CLI flag of a library parameter: batch_size -> --batch-size."""
-    return "--" + parameter.replace("_", "-")
+    """The CLI flag of a library parameter: batch_size -> --batch-size; a switch's value picks its form:
+    pretrained=False -> --no-pretrained."""
+    name, _, value = parameter.partition("=")
+    return ("--no-" if value == "False" else "--") + name.replace("_", "-")
 
 
 def _exit_code(error: BaseException) -> int:
@@ -417,7 +419,7 @@ def print_info(folder: Path, description: dict) -> None:
           if "defect_weight" in description else ()),
         *((f"search {role}", kind["summary"]) for role, kind in description.get("index_kinds", {}).items()
           if kind.get("vectors")),
-        ("threshold", _threshold_text(description.get("threshold"))),
+        ("threshold", _threshold_text(description.get("threshold"), description.get("generation"))),
         ("format", f"version {description['format_version']}, generation {description['generation']}"),
         ("size on disk", "-" if description.get("bytes") is None else human_size(description["bytes"])),
         ("updated", description.get("updated") or "-"),  # the last save, not now
@@ -449,11 +451,15 @@ def describe_embedder(config: dict) -> str:
     return text + (f" {'+'.join(config['layers'])}" if config.get("layers") else "")
 
 
-def _threshold_text(record: dict | None) -> str:
+def _threshold_text(record: dict | None, generation: int | None = None) -> str:
     threshold = as_threshold(record)
     if threshold is None:
         return "none (run `simsearch calibrate`)"
-    return f"{threshold.value:.6g} ({threshold.policy})"
+    text = f"{threshold.value:.6g} ({threshold.policy})"
+    if threshold.generation is not None and generation is not None and threshold.generation < generation:
+        text += (f"; calibrated on generation {threshold.generation}, the index is at {generation}: exemplars "
+                 "added or removed since are not in it (run `simsearch calibrate` again)")
+    return text
 
 
 def print_evaluation(evaluation) -> None:

@@ -123,7 +123,7 @@ def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs
     best = f" (epoch {result.best_epoch}, lowest validation loss)" if result.best_epoch else ""
     console.print(f"model: {result.model_path}{best}\ncurves: {result.curves_path} and {result.history_path}")
     console.print(f"next: simsearch build-index GOOD --mode image --embedder {kind}:{result.model_path}\n"
-                  f"report: simsearch report {result.out_dir}")
+                  f"report: simsearch report {result.out_dir}", soft_wrap=True)  # commands print whole, to paste
     skips.finish()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from simsearch.errors import IndexProblem
 
 RECORD_KEYS = ("value", "policy", "target", "reason", "low", "high", "pixel_value", "metrics", "calibrated_on",
-               "created")
+               "created", "generation")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Threshold:
     metrics: dict[str, Any] = field(default_factory=dict)
     calibrated_on: str = ""
     created: str = ""
+    generation: int | None = None  # the index generation whose save stored it; None: not known (older records)
 
     @property
     def pixel(self) -> float:
@@ -64,11 +65,16 @@ class Threshold:
         """True where the raw score is at or above the threshold."""
         return np.asarray(scores, dtype=np.float64) >= float(self.value)
 
+    def verdict(self, score: float) -> tuple[float, bool]:
+        """One raw score -> (normalised score, is anomaly): the one way every Scorer fills a ScoreResult, so that
+        the threshold sits at normalised 0.5 whatever the scorer (a probability threshold of 0.46 included)."""
+        return float(self.normalise([score])[0]), bool(self.is_anomalous([score])[0])
+
     def to_record(self) -> dict[str, Any]:
         """The JSON dict stored in the index manifest."""
         return {"value": self.value, "policy": self.policy, "target": self.target, "reason": self.reason,
                 "low": self.low, "high": self.high, "pixel_value": self.pixel_value, "metrics": self.metrics,
-                "calibrated_on": self.calibrated_on, "created": self.created}
+                "calibrated_on": self.calibrated_on, "created": self.created, "generation": self.generation}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "Threshold":
@@ -80,7 +86,8 @@ class Threshold:
                    pixel_value=_number(record, "pixel_value", optional=True),
                    policy=_text(record, "policy", "fixed"), target=_number(record, "target", optional=True),
                    reason=_text(record, "reason"), metrics=_mapping(record, "metrics"),
-                   calibrated_on=_text(record, "calibrated_on"), created=_text(record, "created"))
+                   calibrated_on=_text(record, "calibrated_on"), created=_text(record, "created"),
+                   generation=_whole(record, "generation"))
 
 
 def _bad(name: str, what: str, value: Any) -> IndexProblem:
@@ -95,6 +102,15 @@ def _number(record: Mapping[str, Any], name: str, optional: bool = False) -> Any
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise _bad(name, "a number" + (" or null" if optional else ""), value)
     return float(value)
+
+
+def _whole(record: Mapping[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(name, "a whole number or null", value)
+    return value
 
 
 def _text(record: Mapping[str, Any], name: str, default: str = "") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
 from pathlib import Path
 
 import torch
@@ -82,12 +81,12 @@ def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
     filename = Path(weights.url).name
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
-    except (urllib.error.URLError, OSError, RuntimeError, ConnectionError) as error:
+    except Exception as error:  # offline, a proxy, a hub or HTTP error, a bad hash: all one "could not download"
         # Only ResNet-18 has a ready-made partial file in the shared folder.
         example = f" (e.g. {SHARED_RESNET18})" if name == "resnet18" else ""
         raise WeightsError(
             f"pretrained weights for {name} are not cached and could not be downloaded "
             f"({error.__class__.__name__}): put {filename} in {torchvision_cache_dir()} (or set TORCH_HOME)",
-            hint=f"or pass a state-dict file in {{param}}{example}, or turn pretrained weights off for "
-                 "random ones", parameter="weights") from None
+            hint=f"or pass a state-dict file as {{param}} FILE{example}, or random weights (tests and demos "
+                 "only) with {param:pretrained=False}", parameter="weights") from None
     return state, f"torchvision:{weights}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 import simsearch
 from simsearch.data.images import DecodeBudget, ImageError, ImageTooLargeError
@@ -26,6 +26,7 @@ from simsearch.errors import (
 from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
+from simsearch.service.docs import offline_docs
 from simsearch.service.metrics import Metrics
 from simsearch.service.middleware import (
     AccessGuardMiddleware,
@@ -133,7 +134,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         state.wait_for_writes()
         log.info("stopped; index %s at generation %s", folder, state.snapshot.index_.generation)
 
-    # /docs from the swagger-ui-bundle package's files, so it works offline; ReDoc only exists on a CDN.
+    # /docs from the swagger-ui-bundle package's files, so it works offline (docs.py); ReDoc only exists on a CDN.
     app = FastAPI(title="simsearch", version=simsearch.__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.service = Service(settings, state, batcher, metrics, DecodeBudget(settings.decode_budget_bytes),
@@ -161,29 +162,3 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
                        max_requests=settings.max_requests)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status
     return app
-
-
-DOCS_ASSETS = "/docs-assets"
-
-
-def offline_docs(app: FastAPI) -> set[str]:
-    """Serve /docs with Swagger UI's files from the swagger-ui-bundle package (no CDN); the open paths it
-    adds. Without the package there is no /docs (the OpenAPI schema stays at /openapi.json)."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        log.warning("swagger-ui-bundle is not installed: no /docs (the schema is at /openapi.json)")
-        return {app.openapi_url}
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
-                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
-
-    return {app.openapi_url, "/docs", f"{DOCS_ASSETS}/"}

@@ -109,9 +109,12 @@ CONFLICT = {409: _error(409, "another writer held the index folder longer than t
 @api.post("/exemplars", summary="Add an exemplar", responses=UPLOAD_ERRORS | CONFLICT)
 async def add_exemplar(request: Request, image: UploadFile = File(..., description="The exemplar image."),
                        label: str = Form(..., description="good or defect (also ok/ng/bad/anomaly)."),
-                       type: str | None = Form(None, description="Defect type, with label=defect.")):
+                       type: str | None = Form(None, description="Defect type, with label=defect."),
+                       allow_duplicates: bool = Form(False, description="Add the image even where the index "
+                                                     "already holds the same file (sha256).")):
     """Add one exemplar; it is saved to the index on disk (atomically) before this answers. Returns it
-    with its new id."""
+    with its new id; a file the index already holds (same sha256) is skipped, as `simsearch add` skips it:
+    the answer is then `skipped` (why) and `held_as` (the exemplar holding the file), with no `id`."""
     svc = service(request)
     label = normalise_label(label)  # DatasetError: 422
     if type and label != "defect":
@@ -119,10 +122,16 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
     type = check_defect_type(type, "type")  # before the upload is decoded: long or control characters, 422
     data, decoded = await _read_upload(svc, image)
     source = f"upload:{(image.filename or 'image')[:200]}"
-    exemplar = await run_in_threadpool(svc.state.add, decoded.pixels, label, type or None, source,
-                                       hashlib.sha256(data).hexdigest())
+    exemplar, added = await run_in_threadpool(svc.state.add_unless_held, decoded.pixels, label, type or None,
+                                              source, hashlib.sha256(data).hexdigest(), allow_duplicates)
+    notes = {"notes": decoded.notes} if decoded.notes else {}
+    if not added:
+        kind = exemplar.label + (f", type {exemplar.defect_type}" if exemplar.defect_type else "")
+        return {"skipped": f"duplicate: the index already holds this image as exemplar "
+                f"#{exemplar.id} ({kind}, from {exemplar.path}); nothing was added (allow_duplicates=true adds "
+                "it again)", "held_as": exemplar.to_dict()} | notes
     await run_in_threadpool(_keep_for_station, svc, exemplar, decoded.pixels)
-    return exemplar.to_dict() | ({"notes": decoded.notes} if decoded.notes else {})
+    return exemplar.to_dict() | notes
 
 
 def station_who(svc: "Service") -> str:

@@ -69,15 +69,22 @@ class IndexState:
 
     def add(self, pixels: np.ndarray, label: str, defect_type: str | None, source: str, sha256: str) -> Exemplar:
         """Embed one image, add it to the committed index under the folder's lock, save, publish."""
+        return self.add_unless_held(pixels, label, defect_type, source, sha256, allow_duplicates=True)[0]
+
+    def add_unless_held(self, pixels: np.ndarray, label: str, defect_type: str | None, source: str, sha256: str,
+                        allow_duplicates: bool = False) -> tuple[Exemplar, bool]:
+        """Like `add`, but a file (sha256) the committed index already holds is skipped, as `simsearch add`
+        skips it: (the new exemplar, True), or (the exemplar holding the same file, False)."""
+        if not allow_duplicates and (held := _holding(self._current.index_, sha256)) is not None:
+            return held, False  # no embedding for a file already held (checked again under the lock)
         embeddings = self._current.embedder.embed([pixels])  # outside the locks: adds embed in parallel
         item = NewExemplar(source, label, defect_type if label == "defect" else None, sha256)
 
-        def change(index: ExemplarIndex) -> int:
-            [new_id] = index.add([item], embeddings.image, embeddings.patches)
-            return new_id
+        def change(index: ExemplarIndex) -> tuple[Exemplar, bool]:
+            new_ids = index.add([item], embeddings.image, embeddings.patches, allow_duplicates=allow_duplicates)
+            return (index.exemplars[new_ids[0]], True) if new_ids else (_holding(index, sha256), False)
 
-        index, new_id = self._commit(change)
-        return index.exemplars[new_id]
+        return self._commit(change)[1]
 
     def remove(self, exemplar_id: int) -> Exemplar:
         """Remove one exemplar, save, publish; ExemplarIndex.remove refuses unknown ids and the last good one."""
@@ -170,3 +177,8 @@ class IndexState:
 
 
 __all__ = ["ConflictError", "IndexMismatchError", "IndexState"]
+
+
+def _holding(index: ExemplarIndex, sha256: str) -> Exemplar | None:
+    """The exemplar whose file has this sha256 (the lowest id), or None."""
+    return next((e for _, e in sorted(index.exemplars.items()) if sha256 and e.sha256 == sha256), None)

@@ -178,3 +178,18 @@ def test_score_with_the_compiled_embedder_never_imports_torch(built, fresh_parts
     assert [r["path"] for r in rows] == [r["path"] for r in expected] and len(rows) == 4
     assert all(abs(a["score"] - b["score"]) <= 1e-3 * max(r["score"] for r in expected)
                for a, b in zip(rows, expected))
+
+
+def test_info_says_when_exemplars_changed_after_the_threshold(built, fresh_parts):
+    """add/remove after calibrate: the threshold was set on an earlier generation, and `info` says so."""
+    assert _run("calibrate", "--index", built, "--max-false-alarm", "0.1").exit_code == 0
+    calibrated = json.loads(_run("info", built, "--json").stdout)
+    assert calibrated["threshold"]["generation"] == calibrated["generation"]
+    assert "calibrated on generation" not in _run("info", built).stdout
+    added = _run("add", built, fresh_parts / "good" / "00.png", "--label", "good")
+    assert added.exit_code == 0, added.output
+    text = " ".join(_run("info", built).stdout.replace("│", " ").split())  # the table wraps its cells
+    assert f"calibrated on generation {calibrated['generation']}, the index is at {calibrated['generation'] + 1}" \
+        in text and "simsearch calibrate" in text
+    assert _run("calibrate", "--index", built, "--max-false-alarm", "0.1").exit_code == 0
+    assert "calibrated on generation" not in _run("info", built).stdout

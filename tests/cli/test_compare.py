@@ -132,3 +132,10 @@ def test_score_model_errors_are_one_line(tmp_path, part_folder):
     assert result.exit_code != 0 and result.stderr.startswith("error: ") and "baseline" in result.stderr
     result = _run("compare", part_folder, "--methods", "nope", *FAST)
     assert result.exit_code != 0 and result.stderr.startswith("error: ")
+
+
+def test_compare_next_command_prints_whole_on_a_narrow_terminal(parts, tmp_path):
+    out = tmp_path / "a-rather-long-folder-name-for-the-comparison" / "of-the-second-shift-on-line-three"
+    result = _run("compare", parts, "--methods", "knn-image", "--folds", "2", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert f"next: simsearch report {out}" in result.stdout.splitlines()

@@ -96,3 +96,13 @@ def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder
 def test_an_unknown_level_is_a_one_line_error(part_folder, tmp_path):
     level = _run("train", "triplet-head", part_folder, "--level", "pixel", "--out", tmp_path / "r")
     assert level.exit_code == EXIT_BAD_INPUT and "--level" in level.stderr and "patch" in level.stderr
+
+
+def test_next_commands_print_whole_on_a_narrow_terminal(part_folder, tmp_path):
+    """A "next:" command is copied and pasted: never wrapped mid-argument, whatever the width (80 here)."""
+    run = tmp_path / "a-rather-long-folder-name-for-the-training-run" / "of-the-second-shift-on-line-three"
+    result = _run("train", "triplet-ae", part_folder, "--out", run, *TINY_AE)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"next: simsearch build-index GOOD --mode image --embedder triplet-ae:{run / 'model.pt'}" in lines
+    assert f"report: simsearch report {run}" in lines

@@ -147,6 +147,30 @@ def test_upload_and_pixel_limits_are_configurable(index_copy, images):
         assert client.post("/score", files=_file(images["good"][:40, :40])).status_code == 200
 
 
+def test_the_same_image_three_times_is_one_exemplar(client, index_copy, images):
+    """As `simsearch add` does: a file the index holds (sha256) is skipped, and the answer says so and where."""
+    _, folder = index_copy
+    before = ExemplarIndex.load(folder).counts()
+    answers = [client.post("/exemplars", files=_file(images["defect"], f"crack-{n}.png"),
+                           data={"label": "defect", "type": "crack"}) for n in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    first, *again = [a.json() for a in answers]
+    assert "skipped" not in first
+    for answer in again:
+        assert "id" not in answer and answer["held_as"]["id"] == first["id"]
+        assert f"#{first['id']}" in answer["skipped"] and "upload:crack-0.png" in answer["skipped"]
+    on_disk = ExemplarIndex.load(folder)
+    assert on_disk.counts()["defect"] == before["defect"] + 1
+    assert sum(e.sha256 == first["sha256"] for e in on_disk.exemplars.values()) == 1
+    # held as defect, sent as good: still skipped (relabelling is not an add), the answer names the label
+    as_good = client.post("/exemplars", files=_file(images["defect"]), data={"label": "good"}).json()
+    assert "id" not in as_good and as_good["held_as"]["label"] == "defect" and "defect" in as_good["skipped"]
+    forced = client.post("/exemplars", files=_file(images["defect"]),
+                         data={"label": "defect", "type": "crack", "allow_duplicates": "true"}).json()
+    assert "skipped" not in forced and forced["id"] != first["id"]
+    assert ExemplarIndex.load(folder).counts()["defect"] == before["defect"] + 2
+
+
 def test_last_good_exemplar_cannot_be_removed(client):
     good_ids = [e["id"] for e in map(lambda i: client.get(f"/exemplars/{i}").json(), range(12))
                 if e["label"] == "good"]
