@@ -109,6 +109,11 @@ def handle_errors() -> Iterator[None]:
     except Exception as error:  # the last line of defence: one line, no traceback
         code = _exit_code(error)
         message = _message(error)
+        if isinstance(error, ModuleNotFoundError) and error.name in ("torch", "torchvision"):
+            # the scoring-only install (requirements-score.txt) has no torch: only the compiled copy runs there
+            code, message = EXIT_BAD_INPUT, (f"this needs {error.name}, which the scoring-only install leaves out; "
+                                             "score with the index's compiled copy (no --no-compiled, no other "
+                                             "--weights), or install the full package (pip install -e .)")
         if code == EXIT_ERROR:
             message = f"{error.__class__.__name__}: {message} (please report this)"
         err_console.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
