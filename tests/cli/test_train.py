@@ -80,7 +80,7 @@ def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder
     assert result.exit_code == 0, result.output
     index = tmp_path / "index"
     built = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--embedder",
-                 f"triplet-head:{run / 'model.pt'}", "--out", index, "--json")
+                 f"triplet-head:{run / 'model.pt'}", "--mode", "patch", "--out", index, "--json")
     assert built.exit_code == 0, built.output
     # 4 defects x 5% of the head's 8x8 patch grid (64 px), rounded: the patches least like good
     assert json.loads(built.stdout.splitlines()[-1])["defect_patches"] == 4 * 3
