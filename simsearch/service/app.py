@@ -143,7 +143,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     app.include_router(station_api)
     app.include_router(open_routes)
     app.include_router(page)
-    open_paths = {route.path for route in open_routes.routes} | offline_docs(app) | PAGE_PATHS
+    open_paths = {route.path for route in open_routes.routes} | offline_docs(app)
 
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, error: SimsearchError) -> JSONResponse:
@@ -159,6 +159,6 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
                        min_rate=settings.min_body_rate)
     app.add_middleware(CrossSiteGuardMiddleware)
     app.add_middleware(AccessGuardMiddleware, token=settings.token, open_paths=open_paths,
-                       max_requests=settings.max_requests)
+                       max_requests=settings.max_requests, open_pages=PAGE_PATHS)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)  # added last = outermost: sees every status
     return app

@@ -44,11 +44,14 @@ class AccessGuardMiddleware:
     but the open ones without `Authorization: Bearer <token>` gets 401 before its body is read; and beyond
     `max_requests` requests in flight, new ones get 503 at once."""
 
-    def __init__(self, app: ASGIApp, token: str | None, open_paths: Collection[str], max_requests: int):
+    def __init__(self, app: ASGIApp, token: str | None, open_paths: Collection[str], max_requests: int,
+                 open_pages: Collection[str] = ()):
         self.app = app
         self.expected = None if token is None else f"Bearer {token}".encode("utf-8")
-        self.open_paths = frozenset(open_paths)  # exact paths, and folders (ending in /) with all below them
-        self.open_folders = tuple(path for path in open_paths if path.endswith("/"))
+        # open_paths: exact paths, and folders (ending in /) with all below them; open_pages: exact paths only
+        # (the page at "/" and "/ui/" must not open every path below them)
+        self.open_paths = frozenset(open_paths) | frozenset(open_pages)
+        self.open_folders = tuple(path for path in open_paths if path.endswith("/") and path != "/")
         self.max_requests = max_requests
         self.in_flight = 0
 

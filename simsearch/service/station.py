@@ -440,8 +440,8 @@ def threshold_status(index: Any) -> dict[str, Any]:
     set_at = record.get("generation")
     if isinstance(set_at, int) and not isinstance(set_at, bool):
         stale = set_at < index.generation
-        warning = (f"the threshold was set on generation {set_at} of the index; it is now at generation "
-                   f"{index.generation} (exemplars changed since)") if stale else None
+        warning = (f"the threshold was set on an earlier generation of the index ({set_at}; it is now at "
+                   f"{index.generation}): exemplars changed since") if stale else None
     else:  # set by `simsearch calibrate`, which records when, not the generation
         created = record.get("created") or ""
         newer = [e for e in index.exemplars.values() if created and e.added > created]
