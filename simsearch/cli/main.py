@@ -429,9 +429,9 @@ def add(
             warn(f"... and {len(relabels) - 5} more file(s) held under another label (see --json)")
         if as_json:
             typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
-                                   "held_otherwise": [{"path": path, **held.to_dict()}
-                                                      for path, held in relabels.items()],
-                                   "skipped": skips.records}))
+                                   "skipped": skips.records}
+                                  | ({"held_otherwise": [{"path": path, **held.to_dict()}  # only where some are
+                                                         for path, held in relabels.items()]} if relabels else {})))
         else:
             console.print(f"added {len(ids)} {label} exemplar(s) to {index}"
                           + (f": ids {_id_ranges(ids)}" if ids else ""))

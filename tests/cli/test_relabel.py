@@ -64,6 +64,8 @@ def test_add_of_a_file_held_under_another_label_names_relabel(built, part_folder
     assert result.exit_code == 0, result.output
     assert f"exemplar {held.id} (good)" in result.stderr
     assert f"simsearch relabel {held.id} --label defect --type dent --index {built}" in result.stderr
+    as_json = json.loads(_run("add", image, "--index", built, "--label", "defect", "--json").stdout)
+    assert as_json["added"] == [] and as_json["held_otherwise"][0]["id"] == held.id
     both = _run("add", image, "--index", built, "--label", "defect", "--allow-duplicates")
     assert both.exit_code == ConflictError.exit_code, both.output
     assert "relabel" in both.output and len(load_index(built).exemplars) == 16
