@@ -23,7 +23,7 @@ from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
-from simsearch.errors import InputError, NotFittedError
+from simsearch.errors import ConflictError, InputError, NotFittedError, NotFoundError
 from simsearch.evaluate.evaluation import (
     Evaluation,
     evaluate_dataset,
@@ -32,6 +32,7 @@ from simsearch.evaluate.evaluation import (
     score_samples,
 )
 from simsearch.evaluate.metrics import pixel_threshold_for_f1
+from simsearch.index.catalogue import Exemplar
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.persist import check_fingerprint, update_index
@@ -156,12 +157,66 @@ class Inspector(Scorer):
         new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
 
         def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
+            if allow_duplicates:  # one file held as good and as defect at once would score against itself
+                held = {e.sha256: e for e in index.exemplars.values() if e.sha256}
+                other = next((item for item in new if item.sha256 in held
+                              and held[item.sha256].label != item.label), None)
+                if other is not None:
+                    exemplar = held[other.sha256]
+                    raise ConflictError(f"{other.path} is held as exemplar {exemplar.id} ({describe_label(exemplar)});"
+                                        f" it cannot also be {label}: nothing was added",
+                                        hint=f"relabel it: simsearch relabel {exemplar.id} --label {label} "
+                                             f"--index {folder}")
             skipped = [] if allow_duplicates else index.duplicates(new)
             return index.add(new, embeddings.image, embeddings.patches, allow_duplicates), skipped
 
         self.index_, (ids, skipped) = update_index(folder, self._keeping_compiled_copy(change),
                                                    self._require_embedder().fingerprint, wait)
         return ids, [item.path for item in skipped]
+
+    def relabel_change(self, exemplar_id: int, label: str, defect_type: str | None = None,
+                       ) -> Callable[[ExemplarIndex], tuple[Exemplar, Exemplar]]:
+        """Embed exemplar `exemplar_id`'s file again (from this inspector's catalogue) and return the change, for
+        `update_index`, that removes it and adds it back under `label`/`defect_type` with a new id (ids are never
+        reused), so every scoring mode's stores are rebuilt for it by the normal add path. The change returns
+        (old, new) exemplars; it refuses a file that is gone or changed (sha256), and the last good exemplar."""
+        if label not in ("good", "defect"):
+            raise InputError(f"label must be good or defect, got {label!r}")
+        if defect_type and label != "defect":
+            raise InputError("a defect type is only for the defect label")
+        exemplar = self._require_index().exemplars.get(int(exemplar_id))
+        if exemplar is None:
+            raise NotFoundError(f"no exemplar with id {exemplar_id} in this index",
+                                hint="see the ids with `simsearch info --exemplars`")
+        if not os.path.isfile(exemplar.path):
+            raise InputError(f"exemplar {exemplar.id}'s file {exemplar.path} is not there: it cannot be embedded "
+                             "again under a new label", hint="remove the exemplar and add the image again")
+        new, embeddings, _ = self._embed_exemplars([exemplar.path], label, defect_type or None, None, None, None)
+        if new[0].sha256 != exemplar.sha256:
+            raise InputError(f"exemplar {exemplar.id}'s file {exemplar.path} changed since it was added (sha256 "
+                             "differs)", hint="remove the exemplar and add the file again")
+
+        def change(index: ExemplarIndex) -> tuple[Exemplar, Exemplar]:
+            held = index.exemplars.get(exemplar.id)
+            if held is None or held.sha256 != exemplar.sha256:
+                raise NotFoundError(f"exemplar {exemplar.id} is no longer in the index (another writer removed it)")
+            if held.label == label and held.defect_type == new[0].defect_type:
+                return held, held  # nothing to change
+            index.remove([held.id])  # refuses the last good exemplar (and fewer goods than k): nothing saved
+            new_id = index.add(new, embeddings.image, embeddings.patches, allow_duplicates=True)[0]
+            return held, index.exemplars[new_id]
+
+        return change
+
+    def relabel_saved(self, folder: str | Path, exemplar_id: int, label: str, defect_type: str | None = None,
+                      wait: float = DEFAULT_WAIT) -> tuple[Exemplar, Exemplar]:
+        """Relabel one exemplar of the index saved in `folder`, in one transaction under its writer lock (see
+        `relabel_change`). Returns (old, new) exemplars: the new one has a new id, or is the old one where the
+        label and type were already these."""
+        change = self.relabel_change(exemplar_id, label, defect_type)
+        self.index_, (old, new) = update_index(folder, self._keeping_compiled_copy(change),
+                                               self._require_embedder().fingerprint, wait)
+        return old, new
 
     def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
                          defect_types: Sequence[str | None] | None, on_progress: Progress | None,
@@ -409,6 +464,11 @@ def _keep_compiled(index: ExemplarIndex, copy: tuple[bytes, dict] | None) -> Non
 
     if copy is not None and _stored_copy(index) is None:
         keep_copy(index.artifacts, index.artifact_records, copy)
+
+
+def describe_label(exemplar: Exemplar) -> str:
+    """'good', or 'defect, type T'."""
+    return exemplar.label + (f", type {exemplar.defect_type}" if exemplar.defect_type else "")
 
 
 def _is_samples(items: object) -> bool:

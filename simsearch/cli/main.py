@@ -399,6 +399,7 @@ def add(
     with handle_errors():
         from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.data.images import list_image_files, shown_path
+        from simsearch.inspector import describe_label
 
         index, paths = _index_and_rest(index, paths, "images or folders to add")
         label = normalise_label(label)
@@ -415,16 +416,70 @@ def add(
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
                                                allow_duplicates=allow_duplicates, on_progress=advance,
                                                on_skip=skips, **_wait(wait))
-        if skipped and not as_json:
-            warn(f"skipped {len(skipped)} file(s) the index already holds (same sha256), e.g. {skipped[0]}; "
+        relabels = _held_otherwise(inspector.index_, skipped, label)
+        same = [path for path in skipped if path not in relabels]
+        if same and not as_json:
+            warn(f"skipped {len(same)} file(s) the index already holds (same sha256), e.g. {same[0]}; "
                  "--allow-duplicates adds them again")
+        for path, held in list(relabels.items())[:5] if not as_json else []:
+            kind = f"{label}" + (f" --type {defect_type}" if defect_type else "")
+            warn(f"skipped {path}: the index holds it as exemplar {held.id} ({describe_label(held)}); to hold it "
+                 f"as {label} instead: simsearch relabel {held.id} --label {kind} --index {index}")
+        if len(relabels) > 5 and not as_json:
+            warn(f"... and {len(relabels) - 5} more file(s) held under another label (see --json)")
         if as_json:
             typer.echo(json.dumps({"added": ids, "label": label, "type": defect_type, "skipped_duplicates": skipped,
-                                   "skipped": skips.records}))
+                                   "skipped": skips.records}
+                                  | ({"held_otherwise": [{"path": path, **held.to_dict()}  # only where some are
+                                                         for path, held in relabels.items()]} if relabels else {})))
         else:
             console.print(f"added {len(ids)} {label} exemplar(s) to {index}"
                           + (f": ids {_id_ranges(ids)}" if ids else ""))
         skips.finish()
+
+
+def _held_otherwise(index, skipped: list[str], label: str) -> dict:
+    """The skipped files the index holds under another label than `label`: path -> the exemplar holding it."""
+    from simsearch.files import file_sha256
+
+    if not skipped:
+        return {}
+    by_sha = {e.sha256: e for _, e in sorted(index.exemplars.items(), reverse=True) if e.sha256}  # lowest id wins
+    held = {path: by_sha.get(file_sha256(path)) for path in skipped}
+    return {path: exemplar for path, exemplar in held.items() if exemplar is not None and exemplar.label != label}
+
+
+@app.command()
+def relabel(
+    exemplar_id: int = typer.Argument(..., help="The exemplar's id (see `simsearch info --exemplars`)."),
+    label: str = typer.Option(..., "--label", help="The new label: good or defect."),
+    defect_type: Optional[str] = typer.Option(None, "--type", help="Defect type (with --label defect)."),
+    index: Optional[Path] = WriterIndexOption,
+    weights: Optional[Path] = WeightsOption,
+    wait: Optional[float] = WaitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Change an exemplar's label (and type): its file is embedded again and added back with a new id, in one
+    transaction under the index lock."""
+    with handle_errors():
+        from simsearch.data.datasets import check_defect_type, normalise_label
+        from simsearch.inspector import describe_label
+
+        if index is None:
+            fail("name the index with --index FOLDER")
+        label = normalise_label(label)
+        if defect_type and label != "defect":
+            fail("--type is only for --label defect")
+        defect_type = check_defect_type(defect_type, "type")
+        inspector = _load_inspector(index, weights)
+        old, new = inspector.relabel_saved(index, exemplar_id, label, defect_type, **_wait(wait))
+        if as_json:
+            typer.echo(json.dumps({"old": old.to_dict(), "new": new.to_dict(), "changed": old.id != new.id}))
+        elif old.id == new.id:
+            console.print(f"exemplar {old.id} is already {escape(describe_label(old))}; nothing changed")
+        else:
+            console.print(f"relabelled exemplar {old.id} ({escape(describe_label(old))}) as "
+                          f"{escape(describe_label(new))}: id {old.id} -> {new.id}")
 
 
 def _index_and_rest(index: Optional[Path], arguments: list, what: str) -> tuple[Path, list]:

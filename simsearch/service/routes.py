@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from simsearch.data.datasets import check_defect_type, normalise_label
 from simsearch.data.images import DECODE_MAX_SIDE, DecodedImage, ImageError, ImageTooLargeError, decode_image
@@ -129,7 +130,7 @@ async def add_exemplar(request: Request, image: UploadFile = File(..., descripti
         kind = exemplar.label + (f", type {exemplar.defect_type}" if exemplar.defect_type else "")
         return {"skipped": f"duplicate: the index already holds this image as exemplar "
                 f"#{exemplar.id} ({kind}, from {exemplar.path}); nothing was added (allow_duplicates=true adds "
-                "it again)", "held_as": exemplar.to_dict()} | notes
+                f"it again; PATCH /exemplars/{exemplar.id} relabels it)", "held_as": exemplar.to_dict()} | notes
     await run_in_threadpool(_keep_for_station, svc, exemplar, decoded.pixels)
     return exemplar.to_dict() | notes
 
@@ -168,6 +169,33 @@ async def remove_exemplar(request: Request, exemplar_id: int):
     svc.station.audit.write({"who": station_who(svc), "action": "remove", "label": exemplar.label,
                              "type": exemplar.defect_type, "exemplar": exemplar.id, "image": exemplar.path})
     return {"removed": exemplar.to_dict()}
+
+
+class Relabel(BaseModel):
+    """The new label of an exemplar (and its defect type, with label=defect)."""
+
+    label: str
+    type: str | None = None
+
+
+@api.patch("/exemplars/{exemplar_id}", summary="Relabel an exemplar",
+           responses={404: _error(404, "no exemplar with this id"),
+                      409: _error(409, "the last good exemplar cannot become a defect, or the folder changed"),
+                      422: _error(422, "a bad label or type, or the exemplar's file is gone or changed")})
+async def relabel_exemplar(request: Request, exemplar_id: int, change: Relabel):
+    """Change an exemplar's label and type: its file is embedded again and added back with a new id (ids are
+    never reused), in one transaction saved to the index on disk before this answers. Returns the old and the
+    new exemplar."""
+    svc = service(request)
+    label = normalise_label(change.label)
+    if change.type and label != "defect":
+        raise HTTPException(422, "type is only for label=defect")
+    defect_type = check_defect_type(change.type, "type")
+    old, new = await run_in_threadpool(svc.state.relabel, exemplar_id, label, defect_type or None)
+    if new.id != old.id:
+        svc.station.audit.write({"who": station_who(svc), "action": "relabel", "label": new.label,
+                                 "type": new.defect_type, "exemplar": new.id, "was": old.id, "image": new.path})
+    return {"id": new.id, "old": old.to_dict(), "new": new.to_dict(), "changed": new.id != old.id}
 
 
 @api.get("/info", summary="Describe the served index")

@@ -75,7 +75,11 @@ class IndexState:
                         allow_duplicates: bool = False) -> tuple[Exemplar, bool]:
         """Like `add`, but a file (sha256) the committed index already holds is skipped, as `simsearch add`
         skips it: (the new exemplar, True), or (the exemplar holding the same file, False)."""
-        if not allow_duplicates and (held := _holding(self._current.index_, sha256)) is not None:
+        held = _holding(self._current.index_, sha256)
+        if allow_duplicates and held is not None and held.label != label:
+            raise ConflictError(f"this image is held as exemplar #{held.id} ({held.label}); it cannot also be "
+                                f"{label}: nothing was added", hint=f"relabel it: PATCH /exemplars/{held.id}")
+        if not allow_duplicates and held is not None:
             return held, False  # no embedding for a file already held (checked again under the lock)
         embeddings = self._current.embedder.embed([pixels])  # outside the locks: adds embed in parallel
         item = NewExemplar(source, label, defect_type if label == "defect" else None, sha256)
@@ -85,6 +89,12 @@ class IndexState:
             return (index.exemplars[new_ids[0]], True) if new_ids else (_holding(index, sha256), False)
 
         return self._commit(change)[1]
+
+    def relabel(self, exemplar_id: int, label: str, defect_type: str | None) -> tuple[Exemplar, Exemplar]:
+        """Relabel one exemplar (Inspector.relabel_change: its file embedded again outside the locks, then removed
+        and added back with a new id under the folder's lock), save, publish. Returns (old, new)."""
+        self.refresh()
+        return self._commit(self._current.relabel_change(exemplar_id, label, defect_type))[1]
 
     def remove(self, exemplar_id: int) -> Exemplar:
         """Remove one exemplar, save, publish; ExemplarIndex.remove refuses unknown ids and the last good one."""

@@ -54,8 +54,10 @@ def test_build_score_json_info_add_remove(built, part_folder):
     # the defects' patches least like good are banked: 4 defects x 5% of an 8x8 grid (64 px, layer2), rounded
     assert info["counts"]["defect_patches"] == 4 * 3
 
-    added = _run("add", built, part_folder / "good" / "01.png", "--label", "defect", "--type", "dent", "--json",
-                 "--allow-duplicates")
+    from PIL import Image  # a new file (a good one held as good cannot also be a defect: see test_relabel.py)
+    Image.open(part_folder / "good" / "01.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        part_folder / "dent.png")
+    added = _run("add", built, part_folder / "dent.png", "--label", "defect", "--type", "dent", "--json")
     assert added.exit_code == 0, added.output
     new_id = json.loads(added.stdout)["added"][0]
     assert json.loads(_run("info", built, "--json").stdout)["defect_types"]["dent"] == 1
