@@ -3,28 +3,9 @@
 import json
 import os
 
-import pytest
-from typer.testing import CliRunner
-
-from simsearch.cli.main import app
 from simsearch.errors import ConflictError, InputError
 from simsearch.index.persist import load_index
-
-runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def built(part_folder, tmp_path):
-    index = tmp_path / "index"
-    result = _run("build-index", part_folder / "good", "--defects", part_folder / "defect", "--mode", "patch",
-                  "--out", index, *FAST)
-    assert result.exit_code == 0, result.output
-    return index
+from tests.cli.test_cli import FAST, _run, built  # noqa: F401  (fixture)
 
 
 def _held(index, path):
@@ -35,7 +16,7 @@ def _info(index):
     return json.loads(_run("info", index, "--json").stdout)
 
 
-def test_relabel_good_to_defect_and_back(built, part_folder):
+def test_relabel_good_to_defect_and_back(built, part_folder):  # noqa: F811
     image = part_folder / "good" / "01.png"
     old = _held(built, image)
     result = _run("relabel", old.id, "--label", "defect", "--type", "dent", "--index", built)
@@ -57,7 +38,7 @@ def test_relabel_good_to_defect_and_back(built, part_folder):
     assert _held(built, image).id == moved["new"]["id"]
 
 
-def test_add_of_a_file_held_under_another_label_names_relabel(built, part_folder):
+def test_add_of_a_file_held_under_another_label_names_relabel(built, part_folder):  # noqa: F811
     image = part_folder / "good" / "01.png"
     held = _held(built, image)
     result = _run("add", image, "--index", built, "--label", "defect", "--type", "dent")
@@ -71,7 +52,7 @@ def test_add_of_a_file_held_under_another_label_names_relabel(built, part_folder
     assert "relabel" in both.output and len(load_index(built).exemplars) == 16
 
 
-def test_relabel_refuses_a_missing_file_and_the_last_good(built, part_folder, tmp_path):
+def test_relabel_refuses_a_missing_file_and_the_last_good(built, part_folder, tmp_path):  # noqa: F811
     image = part_folder / "good" / "02.png"
     held = _held(built, image)
     image.unlink()
