@@ -231,7 +231,8 @@ class OpenSetMode(PatchMode):
         if not choice.uses_labels:
             scores, patch_maps, _ = self.patch_scores(index, embeddings, exclude, maps)
             return scores, patch_maps
-        scores, patch_maps, distances = self.patch_scores(index, embeddings, exclude, True)
+        # every patch's distance only where the region ratio reads it (or maps are wanted)
+        scores, patch_maps, distances = self.patch_scores(index, embeddings, exclude, maps or bool(choice.weight))
         ratios = log_ratio(index, embeddings.image, region_descriptors(embeddings.patches, distances), exclude) \
             if choice.weight else None
         return scores * np.exp(evidence(choice, ratios, embeddings.image)), patch_maps if maps else None
