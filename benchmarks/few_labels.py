@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SETS = {"bottle": SHARED / "data" / "mvtec_bottle", "elpv": SHARED / "data" / "elpv_subset",
-        "mpdd": SHARED / "data" / "mpdd_metal_plate", "synthetic": None}
+        "mpdd": SHARED / "data" / "mpdd_metal_plate", "synthetic": None, "mpdd-halves": None}
 WEIGHTS = SHARED / "weights" / "resnet18-imagenet1k-v1-layers1to3.pth"
 SYNTHETIC_TYPES = ("scratch", "spot", "cutpaste")  # three kinds, so one can be held out and two stay seen
 
@@ -89,6 +89,47 @@ def write_synthetic(root: Path, seed: int, size: int = 128, good: int = 90, per_
             gray = image.clip(0, 255).astype(np.uint8)
             Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(folder / f"{i:03d}.png")
     return root
+
+
+def write_halves(source: Path, root: Path) -> Path:
+    """A non-square set made of a square one with pixel masks: every image cut into its top and bottom halves
+    (2:1), each half a defect of the image's type where its part of the mask is set, else good. Real pictures
+    at a real camera's aspect ratio, labelled by the masks: where keeping the aspect ratio is measured."""
+    from PIL import Image
+
+    from simsearch.data.datasets import training_samples
+
+    for sample in training_samples(source):
+        image = Image.open(sample.path).convert("RGB")
+        mask = None
+        if sample.is_defect:
+            found = list(source.glob(f"ground_truth/{sample.defect_type}/{sample.path.stem}_mask.png"))
+            mask = np.asarray(Image.open(found[0]).convert("L")) > 0 if found else None
+        height = image.height // 2
+        for half, top in (("top", 0), ("bottom", height)):
+            crop = image.crop((0, top, image.width, top + height))
+            defect = mask is not None and bool(mask[top:top + height].any())
+            folder = root / (f"defect/{sample.defect_type}" if defect else "good")
+            folder.mkdir(parents=True, exist_ok=True)
+            crop.save(folder / f"{sample.path.parent.name}_{sample.path.stem}_{half}.png")
+    return root
+
+
+def set_folder(name: str, scratch: Path, seed: int) -> Path | None:
+    """The folder of a set: the shared one, or a derived one written to `scratch`; None (said) where absent."""
+    source = SETS["mpdd"] if name == "mpdd-halves" else SETS[name]
+    if source is not None and not source.exists():
+        stage(f"[{name}] skipped: {source} is absent")
+        return None
+    if name == "synthetic":
+        folder = write_synthetic(scratch / name, seed)
+        stage(f"[{name}] generated in {folder} (seed {seed})")
+        return folder
+    if name == "mpdd-halves":
+        folder = write_halves(source, scratch / name)
+        stage(f"[{name}] MPDD metal plate cut into 2:1 halves in {folder}")
+        return folder
+    return source
 
 
 def units(name: str, samples: list, args: argparse.Namespace) -> list[tuple[str, str | None, list]]:
@@ -179,7 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     summary, _, details = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=details)
-    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--sets", default=",".join(s for s in SETS if s != "mpdd-halves"),
+                        help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--methods", default="all", help="registered compare methods, comma-separated, or all")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -188,7 +230,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "0, 1, 3, 10 or all (default all)")
     parser.add_argument("--leave-type-out", action="store_true",
                         help="hold each defect type out of training in turn (sets with 2+ types)")
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--image-size", type=int, default=160, help="input side (the short one with --aspect "
+                        "keep)")
+    parser.add_argument("--aspect", default="keep", choices=("keep", "square"),
+                        help="keep the images' aspect ratio (kNN, CAM, probe) or squash them to a square")
     parser.add_argument("--epochs", type=int, default=5, help="most epochs for the trained methods (CNN, CAM, ...)")
     parser.add_argument("--probe-backbones", default="resnet18")
     parser.add_argument("--weights", default=str(WEIGHTS))
@@ -229,18 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights if Path(args.weights).is_file() else None
     if weights is None:
         stage(f"note: {args.weights} absent: torchvision's cached ImageNet weights are used where present")
-    settings = CompareSettings(weights=weights, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
+    settings = CompareSettings(weights=weights, image_size=args.image_size, aspect=args.aspect, epochs=args.epochs,
+                               seed=args.seed,
                                probe_backbones=tuple(b for b in args.probe_backbones.split(",") if b),
                                cache_dir=None)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="few-labels-") as scratch:
         for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-            folder = SETS[name]
+            folder = set_folder(name, Path(scratch), args.seed)
             if folder is None:
-                folder = write_synthetic(Path(scratch) / "synthetic", args.seed)
-                stage(f"[{name}] generated in {folder} (seed {args.seed})")
-            elif not folder.exists():
-                stage(f"[{name}] skipped: {folder} is absent")
                 continue
             samples = training_samples(folder)
             if args.limit is not None:

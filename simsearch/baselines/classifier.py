@@ -18,7 +18,9 @@ from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import validation_split
+from simsearch.data.transforms import ImageSize, size_config, size_text
 from simsearch.decide.threshold import probability_threshold
+from simsearch.embed.backbone import checked_size
 from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, NotFittedError, UnknownComponentError
@@ -74,14 +76,17 @@ def _runtime(options: Any) -> dict[str, Any]:
 class ImageClassifier(SavedBaseline):
     """A supervised good/defect classifier: kind 'cnn' (seed 000) or 'cam' (seeds 001/002)."""
 
-    def __init__(self, kind: str = "cnn", image_size: int | None = None, backbone: str = "resnet18",
+    def __init__(self, kind: str = "cnn", image_size: ImageSize | None = None, backbone: str = "resnet18",
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
                  threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None,
                  val_fraction: float = 0.2, patience: int | None = 3, on_note: Note | None = None):
         if kind not in KINDS:
             raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
-        self.image_size = int(image_size or DEFAULT_SIZE[kind])
+        self.image_size = checked_size(image_size or DEFAULT_SIZE[kind])
+        if kind == "cnn" and not isinstance(self.image_size, int):  # its dense layer is sized for a square
+            raise InputError(f"the small CNN takes square images, not {size_text(self.image_size)}",
+                             hint="give {param} one side", parameter="cnn_image_size")
         self.backbone = backbone
         self.weights = weights
         self.pretrained = pretrained
@@ -216,8 +221,9 @@ class ImageClassifier(SavedBaseline):
         return np.stack([1 - defect, defect], axis=1)
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "image_size": self.image_size, "backbone": self.backbone if self.kind == "cam"
-                else None, "threshold": self.threshold, "weights_source": self.weights_source_,
+        return {"kind": self.kind, "image_size": size_config(self.image_size),
+                "backbone": self.backbone if self.kind == "cam" else None, "threshold": self.threshold,
+                "weights_source": self.weights_source_,
                 "train": self.train.to_dict(), "val_fraction": self.val_fraction, "patience": self.patience,
                 "best_epoch": self.best_epoch_, "history": self.history_}
 

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,6 +23,7 @@ from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
 from simsearch.data.datasets import Sample
 from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
+from simsearch.data.transforms import ImageSize, input_size_for, size_text
 from simsearch.decide.policies import threshold_for_f1
 from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
@@ -47,8 +48,9 @@ class CompareSettings:
     backbone: str = "resnet18"
     weights: str | None = None
     pretrained: bool = True  # False: random weights, for tests only
-    image_size: int = 224
-    cnn_image_size: int = 128
+    image_size: ImageSize = 224  # the short side where the aspect is kept
+    aspect: str = "keep"  # "keep" the training images' aspect ratio (kNN, CAM, probe), or "square" them
+    cnn_image_size: int = 128  # the small CNN's dense layer takes a square
     epochs: int = 10
     learning_rate: float = 1e-4  # seeds 001/002 (CAM)
     cnn_learning_rate: float = 1e-3  # seed 000 trains its CNN from scratch with Keras' Adam default
@@ -176,6 +178,7 @@ def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: Com
     methods = resolve_methods(methods)
     notes: list[str] = []
     note = _noter(notes, on_note)
+    settings = input_size_of(settings, splits, note)
     report: dict[str, Any] = {"settings": {**asdict(settings), "methods": list(methods)},
                               "splits": [s.describe() for s in splits], "methods": {}, "notes": notes}
     for name in methods:
@@ -200,6 +203,19 @@ def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: Com
     if report_dir is not None:
         write_report(report, report_dir)
     return report
+
+
+def input_size_of(settings: CompareSettings, splits: Sequence[Split], note: Note | None = None) -> CompareSettings:
+    """The settings with the input size the methods run at: with aspect "keep", the training images' aspect
+    ratio at `image_size` on the short side (said in a note where the images are not square)."""
+    if not isinstance(settings.image_size, int):
+        return settings
+    side = settings.image_size
+    size = input_size_for([str(s.path) for split in splits for s in split.train], side, settings.aspect)
+    if size != side and note:
+        note(f"kNN, CAM and probe run at {size_text(size)} (height x width): the images' aspect ratio kept "
+             f"(aspect 'square' squashes them to {side} px)")
+    return replace(settings, image_size=size)
 
 
 def _noter(notes: list[str], on_note: Note | None) -> Note:

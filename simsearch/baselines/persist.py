@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from simsearch.data.transforms import parse_size
 from simsearch.decide.threshold import Threshold, probability_threshold
 from simsearch.embed.weights import WeightsError, read_state_dict
 from simsearch.errors import IndexProblem, SimsearchError
@@ -83,9 +84,10 @@ def load_baseline(folder: str | Path, weights: str | Path | None = None, **runti
     kind = config.get("kind")
     if kind not in baseline_names():
         raise BaselineError(f"{folder}: unknown baseline kind {kind!r} (known: {', '.join(baseline_names())})")
-    size = config.get("image_size", 224)
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
-        raise BaselineError(f"{folder / CONFIG_FILE} is damaged: image_size {size!r} is not a size within 8..4096")
+    try:
+        parse_size(config.get("image_size", 224))
+    except ValueError as error:
+        raise BaselineError(f"{folder / CONFIG_FILE} is damaged: {error}") from None
     files = config.get("files")
     if files is None and any(config.get(key) is not None for key in _LEGACY_FILES):
         # older saves named their files by absolute paths, at top level: held to the same rule, inside the folder

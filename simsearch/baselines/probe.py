@@ -22,6 +22,7 @@ from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
 from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED
+from simsearch.data.transforms import ImageSize
 from simsearch.decide.threshold import probability_threshold
 from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
@@ -47,7 +48,7 @@ def model_size(name: str) -> int:
         return 1 << 62
 
 
-def build_probe_embedder(name: str, image_size: int = 224, weights: str | Path | None = None,
+def build_probe_embedder(name: str, image_size: ImageSize = 224, weights: str | Path | None = None,
                          **runtime: Any) -> Embedder:
     """ResNets: layer2+layer3 pooled vectors (the kNN embedder); other torchvision models: features + pooling."""
     if is_resnet(name):
@@ -129,7 +130,7 @@ class BackboneProbe(SavedBaseline):
     name = "probe"
 
     def __init__(self, backbones: Sequence[str] = DEFAULT_BACKBONES, weights: dict[str, str | Path] | None = None,
-                 image_size: int = 224, class_weights: Sequence[float] = (1.0, 3.0),
+                 image_size: ImageSize = 224, class_weights: Sequence[float] = (1.0, 3.0),
                  threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
                  batch_size: int = 16, device: str | None = None, pretrained: bool = True,
                  on_note: Note | None = None):

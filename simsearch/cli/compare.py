@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from simsearch.cli.options import AspectOption
 from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar
 
 DEFAULT_METHODS = "knn-image,knn-patch,triplet-head,cnn,cam,probe"
@@ -103,7 +104,8 @@ def _options(pairs: Optional[List[str]]) -> dict:
 
 
 def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed, batch_size, device,
-              probe_backbones=None, cache=None, lr=1e-4, cnn_lr=1e-3, val_fraction=0.2, patience=3, options=None):
+              probe_backbones=None, cache=None, lr=1e-4, cnn_lr=1e-3, val_fraction=0.2, patience=3, options=None,
+              aspect="keep"):
     from simsearch.baselines.compare import CompareSettings
     from simsearch.baselines.probe import DEFAULT_BACKBONES
 
@@ -114,11 +116,19 @@ def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epoc
     backbones = tuple(b.strip() for b in probe_backbones.split(",") if b.strip()) if probe_backbones \
         else DEFAULT_BACKBONES
     return CompareSettings(backbone=backbone, weights=str(weights) if weights else None, pretrained=not no_pretrained,
-                           image_size=image_size, cnn_image_size=cnn_image_size, epochs=epochs, seed=seed,
-                           batch_size=batch_size, device=device, probe_backbones=backbones,
+                           image_size=image_size, aspect=aspect, cnn_image_size=cnn_image_size, epochs=epochs,
+                           seed=seed, batch_size=batch_size, device=device, probe_backbones=backbones,
                            learning_rate=lr, cnn_learning_rate=cnn_lr, val_fraction=val_fraction,
                            patience=patience if patience and patience > 0 else None, options=options or {},
                            **({"cache_dir": str(cache)} if cache else {}))
+
+
+def _aspect(aspect: str) -> str:
+    from simsearch.data.transforms import ASPECTS
+
+    if aspect not in ASPECTS:
+        fail(f"--aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
+    return aspect
 
 
 def register(app: typer.Typer) -> None:
@@ -136,7 +146,9 @@ def register(app: typer.Typer) -> None:
                                      "vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
-        image_size: int = typer.Option(224, "--image-size", help="Image size for kNN, CAM and probe."),
+        image_size: int = typer.Option(224, "--image-size", help="Input size for kNN, CAM and probe (the short "
+                                       "side, with --aspect keep)."),
+        aspect: str = AspectOption,
         cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
         epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN, CAM and triplet-ae."),
         lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
@@ -189,7 +201,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                                  batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
-                                 _options(option))
+                                 _options(option), _aspect(aspect))
             samples = training_samples(data)
             if limit is not None:
                 samples = subsample(samples, limit, seed)
@@ -229,7 +241,9 @@ def register(app: typer.Typer) -> None:
                                      help="Backbone for CAM and the probe (ResNet family or vgg16)."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
-        image_size: int = typer.Option(224, "--image-size", help="Image size for CAM and the probe."),
+        image_size: int = typer.Option(224, "--image-size", help="Input size for CAM and the probe (the short side, "
+                                       "with --aspect keep)."),
+        aspect: str = AspectOption,
         cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
         epochs: int = typer.Option(10, "--epochs",
                                    help="Most training epochs (CNN and CAM stop early at 98% training accuracy)."),
@@ -246,8 +260,10 @@ def register(app: typer.Typer) -> None:
         """Train one method on every labelled image (a validation part held out for epochs and threshold) and save
         it with run.json for `simsearch score --model` and `simsearch report`."""
         with handle_errors():
+            from simsearch.baselines.compare import input_size_of
             from simsearch.baselines.registry import build_baseline, resolve_methods
             from simsearch.data.datasets import count_by_class, training_samples
+            from simsearch.data.splits import Split
             from simsearch.report import training_run, write_run
 
             if "," in method or method.strip() == "all":
@@ -256,8 +272,9 @@ def register(app: typer.Typer) -> None:
             if not data.exists():
                 fail(f"{data}: no such file or folder")
             settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr)
+                                 batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=_aspect(aspect))
             samples = training_samples(data)  # an MVTec category: train/good joins test/
+            settings = input_size_of(settings, [Split(0, samples, [])], _note)
             counts = count_by_class(samples)
             err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
                               highlight=False)

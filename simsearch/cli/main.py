@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from simsearch.cli.options import AspectOption
 from simsearch.cli.output import (
     DEFAULT_INDEX,
     OneLineErrorsGroup,
@@ -172,6 +173,17 @@ def _exemplar_inputs(good: List[Path], fold: Optional[str], as_json: bool) -> tu
     return [s.path for s in found if not s.is_defect], [s for s in found if s.is_defect], left_out
 
 
+def _input_size(spec: str, good_files: list[Path], side: int, aspect: str):
+    """The embedder's input size: with aspect keep, the good images' aspect ratio at `side` on the short side."""
+    from simsearch.data.transforms import ASPECTS, input_size_for
+
+    if aspect not in ASPECTS:
+        fail(f"--aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
+    if not spec.startswith("backbone:"):  # the other kinds keep the input size they were trained at
+        return side
+    return input_size_for([str(p) for p in good_files], side, aspect)
+
+
 @app.command("build-index")
 def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
@@ -189,7 +201,9 @@ def build_index(
                                            "(overrides --backbone)."),
     weights: Optional[Path] = WeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (for tests and demos only)."),
-    image_size: int = typer.Option(224, "--image-size", help="Images are resized to this square size."),
+    image_size: int = typer.Option(224, "--image-size", help="Input size in pixels: the short side with --aspect "
+                                   "keep, else the square's side."),
+    aspect: str = AspectOption,
     k: int = typer.Option(1, "--k", help="Neighbours averaged into a score."),
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
@@ -210,6 +224,7 @@ def build_index(
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
         from simsearch.data.datasets import typed_defect_samples
+        from simsearch.data.transforms import size_text
         from simsearch.embed import create_embedder
         from simsearch.index.kinds import parse_kinds
         from simsearch.index.persist import refuse_to_replace
@@ -239,8 +254,9 @@ def build_index(
             mode, mode_reason = default_mode(len(defect_samples))
         start = time.perf_counter()
         backbone = embedder or backbone
-        embedder = create_embedder(backbone if ":" in backbone else f"backbone:{backbone}", weights=weights,
-                                   pretrained=not no_pretrained, image_size=image_size,
+        spec = backbone if ":" in backbone else f"backbone:{backbone}"
+        image_size = _input_size(spec, good_files, image_size, aspect)
+        embedder = create_embedder(spec, weights=weights, pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                                    **_embedder_runtime(batch_size, device))
         kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
@@ -277,6 +293,7 @@ def build_index(
         console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
                       + (f" (types: {types})" if types else "") + ", "
                       f"{summary['dim']}-d vectors, mode {mode}"
+                      + (f", input {size_text(image_size)}" if not isinstance(image_size, int) else "")
                       + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
                       + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
         if mode_reason and defect_samples:  # a mode chosen for the user's labels: say which and why

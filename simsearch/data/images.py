@@ -151,6 +151,17 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
+def image_shape(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of an image file as it will be read (EXIF rotation applied), from its header alone; None
+    where the file cannot be opened."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            return (width, height) if _orientation(image) in (5, 6, 7, 8) else (height, width)
+    except Exception:  # unreadable here: the reader says why when it comes to the file
+        return None
+
+
 def _reduce(image: Image.Image, target: tuple[int, int]) -> Image.Image:
     if target == image.size:
         return image

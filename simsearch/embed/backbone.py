@@ -10,7 +10,15 @@ import torch
 import torchvision
 from torch import nn
 
-from simsearch.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
+from simsearch.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageSize,
+    input_shape,
+    parse_size,
+    resize_rgb,
+    size_config,
+)
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.feature_extractor import FeatureExtractor
 from simsearch.embed.registry import register_embedder
@@ -40,7 +48,7 @@ def check_precision(precision: str, device: torch.device) -> str:
 
 
 class EmbeddingNet(nn.Module):
-    """Prepared uint8 images (N, S, S, 3) -> image vectors (N, D) and patch vectors (N, h, w, D): ImageNet
+    """Prepared uint8 images (N, H, W, 3) -> image vectors (N, D) and patch vectors (N, h, w, D): ImageNet
     normalisation, the feature extractor, and the grid's mean, in one module (the one a compiled copy runs)."""
 
     def __init__(self, extractor: FeatureExtractor):
@@ -62,18 +70,19 @@ class BackboneEmbedder(Embedder):
     `layers` are graph node names (torchvision's get_graph_node_names); left out, the family's defaults.
     Weights: `weights` (a state-dict file; partial files are fine when every tensor of the modules run is
     there), else torchvision's pretrained weights from its cache or a download, else an error. Random
-    weights only with pretrained=False.
+    weights only with pretrained=False. `image_size`: a square side, or (height, width) to keep an aspect
+    ratio (`simsearch.data.transforms.kept_aspect`).
     """
 
     kind = KIND
 
     def __init__(self, backbone: str = "resnet18", layers: Sequence[str] | None = None,
-                 image_size: int = 224, weights: str | Path | None = None, pretrained: bool = True,
+                 image_size: ImageSize = 224, weights: str | Path | None = None, pretrained: bool = True,
                  batch_size: int = 16, device: str | torch.device | None = None,
                  expected_weights_sha256: str | None = None, precision: str = "float32",
                  channels_last: bool = False):
         self.backbone = backbone
-        self.image_size = int(image_size)
+        self.image_size = checked_size(image_size)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         self.precision = check_precision(precision, self.device)
@@ -119,7 +128,7 @@ class BackboneEmbedder(Embedder):
     @property
     def config(self) -> dict[str, Any]:
         return {"kind": KIND, "backbone": self.backbone, "layers": list(self.layers),
-                "image_size": self.image_size, "weights_source": self.weights_source,
+                "image_size": size_config(self.image_size), "weights_source": self.weights_source,
                 "weights_path": self.weights_path}
 
     @property
@@ -137,13 +146,13 @@ class BackboneEmbedder(Embedder):
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
         size = self.image_size
         rows = (np.stack([resize_rgb(i, size) for i in images]) if len(images)
-                else np.zeros((0, size, size, 3), np.uint8))
+                else np.zeros((0, *input_shape(size), 3), np.uint8))
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=PRECISIONS[self.precision],
                                                     enabled=self.precision != "float32"):
             image_vectors, patches = self.net(torch.from_numpy(rows).to(self.device))
         return Embeddings(image=image_vectors.cpu().numpy(), patches=np.ascontiguousarray(patches.cpu().numpy()))
 
-    def inference_module(self) -> tuple[nn.Module, int]:
+    def inference_module(self) -> tuple[nn.Module, ImageSize]:
         return self.net, self.image_size
 
     @classmethod
@@ -151,7 +160,8 @@ class BackboneEmbedder(Embedder):
                     **runtime: Any) -> "BackboneEmbedder":
         """Rebuild from a saved config; `weights` overrides the recorded weights file location."""
         source = config.get("weights_source", "")
-        common = dict(backbone=config["backbone"], layers=config["layers"], image_size=config["image_size"], **runtime)
+        common = dict(backbone=config["backbone"], layers=config["layers"],
+                      image_size=checked_size(config["image_size"]), **runtime)
         if source.startswith("file:"):
             path = weights or config.get("weights_path")
             if not path or not Path(path).is_file():
@@ -167,3 +177,12 @@ class BackboneEmbedder(Embedder):
     def from_spec(cls, argument: str, **options: Any) -> "BackboneEmbedder":
         """From `backbone:MODEL` (a bare spec means resnet18); options are the constructor's."""
         return cls(backbone=argument or "resnet18", **options)
+
+
+def checked_size(value: object) -> ImageSize:
+    """An input size from a caller or a config (a side or (height, width)), or an InputError saying what to do."""
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise InputError(str(error), hint="give {param} a whole number of pixels, or (height, width)",
+                         parameter="image_size") from None

@@ -77,8 +77,8 @@ class Embedder(ABC):
     def supports_patches(self) -> bool:
         return True
 
-    def inference_module(self) -> "tuple[nn.Module, int] | None":
-        """(module, size): a torch module that takes prepared uint8 batches (N, size, size, 3) to the image and
+    def inference_module(self) -> "tuple[nn.Module, int | tuple[int, int]] | None":
+        """(module, size): a torch module that takes prepared uint8 batches (N, height, width, 3) to the image and
         patch vectors `embed` gives, for `simsearch.embed.compiled` to compile; None where there is none."""
         return None
 

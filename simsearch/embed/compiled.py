@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from simsearch.data.transforms import resize_rgb
+from simsearch.data.transforms import ImageSize, input_shape, parse_size, resize_rgb, size_config
 from simsearch.embed.base import Embedder, Embeddings
 from simsearch.errors import IndexProblem, UnknownComponentError
 from simsearch.files import file_sha256
@@ -60,12 +60,12 @@ def compile_embedder(embedder: Embedder) -> tuple[bytes, dict] | None:
         _COPIES[fingerprint] = None  # and is not tried again for every save
         return None
     record = {"format": COMPILED_FORMAT, "fingerprint": fingerprint, "weights_digest": embedder.weights_digest,
-              "image_size": size, "dim": embedder.dim, "grid": grid, "max_difference": difference}
+              "image_size": size_config(size), "dim": embedder.dim, "grid": grid, "max_difference": difference}
     _COPIES[fingerprint] = (model, record)
     return _COPIES[fingerprint]
 
 
-def _export(module: "nn.Module", size: int) -> bytes:
+def _export(module: "nn.Module", size: ImageSize) -> bytes:
     """The module as ONNX with a free batch axis: torch's TorchScript exporter where torch still has it (about
     1 s for ResNet-18 here), else its dynamo exporter (about 5 s); `_check` tests either's result."""
     import copy
@@ -76,7 +76,7 @@ def _export(module: "nn.Module", size: int) -> bytes:
     if any(p.device.type != "cpu" for p in module.parameters()):
         module = copy.deepcopy(module).cpu()
     module = module.eval()
-    example = torch.zeros(PROBE_IMAGES, size, size, 3, dtype=torch.uint8)
+    example = torch.zeros(PROBE_IMAGES, *input_shape(size), 3, dtype=torch.uint8)
     names = {"input_names": ["images"], "output_names": ["image", "patches"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' deprecation and tracing notes are not the user's business
@@ -92,11 +92,11 @@ def _export(module: "nn.Module", size: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-def _check(model: bytes, module: "nn.Module", size: int) -> tuple[float, list[int]]:
+def _check(model: bytes, module: "nn.Module", size: ImageSize) -> tuple[float, list[int]]:
     """(largest difference, patch grid): both runtimes on the same random images."""
     import torch
 
-    images = np.random.default_rng(0).integers(0, 256, (PROBE_IMAGES, size, size, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (PROBE_IMAGES, *input_shape(size), 3), dtype=np.uint8)
     device = next(module.parameters()).device
     with torch.inference_mode():
         expected = [t.float().cpu().numpy() for t in module(torch.from_numpy(images).to(device))]
@@ -177,7 +177,7 @@ class CompiledEmbedder(Embedder):
         _check_outputs(self.session, record)
         self.record = record
         self._config = dict(config)
-        self.image_size = record["image_size"]
+        self.image_size = parse_size(record["image_size"])
         self.batch_size = check_batch_size(batch_size)
 
     @property
@@ -220,7 +220,7 @@ def _check_outputs(session: Any, record: dict) -> None:
     trusted; the exporter may leave output sizes symbolic, so the model's declared shapes would not tell)."""
     size, grid, dim = record["image_size"], record["grid"], record["dim"]
     try:
-        outputs = session.run(None, {"images": np.zeros((1, size, size, 3), np.uint8)})
+        outputs = session.run(None, {"images": np.zeros((1, *input_shape(parse_size(size)), 3), np.uint8)})
     except Exception as error:  # ONNX Runtime's errors derive from Exception alone
         raise DamagedCopyError(f"it does not take the images its record describes ({error})") from None
     if [(o.shape, o.dtype) for o in outputs] != [((1, dim), np.float32), ((1, *grid, dim), np.float32)]:
@@ -234,11 +234,18 @@ def _check_record(record: object) -> None:
 
     ok = (isinstance(record, dict) and record.get("format") == COMPILED_FORMAT
           and isinstance(record.get("fingerprint"), str) and isinstance(record.get("weights_digest"), str)
-          and whole(record.get("image_size"), 16, 4096) and whole(record.get("dim"), 1, 1 << 16)
+          and _is_size(record.get("image_size")) and whole(record.get("dim"), 1, 1 << 16)
           and isinstance(record.get("grid"), list) and len(record["grid"]) == 2
           and all(whole(v, 1, 4096) for v in record["grid"]))
     if not ok:
         raise DamagedCopyError("its record is damaged")
+
+
+def _is_size(value: object) -> bool:
+    try:
+        return all(side >= 16 for side in input_shape(parse_size(value)))
+    except ValueError:
+        return False
 
 
 __all__ = ["ARTIFACT", "CompiledEmbedder", "DamagedCopyError", "compile_embedder", "compiled_applies",

@@ -104,11 +104,12 @@ class FeatureExtractor(nn.Module):
                                      f"{', '.join(some)})", hint="pick node names for {param} from "
                                      "torchvision's get_graph_node_names", parameter="layers")
 
-    def check_size(self, image_size: int) -> None:
-        """Vision transformers only take the input size their position embedding was made for."""
+    def check_size(self, image_size: int | tuple[int, int]) -> None:
+        """Vision transformers only take the (square) input size their position embedding was made for."""
         if self.tokens and image_size != self.native_size:
-            raise InputError(f"this vision transformer takes {self.native_size} px images, not {image_size}",
-                             hint=f"set {{param}} to {self.native_size}", parameter="image_size")
+            raise InputError(f"this vision transformer takes {self.native_size} px square images, not {image_size}",
+                             hint=f"set {{param}} to {self.native_size} (and keep no aspect ratio)",
+                             parameter="image_size")
 
     def _grid(self, out: torch.Tensor) -> torch.Tensor:
         """A node output as a (N, C, h, w) map."""

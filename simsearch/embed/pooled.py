@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torchvision
 
-from simsearch.data.transforms import imagenet_pixels, resize_rgb
+from simsearch.data.transforms import ImageSize, imagenet_pixels, resize_rgb, size_config
+from simsearch.embed.backbone import checked_size
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.weights import WeightsError, torchvision_state_dict
 from simsearch.runtime import resolve_device
@@ -24,10 +25,10 @@ class PooledEmbedder(Embedder):
 
     kind = "pooled"
 
-    def __init__(self, backbone: str, image_size: int = 224, batch_size: int = 16,
+    def __init__(self, backbone: str, image_size: ImageSize = 224, batch_size: int = 16,
                  device: str | torch.device | None = None):
         self.backbone = backbone
-        self.image_size = int(image_size)
+        self.image_size = checked_size(image_size)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         try:
@@ -45,7 +46,7 @@ class PooledEmbedder(Embedder):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {"kind": "pooled", "backbone": self.backbone, "image_size": self.image_size,
+        return {"kind": "pooled", "backbone": self.backbone, "image_size": size_config(self.image_size),
                 "weights_source": self.weights_source}
 
     @property
@@ -72,9 +73,9 @@ class PooledEmbedder(Embedder):
     @classmethod
     def from_config(cls, config: dict[str, Any], weights: Any = None, **runtime: Any) -> "PooledEmbedder":
         """Rebuild from a saved config (always torchvision's pretrained weights, so `weights` is unused)."""
-        return cls(config["backbone"], config["image_size"], **runtime)
+        return cls(config["backbone"], checked_size(config["image_size"]), **runtime)
 
     @classmethod
-    def from_spec(cls, argument: str, image_size: int = 224, **runtime: Any) -> "PooledEmbedder":
+    def from_spec(cls, argument: str, image_size: ImageSize = 224, **runtime: Any) -> "PooledEmbedder":
         """From `pooled:MODEL`."""
         return cls(argument, image_size, **runtime)

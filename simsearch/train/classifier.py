@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from simsearch.data.images import ImageLike, as_rgb_array
-from simsearch.data.transforms import unit_pixels
+from simsearch.data.transforms import ImageSize, unit_pixels
 from simsearch.train.loop import TrainEvent, TrainSettings, run_training
 from simsearch.train.tasks.classify import ClassificationTask, ClassifierOptions, augmentation, classifier_settings
 
@@ -46,8 +46,8 @@ class TrainConfig:
                                  self.rotation_degrees, self.zoom)
 
 
-def to_pixels(images: Sequence[ImageLike], size: int) -> torch.Tensor:
-    """Images (paths, PIL, arrays) -> (N, 3, size, size) float pixels in [0, 1] (the seeds' rescaling)."""
+def to_pixels(images: Sequence[ImageLike], size: ImageSize) -> torch.Tensor:
+    """Images (paths, PIL, arrays) -> (N, 3, height, width) float pixels in [0, 1] (the seeds' rescaling)."""
     return unit_pixels([as_rgb_array(image) for image in images], size)
 
 
