@@ -426,6 +426,7 @@ def print_info(folder: Path, description: dict) -> None:
           if kind.get("vectors")),
         ("threshold", _threshold_text(description.get("threshold"), description.get("generation"))),
         ("format", f"version {description['format_version']}, generation {description['generation']}"),
+        ("data root", description.get("data_root") or "-"),  # where the exemplars' files are (paths follow it)
         ("size on disk", "-" if description.get("bytes") is None else human_size(description["bytes"])),
         ("updated", description.get("updated") or "-"),  # the last save, not now
     ]
