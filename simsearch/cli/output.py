@@ -493,7 +493,29 @@ def print_evaluation(evaluation) -> None:
                       + ", precision " + _ratio(tp, tp + fp))
         if data["recall_by_type"]:
             console.print("recall by defect type: "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+                          + ", ".join(f"{printable(k)} {v:.2f}" for k, v in data["recall_by_type"].items()))
+    for line in type_accuracy_lines(data):
+        console.print(line, highlight=False)
+
+
+def type_accuracy_lines(data: dict) -> list[str]:
+    """The predicted defect type's accuracy in words: over which defects, and which were not counted and why."""
+    counts = data.get("type_counts")
+    if not counts:
+        return []
+    if counts["predicted"]:
+        lines = [f"defect type named right: {data['type_accuracy']:.3f} ({counts['right']}/{counts['predicted']} "
+                 "defects given a type)"]
+    else:
+        lines = ["defect type named right: n/a (no defect of a type the index holds was given a type)"]
+    if counts["no_prediction"]:
+        lines.append(f"  not counted: {counts['no_prediction']} defect(s) given no type (nearer a good exemplar "
+                     "than any defect exemplar)")
+    if counts["type_not_in_index"]:
+        types = ", ".join(printable(name) for name in data.get("unknown_types", []))
+        lines.append(f"  not counted: {counts['type_not_in_index']} defect(s) of types the index holds no "
+                     f"exemplar of ({types})")
+    return lines
 
 
 def _ratio(part: int, whole: int) -> str:
