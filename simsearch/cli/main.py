@@ -362,7 +362,9 @@ def score(
             if not as_json:
                 console.print(f"wrote {writer.count} result(s) to {results_path} ({results_format})")
         elif not as_json:
-            print_score_table(results)
+            index_ = getattr(inspector, "index_", None)  # a baseline (--model) has no exemplars
+            print_score_table(results, exemplars=None if index_ is None else index_.exemplars,
+                              image_mode=index_ is not None and index_.mode == "image")
         skips.finish()
 
 
