@@ -399,8 +399,10 @@ class Inspector(Scorer):
 
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None, embedder: Embedder | None = None,
-             n_nearest: int = 3, compiled: bool | None = None, **runtime) -> "Inspector":
-        """Open a saved index with the embedder it was built with (refusing any other).
+             n_nearest: int = 3, compiled: bool | None = None, data_root: str | Path | None = None,
+             **runtime) -> "Inspector":
+        """Open a saved index with the embedder it was built with (refusing any other). `data_root`: the folder
+        that now holds the exemplars' files, where they moved elsewhere than with the index (`ExemplarIndex.load`).
 
         `compiled`: run the index's compiled copy of the embedder (ONNX Runtime: the same vectors, no torch to
         import). None: where it applies (on the CPU in float32, with no other weights file than the recorded
@@ -411,7 +413,8 @@ class Inspector(Scorer):
         applies = compiled is not False and embedder is None and compiled_applies(weights, runtime, config)
         if embedder is None and not (compiled or applies):
             embedder = embedder_from_config(config, weights=weights, **runtime)
-        index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint)
+        index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint,
+                                   data_root=data_root)
         if embedder is None:
             embedder = _open_compiled(index, folder, compiled is True, applies, weights, runtime)
         inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest, dict(index.index_kinds))

@@ -56,6 +56,9 @@ IndexOption = typer.Option(None, "--index", "-i", help="Index folder (default: a
 WriterIndexOption = typer.Option(None, "--index", "-i", help="Index folder (or, as before, the first argument).")
 WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
 JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
+DataRootOption = typer.Option(None, "--data-root", help="The folder that now holds the exemplars' image files, "
+                              "where they moved elsewhere than with the index (found without it where they did "
+                              "not move, or moved with the index).")
 BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
 DEVICE_HELP = "cpu or cuda (default: cuda when available)."
 
@@ -111,9 +114,10 @@ def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
 
 
 def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
-                    device: Optional[str] = None, compiled: Optional[bool] = None):
+                    device: Optional[str] = None, compiled: Optional[bool] = None, data_root: Optional[Path] = None):
     from simsearch.inspector import Inspector
-    return Inspector.load(index, weights=weights, compiled=compiled, **_embedder_runtime(batch_size, device))
+    return Inspector.load(index, weights=weights, compiled=compiled, data_root=data_root,
+                          **_embedder_runtime(batch_size, device))
 
 
 def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
@@ -324,6 +328,7 @@ def score(
     compiled: Optional[bool] = typer.Option(None, "--compiled/--no-compiled", help="Run the index's compiled "
                                             "embedder (ONNX Runtime, no torch to load: the same vectors). Default: "
                                             "on a CPU, where the index has one."),
+    data_root: Optional[Path] = DataRootOption,
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
@@ -338,7 +343,7 @@ def score(
         if model is None:
             index = chosen_index(index)
         inspector = _load_model(model, weights, batch_size, device) if model is not None \
-            else _load_inspector(index, weights, batch_size, device, compiled)
+            else _load_inspector(index, weights, batch_size, device, compiled, data_root)
         if heatmap is not None and getattr(inspector, "index_", None) is None:
             fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
         results = []
@@ -374,7 +379,9 @@ def score(
             if not as_json:
                 console.print(f"wrote {writer.count} result(s) to {results_path} ({results_format})")
         elif not as_json:
-            print_score_table(results)
+            index_ = getattr(inspector, "index_", None)  # a baseline (--model) has no exemplars
+            print_score_table(results, exemplars=None if index_ is None else index_.exemplars,
+                              image_mode=index_ is not None and index_.mode == "image")
         skips.finish()
 
 
@@ -518,6 +525,7 @@ def remove(
                                                      "--index, the index folder first, as before.", metavar="[IDS]..."),
     index: Optional[Path] = WriterIndexOption,
     path: Optional[List[str]] = typer.Option(None, "--path", help="Remove exemplars added from this path."),
+    data_root: Optional[Path] = DataRootOption,
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -543,11 +551,15 @@ def remove(
                 matches = [e.id for e in store.exemplars.values()
                            if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
                 if not matches:
-                    fail(f"no exemplar in {index} was added from {wanted}")
+                    moved = store.data_root is not None and not os.path.isdir(store.data_root)
+                    fail(f"no exemplar in {index} was added from {wanted}"
+                         + (f" (its files were under {store.data_root}, which is gone: if they moved, say where "
+                            "with --data-root)" if moved else ""))
                 chosen.extend(matches)
             return store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
 
-        _, chosen = update_index(index, change, **_wait(wait))  # under the writer lock, on the committed index
+        # under the writer lock, on the committed index
+        _, chosen = update_index(index, change, data_root=data_root, **_wait(wait))
         if as_json:
             typer.echo(json.dumps({"removed": chosen}))
         else:
@@ -559,6 +571,7 @@ def info(
     folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
     index: Optional[Path] = WriterIndexOption,
     exemplars: bool = typer.Option(False, "--exemplars", help="List every exemplar."),
+    data_root: Optional[Path] = DataRootOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Describe an index: embedder, mode, counts, threshold, size."""
@@ -570,7 +583,7 @@ def info(
         if folder is not None and index is not None and folder != index:
             fail(f"two indexes named: {folder} and --index {index}; give one")
         index = chosen_index(index or folder)
-        store = ExemplarIndex.load(index)
+        store = ExemplarIndex.load(index, data_root=data_root)
         description = {"index": str(index), **describe_index(store)}  # the mode's own fields included
         if exemplars:
             description["exemplars"] = [e.to_dict() for e in sorted(store.exemplars.values(), key=lambda e: e.id)]
@@ -594,6 +607,7 @@ def calibrate(
                                                                                    "of good parts, e.g. 0.01."),
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
+    data_root: Optional[Path] = DataRootOption,
     wait: Optional[float] = WaitOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -611,7 +625,7 @@ def calibrate(
             chosen_policy, target = policy or "max-false-alarm", max_false_alarm
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
         index = chosen_index(index)
-        inspector = _load_inspector(index, weights)
+        inspector = _load_inspector(index, weights, data_root=data_root)
         total = len(samples) if samples is not None else inspector.index_.counts()["good"]
         skips = SkippedInputs()
         with progress_bar("scoring", total) as advance:

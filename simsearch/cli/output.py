@@ -349,11 +349,41 @@ _SCORE_COLUMNS_WIDTH = 6 + 5 + 7 + 1
 _NEAREST_GOOD_MIN = 13  # "00.png 0.123"
 
 
-def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None) -> None:
+EXEMPLAR_MARK = " *"
+SAME_VECTOR = 1e-6  # a nearest exemplar this close is the image itself (the same vector)
+
+
+def exemplars_scored(results: Sequence, exemplars: dict | None) -> dict[str, int]:
+    """The scored images that are themselves exemplars of the index: path -> exemplar id, by the file's sha256
+    (`exemplars`: the index's exemplars by id) or a nearest exemplar at distance 0. An exemplar is scored
+    against itself: its score says nothing of it."""
+    from simsearch.files import file_sha256
+
+    by_sha = {e.sha256: e.id for _, e in sorted((exemplars or {}).items(), reverse=True) if e.sha256}  # lowest id
+    held: dict[str, int] = {}
+    for result in results:
+        if result.path is None:
+            continue
+        try:
+            sha = file_sha256(result.path) if by_sha else None
+        except OSError:
+            sha = None
+        same = [n for n in [*result.nearest[:1], result.nearest_defect] if n is not None and n.distance <= SAME_VECTOR]
+        if sha in by_sha:
+            held[result.path] = by_sha[sha]
+        elif same:
+            held[result.path] = same[0].id
+    return held
+
+
+def print_score_table(results: Sequence, title: str | None = None, limit: int | None = None,
+                      exemplars: dict | None = None, image_mode: bool = False) -> None:
     """One row per scored image, fitted to the console's width (80 columns and up): an image is shown by its
     name and as many folders as tell it apart from the others and fit; folders are dropped before any of
-    the name is."""
+    the name is. `exemplars` (the index's, by id): images that are exemplars themselves are marked; with
+    `image_mode` the score is a whole-image distance, as the nearest exemplars' are (else patch-level)."""
     shown = results if limit is None else results[:limit]
+    held = exemplars_scored(shown, exemplars)
     names = distinct_tails([printable(result.path) for result in shown])
     with_defects = any(result.nearest_defect is not None for result in shown)
     free = max(43, console.width - _SCORE_COLUMNS_WIDTH - 3 * (6 if with_defects else 5))
@@ -385,16 +415,30 @@ def print_score_table(results: Sequence, title: str | None = None, limit: int | 
             distance = f" {defect.distance:.3f}"
             defect_name = printable(defect.defect_type or "untyped")
             defect_text = shorten_middle(defect_name, defect_width - len(distance)) + distance
-        table.add_row(fit_path(name, image_width), f"{result.score:.4f}",
+        mark = EXEMPLAR_MARK if result.path in held else ""
+        table.add_row(fit_path(name, image_width - len(mark)) + mark, f"{result.score:.4f}",
                       "-" if result.normalised_score is None else f"{result.normalised_score:.3f}", verdict,
                       good_text, *((defect_text,) if with_defects else ()))
     console.print(table)
-    console.print("norm.: normalised score, threshold at 0.5; nearest: exemplar file, distance",
+    # the score and the nearest exemplars' distances are on different scales unless the mode scores whole images
+    console.print("score: " + ("mean distance to the nearest good exemplars, by whole-image vector"
+                               if image_mode else "anomaly score (patch level; higher = more anomalous)"),
                   highlight=False)
+    console.print("norm.: the score normalised, threshold at 0.5", highlight=False)
+    console.print("nearest: exemplar file, whole-image vector distance"
+                  + ("" if image_mode else " (not the score's scale)"), highlight=False)
+    if held:
+        ids = sorted(set(held.values()))
+        console.print(f"*: is exemplar {_id_list(ids)} of the index (same file or vector): scored against "
+                      "itself, its score says nothing", highlight=False)
     if shown and all(result.is_anomaly is None for result in shown):
         console.print("not calibrated: run simsearch calibrate for verdicts and normalised scores")
     if limit is not None and len(results) > limit:
         console.print(f"... and {len(results) - limit} more (use --json for all)")
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    return ", ".join(map(str, ids)) if len(ids) <= 4 else f"{', '.join(map(str, ids[:3]))} and {len(ids) - 3} more"
 
 
 def print_info(folder: Path, description: dict) -> None:
@@ -426,6 +470,7 @@ def print_info(folder: Path, description: dict) -> None:
           if kind.get("vectors")),
         ("threshold", _threshold_text(description.get("threshold"), description.get("generation"))),
         ("format", f"version {description['format_version']}, generation {description['generation']}"),
+        ("data root", description.get("data_root") or "-"),  # where the exemplars' files are (paths follow it)
         ("size on disk", "-" if description.get("bytes") is None else human_size(description["bytes"])),
         ("updated", description.get("updated") or "-"),  # the last save, not now
     ]
@@ -492,7 +537,29 @@ def print_evaluation(evaluation) -> None:
                       + ", precision " + _ratio(tp, tp + fp))
         if data["recall_by_type"]:
             console.print("recall by defect type: "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in data["recall_by_type"].items()))
+                          + ", ".join(f"{printable(k)} {v:.2f}" for k, v in data["recall_by_type"].items()))
+    for line in type_accuracy_lines(data):
+        console.print(line, highlight=False)
+
+
+def type_accuracy_lines(data: dict) -> list[str]:
+    """The predicted defect type's accuracy in words: over which defects, and which were not counted and why."""
+    counts = data.get("type_counts")
+    if not counts:
+        return []
+    if counts["predicted"]:
+        lines = [f"defect type named right: {data['type_accuracy']:.3f} ({counts['right']}/{counts['predicted']} "
+                 "defects given a type)"]
+    else:
+        lines = ["defect type named right: n/a (no defect of a type the index holds was given a type)"]
+    if counts["no_prediction"]:
+        lines.append(f"  not counted: {counts['no_prediction']} defect(s) given no type (nearer a good exemplar "
+                     "than any defect exemplar)")
+    if counts["type_not_in_index"]:
+        types = ", ".join(printable(name) for name in data.get("unknown_types", []))
+        lines.append(f"  not counted: {counts['type_not_in_index']} defect(s) of types the index holds no "
+                     f"exemplar of ({types})")
+    return lines
 
 
 def _ratio(part: int, whole: int) -> str:

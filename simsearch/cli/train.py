@@ -103,12 +103,25 @@ def _resumed_config(ctx: typer.Context, out: Path, resume: bool, kind: str, cls,
     return dataclasses.replace(config, **explicit)
 
 
-def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs, data: Path | None = None) -> None:
+def _hyperparameters(settings, triplet, result, model_config) -> dict:
+    """What a training run was asked to do, for its report: the loop's settings, the triplet loss's, the model's."""
+    return {"epochs": settings.epochs, "epochs run": result.epochs_run, "learning rate (Adam)": settings.lr,
+            "batch size": settings.batch_size, "triplet margin": triplet.margin, "triplet miner": triplet.miner,
+            "validation fraction": settings.val_fraction,
+            "patience": settings.patience if settings.patience is not None else "none (every epoch runs)",
+            "seed": settings.seed, "device": settings.device or "auto",
+            **{f"model: {key}": value for key, value in dataclasses.asdict(model_config).items()
+               if not isinstance(value, dict)}}
+
+
+def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs, data: Path | None = None,
+            hyperparameters: dict | None = None) -> None:
     from simsearch.report import training_run, write_run
 
     # run.json beside the checkpoints, so that `simsearch report OUT` shows the curves
-    write_run(training_run(kind, result.history, data, counts, {"checkpoint": str(result.model_path)},
-                           result.best_epoch), result.out_dir)
+    write_run(training_run(kind, result.history, data, counts, {"checkpoint": str(result.model_path),
+                                                                 "hyperparameters": hyperparameters or {}},
+                           result.best_epoch, splits=result.splits), result.out_dir)
     last = result.history[-1]
     summary = {"kind": kind, "checkpoint": str(result.model_path), "epochs_run": result.epochs_run,
                "epochs": int(last["epoch"]), "best_epoch": result.best_epoch, "images": counts,
@@ -158,7 +171,8 @@ def triplet_ae(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
                                       triplet)
-        _report("triplet-ae", result, counts, as_json, skips, data)
+        _report("triplet-ae", result, counts, as_json, skips, data,
+                _hyperparameters(settings, triplet, result, model_config))
 
 
 @train_app.command("triplet-head")
@@ -209,7 +223,8 @@ def triplet_head(
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
                                         on_read, skips, triplet)
-        _report("triplet-head", result, counts, as_json, skips, data)
+        _report("triplet-head", result, counts, as_json, skips, data,
+                _hyperparameters(settings, triplet, result, head_config))
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -47,8 +47,9 @@ class Evaluation:
 
 
 def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
-                     threshold: float | None = None) -> Evaluation:
-    """Metrics for results aligned with samples."""
+                     threshold: float | None = None, known_types: Collection[str] | None = None) -> Evaluation:
+    """Metrics for results aligned with samples. `known_types`: the defect types the scorer holds exemplars of
+    (type accuracy counts only defects of those: no scorer can name a type it has never seen); None: every type."""
     samples, results = list(samples), list(results)
     labels = np.array([s.is_defect for s in samples], dtype=int)
     scores = np.array([r.score for r in results])
@@ -61,11 +62,31 @@ def evaluate_results(samples: Sequence[Sample], results: Sequence[ScoreResult],
         for kind in sorted({class_key(s) for s in samples if s.is_defect}):
             rows = [i for i, s in enumerate(samples) if s.is_defect and class_key(s) == kind]
             evaluation.recall_by_type[kind] = float(predicted[rows].mean())
-    typed = [(s, r) for s, r in zip(samples, results) if s.is_defect and s.defect_type and r.predicted_type]
-    if typed:  # of the typed defects that resemble a known defect, how many got its type right
-        evaluation.extra["type_accuracy"] = sum(s.defect_type == r.predicted_type for s, r in typed) / len(typed)
-        evaluation.extra["typed_defects"] = len(typed)
+    evaluation.extra.update(type_accuracy(samples, results, known_types))
     return evaluation
+
+
+def type_accuracy(samples: Sequence[Sample], results: Sequence[ScoreResult],
+                  known_types: Collection[str] | None = None) -> dict[str, Any]:
+    """How often the predicted defect type is right, and what it leaves out and why: `type_accuracy` is over
+    the typed defects of a type the scorer holds (`known_types`) that got a type predicted (`typed_defects`);
+    `type_counts` says how many were right, got no type (they resembled a good exemplar more than any defect
+    one), and were of a type the scorer holds no exemplar of (`unknown_types`). {} when no defect is typed, or
+    the scorer holds no defect type at all."""
+    typed = [(s, r) for s, r in zip(samples, results) if s.is_defect and s.defect_type]
+    if not typed or (known_types is not None and not known_types):
+        return {}
+    known = [(s, r) for s, r in typed if known_types is None or s.defect_type in known_types]
+    predicted = [(s, r) for s, r in known if r.predicted_type]
+    right = sum(s.defect_type == r.predicted_type for s, r in predicted)
+    unknown = sorted({s.defect_type for s, _ in typed} - {s.defect_type for s, _ in known})
+    record: dict[str, Any] = {"type_counts": {"right": right, "predicted": len(predicted),
+                                              "no_prediction": len(known) - len(predicted),
+                                              "type_not_in_index": len(typed) - len(known)},
+                              "unknown_types": unknown}
+    if predicted:
+        record.update(type_accuracy=right / len(predicted), typed_defects=len(predicted))
+    return record
 
 
 def score_samples(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
@@ -120,7 +141,10 @@ def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], on_progress: Pro
         on_progress(len(samples) - len(fresh))  # the left-out images count as done
     kept, results = score_samples(scorer, fresh, on_progress, on_skip)
     threshold = scorer.threshold_
-    evaluation = evaluate_results(kept, results, threshold.value if threshold is not None else None)
+    index = getattr(scorer, "index_", None)
+    known_types = None if index is None else {e.defect_type for e in index.exemplars.values()
+                                              if e.label == "defect" and e.defect_type}
+    evaluation = evaluate_results(kept, results, threshold.value if threshold is not None else None, known_types)
     evaluation.extra["left_out_exemplars"] = len(samples) - len(fresh)
     pixels = maps_and_masks(kept, results)
     if pixels is not None:

@@ -82,6 +82,8 @@ class ExemplarIndex:
         self.generation = 0
         self.size_bytes: int | None = None  # on disk, when saved or loaded
         self.origin: str | None = None  # the folder (real path) this index was read from or saved to
+        # the folder the exemplars' files are under (recorded when saved; see catalogue.find_data_root)
+        self.data_root: str | None = None
 
     # -- contents ---------------------------------------------------------------------------------
     good = property(lambda self: self.vectors["good"], doc="the good exemplars' image vectors")
@@ -300,10 +302,11 @@ class ExemplarIndex:
         save_index(self, folder, force, wait)
 
     @classmethod
-    def load(cls, folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> "ExemplarIndex":
-        """Read an index and check it (see `persist.load_index`)."""
+    def load(cls, folder: str | Path, fingerprint: str | None = None, fast: bool = False,
+             data_root: str | Path | None = None) -> "ExemplarIndex":
+        """Read an index and check it (see `persist.load_index`; `data_root`: where the exemplars' files are now)."""
         from simsearch.index.persist import load_index
-        return load_index(folder, fingerprint, fast)
+        return load_index(folder, fingerprint, fast, data_root)
 
     def describe(self) -> dict[str, Any]:
         """What the store holds (the scoring mode adds its own fields: simsearch.score.modes.describe_index)."""
@@ -316,6 +319,7 @@ class ExemplarIndex:
             "coreset_ratio": self.coreset_ratio if per_patch else None,
             "patch_grid": list(self.patch_grid) if per_patch and self.patch_grid else None,
             "counts": self.counts(), "defect_types": self.defect_types(), "threshold": self.threshold,
+            "data_root": self.data_root,
             "format_version": format_version(self), "generation": self.generation,
             "created": self.created, "updated": self.updated, "bytes": self.size_bytes,
             "artifacts": {name: len(data) for name, data in self.artifacts.items()},

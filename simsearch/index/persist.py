@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from simsearch.errors import ConflictError, IndexProblem, InputError
-from simsearch.index.catalogue import read_catalogue, write_catalogue
+from simsearch.index.catalogue import (
+    common_folder,
+    find_data_root,
+    moved_exemplars,
+    read_catalogue,
+    relative_to,
+    root_to_record,
+    write_catalogue,
+)
 from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
@@ -72,6 +80,9 @@ def manifest_of(index: ExemplarIndex) -> dict[str, Any]:
         "map_scale": index.map_scale, "created": index.created, "updated": index.updated,
         "generation": index.generation,
         "artifacts": {name: index.artifact_records.get(name, {}) for name in index.artifacts},
+        # where the exemplars' files were (the catalogue's paths stay as added, read by every format); the
+        # index folder's position relative to it is added when saved (`data_root_from_index`)
+        "data_root": index.data_root,
     }
 
 
@@ -79,14 +90,21 @@ LOAD_ATTEMPTS = 5  # reads of a folder whose manifest keeps moving on (writers c
 
 
 # -- loading ---------------------------------------------------------------------------------------------
-def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> ExemplarIndex:
+def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False,
+               data_root: str | Path | None = None) -> ExemplarIndex:
     """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
-    a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files."""
+    a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files.
+
+    The exemplars' paths are resolved where their files are now (`resolve_data_root`): under the recorded data
+    root, else under the folder that holds it as seen from the index folder (the two moved together), or under
+    `data_root` when given (the data moved elsewhere)."""
     folder = Path(folder)
     for attempt in range(LOAD_ATTEMPTS):
         manifest = read_manifest(folder)
         try:
-            return _from_manifest(folder, manifest, fingerprint, fast)
+            index = _from_manifest(folder, manifest, fingerprint, fast)
+            resolve_data_root(index, folder, manifest, data_root)
+            return index
         except OSError as error:  # StorageError, or a file deleted between its check and its reading
             # A writer may have committed and cleaned up between our reading the manifest and its files:
             # read again when the manifest moved on, else the folder really is damaged.
@@ -97,6 +115,35 @@ def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = 
             raise StorageError(f"{folder} could not be read: {error.strerror or error} ({error.filename}); the index "
                                "is damaged, or was changed faster than it could be read: try again") from None
     raise AssertionError("unreachable")
+
+
+def resolve_data_root(index: ExemplarIndex, folder: Path, manifest: dict, given: str | Path | None = None) -> None:
+    """Point the exemplars' paths under the recorded data root (an older index: their common folder) at the
+    root where their files are now, and make it the index's (recorded at its next save)."""
+    recorded = manifest.get("data_root") or common_folder(e.path for e in index.exemplars.values())
+    index.data_root = recorded
+    if not recorded:
+        return
+    if given is not None:
+        chosen = os.path.abspath(given)
+        if not os.path.isdir(chosen):
+            raise InputError(f"the data root {given} is not a folder", hint="give {param} the folder that now holds "
+                             f"the index's exemplar files (they were under {recorded})", parameter="data_root")
+        if chosen != recorded and find_data_root(index.exemplars, recorded, [chosen]) is None:
+            example = next((e.path for e in index.exemplars.values() if relative_to(e.path, recorded)), None)
+            if example is not None:
+                raise InputError(f"none of the index's exemplar files are under {given} (e.g. "
+                                 f"{relative_to(example, recorded)}, recorded under {recorded})",
+                                 hint=f"give {{param}} the folder that now holds what {recorded} held",
+                                 parameter="data_root")
+    else:
+        relative = manifest.get("data_root_from_index")
+        candidates = [recorded] + ([os.path.normpath(os.path.join(os.path.abspath(folder), relative))]
+                                   if relative else [])
+        chosen = find_data_root(index.exemplars, recorded, candidates) or recorded
+    if chosen != recorded:
+        index.exemplars = moved_exemplars(index.exemplars, recorded, chosen)
+        index.data_root = chosen
 
 
 def _roles(manifest: dict) -> tuple[dict[str, Role], set[str]]:
@@ -263,6 +310,10 @@ def check_manifest(path: Path, manifest: dict) -> None:
     need(grid is None or (isinstance(grid, list) and len(grid) == 2 and all(whole(v, 1) for v in grid)),
          "patch_grid is not two sizes")
     need(manifest.get("threshold") is None or isinstance(manifest["threshold"], dict), "threshold is not a record")
+    root = manifest.get("data_root")
+    need(root is None or (isinstance(root, str) and os.path.isabs(root)), "data_root is not an absolute folder")
+    need(manifest.get("data_root_from_index") is None or isinstance(manifest["data_root_from_index"], str),
+         "data_root_from_index is not a folder")
     problem = threshold_problem(manifest.get("threshold"))
     need(problem is None, str(problem))
     need(manifest.get("compiled_embedder") is None or isinstance(manifest["compiled_embedder"], dict),
@@ -341,7 +392,9 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
             source = index.artifact_files.get(name)
             same_folder = source is not None and os.path.realpath(source.parent) == os.path.realpath(folder)
             writers[name] = Unchanged(source, data) if same_folder else data
+        index.data_root = root_to_record((e.path for e in index.exemplars.values()), index.data_root)
         manifest = manifest_of(index)
+        manifest["data_root_from_index"] = _relative_folder(index.data_root, folder)
         manifest["updated"] = now()
         extensions = {name: EXTENSIONS.get(name, "bin") for name in index.artifacts}
         saved = save_generation(folder, manifest, writers, wait=wait, extensions=extensions)
@@ -350,6 +403,16 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
     index.origin = os.path.realpath(folder)
     index.artifact_files = {name: folder / saved["files"][name] for name in index.artifacts}
     index.size_bytes = size_on_disk(folder, saved)
+
+
+def _relative_folder(root: str | None, folder: Path) -> str | None:
+    """The data root as seen from the index folder ('../data'), or None where there is no such path."""
+    if root is None:
+        return None
+    try:
+        return os.path.relpath(root, os.path.abspath(folder))
+    except ValueError:  # another drive (Windows)
+        return None
 
 
 def _committed_for_save(index: ExemplarIndex, folder: Path, force: bool) -> tuple[int, int] | None:
@@ -376,16 +439,16 @@ def _committed_for_save(index: ExemplarIndex, folder: Path, force: bool) -> tupl
 
 
 def update_index(folder: str | Path, change: Callable[[ExemplarIndex], T], fingerprint: str | None = None,
-                 wait: float = DEFAULT_WAIT) -> tuple[ExemplarIndex, T]:
+                 wait: float = DEFAULT_WAIT, data_root: str | Path | None = None) -> tuple[ExemplarIndex, T]:
     """Read the committed index, apply `change` to it and save it, all under the folder's writer lock, so
     concurrent writers (processes, the service) never lose each other's changes. Returns the saved index and
     what `change` returned; nothing is saved when `change` raises."""
     with IndexLock(folder, wait):
-        index = load_index(folder, fingerprint=fingerprint)
+        index = load_index(folder, fingerprint=fingerprint, data_root=data_root)
         result = change(index)
         index.save(folder, wait=wait)
     return index, result
 
 
 __all__ = ["FORMAT_VERSION", "check_fingerprint", "check_manifest", "format_version", "load_index", "manifest_of",
-           "refuse_to_replace", "save_index", "size_on_disk", "update_index"]
+           "refuse_to_replace", "resolve_data_root", "save_index", "size_on_disk", "update_index"]

@@ -134,6 +134,9 @@ def training_png(rows: Sequence[dict[str, Any]], x: str = "epoch") -> bytes:
     for column in losses:
         axes.plot(steps, [float(r[column]) for r in rows], marker="o", ms=3, lw=2, label=column)
     axes.set(xlabel=x, ylabel="loss", title="Training curves")
+    if all(step.is_integer() for step in steps):  # epochs are whole: no 2.5 tick between them
+        from matplotlib.ticker import MaxNLocator
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     handles, names = axes.get_legend_handles_labels()
     if others:

@@ -320,6 +320,15 @@ def _results(run: dict[str, Any]) -> str:
                       ("false-alarm rate (good rejected)", _pct(rates["false_alarm_rate"])),
                       ("precision (rejects that are defects)", _pct(rates["precision"])),
                       ("accuracy", _pct(rates["accuracy"]))]
+        counts = metrics.get("type_counts")
+        if counts:  # the predicted type: over the defects of a type the index holds that were given one
+            pairs.append(("defect type named right",
+                          (f"{_pct(metrics.get('type_accuracy'))} ({counts['right']}/{counts['predicted']} given a "
+                           f"type)" if counts["predicted"] else "&mdash;")
+                          + f"; not counted: {counts['no_prediction']} given no type, {counts['type_not_in_index']} "
+                          "of types the index holds no exemplar of"
+                          + (f" ({escape(', '.join(map(str, metrics.get('unknown_types') or [])))})"
+                             if metrics.get("unknown_types") else "")))
         for key, label in (("pixel_auroc", "pixel AUROC (anomaly maps vs masks)"),
                            ("pixel_pro", "pixel PRO (FPR \u2264 30%)")):
             if metrics.get(key) is not None:

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from simsearch.data.datasets import GOOD, Sample, class_key, count_by_class
+from simsearch.data.datasets import DEFECT, GOOD, Sample, class_key, count_by_class
 from simsearch.decide.threshold import Threshold, as_threshold
 from simsearch.errors import InputError
 from simsearch.evaluate.evaluation import Evaluation
@@ -47,9 +47,23 @@ def new_run(kind: str, title: str = "", **sections: Any) -> dict[str, Any]:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **sections}
 
 
+# untyped defects, one row wherever they are counted: the index calls them "(untyped)", a labelled set "defect"
+UNTYPED = "defect (untyped)"
+
+
 def class_of(sample: Sample) -> str:
-    """'good', or the defect type ('defect' when untyped)."""
-    return class_key(sample)
+    """'good', or the defect type (UNTYPED when it has none)."""
+    key = class_key(sample)
+    return UNTYPED if sample.is_defect and not sample.defect_type else key
+
+
+def one_untyped_row(counts: dict[str, int]) -> dict[str, int]:
+    """Counts by class with untyped defects under UNTYPED, whichever name the counter gave them."""
+    merged: dict[str, int] = {}
+    for key, count in counts.items():
+        name = UNTYPED if key in (DEFECT, "(untyped)") else key
+        merged[name] = merged.get(name, 0) + count
+    return merged
 
 
 def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: Sequence[Sample] | None = None,
@@ -58,14 +72,14 @@ def data_section(dataset: str | Path, evaluated: Sequence[Sample], everything: S
     """Counts per class and defect type for each split, and a few sample paths of each class."""
     splits: dict[str, dict[str, int]] = {}
     if index_counts:
-        splits["index exemplars"] = index_counts
+        splits["index exemplars"] = one_untyped_row(index_counts)
     if calibration is not None and calibration.metrics:
         metrics = calibration.metrics
         splits["calibration" + (f" ({calibration.calibrated_on})" if calibration.calibrated_on else "")] = {
             GOOD: int(metrics.get("good", 0)), "defects (any type)": int(metrics.get("defect", 0))}
-    splits["evaluated" + (f" (fold {fold})" if fold else "")] = count_by_class(evaluated)
+    splits["evaluated" + (f" (fold {fold})" if fold else "")] = one_untyped_row(count_by_class(evaluated))
     if everything is not None and fold:
-        splits["whole set"] = count_by_class(everything)
+        splits["whole set"] = one_untyped_row(count_by_class(everything))
     samples: dict[str, list[str]] = {}
     for sample in evaluated:
         chosen = samples.setdefault(class_of(sample), [])
@@ -279,10 +293,14 @@ def comparison_run(report: dict[str, Any], title: str = "") -> dict[str, Any]:
 
 def training_run(kind: str, history: Sequence[dict[str, Any]], dataset: str | Path | None = None,
                  counts: dict[str, int] | None = None, setup: dict[str, Any] | None = None,
-                 best_epoch: int | None = None, title: str = "") -> dict[str, Any]:
-    """The run.json of `simsearch train` and `simsearch train-baseline`: the data, the set-up and the curves."""
+                 best_epoch: int | None = None, title: str = "",
+                 splits: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """The run.json of `simsearch train` and `simsearch train-baseline`: the data (`splits`: images per class of
+    each part, e.g. training and validation; else `counts`, all images), the set-up (its `hyperparameters`:
+    epochs, learning rate, ...) and the curves."""
     best = f" (best epoch {best_epoch}, lowest validation loss)" if best_epoch else ""
+    parts = ({f"{name} images": one_untyped_row(part) for name, part in splits.items()} if splits
+             else {"training images": one_untyped_row(counts)} if counts else {})
     return new_run(kind, title or f"{kind} training" + (f" on {Path(str(dataset)).name}" if dataset else ""),
-                   data={"dataset": None if dataset is None else str(dataset),
-                         "splits": {"training images": counts} if counts else {}},
+                   data={"dataset": None if dataset is None else str(dataset), "splits": parts},
                    setup=setup or {}, training=[{"title": f"{kind}{best}", "rows": list(history)}])

@@ -62,6 +62,8 @@ class TrainResult:
     history: list[dict[str, float]]
     epochs_run: int
     best_epoch: int | None = None  # the epoch model.pt holds when there was a validation set
+    # images per class of each part the task trained and validated on ("training", "validation"), for reports
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def history_path(self) -> Path:

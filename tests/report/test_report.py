@@ -160,7 +160,41 @@ def test_a_training_run_writes_run_json_that_the_report_renders(part_folder, tmp
     recorded, _ = read_run(run)
     assert recorded["kind"] == "triplet-head" and len(recorded["training"][0]["rows"]) == 3
     assert "train_loss" in recorded["training"][0]["rows"][0]
-    assert recorded["data"]["splits"]["training images"] == {"good": 12, "spot": 4}
+    splits = recorded["data"]["splits"]  # the parts it trained and validated on (issue 28)
+    assert set(splits) == {"training images", "validation images"}
+    assert {c: splits["training images"].get(c, 0) + splits["validation images"].get(c, 0)
+            for c in ("good", "spot")} == {"good": 12, "spot": 4} and splits["validation images"]
+    hyper = recorded["setup"]["hyperparameters"]
+    assert (hyper["epochs"], hyper["epochs run"], hyper["learning rate (Adam)"]) == (3, 3, 1e-3)
+    assert (hyper["triplet margin"], hyper["triplet miner"], hyper["model: embedding_dim"]) == (0.2, "batch-hard", 128)
     assert runner.invoke(app, ["report", str(run)]).exit_code == 0
-    page = Page((run / "report.html").read_text())
+    text = (run / "report.html").read_text()
+    assert "triplet margin" in text and "validation images" in text
+    page = Page(text)
     assert any(h.startswith("triplet-head") for h in page.headings) and len(page.images) == 1  # the loss curves
+
+
+def test_untyped_defects_are_one_row_wherever_they_are_counted(tmp_path):
+    from pathlib import Path
+
+    from simsearch.data.datasets import Sample
+    from simsearch.report.run import UNTYPED, data_section
+
+    evaluated = [Sample(Path("g.png"), "good"), Sample(Path("d.png"), "defect"), Sample(Path("c.png"), "defect",
+                                                                                      "crack")]
+    section = data_section(tmp_path, evaluated, index_counts={"good": 5, "(untyped)": 2, "crack": 1})
+    rows = {name for counts in section["splits"].values() for name in counts}
+    assert rows == {"good", "crack", UNTYPED}
+    assert section["splits"]["index exemplars"][UNTYPED] == 2 and section["splits"]["evaluated"][UNTYPED] == 1
+    assert set(section["samples"]) == {"good", "crack", UNTYPED}
+
+
+def test_training_curves_have_whole_epoch_ticks(monkeypatch):
+    from simsearch.report import charts
+
+    drawn = []
+    monkeypatch.setattr(charts, "_png", lambda figure: drawn.append(figure) or b"")
+    charts.training_png([{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.4},
+                         {"epoch": 3, "train_loss": 0.3}])
+    ticks = drawn[0].axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)

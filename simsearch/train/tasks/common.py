@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from pytorch_metric_learning import distances, losses
 
-from simsearch.data.datasets import Sample
+from simsearch.data.datasets import Sample, count_by_class
 from simsearch.data.images import ImageError, read_image
 from simsearch.errors import TrainingError
-from simsearch.train.loop import TrainSettings
+from simsearch.train.loop import TrainResult, TrainSettings
 from simsearch.train.samplers import ClassBalancedBatchSampler
 from simsearch.train.triplets import create_miner
 
@@ -65,3 +65,9 @@ def balanced_batches(labels: Sequence[int], settings: TrainSettings, seed: int) 
     if len(set(labels)) < 2:
         raise TrainingError("triplet training needs good and defect images; found only one class")
     return ClassBalancedBatchSampler(labels, settings.batch_size, anchor_class=0, seed=seed)
+
+
+def with_splits(result: TrainResult, train: Sequence[Sample], val: Sequence[Sample]) -> TrainResult:
+    """The result with the images per class it trained and validated on (what a training report shows)."""
+    result.splits = {"training": count_by_class(train), "validation": count_by_class(val)}
+    return result

@@ -22,6 +22,7 @@ from simsearch.train.tasks.common import (
     TripletOptions,
     balanced_batches,
     read_samples,
+    with_splits,
 )
 
 KIND = "triplet-ae"
@@ -107,4 +108,4 @@ def train_triplet_ae(samples: Sequence[Sample], out_dir: str | Path, model_confi
     train, train_pixels = read_samples(train, model_config.prepare, on_skip, on_read)
     val, val_pixels = read_samples(val, model_config.prepare, on_skip, on_read) if val else ([], [])
     task = AutoencoderTask(model_config, settings, train, train_pixels, val, val_pixels, triplet=triplet)
-    return run_training(task, settings, out_dir, resume, on_event)
+    return with_splits(run_training(task, settings, out_dir, resume, on_event), train, val)

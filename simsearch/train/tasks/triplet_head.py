@@ -38,6 +38,7 @@ from simsearch.train.tasks.common import (
     TripletOptions,
     balanced_batches,
     read_samples,
+    with_splits,
 )
 
 KIND = "triplet-head"
@@ -242,7 +243,7 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
     train_rows, val_rows = ([position[str(s.path)] for s in part] for part in (train, val))
     task = HeadTask(head_config, settings, vectors[train_rows], class_ids(train)[0],
                     vectors[val_rows] if val else None, class_ids(val)[0] if val else [], triplet)
-    return run_training(task, settings, out_dir, resume, on_event)
+    return with_splits(run_training(task, settings, out_dir, resume, on_event), train, val)
 
 
 def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: Path, head_config: HeadConfig,
@@ -269,4 +270,4 @@ def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out
     patch_settings = dataclasses.replace(settings, batch_size=max(settings.batch_size, PATCH_BATCH))
     task = HeadTask(head_config, patch_settings, train_vectors, train_labels, val_vectors, val_labels, triplet,
                     join_sample(train_vectors, train_labels, settings.seed) if head_config.joined else None)
-    return run_training(task, settings, out_dir, resume, on_event)
+    return with_splits(run_training(task, settings, out_dir, resume, on_event), train, val)
