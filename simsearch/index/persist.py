@@ -79,12 +79,14 @@ LOAD_ATTEMPTS = 5  # reads of a folder whose manifest keeps moving on (writers c
 
 
 # -- loading ---------------------------------------------------------------------------------------------
-def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False) -> ExemplarIndex:
+def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False,
+               verify_signature: bool = True) -> ExemplarIndex:
     """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
-    a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files."""
+    a newer format, or (when given) another embedder's fingerprint, and where a signing key is configured a
+    manifest it does not sign (unless not `verify_signature`). `fast` skips hashing big files."""
     folder = Path(folder)
     for attempt in range(LOAD_ATTEMPTS):
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder, verify_signature)
         try:
             return _from_manifest(folder, manifest, fingerprint, fast)
         except OSError as error:  # StorageError, or a file deleted between its check and its reading
@@ -356,7 +358,7 @@ def _committed_for_save(index: ExemplarIndex, folder: Path, force: bool) -> tupl
     """(generation, next_id) of the index committed in `folder`, checked against this one; None if none."""
     try:
         generation = committed_generation(folder)
-        next_id = read_manifest(folder).get("next_id", 0) if generation is not None else 0
+        next_id = read_manifest(folder, verify_signature=False).get("next_id", 0) if generation is not None else 0
     except StorageError:
         if not force:
             raise
