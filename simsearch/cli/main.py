@@ -712,8 +712,9 @@ from simsearch.cli import compare as _compare  # noqa: E402
 from simsearch.cli import report as _report  # noqa: E402
 from simsearch.cli import serve as _serve  # noqa: E402
 from simsearch.cli import train as _train  # noqa: E402
+from simsearch.cli import verify as _verify  # noqa: E402
 
-for _commands in (_serve, _report, _train, _compare):
+for _commands in (_serve, _report, _train, _compare, _verify):
     _commands.register(app)
 
 

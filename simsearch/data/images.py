@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
@@ -23,6 +24,10 @@ MAX_PIXELS = int(os.environ.get("SIMSEARCH_MAX_PIXELS", 100_000_000))
 MAX_FILE_BYTES = int(os.environ.get("SIMSEARCH_MAX_FILE_BYTES", 200 * 1024 * 1024))
 
 log = logging.getLogger("simsearch.data")  # notes for the user; the CLI prints them as warning lines
+
+# Pillow warns (two raw lines on stderr) above its own 89.5 MP; our cap (MAX_PIXELS) is checked from the header
+# before any decode, and larger images are reduced while decoding (DECODE_MAX_SIDE), so its warning says nothing.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -219,9 +224,7 @@ def _decode(source: str | Path | io.BytesIO, name: str, max_pixels: int, gray_vi
     return decoded.pixels
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, gray_view: bool = False) -> np.ndarray:
-    """Read an image file into an (H, W, 3) uint8 RGB array; ImageError when it cannot. gray_view: a gray
-    file comes back as a read-only view of its one channel."""
+def _checked_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -229,7 +232,30 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, gray_view: bool =
     if size > MAX_FILE_BYTES:
         raise ImageTooLargeError(f"{path}: file is {size / 1e6:.0f} MB, over the cap of "
                                  f"{MAX_FILE_BYTES / 1e6:.0f} MB")
+    return path
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, gray_view: bool = False) -> np.ndarray:
+    """Read an image file into an (H, W, 3) uint8 RGB array at full size; ImageError when it cannot. gray_view:
+    a gray file comes back as a read-only view of its one channel."""
+    path = _checked_file(path)
     return _decode(path, str(path), max_pixels, gray_view)
+
+
+# Decodes of files to embed, across a process's loader threads: bytes held at once (one larger decode runs alone).
+FILE_DECODE_BUDGET = DecodeBudget(1 << 30)
+
+
+def read_image_reduced(path: str | Path, max_pixels: int = MAX_PIXELS, gray_view: bool = False,
+                       max_side: int = DECODE_MAX_SIDE) -> DecodedImage:
+    """Read an image file to embed: as the service decodes uploads (`decode_image`), reduced while decoding to
+    `max_side` when larger (JPEG DCT scaling, Image.reduce), within FILE_DECODE_BUDGET; its `original_size` is
+    the stored image's, for boxes in original pixels. Notes (several frames) go to the simsearch logger."""
+    path = _checked_file(path)
+    decoded = decode_image(path, str(path), max_pixels, max_side, FILE_DECODE_BUDGET, gray_view)
+    for note in decoded.notes:
+        log.warning(note)
+    return decoded
 
 
 def read_image_bytes(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "upload") -> np.ndarray:
@@ -363,18 +389,29 @@ def list_image_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def read_input(image: ImageLike, gray_view: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """(RGB pixels, (height, width) of the original) of an input to embed: a file reduced while decoding when it
+    is larger than DECODE_MAX_SIDE (`read_image_reduced`), an in-memory image as it is (`as_rgb_array`)."""
+    if isinstance(image, (str, Path)):
+        decoded = read_image_reduced(image, gray_view=gray_view)
+        return decoded.pixels, decoded.original_size
+    pixels = as_rgb_array(image, gray_view=gray_view)
+    return pixels, (int(pixels.shape[0]), int(pixels.shape[1]))
+
+
 def iter_readable_images(
     images: Sequence[ImageLike],
     on_skip: Callable[[str, str], None] | None = None,
     gray_view: bool = False,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (position, RGB array) for each readable input (path, PIL image or array); unreadable ones go
-    to on_skip(name, reason). A single unreadable input is an error, and so is a list where none is readable.
-    gray_view: gray files as read-only views of their one channel (see `read_image`)."""
+) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:
+    """Yield (position, RGB array, original size) for each readable input (path, PIL image or array; files larger
+    than DECODE_MAX_SIDE reduced, see `read_input`); unreadable ones go to on_skip(name, reason). A single
+    unreadable input is an error, and so is a list where none is readable. gray_view: gray files as read-only
+    views of their one channel (see `read_image`)."""
     readable = 0
     for position, image in enumerate(images):
         try:
-            array = as_rgb_array(image, gray_view=gray_view)
+            array, size = read_input(image, gray_view=gray_view)
         except ImageError as error:
             if len(images) == 1:
                 raise
@@ -382,7 +419,7 @@ def iter_readable_images(
                 on_skip(str(image) if isinstance(image, (str, Path)) else f"input {position}", str(error))
             continue
         readable += 1
-        yield position, array
+        yield position, array, size
     if images and not readable:
         raise ImageError(f"none of the {len(images)} inputs could be read as an image")
 

@@ -21,6 +21,7 @@ from simsearch.data.images import (
     gray_channel,
     iter_readable_images,
     list_image_files,
+    read_input,
 )
 from simsearch.files import file_sha256
 
@@ -70,13 +71,15 @@ def expand_inputs(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return expanded
 
 
-def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare | None) -> Item:
+def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare | None,
+          size: tuple[int, int] | None = None) -> Item:
+    """`size`: the original's (height, width) where the pixels were reduced while decoding."""
     is_path = isinstance(source, (str, Path))
     ready = prepare(pixels) if prepare else pixels
     if isinstance(ready, np.ndarray) and gray_channel(ready) is not None:
         ready = np.ascontiguousarray(ready)  # a gray file read as a view (see iter_items): items keep plain arrays
     return Item(str(source) if is_path else None, ready, position,
-                tuple(pixels.shape[:2]), None if is_path else source)
+                size or tuple(pixels.shape[:2]), None if is_path else source)
 
 
 def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
@@ -84,12 +87,13 @@ def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
     """Read inputs one by one, in this thread; unreadable files are reported and skipped."""
     # gray files as views of their one channel, here as on the loader's threads: a resize then does a third of
     # the work (_item hands on plain arrays)
-    for position, pixels in iter_readable_images(images, on_skip, gray_view=True):
-        yield _item(images[position], position, pixels, prepare)
+    for position, pixels, size in iter_readable_images(images, on_skip, gray_view=True):
+        yield _item(images[position], position, pixels, prepare, size)
 
 
 def _read(images: Sequence[ImageLike], position: int, prepare: Prepare | None) -> Item:
-    return _item(images[position], position, as_rgb_array(images[position], gray_view=True), prepare)
+    pixels, size = read_input(images[position], gray_view=True)
+    return _item(images[position], position, pixels, prepare, size)
 
 
 def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prepare: Prepare | None = None,

@@ -38,6 +38,11 @@ class DamagedCopyError(IndexProblem, ValueError):
     """A compiled copy that cannot stand for its embedder: a damaged record, or a model ONNX Runtime refuses."""
 
 
+class UntrustedCopyError(IndexProblem):
+    """A compiled copy that reaches outside its own bytes (ONNX external data, an operator outside the standard
+    ONNX domains): refused, never run and never replaced silently by torch, since only an edit makes one."""
+
+
 _COPIES: dict[str, tuple[bytes, dict] | None] = {}  # fingerprint -> copy: an embedder is compiled once a process
 logger = logging.getLogger("simsearch.embed")
 
@@ -113,6 +118,7 @@ def _session(model: bytes) -> Any:
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
+    options.add_session_config_entry("session.load_model_format", "ONNX")  # never guessed from the bytes
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:  # as torch does: e.g. Ray gives each actor its CPUs this way
         options.intra_op_num_threads = int(threads)
@@ -170,6 +176,7 @@ class CompiledEmbedder(Embedder):
 
     def __init__(self, model: bytes, record: dict, config: dict, batch_size: int = DEFAULT_BATCH_SIZE):
         _check_record(record)
+        check_self_contained(model)
         try:
             self.session = _session(model)
         except Exception as error:  # ONNX Runtime's errors derive from Exception alone
@@ -248,5 +255,94 @@ def _is_size(value: object) -> bool:
         return False
 
 
-__all__ = ["ARTIFACT", "CompiledEmbedder", "DamagedCopyError", "compile_embedder", "compiled_applies",
-           "describe_copy", "keep_copy", "stored_copy"]
+# -- what a compiled copy may hold: its own weights and standard operators, nothing that names a file ------------
+# ONNX's protobuf fields on the way to every tensor and node of a model (onnx/onnx.proto): message -> field number
+# -> the message it holds. Read from the wire format itself, so the scoring-only install (no `onnx` package) checks
+# exactly what the full one does; ONNX's own tensor walk (onnx.external_data_helper) also skips sparse tensors.
+_MESSAGES: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "function": {7: "node", 11: "attribute"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 13, 14, 1
+_NODE_OP, _NODE_DOMAIN, _FUNCTION_NAME, _FUNCTION_DOMAIN = 4, 7, 1, 10
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})  # what torch.onnx writes; others (e.g. EPContext) may name files
+_MAX_DEPTH = 64  # subgraphs nested deeper than any exporter writes: refused rather than followed for ever
+
+
+def check_self_contained(model: bytes) -> None:
+    """UntrustedCopyError unless every tensor of the ONNX model holds its own data (no external data: a path
+    ONNX Runtime would read weights from) and every operator is a standard ONNX one or a function the model
+    defines itself; DamagedCopyError where the bytes are not an ONNX model's protobuf."""
+    functions: set[tuple[str, str]] = set()
+    nodes: list[tuple[str, str]] = []
+    try:
+        _walk(memoryview(model), "model", 0, functions, nodes)
+    except (IndexError, ValueError, UnicodeDecodeError) as error:
+        raise DamagedCopyError(f"it is not an ONNX model ({error or 'truncated'})") from None
+    for domain, op in nodes:
+        if domain not in STANDARD_DOMAINS and (domain, op) not in functions:
+            raise UntrustedCopyError(f"it runs the operator {op!r} of the domain {domain!r}, which no saved simsearch "
+                                     "copy holds (operators outside standard ONNX may read files)",
+                                     hint="rebuild the index, or check it with `simsearch verify`")
+
+
+def _walk(data: memoryview, message: str, depth: int, functions: set, nodes: list) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    fields = _MESSAGES.get(message, {})
+    strings: dict[int, str] = {}
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, position = _varint(data, position)
+            if message == "tensor" and number == _TENSOR_DATA_LOCATION and value == _EXTERNAL:
+                raise UntrustedCopyError("it reads a tensor from a file outside it (ONNX external data)",
+                                         hint="rebuild the index, or check it with `simsearch verify`")
+        elif wire == 2:
+            size, position = _varint(data, position)
+            if position + size > len(data):
+                raise ValueError("a field runs past the end")
+            body = data[position:position + size]
+            position += size
+            if message == "tensor" and number in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
+                raise UntrustedCopyError("it names a file to read a tensor from (ONNX external data)",
+                                         hint="rebuild the index, or check it with `simsearch verify`")
+            if number in fields:
+                _walk(body, fields[number], depth + 1, functions, nodes)
+            elif (message, number) in (("node", _NODE_OP), ("node", _NODE_DOMAIN), ("function", _FUNCTION_NAME),
+                                       ("function", _FUNCTION_DOMAIN)):
+                strings[number] = bytes(body).decode("utf-8")
+        elif wire in (1, 5):
+            position += 8 if wire == 1 else 4
+        else:  # groups (3, 4) are not in ONNX's schema
+            raise ValueError(f"wire type {wire}")
+    if position != len(data):
+        raise ValueError("a field runs past the end")
+    if message == "node":
+        nodes.append((strings.get(_NODE_DOMAIN, ""), strings.get(_NODE_OP, "")))
+    elif message == "function":
+        functions.add((strings.get(_FUNCTION_DOMAIN, ""), strings.get(_FUNCTION_NAME, "")))
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("a number longer than 64 bits")
+
+
+__all__ = ["ARTIFACT", "CompiledEmbedder", "DamagedCopyError", "UntrustedCopyError", "check_self_contained",
+           "compile_embedder", "compiled_applies", "describe_copy", "keep_copy", "stored_copy"]

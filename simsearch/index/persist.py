@@ -91,16 +91,17 @@ LOAD_ATTEMPTS = 5  # reads of a folder whose manifest keeps moving on (writers c
 
 # -- loading ---------------------------------------------------------------------------------------------
 def load_index(folder: str | Path, fingerprint: str | None = None, fast: bool = False,
-               data_root: str | Path | None = None) -> ExemplarIndex:
+               data_root: str | Path | None = None, verify_signature: bool = True) -> ExemplarIndex:
     """Read an index and check it against its manifest (file sizes and sha256, dims, counts, ids); refuse
-    a newer format, or (when given) another embedder's fingerprint. `fast` skips hashing big files.
+    a newer format, or (when given) another embedder's fingerprint, and where a signing key is configured a
+    manifest it does not sign (unless not `verify_signature`). `fast` skips hashing big files.
 
     The exemplars' paths are resolved where their files are now (`resolve_data_root`): under the recorded data
     root, else under the folder that holds it as seen from the index folder (the two moved together), or under
     `data_root` when given (the data moved elsewhere)."""
     folder = Path(folder)
     for attempt in range(LOAD_ATTEMPTS):
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder, verify_signature)
         try:
             index = _from_manifest(folder, manifest, fingerprint, fast)
             resolve_data_root(index, folder, manifest, data_root)
@@ -419,7 +420,7 @@ def _committed_for_save(index: ExemplarIndex, folder: Path, force: bool) -> tupl
     """(generation, next_id) of the index committed in `folder`, checked against this one; None if none."""
     try:
         generation = committed_generation(folder)
-        next_id = read_manifest(folder).get("next_id", 0) if generation is not None else 0
+        next_id = read_manifest(folder, verify_signature=False).get("next_id", 0) if generation is not None else 0
     except StorageError:
         if not force:
             raise

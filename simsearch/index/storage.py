@@ -17,6 +17,7 @@ from typing import Callable, Union
 from simsearch.errors import IndexProblem
 from simsearch.files import file_sha256, fsync_dir, open_temporary, write_bytes_atomic
 from simsearch.index.lock import DEFAULT_WAIT, LOCK_FILE, IndexLock
+from simsearch.index.signing import check_signature, signed, signing_key
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ class StorageError(IndexProblem, OSError):
     """An index folder that cannot be read or written, or whose files are not what its manifest records."""
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of an index folder; StorageError when there is none or it is unreadable."""
+def read_manifest(folder: str | Path, verify_signature: bool = True) -> dict:
+    """The manifest of an index folder; StorageError when there is none or it is unreadable, SignatureError when
+    a signing key is configured and does not sign it (`verify_signature`: writers reading only the generation and
+    next id, and `simsearch verify`, look without)."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
@@ -72,6 +75,8 @@ def read_manifest(folder: str | Path) -> dict:
     if not isinstance(embedder, dict) or not isinstance(embedder.get("config", {}), dict):
         raise StorageError(f"{path} is damaged: its embedder is not a record; rebuild the index with "
                            "`simsearch build-index`")
+    if verify_signature:
+        check_signature(path, manifest, signing_key(folder))
     return manifest
 
 
@@ -79,7 +84,7 @@ def committed_generation(folder: str | Path) -> int | None:
     """The generation the folder's manifest names (None: no index there yet)."""
     if not (Path(folder) / MANIFEST).is_file():
         return None
-    generation = read_manifest(folder).get("generation", 0)
+    generation = read_manifest(folder, verify_signature=False).get("generation", 0)
     if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
         raise StorageError(f"{Path(folder) / MANIFEST} is damaged: generation {generation!r} is not a whole number")
     return generation
@@ -158,11 +163,13 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
     """Write one generation of files (role -> bytes or writer(path)) and commit it by replacing the manifest,
     under the folder's writer lock. `extensions`: a file's extension by role where it is not EXTENSIONS' (faiss).
 
-    The manifest gets `generation`, `files` (role -> file name) and `checksums` (role -> bytes, sha256).
+    The manifest gets `generation`, `files` (role -> file name) and `checksums` (role -> bytes, sha256), and a
+    `signature` where a signing key is configured (`signing`).
     Files of older generations are deleted only after the new manifest is in place.
     """
     folder = Path(folder)
     check_index_folder(folder)
+    key = signing_key(folder)  # before anything is written: a key that cannot be read stops the save
     with IndexLock(folder, wait):
         try:
             previous = committed_generation(folder) or 0
@@ -190,7 +197,7 @@ def save_generation(folder: str | Path, manifest: dict, writers: dict[str, Write
                     else file_sha256(folder / name)
                 files[role] = name
                 checksums[role] = {"bytes": (folder / name).stat().st_size, "sha256": digest}
-            manifest = {**manifest, "generation": generation, "files": files, "checksums": checksums}
+            manifest = signed({**manifest, "generation": generation, "files": files, "checksums": checksums}, key)
             fsync_dir(folder)  # the generation's files are in place before the manifest names them
             # the commit point
             write_bytes_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))

@@ -65,7 +65,7 @@ def test_folder_walk_is_recursive_and_skips_bad_files(tmp_path):
     assert [f.name for f in files] == ["x.png", "broken.png", "y.bmp"]  # sorted by path parts
     skipped = []
     kept = list(iter_readable_images(files, on_skip=lambda name, reason: skipped.append(name)))
-    assert [files[i].name for i, _ in kept] == ["x.png", "y.bmp"] and skipped == [str(files[1])]
+    assert [files[i].name for i, _, _ in kept] == ["x.png", "y.bmp"] and skipped == [str(files[1])]
 
 
 def test_only_input_unreadable_is_an_error(tmp_path):

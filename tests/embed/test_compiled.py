@@ -42,7 +42,7 @@ def test_an_embedder_is_compiled_once_a_process(small_embedder, copy):
 
 def test_a_damaged_copy_is_refused(small_embedder, copy):
     model, record = copy
-    with pytest.raises(DamagedCopyError, match="ONNX Runtime cannot open"):
+    with pytest.raises(DamagedCopyError, match="not an ONNX model|ONNX Runtime cannot open"):
         CompiledEmbedder(model[: len(model) // 2], record, small_embedder.config)
     with pytest.raises(DamagedCopyError, match="does not take the images"):
         CompiledEmbedder(model, {**record, "image_size": 96}, small_embedder.config)
