@@ -23,6 +23,7 @@ from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, NotFittedError, UnknownComponentError
 from simsearch.files import file_sha256
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 from simsearch.score.results import ScoreResult
 from simsearch.train.classifier import EpochCallback, TrainConfig, to_pixels, train_classifier
 
@@ -76,7 +77,7 @@ class ImageClassifier(SavedBaseline):
 
     def __init__(self, kind: str = "cnn", image_size: int | None = None, backbone: str = "resnet18",
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
-                 threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None,
+                 threshold: float = 0.5, batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None,
                  val_fraction: float = 0.2, patience: int | None = 3, on_note: Note | None = None):
         if kind not in KINDS:
             raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -241,7 +242,7 @@ class ImageClassifier(SavedBaseline):
             train["class_weights"] = tuple(train["class_weights"])
         classifier = cls(config["kind"], config["image_size"], config.get("backbone") or "resnet18",
                          pretrained=False, train=TrainConfig(**train), threshold=config.get("threshold", 0.5),
-                         batch_size=batch_size or 16, device=device)
+                         batch_size=batch_size or DEFAULT_BATCH_SIZE, device=device)
         model = SmallCNN(classifier.image_size) if classifier.kind == "cnn" else CamClassifier(classifier.backbone)
         try:
             model.load_state_dict(tensors)

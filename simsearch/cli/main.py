@@ -26,6 +26,7 @@ from simsearch.cli.output import (
     progress_bar,
     warn,
 )
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
                   help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
@@ -194,7 +195,7 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(16, "--batch-size", help=BATCH_HELP),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help=BATCH_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     index_kind: List[str] = typer.Option([], "--index-kind", help="FAISS index for the vectors: auto (exact up to "
