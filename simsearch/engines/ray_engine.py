@@ -193,7 +193,7 @@ class RayExecutor(Executor):
     def _pool(self, job: Callable[[Batch], Any], batches: int) -> list[Any]:
         ray = import_ray()
         # equal jobs share their actors (fit embeds chunk after chunk with one pool); any other callable has its own
-        key = (type(job).__qualname__ + repr(sorted(job.__getstate__().items())) if isinstance(job, BatchJob)
+        key = (type(job).__qualname__ + repr(sorted((job.__getstate__() or {}).items())) if isinstance(job, BatchJob)
                else f"{type(job).__qualname__}:{id(job)}")
         if key not in self._pools:
             cluster = self._cluster()
