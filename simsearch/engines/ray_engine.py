@@ -183,11 +183,13 @@ class RayExecutor(Executor):
         self.device = device
         self.address, self.workers = address, workers
         self._stack = contextlib.ExitStack()
+        self._joined_here = False
         self._pools: dict[str, list[Any]] = {}  # one pool per job: the model is built once per actor
 
     def _cluster(self) -> RayCluster:
         if self.cluster is None:
             self.cluster = self._stack.enter_context(ray_cluster(self.address, self.workers))
+            self._joined_here = True
         return self.cluster
 
     def _pool(self, job: Callable[[Batch], Any], batches: int) -> list[Any]:
@@ -230,8 +232,8 @@ class RayExecutor(Executor):
                 ray.kill(actor)
         self._pools.clear()
         self._stack.close()
-        if self.address is not None or self.workers is not None:
-            self.cluster = None  # joined here: joined again at the next use
+        if self._joined_here:
+            self.cluster, self._joined_here = None, False  # joined again at the next use
 
 
 def _output(reply: dict[str, Any]) -> Any:
