@@ -23,7 +23,7 @@ from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, NotFittedError, UnknownComponentError
 from simsearch.files import file_sha256
-from simsearch.runtime import DEFAULT_BATCH_SIZE
+from simsearch.runtime import DEFAULT_BATCH_SIZE, Runtime
 from simsearch.score.results import ScoreResult
 from simsearch.train.classifier import EpochCallback, TrainConfig, to_pixels, train_classifier
 
@@ -66,8 +66,8 @@ def build_cam(options: Any, on_note: Note | None = None) -> "ImageClassifier":
 
 
 def _runtime(options: Any) -> dict[str, Any]:
-    return {"batch_size": options.batch_size, "val_fraction": options.val_fraction, "patience": options.patience,
-            **({"device": options.device} if options.device else {})}
+    return {**Runtime.of(batch_size=options.batch_size, device=options.device).embedder_options(),
+            "val_fraction": options.val_fraction, "patience": options.patience}
 
 
 @register_baseline("cam", build_cam, help="fine-tuned backbone with class activation map boxes (seeds 001/002)")

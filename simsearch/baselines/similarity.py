@@ -243,14 +243,14 @@ class SimilarityMethod(InspectorScorer):
                    batch_size: int | None = None, device: str | None = None) -> "SimilarityMethod":
         """Reopen a saved method: its index, with the trained embedder's checkpoint when it has one ('files'
         are absolute here: load_baseline resolves them against the folder)."""
-        runtime = Runtime.of(batch_size=batch_size, device=device).embedder_options()
+        runtime = Runtime.of(batch_size=batch_size, device=device)
         files = config["files"]
         embedder = None
         if files.get("embedder"):
             extra = {"weights": weights} if config["kind"] == "triplet-head" else {}
-            embedder = create_embedder(f"{config['kind']}:{files['embedder']}", **extra, **runtime)
-        method = BUILDERS[config["kind"]](config["kind"], _Loaded(runtime.get("batch_size"), device))
-        method.inspector_ = Inspector.load(files["index"], weights=weights, embedder=embedder, **runtime)
+            embedder = create_embedder(f"{config['kind']}:{files['embedder']}", **extra, **runtime.embedder_options())
+        method = BUILDERS[config["kind"]](config["kind"], _Loaded(runtime.batch_size, device))
+        method.inspector_ = Inspector.load(files["index"], weights=weights, embedder=embedder, runtime=runtime)
         method.history_ = list(config.get("history") or [])
         method.best_epoch_ = config.get("best_epoch")
         method.checkpoint_ = Path(files["embedder"]) if files.get("embedder") else None

@@ -36,10 +36,9 @@ INSTALL_HINT = "install it with `pip install simsearch[ray]`, or leave {param} o
 
 
 def import_ray() -> Any:
-    """The `ray` module (with Ray Data), or an InputError saying how to install it."""
+    """The `ray` module, or an InputError saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise InputError("the ray engine needs Ray, which is not installed", hint=INSTALL_HINT,
                          parameter="engine") from None
