@@ -174,8 +174,6 @@ class RayExecutor(Executor):
     `close`. `device`: where the actors' models run (None: each actor's GPU if Ray gave it one, else its CPU).
     Inputs are paths, readable at the same path on every node."""
 
-    in_process = False
-
     def __init__(self, cluster: RayCluster | None = None, device: str | None = None, address: str | None = None,
                  workers: int | None = None):
         self.cluster = cluster
