@@ -90,7 +90,7 @@ def run_simsearch(spec: dict) -> dict:
         start = time.perf_counter()
         inspector.fit(spec["bank"])
         fit_s = time.perf_counter() - start
-        inspector.save(f"{folder}/index")
+        inspector.save(f"{folder}/index", compile=True)  # as build-index saves it
         build_s = time.perf_counter() - start
         loaded = Inspector.load(f"{folder}/index", device="cpu")
         loaded.score(spec["test"][:2])  # warm-up

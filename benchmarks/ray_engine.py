@@ -52,7 +52,7 @@ def main() -> None:
         local = Inspector(embedder, mode="patch", coreset_ratio=0.1).fit(indexed)
         local_build_s = time.perf_counter() - start
         folder = Path(tmp) / "index"
-        local.save(folder)
+        local.save(folder, compile=True)  # as build-index saves it: the workers score with the compiled copy
         start = time.perf_counter()
         expected = local.score(scored)
         local_score_s = time.perf_counter() - start
@@ -61,10 +61,12 @@ def main() -> None:
         with ray_engine.ray_cluster(workers=args.workers) as cluster:
             ray_start_s = time.perf_counter() - start
             start = time.perf_counter()
-            built = ray_engine.build_index(indexed, [], embedder, cluster, coreset_ratio=0.1)
+            with ray_engine.RayExecutor(cluster) as executor:
+                built = Inspector(embedder, mode="patch", coreset_ratio=0.1).fit(indexed, executor=executor)
             ray_build_s = time.perf_counter() - start
             start = time.perf_counter()
-            got = list(ray_engine.iter_score(local, folder, scored, cluster))
+            with ray_engine.RayExecutor(cluster) as executor:
+                got = list(local.iter_score(scored, maps="needed", executor=executor))
             ray_score_s = time.perf_counter() - start
 
     report["single_process"] = {"build_images_per_s": len(indexed) / local_build_s,

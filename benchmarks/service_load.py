@@ -63,7 +63,7 @@ def ensure_index(args) -> tuple[Path, Path | None, list[Path], list[Path]]:
     index = args.index or CACHE / "synthetic_index"
     if not (index / "manifest.json").is_file():
         embedder = BackboneEmbedder("resnet18", image_size=SIZE, pretrained=False)
-        Inspector(embedder, coreset_ratio=0.25).fit(data / "train/good").save(index)
+        Inspector(embedder, coreset_ratio=0.25).fit(data / "train/good").save(index, compile=True)
     return index, None, sorted((data / "test").rglob("*.png")), sorted((data / "train/good").glob("*.png"))
 
 

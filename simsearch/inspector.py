@@ -7,22 +7,23 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
-import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
+from simsearch.data.executors import Batch, BatchJob, Executor, LocalExecutor, check_readable
 from simsearch.data.images import ImageError, ImageLike, patch_mask
-from simsearch.data.inputs import DEFAULT_WORKERS, OnSkip, Progress, expand_inputs
+from simsearch.data.inputs import OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
-from simsearch.embed import Embedder, create_embedder, embedder_from_config
+from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings, concat_embeddings, iter_embedded
+from simsearch.embed.jobs import Embedded, EmbedJob
 from simsearch.errors import ConflictError, InputError, NotFittedError, NotFoundError
 from simsearch.evaluate.evaluation import (
     Evaluation,
@@ -36,14 +37,13 @@ from simsearch.index.catalogue import Exemplar
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.persist import check_fingerprint, update_index
-from simsearch.index.storage import read_manifest
+from simsearch.runtime import DEFAULT_WORKERS, Runtime
 from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores, get_scoring_mode
 from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer, check_maps
 
 Warn = Callable[[str], None]
-T = TypeVar("T")
 
 MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
@@ -67,6 +67,8 @@ class Inspector(Scorer):
         # "auto" (by size), a FAISS factory string for every store, or role -> kind (see simsearch.index.kinds)
         self.index_kind = index_kind
         self.index_: ExemplarIndex | None = None
+        self.folder_: Path | None = None  # where the index was loaded from or saved to (workers elsewhere open it)
+        self.weights_: str | None = None  # the weights file it was opened with, if one was named
 
     # -- building ---------------------------------------------------------------------------------
     def _require_embedder(self) -> Embedder:
@@ -81,9 +83,12 @@ class Inspector(Scorer):
 
     def fit(self, good: Sequence[Sample] | ImageLike | Sequence[ImageLike],
             defects: ImageLike | Sequence[ImageLike] | None = None, defect_type: str | None = None,
-            on_progress: Progress | None = None, on_skip: OnSkip | None = None) -> "Inspector":
+            on_progress: Progress | None = None, on_skip: OnSkip | None = None,
+            executor: Executor | None = None) -> "Inspector":
         """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
-        exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects."""
+        exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects. `executor`:
+        where the images are embedded (default: this process, `LocalExecutor`; `RayExecutor`: a Ray cluster);
+        the index is the same either way."""
         defect_types = defect_masks = None
         if defects is None and _is_paths(good):
             good = exemplar_samples([good] if isinstance(good, (str, Path)) else good)  # a labelled folder's
@@ -111,7 +116,7 @@ class Inspector(Scorer):
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]
             try:
-                self.add(chunk, "good", on_progress=on_progress, on_skip=on_skip)
+                self.add(chunk, "good", on_progress=on_progress, on_skip=on_skip, executor=executor)
                 readable += 1
             except ImageError:
                 if len(good_inputs) == 1:
@@ -120,7 +125,7 @@ class Inspector(Scorer):
             raise ImageError(f"none of the {len(good_inputs)} good inputs could be read as an image")
         if defects is not None:
             self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
-                     on_skip=on_skip, masks=defect_masks)
+                     on_skip=on_skip, masks=defect_masks, executor=executor)
         self.index_.apply_index_kinds()  # trained once on the whole bank, not chunk by chunk
         if mode.needs_patches:  # a mode that gives maps
             self.index_.map_scale = self._map_scale()
@@ -139,12 +144,12 @@ class Inspector(Scorer):
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
             defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
             on_skip: OnSkip | None = None, allow_duplicates: bool = True,
-            masks: Sequence[str | Path | None] | None = None) -> list[int]:
+            masks: Sequence[str | Path | None] | None = None, executor: Executor | None = None) -> list[int]:
         """Embed and add exemplars; returns their ids. The index changes only once all are embedded. `masks`:
         a defect mask file (or None) per image, marking the patches that join the defect patch bank."""
         index = self._require_index()
         new, embeddings, mask_grids = self._embed_exemplars(images, label, defect_type, defect_types, on_progress,
-                                                            on_skip, masks)
+                                                            on_skip, masks, executor)
         return index.add(new, embeddings.image, embeddings.patches, allow_duplicates, mask_grids)
 
     def add_saved(self, folder: str | Path, images: ImageLike | Sequence[ImageLike], label: str = "good",
@@ -170,8 +175,7 @@ class Inspector(Scorer):
             skipped = [] if allow_duplicates else index.duplicates(new)
             return index.add(new, embeddings.image, embeddings.patches, allow_duplicates), skipped
 
-        self.index_, (ids, skipped) = update_index(folder, self._keeping_compiled_copy(change),
-                                                   self._require_embedder().fingerprint, wait)
+        self.index_, (ids, skipped) = update_index(folder, change, self._require_embedder().fingerprint, wait)
         return ids, [item.path for item in skipped]
 
     def relabel_change(self, exemplar_id: int, label: str, defect_type: str | None = None,
@@ -214,13 +218,13 @@ class Inspector(Scorer):
         `relabel_change`). Returns (old, new) exemplars: the new one has a new id, or is the old one where the
         label and type were already these."""
         change = self.relabel_change(exemplar_id, label, defect_type)
-        self.index_, (old, new) = update_index(folder, self._keeping_compiled_copy(change),
-                                               self._require_embedder().fingerprint, wait)
+        self.index_, (old, new) = update_index(folder, change, self._require_embedder().fingerprint, wait)
         return old, new
 
     def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
                          defect_types: Sequence[str | None] | None, on_progress: Progress | None,
                          on_skip: OnSkip | None, masks: Sequence[str | Path | None] | None = None,
+                         executor: Executor | None = None,
                          ) -> tuple[list[NewExemplar], Embeddings, list[np.ndarray | None] | None]:
         embedder = self._require_embedder()
         inputs = expand_inputs(images)
@@ -231,15 +235,14 @@ class Inspector(Scorer):
         new: list[NewExemplar] = []
         kept_masks: list[str | Path | None] = []
         parts: list[Embeddings] = []
-        for batch, embeddings in iter_embedded(embedder, inputs, on_progress, on_skip, self.workers):
-            for item in batch:  # keep what the catalogue needs, not the pixels
-                sha = item.sha256()
-                kind = defect_types[item.position] if defect_types is not None else defect_type
+        for out in self._run(EmbedJob(embedder, sha256=True), inputs, executor, on_progress, on_skip):
+            for position, path, sha in zip(out.positions, out.paths, out.sha256):  # what the catalogue needs
+                kind = defect_types[position] if defect_types is not None else defect_type
                 # absolute (symlinks kept): nearest[].path and report thumbnails work from any folder
-                source = os.path.abspath(item.path) if item.path is not None else f"<array {sha[:12]}>"
+                source = os.path.abspath(path) if path is not None else f"<array {sha[:12]}>"
                 new.append(NewExemplar(source, label, kind, sha))
-                kept_masks.append(masks[item.position] if masks is not None else None)
-            parts.append(embeddings)
+                kept_masks.append(masks[position] if masks is not None else None)
+            parts.append(out.embeddings)
         if not new:
             raise ImageError("nothing to add: no readable image")
         embeddings = concat_embeddings(parts)
@@ -248,45 +251,43 @@ class Inspector(Scorer):
         grid = embeddings.patches.shape[1:3]
         return new, embeddings, [None if path is None else patch_mask(path, grid) for path in kept_masks]
 
+    def _run(self, job: BatchJob, inputs: Sequence[ImageLike], executor: Executor | None,
+             on_progress: Progress | None, on_skip: OnSkip | None) -> Iterator[Any]:
+        """`job`'s outputs over `inputs` on `executor` (default: this process, with this inspector's loader
+        threads), the batches with readable images only; skips and progress reported here, in input order."""
+        executor = executor or LocalExecutor(self.workers)
+        readable, first_reason = 0, None
+        for out in executor.map_batches(job, inputs):
+            for name, reason in out.skipped:
+                first_reason = first_reason or reason
+                if on_skip is not None:
+                    on_skip(name, reason)
+            done = _count(out)
+            readable += done
+            if on_progress is not None and done + len(out.skipped):
+                on_progress(done + len(out.skipped))
+            if done:
+                yield out
+        check_readable(len(inputs), readable, first_reason)
+
     def remove(self, ids: Sequence[int]) -> None:
         """Remove exemplars by id."""
         self._require_index().remove(ids)
 
     # -- scoring ----------------------------------------------------------------------------------
     def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+                   on_skip: OnSkip | None = None, maps: str = "all",
+                   executor: Executor | None = None) -> Iterator[ScoreResult]:
         """Score images, one result at a time as batches finish: raw and normalised score, verdict (once a
         threshold exists), nearest exemplars, and anomaly maps: for every image (maps="all"), or only where a
         reject's boxes need them ("needed": the same scores, from a search that skips most patches of the
-        images that pass)."""
+        images that pass). `executor`: where batches are embedded and scored (default: this process; beyond it,
+        e.g. `RayExecutor`, each worker opens the index from `folder_`, and the results carry no maps)."""
         check_maps(maps)
-        index = self._require_index()
-        embedder = self._require_embedder()
-        threshold = self.threshold_
-
-        def finish(batch: list, embeddings: Embeddings) -> list[ScoreResult]:
-            results = score_embeddings(index, embeddings, [i.path for i in batch], self.n_nearest, maps == "all")
-            for item, result in zip(batch, results):
-                result.image_size = item.size
-            self._apply_thresholds(index, embeddings, results, threshold)
-            return results
-
-        embedded = iter_embedded(embedder, expand_inputs(images), on_progress, on_skip, self.workers)
-        if self.workers <= 0:
-            for batch, embeddings in embedded:
-                yield from finish(batch, embeddings)
-            return
-        # The search and verdicts of one batch run in a second thread while the network embeds the next
-        # (FAISS and NumPy release the GIL): results keep their input order, errors surface here.
-        with ThreadPoolExecutor(1, thread_name_prefix="simsearch-score") as pool:
-            pending: Future | None = None
-            for batch, embeddings in embedded:
-                ready = pool.submit(finish, batch, embeddings)
-                if pending is not None:
-                    yield from pending.result()
-                pending = ready
-            if pending is not None:
-                yield from pending.result()
+        self._require_index()
+        self._require_embedder()
+        for out in self._run(ScoreJob(self, maps), expand_inputs(images), executor, on_progress, on_skip):
+            yield from out.results
 
     def _apply_thresholds(self, index: ExemplarIndex, embeddings: Embeddings, results: list[ScoreResult],
                           threshold: Threshold | None) -> None:
@@ -356,31 +357,23 @@ class Inspector(Scorer):
         return self._threshold().is_anomalous(self.score_samples(images)).astype(int)
 
     # -- persistence ------------------------------------------------------------------------------
-    def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT) -> None:
+    def save(self, folder: str | Path, force: bool = False, wait: float = DEFAULT_WAIT, compile: bool = False) -> None:
         """Write the index (atomically, under the folder's writer lock) to a folder; replacing another index
-        there needs `force` (see ExemplarIndex.save). The index keeps a compiled copy of the embedder."""
+        there needs `force` (see ExemplarIndex.save). `compile`: export a compiled copy of the embedder (ONNX,
+        checked against torch) for the index to keep, where the embedder has one and the index has none yet (a
+        copy the index has is kept either way; adding, removing and calibrating keep it too: it depends on the
+        embedder alone)."""
         index = self._require_index()
-        if _stored_copy(index) is None:
+        if compile and _stored_copy(index) is None:
             _keep_compiled(index, self._compiled_copy())
         index.save(folder, force=force, wait=wait)
+        self.folder_ = Path(folder)
 
     def _compiled_copy(self) -> tuple[bytes, dict] | None:
         """A compiled copy of the embedder for the index to keep (once a process; None where there is none)."""
         from simsearch.embed.compiled import compile_embedder
 
         return compile_embedder(self._require_embedder())
-
-    def _keeping_compiled_copy(self, change: Callable[[ExemplarIndex], T]) -> Callable[[ExemplarIndex], T]:
-        """`change` for update_index, after which the saved index keeps a compiled copy of the embedder (the
-        one this inspector's index holds, else made now, outside the writer lock: an older index gains one)."""
-        compiled = (_stored_copy(self.index_) if self.index_ is not None else None) or self._compiled_copy()
-
-        def changed(index: ExemplarIndex) -> T:
-            result = change(index)
-            _keep_compiled(index, compiled)
-            return result
-
-        return changed
 
     def save_threshold(self, folder: str | Path, wait: float = DEFAULT_WAIT) -> bool:
         """Store the threshold in the index saved in `folder`, under its writer lock and on top of what other
@@ -393,65 +386,134 @@ class Inspector(Scorer):
             saved.threshold = {**record, "generation": saved.generation + 1} if record else record
             return saved.generation != read_at
 
-        self.index_, changed = update_index(folder, self._keeping_compiled_copy(change),
-                                            self._require_embedder().fingerprint, wait)
+        self.index_, changed = update_index(folder, change, self._require_embedder().fingerprint, wait)
         return changed
 
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None, embedder: Embedder | None = None,
-             n_nearest: int = 3, compiled: bool | None = None, data_root: str | Path | None = None,
-             **runtime) -> "Inspector":
+             n_nearest: int = 3, compiled: bool | None = None, runtime: Runtime | None = None,
+             data_root: str | Path | None = None, **options: Any) -> "Inspector":
         """Open a saved index with the embedder it was built with (refusing any other). `data_root`: the folder
         that now holds the exemplars' files, where they moved elsewhere than with the index (`ExemplarIndex.load`).
 
-        `compiled`: run the index's compiled copy of the embedder (ONNX Runtime: the same vectors, no torch to
-        import). None: where it applies (on the CPU in float32, with no other weights file than the recorded
-        one, see `compiled_applies`) and the index has one; True: or fail; False: never."""
-        from simsearch.embed.compiled import compiled_applies
-
-        config = read_manifest(folder).get("embedder", {}).get("config", {}) if embedder is None else {}
-        applies = compiled is not False and embedder is None and compiled_applies(weights, runtime, config)
-        if embedder is None and not (compiled or applies):
-            embedder = embedder_from_config(config, weights=weights, **runtime)
+        `runtime` (or its fields as keywords: device, batch_size, precision, workers; other keywords go to the
+        torch embedder): how the embedder runs. `compiled`: run the index's compiled copy of the embedder (ONNX
+        Runtime: the same vectors, no torch to import). None: where it applies (on the CPU in float32, with no
+        other weights file than the recorded one) and the index has one; True: or fail; False: never (see
+        `simsearch.embed.choose`)."""
+        fields = {name: options.pop(name) for name in ("device", "batch_size", "precision", "workers")
+                  if name in options}
+        runtime = Runtime.of(runtime, compiled=compiled, **fields)
         index = ExemplarIndex.load(folder, fingerprint=None if embedder is None else embedder.fingerprint,
                                    data_root=data_root)
         if embedder is None:
-            embedder = _open_compiled(index, folder, compiled is True, applies, weights, runtime)
+            from simsearch.embed.choose import choose_embedder
+
+            embedder = choose_embedder(index.embedder_config, _stored_copy(index), runtime, weights, folder, options)
+            check_fingerprint(folder, index.fingerprint, embedder.fingerprint)
         inspector = cls(embedder, index.mode, index.k, index.coreset_ratio, n_nearest, dict(index.index_kinds))
         inspector.index_ = index
+        inspector.workers = runtime.workers
+        inspector.folder_ = Path(folder)
+        inspector.weights_ = None if weights is None else str(Path(weights).resolve())
         return inspector
 
 
-def _open_compiled(index: ExemplarIndex, folder: str | Path, required: bool, applies: bool,
-                   weights: str | Path | None, runtime: dict) -> Embedder:
-    """The index's compiled embedder; where it has none (or it cannot run), the torch one it was built with.
-    `applies`: what `compiled_applies` said of this run's options."""
-    from simsearch.embed.compiled import CompiledEmbedder, DamagedCopyError
+def export_compiled(folder: str | Path, weights: str | Path | None = None, wait: float = DEFAULT_WAIT,
+                    runtime: Runtime | None = None) -> dict[str, Any]:
+    """Export the compiled copy of the embedder of the index saved in `folder` (ONNX, checked against torch on
+    probe images) and keep it with the index, under its writer lock; returns the copy's record. An index that
+    has one keeps it (the record returned is that one's). An InputError where the embedder cannot be compiled."""
+    inspector = Inspector.load(folder, weights=weights, runtime=Runtime.of(runtime, compiled=False))
+    held = _stored_copy(inspector.index_)
+    if held is not None:
+        return held[1]
+    copy = inspector._compiled_copy()
+    if copy is None:
+        raise InputError(f"the {inspector.embedder.config.get('kind')} embedder of {folder} has no compiled form "
+                         "(or its export did not give torch's vectors): the index runs with torch",
+                         hint="score with torch (leave --compiled out)")
 
-    if required and not applies:
-        raise InputError("a compiled embedder runs on the CPU in float32, with the weights it was made from",
-                         hint="leave device, precision and weights out, or leave {param} out", parameter="compiled")
-    copy = _stored_copy(index)
-    if copy is not None:
-        options = {"batch_size": runtime["batch_size"]} if "batch_size" in runtime else {}
-        try:
-            embedder = CompiledEmbedder(*copy, index.embedder_config, **options)
-        except DamagedCopyError as error:  # the rest of the index was checked as it loaded
-            if required:
-                raise InputError(f"the compiled embedder in {folder} cannot run: {error}",
-                                 hint="save the index again to remake it, or leave {param} out",
-                                 parameter="compiled") from None
-            logging.getLogger("simsearch.embed").warning("the compiled embedder in %s cannot run (%s): running "
-                                                         "torch", folder, error)
-        else:
-            check_fingerprint(folder, index.fingerprint, embedder.fingerprint)  # the config is the copy's too
-            return embedder
-    elif required:
-        raise InputError(f"the index in {folder} has no compiled embedder",
-                         hint="calibrate or save it again to make one, or leave {param} out", parameter="compiled")
-    embedder = embedder_from_config(index.embedder_config, weights=weights, **runtime)
-    check_fingerprint(folder, index.fingerprint, embedder.fingerprint)
-    return embedder
+    def change(index: ExemplarIndex) -> None:
+        _keep_compiled(index, copy)
+
+    update_index(folder, change, inspector.embedder.fingerprint, wait)
+    return copy[1]
+
+
+@dataclass
+class Scored:
+    """One batch's results, and the inputs of the batch that could not be read as (name, reason)."""
+
+    results: list[ScoreResult]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class ScoreJob(BatchJob[Scored]):
+    """Scoring as a batch job: embed (`first`), then search and decide (`then`, beside the next batch's forward
+    pass in this process). A copy in another process opens the index from the inspector's folder, with the same
+    weights file, batch size and n_nearest; its results cross back as `ScoreResult.to_dict` records with exact
+    scores (`ScoreResult.from_dict`), maps left behind."""
+
+    def __init__(self, inspector: Inspector, maps: str = "all"):
+        self.inspector: Inspector | None = inspector
+        self.batch_size = inspector.embedder.batch_size
+        self.maps = maps
+        self.n_nearest = inspector.n_nearest
+        self.folder = None if inspector.folder_ is None else str(Path(inspector.folder_).resolve())
+        self.weights = inspector.weights_
+        self._threshold: tuple[Threshold | None] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.folder is None:
+            raise InputError("scoring beyond this process opens the index from its folder, and this index has none",
+                             hint="save the index (or load it from its folder) first")
+        return {**self.__dict__, "inspector": None, "_threshold": None}
+
+    def _inspector(self) -> Inspector:
+        if self.inspector is None:  # a copy in a worker: the saved index, this worker's device
+            self.inspector = Inspector.load(self.folder, weights=self.weights, n_nearest=self.n_nearest,
+                                            runtime=Runtime(device=self.device, batch_size=self.batch_size))
+        return self.inspector
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return self._inspector().embedder.prepare(pixels)
+
+    def first(self, batch: Batch) -> tuple[Batch, Embeddings]:
+        return batch, self._inspector().embedder.embed([item.pixels for item in batch.items])
+
+    def then(self, embedded: tuple[Batch, Embeddings]) -> Scored:
+        batch, embeddings = embedded
+        if not batch.items:
+            return Scored([], list(batch.skipped))
+        inspector = self._inspector()
+        index = inspector._require_index()
+        if self._threshold is None:  # read once: every batch is decided by the same threshold
+            self._threshold = (inspector.threshold_,)
+        results = score_embeddings(index, embeddings, [i.path for i in batch.items], self.n_nearest,
+                                   self.maps == "all")
+        for item, result in zip(batch.items, results):
+            result.image_size = item.size
+        inspector._apply_thresholds(index, embeddings, results, self._threshold[0])
+        return Scored(results, list(batch.skipped))
+
+    def stages(self) -> tuple[Callable[[Batch], Any], Callable[[Any], Scored]]:
+        return self.first, self.then
+
+    def __call__(self, batch: Batch) -> Scored:
+        return self.then(self.first(batch))
+
+    def encode(self, output: Scored) -> dict[str, Any]:
+        return {"results": [result.to_dict(exact=True) for result in output.results], "skipped": output.skipped}
+
+    def decode(self, encoded: dict[str, Any]) -> Scored:
+        return Scored([ScoreResult.from_dict(record) for record in encoded["results"]],
+                      [tuple(pair) for pair in encoded["skipped"]])
+
+
+def _count(out: Embedded | Scored) -> int:
+    """Readable images in a job's output."""
+    return len(out.results) if isinstance(out, Scored) else len(out.positions)
 
 
 def _stored_copy(index: ExemplarIndex) -> tuple[bytes, dict] | None:

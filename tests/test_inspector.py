@@ -104,7 +104,7 @@ def test_maps_needed_scores_the_same_and_maps_only_the_rejects(small_embedder):
 def test_a_saved_index_keeps_a_compiled_embedder_that_scores_the_same(small_embedder, part_folder, tmp_path):
     from simsearch.embed.compiled import CompiledEmbedder
 
-    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx", compile=True)
     compiled = Inspector.load(tmp_path / "idx", device="cpu")
     plain = Inspector.load(tmp_path / "idx", device="cpu", compiled=False)
     assert isinstance(compiled.embedder, CompiledEmbedder) and not isinstance(plain.embedder, CompiledEmbedder)
@@ -122,26 +122,29 @@ def test_a_saved_index_keeps_a_compiled_embedder_that_scores_the_same(small_embe
     assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
 
 
-def test_an_index_without_a_compiled_embedder_runs_torch_until_saved_again(small_embedder, part_folder, tmp_path):
+def test_export_is_explicit_and_later_writes_keep_the_copy(small_embedder, part_folder, tmp_path):
     from simsearch.embed.compiled import CompiledEmbedder
-    from simsearch.index import ExemplarIndex
+    from simsearch.inspector import export_compiled
 
-    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
-    older = ExemplarIndex.load(tmp_path / "idx")
-    older.artifacts.pop("embedder")  # as an index written before compiled copies
-    older.save(tmp_path / "idx")
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")  # no compile=True: no copy
     assert not list((tmp_path / "idx").glob("*.onnx"))
     loaded = Inspector.load(tmp_path / "idx", device="cpu")
     assert not isinstance(loaded.embedder, CompiledEmbedder)
     with pytest.raises(InputError, match="no compiled embedder"):
         Inspector.load(tmp_path / "idx", compiled=True)
     loaded.index_.threshold = {"value": 1.0, "low": 0.0, "high": 2.0, "policy": "test"}
-    loaded.save_threshold(tmp_path / "idx")  # calibrating saves the copy too
-    assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
-    older.artifacts.pop("embedder", None)  # and so does adding exemplars
-    older.save(tmp_path / "idx", force=True)
-    Inspector.load(tmp_path / "idx", compiled=False).add_saved(tmp_path / "idx", part_folder / "defect",
-                                                               "defect", defect_type="spot")
+    loaded.save_threshold(tmp_path / "idx")  # calibrating exports nothing
+    loaded.add_saved(tmp_path / "idx", part_folder / "defect", "defect", defect_type="spot")  # nor does adding
+    assert not list((tmp_path / "idx").glob("*.onnx"))
+    record = export_compiled(tmp_path / "idx")  # `simsearch export`
+    assert record["fingerprint"] == loaded.index_.fingerprint and len(list((tmp_path / "idx").glob("*.onnx"))) == 1
+    exported = Inspector.load(tmp_path / "idx", device="cpu")
+    assert isinstance(exported.embedder, CompiledEmbedder)
+    assert exported.index_.counts() == loaded.index_.counts() and exported.threshold_.value == 1.0
+    assert export_compiled(tmp_path / "idx") == record  # a second export keeps the copy it has
+    # the copy depends on the embedder alone: adding and calibrating keep it in step with the index
+    exported.add_saved(tmp_path / "idx", part_folder / "good" / "00.png", allow_duplicates=True)
+    exported.save_threshold(tmp_path / "idx")
     assert isinstance(Inspector.load(tmp_path / "idx", device="cpu").embedder, CompiledEmbedder)
 
 
@@ -150,7 +153,7 @@ def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_fo
 
     from simsearch.embed.compiled import CompiledEmbedder
 
-    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx", compile=True)
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     manifest["artifacts"]["embedder"]["grid"] = [3, 3]  # the model's outputs no longer match its record
     (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
@@ -161,7 +164,7 @@ def test_a_damaged_compiled_embedder_falls_back_to_torch(small_embedder, part_fo
 
 
 def test_the_compiled_copy_is_kept_across_saves_without_rewriting(small_embedder, part_folder, tmp_path):
-    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
+    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx", compile=True)
     first = next((tmp_path / "idx").glob("embedder-*.onnx"))
     inode = first.stat().st_ino
     loaded = Inspector.load(tmp_path / "idx", device="cpu")

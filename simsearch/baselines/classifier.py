@@ -25,6 +25,7 @@ from simsearch.embed.base import tensor_digest
 from simsearch.embed.weights import WeightsError, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, NotFittedError, UnknownComponentError
 from simsearch.files import file_sha256
+from simsearch.runtime import DEFAULT_BATCH_SIZE, Runtime
 from simsearch.score.results import ScoreResult
 from simsearch.train.classifier import EpochCallback, TrainConfig, to_pixels, train_classifier
 
@@ -67,8 +68,8 @@ def build_cam(options: Any, on_note: Note | None = None) -> "ImageClassifier":
 
 
 def _runtime(options: Any) -> dict[str, Any]:
-    return {"batch_size": options.batch_size, "val_fraction": options.val_fraction, "patience": options.patience,
-            **({"device": options.device} if options.device else {})}
+    return {**Runtime.of(batch_size=options.batch_size, device=options.device).embedder_options(),
+            "val_fraction": options.val_fraction, "patience": options.patience}
 
 
 @register_baseline("cam", build_cam, help="fine-tuned backbone with class activation map boxes (seeds 001/002)")
@@ -78,7 +79,7 @@ class ImageClassifier(SavedBaseline):
 
     def __init__(self, kind: str = "cnn", image_size: ImageSize | None = None, backbone: str = "resnet18",
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
-                 threshold: float = 0.5, batch_size: int = 16, device: str | torch.device | None = None,
+                 threshold: float = 0.5, batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None,
                  val_fraction: float = 0.2, patience: int | None = 3, on_note: Note | None = None):
         if kind not in KINDS:
             raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -247,7 +248,7 @@ class ImageClassifier(SavedBaseline):
             train["class_weights"] = tuple(train["class_weights"])
         classifier = cls(config["kind"], config["image_size"], config.get("backbone") or "resnet18",
                          pretrained=False, train=TrainConfig(**train), threshold=config.get("threshold", 0.5),
-                         batch_size=batch_size or 16, device=device)
+                         batch_size=batch_size or DEFAULT_BATCH_SIZE, device=device)
         model = SmallCNN(classifier.image_size) if classifier.kind == "cnn" else CamClassifier(classifier.backbone)
         try:
             model.load_state_dict(tensors)

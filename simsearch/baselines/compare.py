@@ -28,6 +28,7 @@ from simsearch.decide.policies import threshold_for_f1
 from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 from simsearch.train.classifier import TrainConfig
 
 METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
@@ -64,7 +65,7 @@ class CompareSettings:
     patience: int | None = 3  # epochs without a lower validation loss before a training run stops
     # per-method extras, e.g. {"triplet-head": {"epochs": 20}}
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     device: str | None = None
     seed: int = DEFAULT_SEED
     cache_dir: str | None = str(DEFAULT_CACHE)

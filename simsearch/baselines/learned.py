@@ -25,6 +25,7 @@ from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.embed.triplet_head import HeadConfig, TripletHeadEmbedder
 from simsearch.errors import InputError
 from simsearch.inspector import Inspector
+from simsearch.runtime import DEFAULT_BATCH_SIZE, Runtime
 from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.triplet_head import PATCH_FEATURES, train_triplet_head
 
@@ -41,8 +42,8 @@ class TripletPatchScorer(InspectorScorer):
     family = "similarity"
 
     def __init__(self, backbone: str = "resnet18", weights: str | Path | None = None, image_size: int = 224,
-                 epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = 16, device: str | None = None,
-                 pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
+                 epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str | None = None, pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
                  val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, mode: str = "patch",
                  joined: bool = True, on_note: Note | None = None):
         self.mode = mode  # a scoring mode with a patch bank: "patch" or "contrast"
@@ -129,7 +130,7 @@ class TripletPatchScorer(InspectorScorer):
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
                    batch_size: int | None = None, device: str | None = None) -> "TripletPatchScorer":
         """The saved head (or frozen backbone) and its index; `weights`: the backbone's moved weights file."""
-        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        runtime = Runtime.of(batch_size=batch_size, device=device).embedder_options()
         files = config.get("files") or {"index": config.get("index"), "head": config.get("head")}  # older saves
         head = files.get("head")
         if head:

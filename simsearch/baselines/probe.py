@@ -28,6 +28,7 @@ from simsearch.embed import Embedder, create_embedder, embedder_from_config
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError, NotFittedError
 from simsearch.files import file_sha256
+from simsearch.runtime import DEFAULT_BATCH_SIZE, Runtime
 from simsearch.score.results import ScoreResult
 
 # Small to large, as seed 003 ranks ties by model size.
@@ -116,7 +117,7 @@ class LinearHead:
 def build_probe(options: Any, on_note: Note | None = None) -> "BackboneProbe":
     """The probe from CompareSettings: its candidate backbones, the shared weights file for --backbone."""
     weights = {options.backbone: options.weights} if options.weights else {}
-    runtime = {"batch_size": options.batch_size, **({"device": options.device} if options.device else {})}
+    runtime = Runtime.of(batch_size=options.batch_size, device=options.device).embedder_options()
     return BackboneProbe(options.probe_backbones, weights, options.image_size,
                          class_weights=options.class_weights,
                          seed=options.seed, cache_dir=options.cache_dir, pretrained=options.pretrained,
@@ -132,7 +133,7 @@ class BackboneProbe(SavedBaseline):
     def __init__(self, backbones: Sequence[str] = DEFAULT_BACKBONES, weights: dict[str, str | Path] | None = None,
                  image_size: ImageSize = 224, class_weights: Sequence[float] = (1.0, 3.0),
                  threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
-                 batch_size: int = 16, device: str | None = None, pretrained: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None, pretrained: bool = True,
                  on_note: Note | None = None):
         self.backbones = tuple(backbones)
         self.weights = dict(weights or {})
@@ -153,7 +154,7 @@ class BackboneProbe(SavedBaseline):
         self.threshold_paths_: list[str] = []  # the training images whose out-of-fold scores placed it
 
     def _embedders(self, on_note: Note | None) -> Iterator[tuple[str, Embedder]]:
-        runtime = {"batch_size": self.batch_size, **({"device": self.device} if self.device else {})}
+        runtime = Runtime.of(batch_size=self.batch_size, device=self.device).embedder_options()
         for name in self.backbones:
             try:
                 extra = {"pretrained": False} if not self.pretrained and is_resnet(name) else {}
@@ -253,7 +254,7 @@ class BackboneProbe(SavedBaseline):
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor], weights: str | Path | None = None,
                    batch_size: int | None = None, device: str | None = None) -> "BackboneProbe":
         """Rebuild from baseline.json and model.pt; the backbone's weights are read again (weights: its file)."""
-        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        runtime = Runtime.of(batch_size=batch_size, device=device).embedder_options()
         embedder_config = config["embedder"]
         if embedder_config.get("kind") == "pooled":
             from simsearch.embed.pooled import PooledEmbedder

@@ -30,6 +30,7 @@ from simsearch.embed.base import Embeddings, iter_embedded
 from simsearch.errors import NotFittedError
 from simsearch.index.exemplar_index import NewExemplar
 from simsearch.inspector import Inspector
+from simsearch.runtime import DEFAULT_BATCH_SIZE, Runtime
 from simsearch.score.modes import anomaly_scores
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import Scorer
@@ -164,8 +165,7 @@ class SimilarityMethod(InspectorScorer):
 
     # -- training -----------------------------------------------------------------------------------
     def _runtime(self) -> dict[str, Any]:
-        return {"batch_size": self.settings.batch_size,
-                **({"device": self.settings.device} if self.settings.device else {})}
+        return Runtime.of(batch_size=self.settings.batch_size, device=self.settings.device).embedder_options()
 
     def _train_embedder(self, samples: Sequence[Sample]) -> Embedder:
         """The frozen backbone (kNN methods); the triplet methods override this to train one."""
@@ -243,14 +243,14 @@ class SimilarityMethod(InspectorScorer):
                    batch_size: int | None = None, device: str | None = None) -> "SimilarityMethod":
         """Reopen a saved method: its index, with the trained embedder's checkpoint when it has one ('files'
         are absolute here: load_baseline resolves them against the folder)."""
-        runtime = {"batch_size": batch_size or 16, **({"device": device} if device else {})}
+        runtime = Runtime.of(batch_size=batch_size, device=device)
         files = config["files"]
         embedder = None
         if files.get("embedder"):
             extra = {"weights": weights} if config["kind"] == "triplet-head" else {}
-            embedder = create_embedder(f"{config['kind']}:{files['embedder']}", **extra, **runtime)
-        method = BUILDERS[config["kind"]](config["kind"], _Loaded(runtime.get("batch_size"), device))
-        method.inspector_ = Inspector.load(files["index"], weights=weights, embedder=embedder, **runtime)
+            embedder = create_embedder(f"{config['kind']}:{files['embedder']}", **extra, **runtime.embedder_options())
+        method = BUILDERS[config["kind"]](config["kind"], _Loaded(runtime.batch_size, device))
+        method.inspector_ = Inspector.load(files["index"], weights=weights, embedder=embedder, runtime=runtime)
         method.history_ = list(config.get("history") or [])
         method.best_epoch_ = config.get("best_epoch")
         method.checkpoint_ = Path(files["embedder"]) if files.get("embedder") else None
@@ -261,7 +261,7 @@ class _Loaded:
     """The few settings a loaded method keeps (it is not trained again)."""
 
     def __init__(self, batch_size: int | None, device: str | None):
-        self.batch_size, self.device = batch_size or 16, device
+        self.batch_size, self.device = batch_size or DEFAULT_BATCH_SIZE, device
 
 
 def out_of_fold_scores(inspector: Inspector, samples: Sequence[Sample]) -> tuple[list[Sample], np.ndarray]:

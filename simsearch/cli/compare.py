@@ -12,6 +12,7 @@ from rich.table import Table
 
 from simsearch.cli.options import AspectOption
 from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 DEFAULT_METHODS = "knn-image,knn-patch,triplet-head,cnn,cam,probe"
 
@@ -174,7 +175,7 @@ def register(app: typer.Typer) -> None:
         cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default "
                                              "artifacts/cache/probe)."),
         save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
-        batch_size: int = typer.Option(16, "--batch-size",
+        batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size",
                                         help="Images embedded at a time (lower it when memory runs out)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         list_methods: bool = typer.Option(False, "--list", help="List the registered methods and exit."),
@@ -252,7 +253,7 @@ def register(app: typer.Typer) -> None:
         probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
                                                       help="Comma-separated torchvision backbones for the probe."),
         seed: int = typer.Option(42, "--seed", help="Seed of the training (same seed, same model)."),
-        batch_size: int = typer.Option(16, "--batch-size",
+        batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size",
                                         help="Images embedded at a time (lower it when memory runs out)."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),

@@ -79,5 +79,5 @@ def run_demo(out: str | Path = "artifacts/demo", on_progress: Progress | None = 
     inspector = Inspector(embedder, mode="patch", coreset_ratio=0.25).fit(data, on_progress=on_progress)
     # no defects are needed to set a threshold: 5% false alarms from the good exemplars, left out one at a time
     calibrate_index(inspector, None, "good-only", 0.05, on_progress=on_progress)
-    inspector.save(out / "index", force=True)  # the demo remakes its own index
+    inspector.save(out / "index", force=True, compile=True)  # the demo remakes its own index, as build-index
     return evaluate_dataset(inspector, discover_samples(data), on_progress=on_progress)

@@ -27,6 +27,7 @@ from simsearch.cli.output import (
     progress_bar,
     warn,
 )
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
                   help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
@@ -82,7 +83,7 @@ def _wait(wait: Optional[float]) -> dict:
     return {} if wait is None else {"wait": wait}
 
 
-EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data job: see "
+EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a pool of Ray actors: see "
                                                     "docs/ray.md; needs simsearch's `ray` extra).")
 AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (HEAD:6379 "
                                                      "or auto); none starts a local Ray.")
@@ -91,8 +92,11 @@ WorkersOption = typer.Option(None, "--workers", help="With --engine ray: actors 
 
 
 def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
-    if engine not in ("local", "ray"):
-        fail(f"--engine must be local or ray, not {engine!r}")
+    from simsearch.data.executors import EXECUTOR_MODULES, EXECUTORS
+
+    known = sorted(set(EXECUTORS) | set(EXECUTOR_MODULES))
+    if engine not in known:
+        fail(f"--engine must be {', '.join(known[:-1])} or {known[-1]}, not {engine!r}")
     if engine == "local" and (address is not None or workers is not None):
         fail("--address and --workers are for --engine ray")
     if engine == "ray":
@@ -102,29 +106,27 @@ def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -
             check_reachable(address)
 
 
-def _embedder_runtime(batch_size: Optional[int], device: Optional[str]) -> dict:
-    from simsearch.runtime import check_batch_size
+def _executor(engine: str, address: Optional[str], workers: Optional[int], device: Optional[str]):
+    """The executor --engine names (with --engine ray: its cluster, actors and device), or None: this process."""
+    from simsearch.data.executors import get_executor
 
-    runtime = {}
-    if batch_size is not None:
-        runtime["batch_size"] = check_batch_size(batch_size)
-    if device:
-        runtime["device"] = device
-    return runtime
+    return None if engine == "local" else get_executor(engine, address=address, workers=workers, device=device)
 
 
 def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
                     device: Optional[str] = None, compiled: Optional[bool] = None, data_root: Optional[Path] = None):
     from simsearch.inspector import Inspector
-    return Inspector.load(index, weights=weights, compiled=compiled, data_root=data_root,
-                          **_embedder_runtime(batch_size, device))
+    from simsearch.runtime import Runtime
+    return Inspector.load(index, weights=weights, data_root=data_root,
+                          runtime=Runtime.of(batch_size=batch_size, device=device, compiled=compiled))
 
 
 def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] = None,
                 device: Optional[str] = None):
     """Any saved Scorer: a baseline folder or an index folder."""
     from simsearch.loading import load
-    return load(model, weights=weights, **_embedder_runtime(batch_size, device))
+    from simsearch.runtime import Runtime
+    return load(model, weights=weights, **Runtime.of(batch_size=batch_size, device=device).embedder_options())
 
 
 ModelOption = typer.Option(None, "--model", help="A saved model folder (a baseline from `train-baseline`, or an "
@@ -212,9 +214,12 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(16, "--batch-size", help=BATCH_HELP),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help=BATCH_HELP),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
+    compile_copy: bool = typer.Option(True, "--compile/--no-compile", help="Keep a compiled copy of the embedder "
+                                      "with the index (ONNX: scoring on a CPU needs no torch; `simsearch export` "
+                                      "makes one later)."),
     index_kind: List[str] = typer.Option([], "--index-kind", help="FAISS index for the vectors: auto (exact up to "
                                          "200k vectors, IVF above, IVF-PQ from 5M), or a factory string (Flat, HNSW32, "
                                          "IVF4096,Flat, IVF65536,PQ48); ROLE=KIND for one store (good, defect, "
@@ -233,6 +238,7 @@ def build_index(
         from simsearch.index.kinds import parse_kinds
         from simsearch.index.persist import refuse_to_replace
         from simsearch.inspector import Inspector
+        from simsearch.runtime import Runtime
         from simsearch.score.modes import SCORING_MODES, default_mode
 
         if mode is not None and mode not in SCORING_MODES:
@@ -262,25 +268,22 @@ def build_index(
         image_size = _input_size(spec, good_files, image_size, aspect)
         embedder = create_embedder(spec, weights=weights, pretrained=not no_pretrained, image_size=image_size,
                                    layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
-                                   **_embedder_runtime(batch_size, device))
+                                   **Runtime.of(batch_size=batch_size, device=device).embedder_options())
         kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
         refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
         total = len(good_files) + len(defect_samples)
-        if engine == "ray":
-            from simsearch.engines.ray_engine import build_index as build_on_ray
-            from simsearch.engines.ray_engine import ray_cluster
-            with ray_cluster(address, workers) as cluster, progress_bar("embedding", total) as advance:
-                inspector = build_on_ray(good_files, defect_samples, embedder, cluster, mode, k, coreset_ratio,
-                                         device, on_progress=advance, on_skip=skips, index_kind=kinds)
-        else:
-            inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
-            with progress_bar("embedding", total) as advance:
-                inspector.fit(good_files, on_progress=advance, on_skip=skips)
-                if defect_samples:
-                    inspector.add([s.path for s in defect_samples], "defect",
-                                  defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
-                                  on_skip=skips)
-        inspector.save(out, force=force, **_wait(wait))
+        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
+        with contextlib.ExitStack() as stack:
+            executor = _executor(engine, address, workers, device)
+            if executor is not None:
+                stack.enter_context(executor)
+            advance = stack.enter_context(progress_bar("embedding", total))
+            inspector.fit(good_files, on_progress=advance, on_skip=skips, executor=executor)
+            if defect_samples:
+                inspector.add([s.path for s in defect_samples], "defect",
+                              defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
+                              on_skip=skips, executor=executor)
+        inspector.save(out, force=force, compile=compile_copy, **_wait(wait))
         elapsed = time.perf_counter() - start
         index = inspector.index_
         summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
@@ -358,14 +361,12 @@ def score(
             if writer is not None:
                 stack.enter_context(writer)
             advance = stack.enter_context(progress_bar("scoring", len(files), enabled=len(files) > 1))
-            if engine == "ray":
-                from simsearch.engines import ray_engine
-                cluster = stack.enter_context(ray_engine.ray_cluster(address, workers))
-                scored = ray_engine.iter_score(inspector, index, files, cluster, weights, device, advance, skips)
-            else:
-                # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
-                scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
-                                              maps="all" if heatmap is not None else "needed")
+            executor = _executor(engine, address, workers, device)
+            if executor is not None:
+                stack.enter_context(executor)
+            # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
+            scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
+                                          maps="all" if heatmap is not None else "needed", executor=executor)
             for number, result in enumerate(scored):
                 if heatmap is not None:
                     _write_heatmap(inspector, result, heatmap, number, overlay_names)
@@ -591,6 +592,29 @@ def info(
             typer.echo(json.dumps(description, ensure_ascii=False))
         else:
             print_info(index, description)
+
+
+@app.command()
+def export(
+    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    index: Optional[Path] = WriterIndexOption,
+    weights: Optional[Path] = WeightsOption,
+    wait: Optional[float] = WaitOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Keep a compiled copy (ONNX) of the index's embedder with it: scoring on a CPU then needs no torch."""
+    with handle_errors():
+        from simsearch.inspector import export_compiled
+
+        if folder is not None and index is not None and folder != index:
+            fail(f"two indexes named: {folder} and --index {index}; give one")
+        index = chosen_index(index or folder)
+        record = export_compiled(index, weights=weights, **_wait(wait))
+        if as_json:
+            typer.echo(json.dumps({"index": str(index), **record}))
+        else:
+            console.print(f"{escape(str(index))}: compiled copy ({record['format']}, largest difference from torch "
+                          f"{record['max_difference']:.2g})")
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from simsearch.cli.output import chosen_index, fail, handle_errors, warn
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         max_megapixels: float = typer.Option(100.0, "--max-megapixels", help="Largest accepted image."),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-        max_batch: int = typer.Option(16, "--max-batch", help="Most concurrent scores per model call."),
+        max_batch: int = typer.Option(DEFAULT_BATCH_SIZE, "--max-batch", help="Most concurrent scores per model call."),
         max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="Wait for more scores to batch, at most."),
         read_timeout: float = typer.Option(30.0, "--read-timeout", help="Seconds a stalled upload may stall."),
         header_timeout: float = typer.Option(10.0, "--header-timeout",

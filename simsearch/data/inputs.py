@@ -4,7 +4,6 @@ with progress and skip callbacks that embedding, scoring and the baselines share
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,15 +23,12 @@ from simsearch.data.images import (
     read_input,
 )
 from simsearch.files import file_sha256
+from simsearch.runtime import DEFAULT_WORKERS
 
 Progress = Callable[[int], None]  # called with how many more images are done
 OnSkip = Callable[[str, str], None]  # called with (path, reason) for an unreadable file
 Prepare = Callable[[np.ndarray], np.ndarray]  # per-image work done on the loader's threads (e.g. resizing)
 
-# Loader threads decoding and preparing the next batches while the network runs on the current one. PIL
-# releases the GIL while it decodes and resizes, so threads overlap with torch without copying pixels
-# between processes. Four keep two cores busy; more only hold more decoded images.
-DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -91,7 +87,8 @@ def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
         yield _item(images[position], position, pixels, prepare, size)
 
 
-def _read(images: Sequence[ImageLike], position: int, prepare: Prepare | None) -> Item:
+def read_item(images: Sequence[ImageLike], position: int, prepare: Prepare | None = None) -> Item:
+    """Input `position` read (and prepared); an ImageError when it cannot be."""
     pixels, size = read_input(images[position], gray_view=True)
     return _item(images[position], position, pixels, prepare, size)
 
@@ -111,7 +108,7 @@ def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prep
         while submitted < len(images) or pending:
             # Keep the window full: decoded images waiting for the network are bounded by `prefetch`.
             while submitted < len(images) and len(pending) < max(prefetch, workers):
-                pending.append((submitted, executor.submit(_read, images, submitted, prepare)))
+                pending.append((submitted, executor.submit(read_item, images, submitted, prepare)))
                 submitted += 1
             position, future = pending.popleft()
             try:

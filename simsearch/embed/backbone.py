@@ -25,7 +25,7 @@ from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError, load_partial_state, read_state_dict, torchvision_state_dict
 from simsearch.errors import InputError, UnknownComponentError
 from simsearch.files import file_sha256
-from simsearch.runtime import resolve_device
+from simsearch.runtime import DEFAULT_BATCH_SIZE, resolve_device
 
 # Runtime options: they change the arithmetic, not what the vectors are (the fingerprint leaves them out), and
 # each is measured on real data by benchmarks/core_pipeline.py (speed, and image AUROC to 3 decimals).
@@ -78,7 +78,7 @@ class BackboneEmbedder(Embedder):
 
     def __init__(self, backbone: str = "resnet18", layers: Sequence[str] | None = None,
                  image_size: ImageSize = 224, weights: str | Path | None = None, pretrained: bool = True,
-                 batch_size: int = 16, device: str | torch.device | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None,
                  expected_weights_sha256: str | None = None, precision: str = "float32",
                  channels_last: bool = False):
         self.backbone = backbone

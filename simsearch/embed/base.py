@@ -13,7 +13,7 @@ import numpy as np
 
 from simsearch.data.images import ImageLike
 from simsearch.data.inputs import DEFAULT_WORKERS, Item, OnSkip, Progress, iter_batches
-from simsearch.runtime import check_batch_size
+from simsearch.runtime import DEFAULT_BATCH_SIZE, check_batch_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,7 +37,7 @@ class Embedder(ABC):
     """
 
     kind: str  # the registry key, also the config's 'kind'
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @classmethod
     @abstractmethod

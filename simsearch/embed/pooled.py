@@ -13,7 +13,7 @@ from simsearch.data.transforms import ImageSize, imagenet_pixels, resize_rgb, si
 from simsearch.embed.backbone import checked_size
 from simsearch.embed.base import Embedder, Embeddings, tensor_digest
 from simsearch.embed.weights import WeightsError, torchvision_state_dict
-from simsearch.runtime import resolve_device
+from simsearch.runtime import DEFAULT_BATCH_SIZE, resolve_device
 
 
 class PooledEmbedder(Embedder):
@@ -25,7 +25,7 @@ class PooledEmbedder(Embedder):
 
     kind = "pooled"
 
-    def __init__(self, backbone: str, image_size: ImageSize = 224, batch_size: int = 16,
+    def __init__(self, backbone: str, image_size: ImageSize = 224, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str | torch.device | None = None):
         self.backbone = backbone
         self.image_size = checked_size(image_size)

@@ -24,7 +24,7 @@ from simsearch.embed.checkpoint import (
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
 from simsearch.errors import InputError
-from simsearch.runtime import resolve_device
+from simsearch.runtime import DEFAULT_BATCH_SIZE, resolve_device
 
 KIND = "triplet-ae"
 
@@ -104,7 +104,8 @@ class TripletAutoencoderEmbedder(Embedder):
 
     kind = KIND
 
-    def __init__(self, checkpoint: str | Path, batch_size: int = 16, device: str | torch.device | None = None):
+    def __init__(self, checkpoint: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str | torch.device | None = None):
         state = read_checkpoint(checkpoint, kind=KIND)
         self.checkpoint = str(Path(checkpoint).resolve())
         self.model_config = config_from_record(AutoencoderConfig, state["config"], f"checkpoint {checkpoint}",

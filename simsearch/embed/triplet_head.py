@@ -24,6 +24,7 @@ from simsearch.embed.checkpoint import (
 )
 from simsearch.embed.registry import register_embedder
 from simsearch.embed.weights import WeightsError
+from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 KIND = "triplet-head"
 
@@ -105,7 +106,7 @@ class TripletHeadEmbedder(Embedder):
 
     kind = KIND
 
-    def __init__(self, checkpoint: str | Path, weights: str | Path | None = None, batch_size: int = 16,
+    def __init__(self, checkpoint: str | Path, weights: str | Path | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str | torch.device | None = None):
         state = read_checkpoint(checkpoint, kind=KIND)
         self.checkpoint = str(Path(checkpoint).resolve())

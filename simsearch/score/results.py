@@ -81,12 +81,16 @@ class ScoreResult:
     def anomaly_map(self, value: np.ndarray | None) -> None:
         self._anomaly_map = value
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, exact: bool = False) -> dict[str, Any]:
         """The result as JSON values: a non-finite number (a search that found fewer neighbours than asked) is
-        null, never `Infinity`, which JSON does not have."""
+        null, never `Infinity`, which JSON does not have. `exact`: the score and normalised score unrounded (a
+        result crossing to another process, rebuilt there by `from_dict`)."""
+        def value(number: float) -> float:
+            return float(number) if exact else round(float(number), 6)
+
         return finite_json({
-            "path": self.path, "score": round(float(self.score), 6),
-            "normalised_score": None if self.normalised_score is None else round(float(self.normalised_score), 6),
+            "path": self.path, "score": value(self.score),
+            "normalised_score": None if self.normalised_score is None else value(self.normalised_score),
             "is_anomaly": self.is_anomaly,
             "nearest": [n.to_dict() for n in self.nearest],
             "nearest_defect": self.nearest_defect.to_dict() if self.nearest_defect else None,
@@ -94,6 +98,22 @@ class ScoreResult:
             "predicted_type": self.predicted_type,
             "type_evidence": self.type_evidence,
         })
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "ScoreResult":
+        """The result `to_dict` gave (maps are not in it); a null distance or score (not finite) is infinite."""
+        def number(value: Any) -> float:
+            return float("inf") if value is None else float(value)
+
+        def neighbour(item: dict[str, Any]) -> Neighbour:
+            return Neighbour(item["id"], item["path"], item["label"], item["type"], number(item["distance"]))
+
+        return cls(path=record["path"], score=number(record["score"]),
+                   nearest=[neighbour(n) for n in record["nearest"]],
+                   nearest_defect=neighbour(record["nearest_defect"]) if record["nearest_defect"] else None,
+                   normalised_score=record["normalised_score"], is_anomaly=record["is_anomaly"],
+                   boxes=[Box(**box) for box in record["boxes"]], predicted_type=record["predicted_type"],
+                   type_evidence=record.get("type_evidence"))
 
 
 def finite_json(value: Any) -> Any:

@@ -25,6 +25,7 @@ from simsearch.errors import (
 )
 from simsearch.index.storage import StorageError
 from simsearch.inspector import Inspector
+from simsearch.runtime import Runtime
 from simsearch.service.batcher import BatcherUnavailable, MicroBatcher
 from simsearch.service.docs import offline_docs
 from simsearch.service.metrics import Metrics
@@ -95,8 +96,8 @@ def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str |
                    device: str | None = None, compiled: bool | None = None) -> Inspector:
     """Open an index with its embedder (its compiled copy where that applies), batch size matched to the
     batcher's."""
-    runtime = {"batch_size": settings.max_batch, **({"device": device} if device else {})}
-    return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, compiled=compiled, **runtime)
+    runtime = Runtime.of(batch_size=settings.max_batch, device=device, compiled=compiled)
+    return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, runtime=runtime)
 
 
 def create_app(source: Inspector | str | Path, settings: ServiceSettings | None = None,

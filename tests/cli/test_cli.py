@@ -195,3 +195,22 @@ def test_info_says_when_exemplars_changed_after_the_threshold(built, fresh_parts
         in text and "simsearch calibrate" in text
     assert _run("calibrate", "--index", built, "--max-false-alarm", "0.1").exit_code == 0
     assert "calibrated on generation" not in _run("info", built).stdout
+
+
+def test_export_is_a_command_and_build_index_exports_unless_told_not_to(part_folder, tmp_path):
+    import json
+
+    plain = tmp_path / "plain"
+    result = _run("build-index", part_folder / "good", "--out", plain, "--no-compile", *FAST)
+    assert result.exit_code == 0, result.output
+    assert not list(plain.glob("*.onnx"))
+    result = _run("add", plain, part_folder / "defect" / "spot" / "00.png", "--label", "defect")
+    assert result.exit_code == 0, result.output
+    assert not list(plain.glob("*.onnx"))  # adding exports nothing
+    result = _run("export", plain, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["index"] == str(plain) and record["format"] == "onnx" and record["max_difference"] < 1e-3
+    assert len(list(plain.glob("embedder-*.onnx"))) == 1
+    result = _run("export", "--index", tmp_path / "missing")
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output

@@ -1,5 +1,6 @@
-"""The Ray engine: a local Ray cluster of 2 workers on 300 real ELPV images gives the index and the scores
-of the single-process path. Skipped, with the reason, when Ray is not installed or cannot start."""
+"""The Ray executor: Inspector.fit and iter_score on a local Ray cluster of 2 workers, on 300 real ELPV images,
+give the index and the scores of the single-process path. Skipped, with the reason, when Ray is not installed or
+cannot start."""
 
 from __future__ import annotations
 
@@ -52,21 +53,25 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def single_process(embedder, elpv_split, tmp_path_factory):
-    """The index built in this process, saved, and the scores of the scored images by that index loaded again,
-    as the workers load it (with its compiled embedder, on this CPU)."""
+    """The index built in this process, saved with its compiled embedder, and the scores of the scored images by
+    that index loaded again, as the workers load it (with its compiled embedder, on this CPU)."""
     inspector = Inspector(embedder, mode="patch", k=1, coreset_ratio=0.1).fit(elpv_split["index_good"])
     defects = elpv_split["index_defects"]
     inspector.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects])
     folder = tmp_path_factory.mktemp("ray") / "index"
-    inspector.save(folder)
+    inspector.save(folder, compile=True)
     return folder, inspector, Inspector.load(folder).score(elpv_split["scored"])
 
 
 def test_build_index_on_ray_is_the_single_process_index(cluster, embedder, elpv_split, single_process):
     _, local, _ = single_process
     progress = []
-    built = ray_engine.build_index(elpv_split["index_good"], elpv_split["index_defects"], embedder, cluster,
-                                   mode="patch", k=1, coreset_ratio=0.1, on_progress=progress.append)
+    defects = elpv_split["index_defects"]
+    with ray_engine.RayExecutor(cluster) as executor:  # as build-index --engine ray does
+        built = Inspector(embedder, mode="patch", k=1, coreset_ratio=0.1).fit(
+            elpv_split["index_good"], on_progress=progress.append, executor=executor)
+        built.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
+                  on_progress=progress.append, executor=executor)
     assert sum(progress) == N_GOOD_INDEXED + N_DEFECT_INDEXED
     ours, theirs = built.index_, local.index_
     assert ours.counts() == theirs.counts()
@@ -85,8 +90,10 @@ def test_scores_on_ray_are_the_single_process_scores(cluster, elpv_split, single
     broken.write_bytes(b"not a png")
     files = elpv_split["scored"][:150] + [broken] + elpv_split["scored"][150:]
     skipped = []
-    got = list(ray_engine.iter_score(local, folder, files, cluster,
-                                     on_skip=lambda path, reason: skipped.append(path)))
+    loaded = Inspector.load(folder)
+    with ray_engine.RayExecutor(cluster) as executor:
+        got = list(loaded.iter_score(files, on_skip=lambda path, reason: skipped.append(path), maps="needed",
+                                     executor=executor))
     assert skipped == [str(broken)]
     assert [r.path for r in got] == [r.path for r in expected]
     np.testing.assert_allclose([r.score for r in got], [r.score for r in expected], rtol=1e-5, atol=1e-6)
@@ -130,7 +137,9 @@ def test_more_workers_than_cpus_is_refused(cluster):
 
 def test_a_workers_error_comes_back_as_the_projects_error(cluster, elpv_split, single_process, tmp_path):
     from simsearch.errors import IndexProblem
-    _, local, _ = single_process
+    folder, _, _ = single_process
     # the workers open the index folder themselves: one they cannot find is the same error as here
-    with pytest.raises(IndexProblem):
-        list(ray_engine.iter_score(local, tmp_path / "no-index", elpv_split["scored"][:4], cluster))
+    moved = Inspector.load(folder)
+    moved.folder_ = tmp_path / "no-index"
+    with pytest.raises(IndexProblem), ray_engine.RayExecutor(cluster) as executor:
+        list(moved.iter_score(elpv_split["scored"][:4], executor=executor))

@@ -53,22 +53,30 @@ def test_pool_is_one_worker_per_gpu_else_per_cpu():
 
 
 def test_a_workers_record_becomes_the_same_result():
+    from simsearch.inspector import Scored, ScoreJob
+
     result = ScoreResult("x.png", 1.23456789, [Neighbour(3, "a.png", "good", None, 0.25)],
                          Neighbour(7, "b.png", "defect", "crack", 0.5), 0.7654321, True,
-                         boxes=[Box(1, 2, 3, 4, 0.9)], predicted_type="crack")
-    rebuilt = ray_engine._result_from_record(result.to_dict(), result.score, result.normalised_score)
-    assert rebuilt.to_dict() == result.to_dict()
-    assert (rebuilt.score, rebuilt.normalised_score) == (result.score, result.normalised_score)
+                         boxes=[Box(1, 2, 3, 4, 0.9)], predicted_type="crack", type_evidence={"level": "image"})
+    job = ScoreJob.__new__(ScoreJob)  # encode/decode need no model
+    rebuilt = job.decode(job.encode(Scored([result], [("y.png", "unreadable")])))
+    assert rebuilt.results[0].to_dict() == result.to_dict() and rebuilt.skipped == [("y.png", "unreadable")]
+    assert (rebuilt.results[0].score, rebuilt.results[0].normalised_score) == (result.score, result.normalised_score)
+    assert ScoreResult.from_dict(result.to_dict()).to_dict() == result.to_dict()
 
 
-def test_a_workers_own_error_comes_back_as_the_same_error(tmp_path):
-    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install simsearch[ray])")
-    # run in this process: the worker's table is what Ray would carry back to the driver
-    worker = ray_engine.ScoringWorker({"index": str(tmp_path / "no-index"), "weights": None, "runtime": {},
-                                       "n_nearest": 3})
-    table = worker(pa.table({"start": [0], "paths": [["a.png"]]}))
+def test_a_workers_own_error_comes_back_as_the_same_error(tmp_path, small_embedder):
+    import pickle
+
+    from simsearch.inspector import Inspector, ScoreJob
+
+    inspector = Inspector(small_embedder)
+    inspector.folder_ = tmp_path / "no-index"
+    # the copy a worker gets, run in this process: its reply is what Ray would carry back to the driver
+    actor = ray_engine.BatchActor(pickle.loads(pickle.dumps(ScoreJob(inspector))))
+    reply = actor.run(0, [str(tmp_path / "a.png")], ["a.png"])
     with pytest.raises(IndexProblem) as raised:
-        ray_engine._raise_failure(table)
+        ray_engine.raise_failure(reply)
     from simsearch.index.storage import read_manifest
     with pytest.raises(IndexProblem) as expected:  # what opening it here says
         read_manifest(tmp_path / "no-index")
@@ -76,6 +84,15 @@ def test_a_workers_own_error_comes_back_as_the_same_error(tmp_path):
     assert (raised.value.message, raised.value.hint, raised.value.parameter) == \
         (expected.value.message, expected.value.hint, expected.value.parameter)
     assert raised.value.exit_code == 3
+
+
+def test_scoring_beyond_this_process_needs_a_saved_index(small_embedder):
+    import pickle
+
+    from simsearch.inspector import Inspector, ScoreJob
+
+    with pytest.raises(InputError, match="opens the index from its folder"):
+        pickle.dumps(ScoreJob(Inspector(small_embedder)))
 
 
 def test_an_address_where_nothing_answers_is_refused_at_once():
