@@ -76,13 +76,18 @@ def connect(url: str) -> socket.socket:
     return socket.create_connection(address(url), timeout=60)
 
 
-def slow_reader(url: str) -> socket.socket:
-    """Asks for the largest open file with a 1 KB receive buffer, and never reads."""
+PIPELINED = 8  # requests each slow reader sends at once: 8 MB of answers, more than the kernel's send buffer
+
+
+def slow_reader(url: str, pipelined: int = PIPELINED) -> socket.socket:
+    """Asks for the largest open file (pipelined times on one connection, so that the answers outgrow the
+    kernel's send buffer, up to 4 MB on Linux, and the server itself has to hold them) with a 1 KB receive
+    buffer, and never reads."""
     connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: the window stays small
     connection.settimeout(60)
     connection.connect(address(url))
-    connection.sendall(f"GET {ASSET} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    connection.sendall(f"GET {ASSET} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * pipelined)
     return connection
 
 
@@ -161,23 +166,26 @@ def authenticated_calls(url: str, image: bytes, count: int | None = None, until:
                    **percentiles(part["latencies"])} for name, part in figures.items()}
 
 
-def slow_reader_attack(url: str, image: bytes, count: int, churn_s: float) -> dict:
+def slow_reader_attack(url: str, image: bytes, count: int, churn_s: float, scores: int) -> dict:
     """Authenticated calls while count slow readers and count unfinished connections are open, then while a
     fresh batch of both opens every 3 s for churn_s seconds; how many of the first batch the server closed."""
     readers, waiting, refused = attack(url, count)
     opened_at = time.monotonic()
     time.sleep(1.0)  # the server reads their requests and starts its answers
-    figures: dict = {"slow_readers": count, "unfinished": count, "attack_connects_refused": refused}
-    figures["held"] = authenticated_calls(url, image, count=10)
-    figures["evicted_at_once"] = {"slow_readers": sum(map(server_closed, readers)),
-                                  "unfinished": sum(map(server_closed, waiting))}
+    figures: dict = {"slow_readers": count, "unfinished": count, "attack_connects_refused": refused,
+                     "evicted_at_once": {"slow_readers": sum(map(server_closed, readers)),
+                                         "unfinished": sum(map(server_closed, waiting))}}
+    figures["held"] = authenticated_calls(url, image, count=scores)
     batches: list[list[socket.socket]] = []
+    opened = collections.Counter()
     stop = threading.Event()
 
     def churn() -> None:
         while not stop.wait(3.0):
-            fresh_readers, fresh_waiting, _ = attack(url, count)
+            fresh_readers, fresh_waiting, refused_now = attack(url, count)
             batches.append(fresh_readers + fresh_waiting)
+            opened["batches"] += 1
+            opened["refused"] += refused_now
             while len(batches) > 2:  # the client keeps two batches: enough to fill the server's cap
                 for connection in batches.pop(0):
                     connection.close()
@@ -187,7 +195,7 @@ def slow_reader_attack(url: str, image: bytes, count: int, churn_s: float) -> di
     figures["churn"] = {"seconds": churn_s, **authenticated_calls(url, image, until=time.monotonic() + churn_s)}
     stop.set()
     churner.join()
-    figures["churn"]["batches"] = len(batches)
+    figures["churn"].update(batches=opened["batches"], attack_connects_refused=opened["refused"])
     for batch in batches:
         for connection in batch:
             connection.close()
@@ -286,13 +294,14 @@ def report(figures: dict, args: argparse.Namespace) -> None:
                              f"p95 {part[name]['p95_ms']:.0f} ms" for name in ("score", "healthz"))
         print(f"with {args.slow_readers} slow readers ({ASSET}, 1 KB receive buffer, never read) and "
               f"{args.slow_readers} unfinished connections open: {calls(phase['held'])}")
-        print(f"  closed by the server at once (the connection cap): {phase['evicted_at_once']['slow_readers']} slow "
-              f"readers, {phase['evicted_at_once']['unfinished']} unfinished")
+        print(f"  closed by the server within 1 s of opening (the connection cap): "
+              f"{phase['evicted_at_once']['slow_readers']} slow readers, {phase['evicted_at_once']['unfinished']} "
+              f"unfinished; connects refused: {phase['attack_connects_refused']}")
         churn = phase["churn"]
         print(f"  a fresh batch of {args.slow_readers}+{args.slow_readers} every 3 s for {churn['seconds']:g} s "
-              f"({churn['batches']} batches): {calls(churn)}")
+              f"({churn['batches']} batches, {churn['attack_connects_refused']} connects refused): {calls(churn)}")
         first = phase["first_batch_closed_by_server"]
-        print(f"  of the first batch, closed by the server after {first['after_s']} s (send timeout "
+        print(f"  of the first batch, closed by the server {first['after_s']} s after opening (send timeout "
               f"{SEND_TIMEOUT_S} s, header timeout 8 s): {first['slow_readers']}/{args.slow_readers} slow readers, "
               f"{first['unfinished']}/{args.slow_readers} unfinished")
     if "trickled_body" in figures:
@@ -314,7 +323,7 @@ def main() -> None:
                         help="slow readers, and as many unfinished connections beside them")
     parser.add_argument("--churn-seconds", type=float, default=15.0,
                         help="how long fresh batches of slow readers open every 3 s")
-    parser.add_argument("--scores", type=int, default=20, help="authenticated scores timed per phase")
+    parser.add_argument("--scores", type=int, default=20, help="authenticated scores (and /healthz) timed per phase")
     parser.add_argument("--parallel", type=int, default=3, help="parallel 16-bit uploads for the memory figure")
     parser.add_argument("--side", type=int, default=9400, help="side of the 16-bit uploads")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"which to run, of {','.join(PHASES)}")
@@ -340,7 +349,7 @@ def main() -> None:
                 figures["unfinished_phase"] = unfinished_phase(server.url, image, args.unfinished, args.scores)
             if "slow-readers" in phases:
                 figures["slow_readers_phase"] = slow_reader_attack(server.url, image, args.slow_readers,
-                                                                   args.churn_seconds)
+                                                                   args.churn_seconds, args.scores)
             if "trickle" in phases:
                 status, seconds = slow_body_cutoff(server.url, image)
                 figures["trickled_body"] = {"status": status, "seconds": round(seconds, 1),

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long to finish after SIGTERM
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 BACKLOG = 2048  # connections the kernel queues before accept; asyncio accepts up to this many at a time
+ROOM_DELAY_S = 0.01  # past the cap, room is made this long after (the requests already sent are read first)
 
 
 class BindError(InputError):
@@ -104,17 +105,21 @@ class GuardedH11Protocol(H11Protocol):
     - a send-rate floor: a connection whose client has not taken an answer send_timeout + bytes / min_send_rate
       seconds after its first byte was written is reset (the bytes it did take count; a client that reads
       nothing gets send_timeout seconds);
-    - a connection cap: at max_connections open, the oldest connection that never carried the token is closed,
-      whatever its state (waiting for headers, or a slow reader in the middle of an answer), else the oldest
-      idle one; never one serving a request with the token (the access guard marks those in the scope), and
-      when all are, this newcomer. uvicorn's own limit_concurrency counts idle sockets, so 512 of them would
-      turn every real request into a 503."""
+    - a connection cap: beyond max_connections open, the oldest connections that never carried the token are
+      closed, whatever their state (waiting for headers, or slow readers in the middle of an answer), then the
+      oldest idle ones; never one serving a request with the token (the access guard marks those in the
+      scope) nor one whose request is read but not yet marked. Room is made a moment after the cap is passed,
+      so that in a burst of connections the requests already sent on the newest are read and marked first
+      (else a client with the token, accepted amid a burst, would be closed as the oldest of it); beyond
+      max_connections + BACKLOG, at once. uvicorn's own limit_concurrency counts idle sockets, so 512 of them
+      would turn every real request into a 503."""
 
     header_timeout = 10.0
     max_connections = 512
     send_timeout = 30.0
     min_send_rate = 10_000.0
     opened: dict["GuardedH11Protocol", None] = {}  # every open connection, oldest first (one per server)
+    room: dict[str, asyncio.TimerHandle] = {}  # the pending call that makes room (one per server)
 
     transport: _GuardedTransport  # type: ignore[assignment]
     _header_timer: asyncio.TimerHandle | None = None
@@ -126,8 +131,10 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(_GuardedTransport(transport, self))  # type: ignore[arg-type]
         self.opened[self] = None
         self._await_headers()
-        if len(self.opened) > self.max_connections:
-            self._make_room()
+        if len(self.opened) > self.max_connections + BACKLOG:
+            self._make_room(newcomer=self)
+        elif len(self.opened) > self.max_connections and "timer" not in self.room:
+            self.room["timer"] = self.loop.call_later(ROOM_DELAY_S, self._make_room)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -153,12 +160,31 @@ class GuardedH11Protocol(H11Protocol):
     def _serving_protected(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete and self._protected_request()
 
-    def _make_room(self) -> None:
-        others = [c for c in self.opened if c is not self]
-        victim = next((c for c in others if not (c._trusted or c._serving_protected())), None)
-        if victim is None:
-            victim = next((c for c in others if not c._serving_protected()), self)
-        victim._drop()
+    def _unmarked(self) -> bool:
+        """Its request is read and in progress, but the access guard has not run yet: it may carry the token."""
+        return self.cycle is not None and not self.cycle.response_complete and PROTECTED not in self.scope
+
+    def _victim(self) -> "GuardedH11Protocol | None":
+        idle_trusted = None
+        for connection in self.opened:
+            if connection._serving_protected() or connection._unmarked():
+                continue
+            if not connection._trusted:
+                return connection
+            idle_trusted = idle_trusted or connection
+        return idle_trusted
+
+    def _make_room(self, newcomer: "GuardedH11Protocol | None" = None) -> None:
+        timer = self.room.pop("timer", None)
+        if timer is not None:
+            timer.cancel()
+        while len(self.opened) > self.max_connections:
+            victim = self._victim()
+            if victim is None:  # all serve requests with the token (or are about to): the newcomer gives way
+                if newcomer is not None:
+                    newcomer._drop()
+                return
+            victim._drop()
 
     # -- the header deadline -----------------------------------------------------------------------------------
     def _await_headers(self) -> None:
@@ -240,7 +266,7 @@ def guarded_protocol(header_timeout: float, max_connections: int, send_timeout: 
     """GuardedH11Protocol with these limits, and its own register of open connections."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,),
                 {"header_timeout": header_timeout, "max_connections": max_connections, "send_timeout": send_timeout,
-                 "min_send_rate": min_send_rate, "opened": {}})
+                 "min_send_rate": min_send_rate, "opened": {}, "room": {}})
 
 
 def _allow_open_files(count: int) -> None:
@@ -255,8 +281,9 @@ def serve(app: FastAPI, sock: socket.socket, max_connections: int = 512, access_
           on_start: Callable[[], None] | None = None, header_timeout: float = 10.0, send_timeout: float = 30.0,
           min_send_rate: float = 10_000.0) -> None:
     """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish, run shutdown."""
-    # the cap, a burst asyncio accepts before the cap closes any, and the rest: the index, the model, logs
-    _allow_open_files(max_connections + BACKLOG + 256)
+    # the cap, the connections over it before room is made, a burst asyncio accepts at once, and the rest:
+    # the index, the model, logs
+    _allow_open_files(max_connections + 2 * BACKLOG + 256)
     # limit_concurrency=None: in-flight requests are bounded by the app's access guard, and connections by
     # the protocol, which makes room by closing connections that are not serving a request with the token
     config = uvicorn.Config(app, log_level="info", access_log=access_log, timeout_keep_alive=KEEP_ALIVE_S,

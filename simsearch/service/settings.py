@@ -32,8 +32,8 @@ class ServiceSettings:
     # or its previous answer, and its body must keep up min_body_rate bytes/s once read_timeout_s has passed.
     header_timeout_s: float = 10.0
     min_body_rate: float = 10_000.0
-    # Slow readers: a client must take its answer at min_send_rate bytes/s once send_timeout_s has passed since
-    # the answer first filled the buffers (one that reads nothing is closed after send_timeout_s).
+    # Slow readers: a client must have taken an answer send_timeout_s + bytes / min_send_rate seconds after its
+    # first byte was written (one that reads nothing is reset after send_timeout_s).
     send_timeout_s: float = 30.0
     min_send_rate: float = 10_000.0
     decode_budget_bytes: int = 1024 * 1024 * 1024  # what concurrent image decodes may hold at once
@@ -54,7 +54,7 @@ class ServiceSettings:
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
         limits = ("read_timeout_s", "header_timeout_s", "min_body_rate", "send_timeout_s", "min_send_rate")
-        if self.max_wait_ms < 0 or min(getattr(self, name) for name in limits) <= 0:
+        if not self.max_wait_ms >= 0 or not all(getattr(self, name) > 0 for name in limits):  # NaN fails too
             raise InputError(f"max_wait_ms must be >= 0; {', '.join(limits)} > 0")
 
 

@@ -121,6 +121,10 @@ def test_a_client_that_does_not_read_its_answer_is_cut_off(folder, tmp_path):  #
         # a client that reads gets the whole answer under the same settings
         whole = httpx.get(f"{url}{ASSET}", timeout=60)
         assert whole.status_code == 200 and len(whole.content) == int(whole.headers["content-length"]) > 1_000_000
+        # of the docs assets, only the files /docs loads are open; the source map (1.5 MB) needs the token
+        assert httpx.get(f"{url}{ASSET}.map", timeout=60).status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert httpx.get(f"{url}{ASSET}.map", headers=auth, timeout=60).status_code == 200
         reader.close()
     finally:
         stop(process)
