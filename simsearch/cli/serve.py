@@ -36,9 +36,15 @@ def register(app: typer.Typer) -> None:
                                              help="Seconds a client has to send its request headers."),
         min_upload_rate: float = typer.Option(10.0, "--min-upload-rate",
                                               help="KB/s an upload must keep up after --read-timeout seconds."),
+        send_timeout: float = typer.Option(30.0, "--send-timeout",
+                                           help="Seconds a client may leave its answer unread."),
+        min_download_rate: float = typer.Option(10.0, "--min-download-rate",
+                                                help="KB/s a client must take its answer at after --send-timeout "
+                                                     "seconds."),
         max_connections: int = typer.Option(512, "--max-connections",
-                                            help="Requests in progress at once (beyond: 503); at this many open "
-                                                 "connections, ones that sent no request are closed."),
+                                            help="Requests in progress at once (beyond: 503; a quarter kept for "
+                                                 "requests with the token); at this many open connections, the "
+                                                 "oldest without the token is closed."),
         history: int = typer.Option(200, "--history",
                                     help="Scored images the inspection page (/) keeps, newest first."),
         drift_window: int = typer.Option(50, "--drift-window",
@@ -66,6 +72,7 @@ def register(app: typer.Typer) -> None:
                                        max_pixels=int(max_megapixels * 1_000_000), token=token,
                                        max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout,
                                        header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
+                                       send_timeout_s=send_timeout, min_send_rate=min_download_rate * 1000,
                                        max_requests=max_connections, history_size=history,
                                        drift_window=drift_window,
                                        token_name=token_file.name if token_file is not None else "token")
@@ -81,7 +88,8 @@ def register(app: typer.Typer) -> None:
 
             try:
                 run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce,
-                    header_timeout=settings.header_timeout_s)
+                    header_timeout=settings.header_timeout_s, send_timeout=settings.send_timeout_s,
+                    min_send_rate=settings.min_send_rate)
             finally:
                 sock.close()
             sys.stdout.flush()

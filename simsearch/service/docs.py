@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 log = logging.getLogger(__name__)
 
 DOCS_ASSETS = "/docs-assets"
+DOCS_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")  # what /docs loads: open, the rest not
 DOCS_SCHEMA = "/docs/openapi-3.0.json"
 OPENAPI_30 = "3.0.3"
 
@@ -119,8 +120,10 @@ def offline_docs(app: FastAPI) -> set[str]:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=DOCS_SCHEMA, title=f"{app.title} API",
-                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+                                   swagger_js_url=f"{DOCS_ASSETS}/{DOCS_FILES[0]}",
+                                   swagger_css_url=f"{DOCS_ASSETS}/{DOCS_FILES[1]}",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/{DOCS_FILES[2]}")
 
-    return {app.openapi_url, "/docs", DOCS_SCHEMA, f"{DOCS_ASSETS}/"}
+    # only the files /docs loads are open (a browser sends no bearer header for them); source maps and the
+    # other bundles in the package's folder need the token
+    return {app.openapi_url, "/docs", DOCS_SCHEMA, *(f"{DOCS_ASSETS}/{name}" for name in DOCS_FILES)}

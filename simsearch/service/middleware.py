@@ -1,7 +1,8 @@
 """ASGI middleware of the service: the access guard (a request without the token is answered 401 before its
-body is read, and in-flight requests are bounded), upload guards (a declared Content-Length over the cap
-gets 413 before any byte is read; a client that stalls mid-body, or sends it slower than a floor rate, gets
-408 instead of holding a request open), and request metrics by route template."""
+body is read; in-flight requests are bounded, with slots kept for requests with the token), upload guards (a
+declared Content-Length over the cap gets 413 before any byte is read; a client that stalls mid-body, or sends
+it slower than a floor rate, gets 408 instead of holding a request open), and request metrics by route
+template."""
 
 from __future__ import annotations
 
@@ -39,13 +40,19 @@ def _content_length(scope: Scope) -> int | None:
         return None
 
 
+PROTECTED = "simsearch.protected"  # scope key: the request carries the token; the connection cap never closes it
+
+
 class AccessGuardMiddleware:
     """Keeps the server's capacity for authenticated work: with a token configured, a request to any path
-    but the open ones without `Authorization: Bearer <token>` gets 401 before its body is read; and beyond
-    `max_requests` requests in flight, new ones get 503 at once."""
+    but the open ones without `Authorization: Bearer <token>` gets 401 before its body is read; beyond
+    `max_requests` requests in flight, new ones get 503 at once, and requests without the token (the open
+    paths: pages, docs, probes) get 503 once only `reserved` slots are left, which are kept for requests with
+    it. Each request's scope says whether it is protected (carries the token; without a token configured: any
+    path but the open ones), for the connection cap in server.py."""
 
     def __init__(self, app: ASGIApp, token: str | None, open_paths: Collection[str], max_requests: int,
-                 open_pages: Collection[str] = ()):
+                 open_pages: Collection[str] = (), reserved: int | None = None):
         self.app = app
         self.expected = None if token is None else f"Bearer {token}".encode("utf-8")
         # open_paths: exact paths, and folders (ending in /) with all below them; open_pages: exact paths only
@@ -53,22 +60,35 @@ class AccessGuardMiddleware:
         self.open_paths = frozenset(open_paths) | frozenset(open_pages)
         self.open_folders = tuple(path for path in open_paths if path.endswith("/") and path != "/")
         self.max_requests = max_requests
+        # default: a quarter of the slots (at least one, and never all of them when there is more than one)
+        self.reserved = min(max(1, max_requests // 4), max_requests - 1) if reserved is None else reserved
         self.in_flight = 0
 
-    def _authorised(self, scope: Scope) -> bool:
-        if self.expected is None or scope["path"] in self.open_paths or scope["path"].startswith(self.open_folders):
-            return True
+    def _open(self, scope: Scope) -> bool:
+        return scope["path"] in self.open_paths or scope["path"].startswith(self.open_folders)
+
+    def _protected(self, scope: Scope, open_path: bool) -> bool:
+        if self.expected is None:
+            return not open_path
         return hmac.compare_digest(_header(scope, b"authorization") or b"", self.expected)  # constant time
+
+    def _authorised(self, scope: Scope) -> bool:
+        open_path = self._open(scope)
+        return open_path or self._protected(scope, open_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self._authorised(scope):
+        open_path = self._open(scope)
+        protected = self._protected(scope, open_path)
+        if not (open_path or protected):
             await _send_json(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
             return
-        if self.in_flight >= self.max_requests:
-            await _send_json(send, 503, f"{self.in_flight} requests are in progress; retry",
+        scope[PROTECTED] = protected
+        if self.in_flight >= self.max_requests - (0 if protected else self.reserved):
+            kept = "" if protected else f" ({self.reserved} are kept for requests with the token)"
+            await _send_json(send, 503, f"{self.in_flight} requests are in progress{kept}; retry",
                              [(b"retry-after", b"1")])
             return
         self.in_flight += 1

@@ -32,6 +32,10 @@ class ServiceSettings:
     # or its previous answer, and its body must keep up min_body_rate bytes/s once read_timeout_s has passed.
     header_timeout_s: float = 10.0
     min_body_rate: float = 10_000.0
+    # Slow readers: a client must have taken an answer send_timeout_s + bytes / min_send_rate seconds after its
+    # first byte was written (one that reads nothing is reset after send_timeout_s).
+    send_timeout_s: float = 30.0
+    min_send_rate: float = 10_000.0
     decode_budget_bytes: int = 1024 * 1024 * 1024  # what concurrent image decodes may hold at once
     n_nearest: int = 3
     token_name: str = "token"  # who made a change, in the station's audit log (the token file's name)
@@ -49,8 +53,9 @@ class ServiceSettings:
                      "decode_budget_bytes", "history_size", "history_image_bytes", "drift_window"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.max_wait_ms < 0 or min(self.read_timeout_s, self.header_timeout_s, self.min_body_rate) <= 0:
-            raise InputError("max_wait_ms must be >= 0; read_timeout_s, header_timeout_s and min_body_rate > 0")
+        limits = ("read_timeout_s", "header_timeout_s", "min_body_rate", "send_timeout_s", "min_send_rate")
+        if not self.max_wait_ms >= 0 or not all(getattr(self, name) > 0 for name in limits):  # NaN fails too
+            raise InputError(f"max_wait_ms must be >= 0; {', '.join(limits)} > 0")
 
 
 def read_token_file(path: str | Path) -> str:
