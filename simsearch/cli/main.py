@@ -365,8 +365,10 @@ def score(
             if executor is not None:
                 stack.enter_context(executor)
             # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
+            # a baseline from --model scores in this process (the Scorer contract has no executor)
             scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
-                                          maps="all" if heatmap is not None else "needed", executor=executor)
+                                          maps="all" if heatmap is not None else "needed",
+                                          **({"executor": executor} if executor is not None else {}))
             for number, result in enumerate(scored):
                 if heatmap is not None:
                     _write_heatmap(inspector, result, heatmap, number, overlay_names)
