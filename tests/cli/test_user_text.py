@@ -18,7 +18,7 @@ def _run(*args):
 
 
 def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path):  # noqa: F811
-    odd = tmp_path / "a[/b]c.png"  # a folder `a[` holding `b]c.png`: the path reads a[/b]c.png
+    odd = tmp_path / "a[" / "[b]c[i].png"  # the path reads a[/[b]c[i].png (markup); the table keeps the name
     odd.parent.mkdir()
     shutil.copy(next((part_folder / "defect").rglob("*.png")), odd)
     for kind in ("[/]", "[link=https://evil.example]click[/link]"):
@@ -31,7 +31,7 @@ def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path)
     assert "\x1b]8;" not in info.stdout  # no terminal hyperlink escape
     scored = _run("score", odd, "--index", built)
     assert scored.exit_code == 0, scored.output
-    assert "a[/b]c.png" in scored.stdout
+    assert "[b]c[i].png" in scored.stdout, scored.stdout
 
 
 def test_defect_type_limits_in_the_cli(built, part_folder):  # noqa: F811
