@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import time
@@ -12,10 +13,27 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from simsearch.cli.options import AspectOption
+from simsearch.cli.app import app
+from simsearch.cli.options import (
+    AddressOption,
+    AspectOption,
+    BatchSizeOption,
+    DataRootOption,
+    DeviceOption,
+    EngineOption,
+    FoldOption,
+    IndexArgument,
+    IndexBatchSizeOption,
+    IndexOption,
+    JsonOption,
+    ModelOption,
+    WaitOption,
+    WeightsOption,
+    WorkersOption,
+    WriterIndexOption,
+)
 from simsearch.cli.output import (
     DEFAULT_INDEX,
-    OneLineErrorsGroup,
     SkippedInputs,
     chosen_index,
     console,
@@ -27,68 +45,12 @@ from simsearch.cli.output import (
     progress_bar,
     warn,
 )
-from simsearch.runtime import DEFAULT_BATCH_SIZE
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
-                  help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        import simsearch
-        try:
-            number = version("simsearch")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            number = simsearch.__version__
-        typer.echo(f"simsearch {number}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                            help="Print the installed version and exit.")) -> None:
-    """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
-
-
-IndexOption = typer.Option(None, "--index", "-i", help="Index folder (default: artifacts/index, said on stderr).")
-# add, remove and info once took the index as their first argument: that form still works
-WriterIndexOption = typer.Option(None, "--index", "-i", help="Index folder (or, as before, the first argument).")
-WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
-JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
-DataRootOption = typer.Option(None, "--data-root", help="The folder that now holds the exemplars' image files, "
-                              "where they moved elsewhere than with the index (found without it where they did "
-                              "not move, or moved with the index).")
-BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
-DEVICE_HELP = "cpu or cuda (default: cuda when available)."
-
-
-def _checked_wait(wait: Optional[float]) -> Optional[float]:
-    """--wait refused before any work: nan waited for ever, a negative or infinite wait means nothing."""
-    from simsearch.index.lock import check_wait
-    if wait is None:
-        return None
-    try:
-        return check_wait(wait)
-    except ValueError:
-        raise typer.BadParameter(f"{wait} is not a number of seconds >= 0 (e.g. 60; 0: do not wait)") from None
-
-
-WaitOption = typer.Option(None, "--wait", callback=_checked_wait,
-                          help="Seconds to wait while another writer changes the index (default 60).")
 
 
 def _wait(wait: Optional[float]) -> dict:
     return {} if wait is None else {"wait": wait}
 
 
-EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a pool of Ray actors: see "
-                                                    "docs/ray.md; needs simsearch's `ray` extra).")
-AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (HEAD:6379 "
-                                                     "or auto); none starts a local Ray.")
-WorkersOption = typer.Option(None, "--workers", help="With --engine ray: actors holding the model (default: one "
-                                                     "per GPU, else one per CPU of the cluster).")
 
 
 def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
@@ -129,8 +91,6 @@ def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] 
     return load(model, weights=weights, **Runtime.of(batch_size=batch_size, device=device).embedder_options())
 
 
-ModelOption = typer.Option(None, "--model", help="A saved model folder (a baseline from `train-baseline`, or an "
-                                                 "index) instead of --index.")
 
 
 def _folder_size(folder: Path) -> int:
@@ -152,8 +112,6 @@ def _drop_non_utf8_names(files: list, skips: SkippedInputs) -> list:
     return kept
 
 
-FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
-                                                 "2/2 to evaluate).")
 
 
 def _labelled_samples(dataset: Path, fold: Optional[str]):
@@ -214,8 +172,8 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: int = BatchSizeOption,
+    device: Optional[str] = DeviceOption,
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     compile_copy: bool = typer.Option(True, "--compile/--no-compile", help="Keep a compiled copy of the embedder "
                                       "with the index (ONNX: scoring on a CPU needs no torch; `simsearch export` "
@@ -318,8 +276,8 @@ def score(
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: Optional[int] = IndexBatchSizeOption,
+    device: Optional[str] = DeviceOption,
     model: Optional[Path] = ModelOption,
     engine: str = EngineOption,
     address: Optional[str] = AddressOption,
@@ -569,7 +527,7 @@ def remove(
 
 @app.command()
 def info(
-    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    folder: Optional[Path] = IndexArgument,
     index: Optional[Path] = WriterIndexOption,
     exemplars: bool = typer.Option(False, "--exemplars", help="List every exemplar."),
     data_root: Optional[Path] = DataRootOption,
@@ -596,7 +554,7 @@ def info(
 
 @app.command()
 def export(
-    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    folder: Optional[Path] = IndexArgument,
     index: Optional[Path] = WriterIndexOption,
     weights: Optional[Path] = WeightsOption,
     wait: Optional[float] = WaitOption,
@@ -677,8 +635,8 @@ def evaluate(
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: Optional[int] = IndexBatchSizeOption,
+    device: Optional[str] = DeviceOption,
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
     model: Optional[Path] = ModelOption,
@@ -731,15 +689,9 @@ def demo(
         console.print(f"index and images under {out}")
 
 
-# after `app` and the commands above exist: these modules add theirs to it (in this order in --help)
-from simsearch.cli import compare as _compare  # noqa: E402
-from simsearch.cli import report as _report  # noqa: E402
-from simsearch.cli import serve as _serve  # noqa: E402
-from simsearch.cli import train as _train  # noqa: E402
-from simsearch.cli import verify as _verify  # noqa: E402
-
-for _commands in (_serve, _report, _train, _compare, _verify):
-    _commands.register(app)
+# the other command modules add theirs to `app` as they are imported (in this order in --help)
+for _module in ("serve", "report", "train", "compare", "verify"):
+    importlib.import_module(f"simsearch.cli.{_module}")
 
 
 def main() -> None:
