@@ -300,8 +300,10 @@ def score(
             advance = stack.enter_context(progress_bar("scoring", len(files), enabled=len(files) > 1))
             executor = stack.enter_context(_executor(engine, address, workers, device))
             # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
+            # a baseline from --model scores in this process (the Scorer contract has no executor)
             scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
-                                          maps="all" if heatmap is not None else "needed", executor=executor)
+                                          maps="all" if heatmap is not None else "needed",
+                                          **({"executor": executor} if executor is not None else {}))
             if heatmap is not None:
                 scored = write_overlays(scored, heatmap, inspector.heatmap_scale_)
             results = _emit(scored, as_json, writer)
