@@ -7,10 +7,12 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -604,3 +606,48 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
     calibration.generation = index.generation + 1  # the next save's (save_threshold writes the one it commits)
     index.threshold = calibration.to_record()
     return calibration
+
+
+Stage = Callable[[str, int], ContextManager[Progress]]  # (stage name, images) -> a context yielding advance(n)
+
+
+def build_index(good: Sequence[Path], out: str | Path, defects: Sequence[Sample] = (), *, mode: str | None = None,
+                embedder: str = "backbone:resnet18", weights: str | Path | None = None, pretrained: bool = True,
+                image_size: int = 224, aspect: str = "keep", layers: Sequence[str] | None = None, k: int = 1,
+                coreset_ratio: float = 0.1, index_kind: Sequence[str] | None = None, runtime: Runtime | None = None,
+                force: bool = False, compile: bool = True, wait: float = DEFAULT_WAIT,
+                executor: Executor | None = None, progress: Stage | None = None,
+                on_skip: OnSkip | None = None) -> dict[str, Any]:
+    """Build an index of the `good` image files (and the labelled `defects`) in `out` and describe it: counts,
+    mode (and `mode_reason` where none was named), embedder, seconds, bytes on disk, each store's index kind.
+    `embedder`: KIND:ARG (`backbone:NAME` takes `layers`, and with `aspect` keep the good images' aspect ratio
+    at `image_size` on the short side). Everything is checked before the first image is embedded (a wrong
+    index kind, an index already in `out` without `force`)."""
+    from simsearch.data.transforms import input_size_for
+    from simsearch.index.kinds import parse_kinds
+    from simsearch.index.persist import refuse_to_replace
+    from simsearch.score.modes import default_mode
+
+    mode_reason = None
+    if mode is None:  # the library's rule, said with the summary: which mode and why
+        mode, mode_reason = default_mode(len(defects))
+    start = time.perf_counter()
+    if embedder.startswith("backbone:"):  # the other kinds keep the input size they were trained at
+        image_size = input_size_for([str(p) for p in good], image_size, aspect)
+    model = create_embedder(embedder, weights=weights, pretrained=pretrained, image_size=image_size,
+                            layers=list(layers) if layers else None, **Runtime.of(runtime).embedder_options())
+    kinds = parse_kinds(index_kind or None, model.dim)  # a wrong kind fails here, before any embedding
+    refuse_to_replace(out, force)  # before the embedding; again when saving
+    inspector = Inspector(model, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
+    with progress("embedding", len(good) + len(defects)) if progress else contextlib.nullcontext() as advance:
+        inspector.fit(list(good), on_progress=advance, on_skip=on_skip, executor=executor)
+        if defects:
+            inspector.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
+                          on_progress=advance, on_skip=on_skip, executor=executor)
+    inspector.save(out, force=force, compile=compile, wait=wait)
+    index = inspector.index_
+    return {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
+            "mode": index.mode, "mode_reason": mode_reason, "embedder": model.config,
+            "fingerprint": model.fingerprint, "seconds": round(time.perf_counter() - start, 2),
+            "bytes": sum(p.stat().st_size for p in Path(out).iterdir() if p.is_file()),
+            "index_kinds": index.describe()["index_kinds"]}

@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,35 @@ def test_the_compiled_copy_is_kept_across_saves_without_rewriting(small_embedder
     kept = list((tmp_path / "idx").glob("embedder-*.onnx"))
     assert len(kept) == 1 and kept[0] != first and kept[0].stat().st_ino == inode
     assert len(Inspector.load(tmp_path / "idx", device="cpu").score_samples([part_folder / "good" / "00.png"])) == 1
+
+
+def test_build_index_describes_what_it_built_and_refuses_a_replacement_before_embedding(part_folder, tmp_path):
+    from simsearch.data.datasets import typed_defect_samples
+    from simsearch.errors import ConflictError
+    from simsearch.index import ExemplarIndex
+    from simsearch.inspector import build_index
+    from simsearch.runtime import Runtime
+
+    good = sorted((part_folder / "good").glob("*.png"))
+    defects = typed_defect_samples([part_folder / "defect"])
+    stages = []
+
+    @contextlib.contextmanager
+    def progress(stage, total):
+        done = []
+        yield done.append
+        stages.append((stage, total, sum(done)))
+
+    out = tmp_path / "index"
+    summary = build_index(good, out, defects, pretrained=False, image_size=64, aspect="square", compile=False,
+                          runtime=Runtime.of(device="cpu"), progress=progress)
+    assert (summary["good"], summary["defect"], summary["defect_types"]) == (12, 4, {"spot": 4})
+    assert (summary["mode"], summary["embedder"]["image_size"]) == ("open-set", 64)
+    assert summary["mode_reason"] and summary["bytes"] > 0
+    assert stages == [("embedding", 16, 16)]
+    assert ExemplarIndex.load(out).counts()["good"] == 12
+    stages.clear()
+    with pytest.raises(ConflictError):
+        build_index(good, out, mode="patch", pretrained=False, image_size=64, aspect="square", compile=False,
+                    progress=progress)
+    assert stages == []  # refused before any image was embedded

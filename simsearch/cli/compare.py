@@ -10,9 +10,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from simsearch.cli.options import AspectOption
+from simsearch.cli.app import app
+from simsearch.cli.options import (
+    AspectOption,
+    BackboneWeightsOption,
+    BatchSizeOption,
+    CamLrOption,
+    CnnImageSizeOption,
+    CnnLrOption,
+    DeviceOption,
+    JsonResultOption,
+    LabelledDataArgument,
+    NoPretrainedOption,
+    ProbeBackbonesOption,
+)
 from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar
-from simsearch.runtime import DEFAULT_BATCH_SIZE
 
 DEFAULT_METHODS = "knn-image,knn-patch,triplet-head,cnn,cam,probe"
 
@@ -132,167 +144,160 @@ def _aspect(aspect: str) -> str:
     return aspect
 
 
-def register(app: typer.Typer) -> None:
-    """Add `compare` and `train-baseline` to the simsearch command."""
+@app.command()
+def compare(
+    data: Path = LabelledDataArgument,
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods",
+                                help="Comma-separated registered methods, or all (see `simsearch compare "
+                                     "--list`)."),
+    folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is "
+                              "tested once)."),
+    backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or "
+                                 "vgg16)."),
+    weights: Optional[Path] = BackboneWeightsOption,
+    no_pretrained: bool = NoPretrainedOption,
+    image_size: int = typer.Option(224, "--image-size", help="Input size for kNN, CAM and probe (the short "
+                                   "side, with --aspect keep)."),
+    aspect: str = AspectOption,
+    cnn_image_size: int = CnnImageSizeOption,
+    epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN, CAM and triplet-ae."),
+    lr: float = CamLrOption,
+    cnn_lr: float = CnnLrOption,
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each fold's training part held "
+                                       "out to choose epochs (and the CNN/CAM thresholds)."),
+    patience: int = typer.Option(3, "--patience", help="Stop training after this many epochs without a lower "
+                                 "validation loss (0: never)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Per-method setting METHOD.NAME=VALUE, "
+                                               "e.g. triplet-head.epochs=20 (repeatable)."),
+    probe_backbones: Optional[str] = ProbeBackbonesOption,
+    seed: int = typer.Option(42, "--seed", help="Split, draw and training seed."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a stratified random subset of this many "
+                                        "images (quick runs on slow machines)."),
+    curve: bool = typer.Option(False, "--curve", help="Also draw the learning curve: each method given 0, 1, "
+                               "3, ... labelled defects per type."),
+    curve_counts: str = typer.Option("0,1,3,10,all", "--curve-counts", help="Labelled defects per type for "
+                                     "the learning curve."),
+    curve_repeats: int = typer.Option(3, "--curve-repeats", help="Seeded draws per count."),
+    out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV, run.json "
+                             "and models."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default "
+                                         "artifacts/cache/probe)."),
+    save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
+    batch_size: int = BatchSizeOption,
+    device: Optional[str] = DeviceOption,
+    list_methods: bool = typer.Option(False, "--list", help="List the registered methods and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train every method on each fold's training part (thresholds placed on out-of-fold scores of it), test
+    on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
+    with handle_errors():
+        from simsearch.baselines.compare import compare as run_compare
+        from simsearch.baselines.compare import learning_curve, parse_counts, write_report
+        from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
+        from simsearch.data.datasets import training_samples
+        from simsearch.data.splits import kfold_splits, subsample
+        from simsearch.report import comparison_run, write_run
 
-    @app.command()
-    def compare(
-        data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
-        methods: str = typer.Option(DEFAULT_METHODS, "--methods",
-                                    help="Comma-separated registered methods, or all (see `simsearch compare "
-                                         "--list`)."),
-        folds: int = typer.Option(5, "--folds", help="Number of stratified cross-validation folds (each image is "
-                                  "tested once)."),
-        backbone: str = typer.Option("resnet18", "--backbone", help="Backbone for kNN and CAM (ResNet family or "
-                                     "vgg16)."),
-        weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
-        no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
-        image_size: int = typer.Option(224, "--image-size", help="Input size for kNN, CAM and probe (the short "
-                                       "side, with --aspect keep)."),
-        aspect: str = AspectOption,
-        cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
-        epochs: int = typer.Option(10, "--epochs", help="Most training epochs for CNN, CAM and triplet-ae."),
-        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
-        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
-        val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each fold's training part held "
-                                           "out to choose epochs (and the CNN/CAM thresholds)."),
-        patience: int = typer.Option(3, "--patience", help="Stop training after this many epochs without a lower "
-                                     "validation loss (0: never)."),
-        option: Optional[List[str]] = typer.Option(None, "--option", help="Per-method setting METHOD.NAME=VALUE, "
-                                                   "e.g. triplet-head.epochs=20 (repeatable)."),
-        probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
-                                                      help="Comma-separated torchvision backbones for the probe."),
-        seed: int = typer.Option(42, "--seed", help="Split, draw and training seed."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="Use a stratified random subset of this many "
-                                            "images (quick runs on slow machines)."),
-        curve: bool = typer.Option(False, "--curve", help="Also draw the learning curve: each method given 0, 1, "
-                                   "3, ... labelled defects per type."),
-        curve_counts: str = typer.Option("0,1,3,10,all", "--curve-counts", help="Labelled defects per type for "
-                                         "the learning curve."),
-        curve_repeats: int = typer.Option(3, "--curve-repeats", help="Seeded draws per count."),
-        out: Path = typer.Option(Path("artifacts/compare"), "--out", "-o", help="Folder for JSON, CSV, run.json "
-                                 "and models."),
-        cache: Optional[Path] = typer.Option(None, "--cache", help="Probe embedding cache (default "
-                                             "artifacts/cache/probe)."),
-        save_models: bool = typer.Option(True, "--save-models/--no-save-models", help="Keep each fold's model."),
-        batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size",
-                                        help="Images embedded at a time (lower it when memory runs out)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-        list_methods: bool = typer.Option(False, "--list", help="List the registered methods and exit."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ) -> None:
-        """Train every method on each fold's training part (thresholds placed on out-of-fold scores of it), test
-        on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
-        with handle_errors():
-            from simsearch.baselines.compare import compare as run_compare
-            from simsearch.baselines.compare import learning_curve, parse_counts, write_report
-            from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
-            from simsearch.data.datasets import training_samples
-            from simsearch.data.splits import kfold_splits, subsample
-            from simsearch.report import comparison_run, write_run
+        if list_methods:
+            for name in baseline_names():
+                entry = get_baseline(name)
+                console.print(f"{escape(name):14} {entry.family:11} {escape(entry.help)}", highlight=False)
+            return
+        chosen = resolve_methods(methods)
+        counts = parse_counts(curve_counts) if curve else None
+        if not data.exists():
+            fail(f"{data}: no such file or folder")
+        settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
+                             batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
+                             _options(option), _aspect(aspect))
+        samples = training_samples(data)
+        if limit is not None:
+            samples = subsample(samples, limit, seed)
+        splits = kfold_splits(samples, folds, seed)
+        with progress_bar("comparing", len(chosen) * len(splits)) as advance:
+            report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
+                                 on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
+        report["data"] = str(data)
+        if limit is not None:
+            report["limit"] = limit
+            report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
+        if counts is not None:
+            with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
+                report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,
+                                                 curve_repeats, report, on_note=_note,
+                                                 on_done=lambda name, count: advance(1))
+        json_path, csv_path = write_report(report, out)
+        run_path = write_run(comparison_run(report), out)
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+            return
+        print_comparison(report)
+        if counts is not None:
+            print_curve(report["curve"])
+        # the console has markup off: paths print as they are (escape() would add backslashes)
+        console.print(f"saved {json_path}, {csv_path} and {run_path}"
+                      + (f"; models under {out / 'models'}" if save_models else ""), highlight=False)
+        console.print(f"next: simsearch report {out}", highlight=False, soft_wrap=True)  # whole, to paste
 
-            if list_methods:
-                for name in baseline_names():
-                    entry = get_baseline(name)
-                    console.print(f"{escape(name):14} {entry.family:11} {escape(entry.help)}", highlight=False)
-                return
-            chosen = resolve_methods(methods)
-            counts = parse_counts(curve_counts) if curve else None
-            if not data.exists():
-                fail(f"{data}: no such file or folder")
-            settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
-                                 _options(option), _aspect(aspect))
-            samples = training_samples(data)
-            if limit is not None:
-                samples = subsample(samples, limit, seed)
-            splits = kfold_splits(samples, folds, seed)
-            with progress_bar("comparing", len(chosen) * len(splits)) as advance:
-                report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
-                                     on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
-            report["data"] = str(data)
-            if limit is not None:
-                report["limit"] = limit
-                report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
-            if counts is not None:
-                with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
-                    report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,
-                                                     curve_repeats, report, on_note=_note,
-                                                     on_done=lambda name, count: advance(1))
-            json_path, csv_path = write_report(report, out)
-            run_path = write_run(comparison_run(report), out)
-            if as_json:
-                typer.echo(json.dumps(report, default=str))
-                return
-            print_comparison(report)
-            if counts is not None:
-                print_curve(report["curve"])
-            # the console has markup off: paths print as they are (escape() would add backslashes)
-            console.print(f"saved {json_path}, {csv_path} and {run_path}"
-                          + (f"; models under {out / 'models'}" if save_models else ""), highlight=False)
-            console.print(f"next: simsearch report {out}", highlight=False, soft_wrap=True)  # whole, to paste
+@app.command("train-baseline")
+def train_baseline(
+    data: Path = LabelledDataArgument,
+    method: str = typer.Option("cam", "--method", help="A registered method: cnn, cam, probe, knn-patch, "
+                               "triplet-head, ... (see `simsearch compare --list`)."),
+    out: Path = typer.Option(Path("artifacts/baseline"), "--out", "-o", help="Model folder to write."),
+    backbone: str = typer.Option("resnet18", "--backbone",
+                                 help="Backbone for CAM and the probe (ResNet family or vgg16)."),
+    weights: Optional[Path] = BackboneWeightsOption,
+    no_pretrained: bool = NoPretrainedOption,
+    image_size: int = typer.Option(224, "--image-size", help="Input size for CAM and the probe (the short side, "
+                                   "with --aspect keep)."),
+    aspect: str = AspectOption,
+    cnn_image_size: int = CnnImageSizeOption,
+    epochs: int = typer.Option(10, "--epochs",
+                               help="Most training epochs (CNN and CAM stop early at 98% training accuracy)."),
+    lr: float = CamLrOption,
+    cnn_lr: float = CnnLrOption,
+    probe_backbones: Optional[str] = ProbeBackbonesOption,
+    seed: int = typer.Option(42, "--seed", help="Seed of the training (same seed, same model)."),
+    batch_size: int = BatchSizeOption,
+    device: Optional[str] = DeviceOption,
+    as_json: bool = JsonResultOption,
+) -> None:
+    """Train one method on every labelled image (a validation part held out for epochs and threshold) and save
+    it with run.json for `simsearch score --model` and `simsearch report`."""
+    with handle_errors():
+        from simsearch.baselines.compare import input_size_of
+        from simsearch.baselines.registry import build_baseline, resolve_methods
+        from simsearch.data.datasets import count_by_class, training_samples
+        from simsearch.data.splits import Split
+        from simsearch.report import training_run, write_run
 
-    @app.command("train-baseline")
-    def train_baseline(
-        data: Path = typer.Argument(..., help="Labelled folder (good/defect), labels CSV, or MVTec category."),
-        method: str = typer.Option("cam", "--method", help="A registered method: cnn, cam, probe, knn-patch, "
-                                   "triplet-head, ... (see `simsearch compare --list`)."),
-        out: Path = typer.Option(Path("artifacts/baseline"), "--out", "-o", help="Model folder to write."),
-        backbone: str = typer.Option("resnet18", "--backbone",
-                                     help="Backbone for CAM and the probe (ResNet family or vgg16)."),
-        weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
-        no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random weights (tests only)."),
-        image_size: int = typer.Option(224, "--image-size", help="Input size for CAM and the probe (the short side, "
-                                       "with --aspect keep)."),
-        aspect: str = AspectOption,
-        cnn_image_size: int = typer.Option(128, "--cnn-image-size", help="Image size for the small CNN."),
-        epochs: int = typer.Option(10, "--epochs",
-                                   help="Most training epochs (CNN and CAM stop early at 98% training accuracy)."),
-        lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate for CAM."),
-        cnn_lr: float = typer.Option(1e-3, "--cnn-lr", help="Adam learning rate for the small CNN."),
-        probe_backbones: Optional[str] = typer.Option(None, "--probe-backbones",
-                                                      help="Comma-separated torchvision backbones for the probe."),
-        seed: int = typer.Option(42, "--seed", help="Seed of the training (same seed, same model)."),
-        batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size",
-                                        help="Images embedded at a time (lower it when memory runs out)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
-    ) -> None:
-        """Train one method on every labelled image (a validation part held out for epochs and threshold) and save
-        it with run.json for `simsearch score --model` and `simsearch report`."""
-        with handle_errors():
-            from simsearch.baselines.compare import input_size_of
-            from simsearch.baselines.registry import build_baseline, resolve_methods
-            from simsearch.data.datasets import count_by_class, training_samples
-            from simsearch.data.splits import Split
-            from simsearch.report import training_run, write_run
-
-            if "," in method or method.strip() == "all":
-                fail(f"--method takes one method, not {method!r}")
-            (method,) = resolve_methods(method)
-            if not data.exists():
-                fail(f"{data}: no such file or folder")
-            settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                                 batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=_aspect(aspect))
-            samples = training_samples(data)  # an MVTec category: train/good joins test/
-            settings = input_size_of(settings, [Split(0, samples, [])], _note)
-            counts = count_by_class(samples)
-            err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
-                              highlight=False)
-            model = build_baseline(method, settings, on_note=_note)
-            with progress_bar(f"training {method}", None):
-                model.fit(samples)
-            model.save(out)
-            history = getattr(model, "history_", None) or []
-            run = training_run(method, history, data, counts, setup={
-                "model": str(out), "backbone": settings.backbone, "hyperparameters": model.describe()},
-                best_epoch=getattr(model, "best_epoch_", None))
-            run_path = write_run(run, out)
-            summary = {"model": str(out), "method": method, "images": len(samples),
-                       "defect": sum(s.is_defect for s in samples), "images_per_class": counts,
-                       "run": str(run_path)}
-            if as_json:
-                typer.echo(json.dumps(summary))
-            else:
-                console.print(f"trained {method} on {len(samples)} images; saved to {out} "
-                              f"(score with `simsearch score --model {out} IMAGES`)")
+        if "," in method or method.strip() == "all":
+            fail(f"--method takes one method, not {method!r}")
+        (method,) = resolve_methods(method)
+        if not data.exists():
+            fail(f"{data}: no such file or folder")
+        settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
+                             batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=_aspect(aspect))
+        samples = training_samples(data)  # an MVTec category: train/good joins test/
+        settings = input_size_of(settings, [Split(0, samples, [])], _note)
+        counts = count_by_class(samples)
+        err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
+                          highlight=False)
+        model = build_baseline(method, settings, on_note=_note)
+        with progress_bar(f"training {method}", None):
+            model.fit(samples)
+        model.save(out)
+        history = getattr(model, "history_", None) or []
+        run = training_run(method, history, data, counts, setup={
+            "model": str(out), "backbone": settings.backbone, "hyperparameters": model.describe()},
+            best_epoch=getattr(model, "best_epoch_", None))
+        run_path = write_run(run, out)
+        summary = {"model": str(out), "method": method, "images": len(samples),
+                   "defect": sum(s.is_defect for s in samples), "images_per_class": counts,
+                   "run": str(run_path)}
+        if as_json:
+            typer.echo(json.dumps(summary))
+        else:
+            console.print(f"trained {method} on {len(samples)} images; saved to {out} "
+                          f"(score with `simsearch score --model {out} IMAGES`)")

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.markup import escape
 
-from simsearch.cli.options import AspectOption
+from simsearch.cli.app import app
+from simsearch.cli.options import (
+    AddressOption,
+    AspectOption,
+    BatchSizeOption,
+    DataRootOption,
+    DeviceOption,
+    EngineOption,
+    FoldOption,
+    IndexArgument,
+    IndexBatchSizeOption,
+    IndexOption,
+    JsonOption,
+    ModelOption,
+    WaitOption,
+    WeightsOption,
+    WorkersOption,
+    WriterIndexOption,
+)
 from simsearch.cli.output import (
     DEFAULT_INDEX,
-    OneLineErrorsGroup,
     SkippedInputs,
     chosen_index,
     console,
@@ -27,68 +44,12 @@ from simsearch.cli.output import (
     progress_bar,
     warn,
 )
-from simsearch.runtime import DEFAULT_BATCH_SIZE
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, cls=OneLineErrorsGroup,
-                  help="Similarity search for visual inspection: index good parts, score new ones by kNN distance.")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        import simsearch
-        try:
-            number = version("simsearch")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            number = simsearch.__version__
-        typer.echo(f"simsearch {number}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                            help="Print the installed version and exit.")) -> None:
-    """Similarity search for visual inspection: index good parts, score new ones by kNN distance."""
-
-
-IndexOption = typer.Option(None, "--index", "-i", help="Index folder (default: artifacts/index, said on stderr).")
-# add, remove and info once took the index as their first argument: that form still works
-WriterIndexOption = typer.Option(None, "--index", "-i", help="Index folder (or, as before, the first argument).")
-WeightsOption = typer.Option(None, "--weights", help="Backbone state-dict file (e.g. ../shared/weights/...pth).")
-JsonOption = typer.Option(False, "--json", help="One JSON object per line, for machines.")
-DataRootOption = typer.Option(None, "--data-root", help="The folder that now holds the exemplars' image files, "
-                              "where they moved elsewhere than with the index (found without it where they did "
-                              "not move, or moved with the index).")
-BATCH_HELP = "Images embedded at a time (lower it when memory runs out)."
-DEVICE_HELP = "cpu or cuda (default: cuda when available)."
-
-
-def _checked_wait(wait: Optional[float]) -> Optional[float]:
-    """--wait refused before any work: nan waited for ever, a negative or infinite wait means nothing."""
-    from simsearch.index.lock import check_wait
-    if wait is None:
-        return None
-    try:
-        return check_wait(wait)
-    except ValueError:
-        raise typer.BadParameter(f"{wait} is not a number of seconds >= 0 (e.g. 60; 0: do not wait)") from None
-
-
-WaitOption = typer.Option(None, "--wait", callback=_checked_wait,
-                          help="Seconds to wait while another writer changes the index (default 60).")
 
 
 def _wait(wait: Optional[float]) -> dict:
     return {} if wait is None else {"wait": wait}
 
 
-EngineOption = typer.Option("local", "--engine", help="local (this process) or ray (a pool of Ray actors: see "
-                                                    "docs/ray.md; needs simsearch's `ray` extra).")
-AddressOption = typer.Option(None, "--address", help="With --engine ray: the Ray cluster to join (HEAD:6379 "
-                                                     "or auto); none starts a local Ray.")
-WorkersOption = typer.Option(None, "--workers", help="With --engine ray: actors holding the model (default: one "
-                                                     "per GPU, else one per CPU of the cluster).")
 
 
 def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
@@ -106,11 +67,17 @@ def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -
             check_reachable(address)
 
 
+@contextlib.contextmanager
 def _executor(engine: str, address: Optional[str], workers: Optional[int], device: Optional[str]):
-    """The executor --engine names (with --engine ray: its cluster, actors and device), or None: this process."""
+    """The executor --engine names (with --engine ray: its cluster, actors and device), or None: this process;
+    closed after the command's work."""
     from simsearch.data.executors import get_executor
 
-    return None if engine == "local" else get_executor(engine, address=address, workers=workers, device=device)
+    if engine == "local":
+        yield None
+        return
+    with get_executor(engine, address=address, workers=workers, device=device) as executor:
+        yield executor
 
 
 def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
@@ -129,12 +96,6 @@ def _load_model(model: Path, weights: Optional[Path], batch_size: Optional[int] 
     return load(model, weights=weights, **Runtime.of(batch_size=batch_size, device=device).embedder_options())
 
 
-ModelOption = typer.Option(None, "--model", help="A saved model folder (a baseline from `train-baseline`, or an "
-                                                 "index) instead of --index.")
-
-
-def _folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
 def _drop_non_utf8_names(files: list, skips: SkippedInputs) -> list:
@@ -152,8 +113,6 @@ def _drop_non_utf8_names(files: list, skips: SkippedInputs) -> list:
     return kept
 
 
-FoldOption = typer.Option(None, "--fold", help="Use one stratified part of the set, I/N (e.g. 1/2 to calibrate, "
-                                                 "2/2 to evaluate).")
 
 
 def _labelled_samples(dataset: Path, fold: Optional[str]):
@@ -179,15 +138,11 @@ def _exemplar_inputs(good: List[Path], fold: Optional[str], as_json: bool) -> tu
     return [s.path for s in found if not s.is_defect], [s for s in found if s.is_defect], left_out
 
 
-def _input_size(spec: str, good_files: list[Path], side: int, aspect: str):
-    """The embedder's input size: with aspect keep, the good images' aspect ratio at `side` on the short side."""
-    from simsearch.data.transforms import ASPECTS, input_size_for
+def _check_aspect(aspect: str) -> None:
+    from simsearch.data.transforms import ASPECTS
 
     if aspect not in ASPECTS:
         fail(f"--aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
-    if not spec.startswith("backbone:"):  # the other kinds keep the input size they were trained at
-        return side
-    return input_size_for([str(p) for p in good_files], side, aspect)
 
 
 @app.command("build-index")
@@ -214,8 +169,8 @@ def build_index(
     coreset_ratio: float = typer.Option(0.1, "--coreset-ratio", help="Fraction of good patches kept (patch mode)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="DIR is a labelled set: index the good images of "
                                                             "this stratified part, I/N (e.g. 1/3)."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: int = BatchSizeOption,
+    device: Optional[str] = DeviceOption,
     force: bool = typer.Option(False, "--force", help="Replace an index already in --out (its ids are not reused)."),
     compile_copy: bool = typer.Option(True, "--compile/--no-compile", help="Keep a compiled copy of the embedder "
                                       "with the index (ONNX: scoring on a CPU needs no torch; `simsearch export` "
@@ -232,83 +187,73 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
-        from simsearch.data.datasets import typed_defect_samples
-        from simsearch.data.transforms import size_text
-        from simsearch.embed import create_embedder
-        from simsearch.index.kinds import parse_kinds
-        from simsearch.index.persist import refuse_to_replace
-        from simsearch.inspector import Inspector
+        from simsearch.inspector import build_index as build
         from simsearch.runtime import Runtime
-        from simsearch.score.modes import SCORING_MODES, default_mode
+        from simsearch.score.modes import SCORING_MODES
 
         if mode is not None and mode not in SCORING_MODES:
             fail(f"--mode must be one of {', '.join(sorted(SCORING_MODES))}, not {mode!r}")
         _check_engine(engine, address, workers)
-        for path in good + ([defects] if defects else []):
-            if not path.exists():
-                fail(f"{path}: no such file or folder")
-        if out.exists() and not out.is_dir():
-            fail(f"{out} is a file; choose a folder for --out")
-        good_files, labelled_defects, left_out = _exemplar_inputs(good, fold, as_json)
         skips = SkippedInputs()
-        good_files = _drop_non_utf8_names(good_files, skips)
-        if not good_files:
-            fail(f"no good images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif "
-                 ".tiff outside defect/ng/bad/anomaly folders)")
-        extra_defects = typed_defect_samples([defects]) if defects else []
-        if defects and not extra_defects:
-            fail(f"no images found in {defects}")
-        defect_samples = _drop_non_utf8_names(labelled_defects + extra_defects, skips)
-        mode_reason = None
-        if mode is None:  # the library's rule, said once the index is built: which mode and why
-            mode, mode_reason = default_mode(len(defect_samples))
-        start = time.perf_counter()
+        good_files, defect_samples, left_out = _build_inputs(good, defects, out, fold, as_json, skips)
+        _check_aspect(aspect)
         backbone = embedder or backbone
-        spec = backbone if ":" in backbone else f"backbone:{backbone}"
-        image_size = _input_size(spec, good_files, image_size, aspect)
-        embedder = create_embedder(spec, weights=weights, pretrained=not no_pretrained, image_size=image_size,
-                                   layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
-                                   **Runtime.of(batch_size=batch_size, device=device).embedder_options())
-        kinds = parse_kinds(index_kind or None, embedder.dim)  # a wrong kind fails here, before any embedding
-        refuse_to_replace(out, force)  # after the options are checked, before the embedding; again when saving
-        total = len(good_files) + len(defect_samples)
-        inspector = Inspector(embedder, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
-        with contextlib.ExitStack() as stack:
-            executor = _executor(engine, address, workers, device)
-            if executor is not None:
-                stack.enter_context(executor)
-            advance = stack.enter_context(progress_bar("embedding", total))
-            inspector.fit(good_files, on_progress=advance, on_skip=skips, executor=executor)
-            if defect_samples:
-                inspector.add([s.path for s in defect_samples], "defect",
-                              defect_types=[s.defect_type for s in defect_samples], on_progress=advance,
-                              on_skip=skips, executor=executor)
-        inspector.save(out, force=force, compile=compile_copy, **_wait(wait))
-        elapsed = time.perf_counter() - start
-        index = inspector.index_
-        summary = {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,
-                   "mode": index.mode, "mode_reason": mode_reason, "embedder": embedder.config,
-                   "fingerprint": embedder.fingerprint,
-                   "seconds": round(elapsed, 2), "bytes": _folder_size(out), "skipped": skips.records,
-                   "index_kinds": index.describe()["index_kinds"],
-                   "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
+        with _executor(engine, address, workers, device) as executor:
+            summary = build(good_files, out, defect_samples, mode=mode, weights=weights, pretrained=not no_pretrained,
+                            embedder=backbone if ":" in backbone else f"backbone:{backbone}",
+                            image_size=image_size, aspect=aspect, k=k, coreset_ratio=coreset_ratio,
+                            layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
+                            index_kind=index_kind, runtime=Runtime.of(batch_size=batch_size, device=device),
+                            force=force, compile=compile_copy, executor=executor, progress=progress_bar,
+                            on_skip=skips, **_wait(wait))
+        summary |= {"skipped": skips.records,
+                    "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
         if as_json:
             typer.echo(json.dumps(summary))
-            skips.finish()
-            return
-        types = ", ".join(f"{kind} {count}" for kind, count in sorted(summary["defect_types"].items()))
-        console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
-                      + (f" (types: {types})" if types else "") + ", "
-                      f"{summary['dim']}-d vectors, mode {mode}"
-                      + (f", input {size_text(image_size)}" if not isinstance(image_size, int) else "")
-                      + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
-                      + f", in {elapsed:.1f} s, {human_size(summary['bytes'])} on disk")
-        if mode_reason and defect_samples:  # a mode chosen for the user's labels: say which and why
-            err_console.print(f"mode {mode}: {mode_reason}", highlight=False, markup=False, soft_wrap=True)
-        for role, kind in summary["index_kinds"].items():
-            if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
-                console.print(f"search {role}: {escape(kind['summary'])}")
+        else:
+            _print_built(summary, out, show_reason=bool(defect_samples))
         skips.finish()
+
+
+def _build_inputs(good: List[Path], defects: Optional[Path], out: Path, fold: Optional[str], as_json: bool,
+                  skips: SkippedInputs) -> tuple[list, list, list]:
+    """build-index's good image files, defect samples (labelled among `good`, and under --defects) and what was
+    left out; a missing folder, or no good image, is refused here."""
+    from simsearch.data.datasets import typed_defect_samples
+
+    for path in good + ([defects] if defects else []):
+        if not path.exists():
+            fail(f"{path}: no such file or folder")
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file; choose a folder for --out")
+    good_files, labelled_defects, left_out = _exemplar_inputs(good, fold, as_json)
+    good_files = _drop_non_utf8_names(good_files, skips)
+    if not good_files:
+        fail(f"no good images found in {', '.join(map(str, good))} (looked for .bmp .png .jpg .jpeg .tif "
+             ".tiff outside defect/ng/bad/anomaly folders)")
+    extra_defects = typed_defect_samples([defects]) if defects else []
+    if defects and not extra_defects:
+        fail(f"no images found in {defects}")
+    return good_files, _drop_non_utf8_names(labelled_defects + extra_defects, skips), left_out
+
+
+def _print_built(summary: dict, out: Path, show_reason: bool) -> None:
+    from simsearch.data.transforms import size_text
+
+    types = ", ".join(f"{kind} {count}" for kind, count in sorted(summary["defect_types"].items()))
+    size = summary["embedder"].get("image_size")
+    console.print(f"built {out}: {summary['good']} good, {summary['defect']} defect exemplars"
+                  + (f" (types: {types})" if types else "") + ", "
+                  f"{summary['dim']}-d vectors, mode {summary['mode']}"
+                  + (f", input {size_text(tuple(size))}" if isinstance(size, list) else "")
+                  + (f", {summary['patches']} patches in the bank" if summary.get("patches") else "")
+                  + f", in {summary['seconds']:.1f} s, {human_size(summary['bytes'])} on disk")
+    if summary["mode_reason"] and show_reason:  # a mode chosen for the user's labels: say which and why
+        err_console.print(f"mode {summary['mode']}: {summary['mode_reason']}", highlight=False, markup=False,
+                          soft_wrap=True)
+    for role, kind in summary["index_kinds"].items():
+        if kind["vectors"] and (kind["kind"] != "Flat" or kind.get("note")):
+            console.print(f"search {role}: {escape(kind['summary'])}")
 
 
 @app.command()
@@ -318,8 +263,8 @@ def score(
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Write an overlay PNG per image to this folder."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: Optional[int] = IndexBatchSizeOption,
+    device: Optional[str] = DeviceOption,
     model: Optional[Path] = ModelOption,
     engine: str = EngineOption,
     address: Optional[str] = AddressOption,
@@ -337,47 +282,31 @@ def score(
     with handle_errors():
         from simsearch.data.images import list_image_files
         from simsearch.engines.results import ResultsWriter
+        from simsearch.report.overlay import write_overlays
 
         _check_score_options(engine, address, workers, model, heatmap, results_path, results_format)
         writer = ResultsWriter(results_path, results_format) if results_path else None  # checked before the work
         files = list_image_files(paths)
         if not files:
             fail(f"no images found in {', '.join(map(str, paths))}")
-        if model is None:
-            index = chosen_index(index)
+        index = chosen_index(index) if model is None else None
         inspector = _load_model(model, weights, batch_size, device) if model is not None \
             else _load_inspector(index, weights, batch_size, device, compiled, data_root)
-        if heatmap is not None and getattr(inspector, "index_", None) is None:
-            fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
-        results = []
-        if heatmap is not None:
-            heatmap.mkdir(parents=True, exist_ok=True)
-            if inspector.heatmap_scale_ is None:
-                warn(f"{index} has no heatmap scale (built before it was stored) and no threshold: each heatmap is "
-                     "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
+        _check_heatmap(inspector, heatmap, index)
         skips = SkippedInputs(stream_json=as_json)  # a {"path", "error"} line per unreadable input
-        overlay_names: set[str] = set()
         with contextlib.ExitStack() as stack:
             if writer is not None:
                 stack.enter_context(writer)
             advance = stack.enter_context(progress_bar("scoring", len(files), enabled=len(files) > 1))
-            executor = _executor(engine, address, workers, device)
-            if executor is not None:
-                stack.enter_context(executor)
+            executor = stack.enter_context(_executor(engine, address, workers, device))
             # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
             # a baseline from --model scores in this process (the Scorer contract has no executor)
             scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
                                           maps="all" if heatmap is not None else "needed",
                                           **({"executor": executor} if executor is not None else {}))
-            for number, result in enumerate(scored):
-                if heatmap is not None:
-                    _write_heatmap(inspector, result, heatmap, number, overlay_names)
-                if as_json:
-                    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-                if writer is not None:
-                    writer.write(result)  # kept on disk, not in memory: a Ray job may score millions
-                else:
-                    results.append(result)
+            if heatmap is not None:
+                scored = write_overlays(scored, heatmap, inspector.heatmap_scale_)
+            results = _emit(scored, as_json, writer)
         if writer is not None:
             if not as_json:
                 console.print(f"wrote {writer.count} result(s) to {results_path} ({results_format})")
@@ -386,6 +315,30 @@ def score(
             print_score_table(results, exemplars=None if index_ is None else index_.exemplars,
                               image_mode=index_ is not None and index_.mode == "image")
         skips.finish()
+
+
+def _check_heatmap(inspector, heatmap: Optional[Path], index: Optional[Path]) -> None:
+    if heatmap is None:
+        return
+    if getattr(inspector, "index_", None) is None:
+        fail("--heatmap needs an index; a --model baseline gives CAM boxes in the JSON instead")
+    if inspector.heatmap_scale_ is None:
+        warn(f"{index} has no heatmap scale (built before it was stored) and no threshold: each heatmap is "
+             "stretched on its own, so a good part looks red too; run `simsearch calibrate`")
+
+
+def _emit(scored, as_json: bool, writer) -> list:
+    """Each result as a JSON line (--json) and into --results' file (kept on disk, not in memory: a Ray job may
+    score millions); without --results, the results for the table."""
+    results = []
+    for result in scored:
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        if writer is not None:
+            writer.write(result)
+        else:
+            results.append(result)
+    return results
 
 
 def _check_score_options(engine: str, address: Optional[str], workers: Optional[int], model: Optional[Path],
@@ -400,13 +353,6 @@ def _check_score_options(engine: str, address: Optional[str], workers: Optional[
     check_results_format(results_format)
     if results_path is None and results_format != "jsonl":
         fail("--results-format is for --results: name the file to write")
-
-
-def _write_heatmap(inspector, result, folder: Path, number: int, taken: set[str]) -> None:
-    from simsearch.data.images import read_image
-    from simsearch.report.overlay import overlay_image, overlay_name
-    overlay_image(read_image(result.path), result, inspector.heatmap_scale_).save(
-        folder / overlay_name(result.path, number, taken))
 
 
 @app.command()
@@ -571,7 +517,7 @@ def remove(
 
 @app.command()
 def info(
-    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    folder: Optional[Path] = IndexArgument,
     index: Optional[Path] = WriterIndexOption,
     exemplars: bool = typer.Option(False, "--exemplars", help="List every exemplar."),
     data_root: Optional[Path] = DataRootOption,
@@ -598,7 +544,7 @@ def info(
 
 @app.command()
 def export(
-    folder: Optional[Path] = typer.Argument(None, help="Index folder (or --index; default artifacts/index)."),
+    folder: Optional[Path] = IndexArgument,
     index: Optional[Path] = WriterIndexOption,
     weights: Optional[Path] = WeightsOption,
     wait: Optional[float] = WaitOption,
@@ -679,8 +625,8 @@ def evaluate(
     fold: Optional[str] = FoldOption,
     weights: Optional[Path] = WeightsOption,
     as_json: bool = JsonOption,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=BATCH_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    batch_size: Optional[int] = IndexBatchSizeOption,
+    device: Optional[str] = DeviceOption,
     report: bool = typer.Option(False, "--report", help="Also write run.json and report.html to --run-dir."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default artifacts/runs/<time>)."),
     model: Optional[Path] = ModelOption,
@@ -733,15 +679,9 @@ def demo(
         console.print(f"index and images under {out}")
 
 
-# after `app` and the commands above exist: these modules add theirs to it (in this order in --help)
-from simsearch.cli import compare as _compare  # noqa: E402
-from simsearch.cli import report as _report  # noqa: E402
-from simsearch.cli import serve as _serve  # noqa: E402
-from simsearch.cli import train as _train  # noqa: E402
-from simsearch.cli import verify as _verify  # noqa: E402
-
-for _commands in (_serve, _report, _train, _compare, _verify):
-    _commands.register(app)
+# the other command modules add theirs to `app` as they are imported (in this order in --help)
+for _module in ("serve", "report", "train", "compare", "verify"):
+    importlib.import_module(f"simsearch.cli.{_module}")
 
 
 def main() -> None:

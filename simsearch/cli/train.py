@@ -11,26 +11,29 @@ from typing import Callable, Iterator, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from simsearch.cli.app import app
+from simsearch.cli.options import (
+    BackboneWeightsOption,
+    DeviceOption,
+    EpochsOption,
+    JsonResultOption,
+    LrOption,
+    MarginOption,
+    MinerOption,
+    PatienceOption,
+    ResumeOption,
+    RoiOption,
+    SaveOption,
+    SeedOption,
+    TrainingDataArgument,
+    TripletBatchOption,
+    ValOption,
+)
 from simsearch.cli.output import SkippedInputs, console, err_console, fail, handle_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a metric-learning embedder (triplet loss).")
+app.add_typer(train_app, name="train")
 
-DataArgument = typer.Argument(..., help="Labelled folder (good/ and defect/, types as defect/TYPE/) or a CSV of "
-                              "path,label,type.")
-EpochsOption = typer.Option(10, "--epochs", help="Training epochs (in total, when resuming).")
-LrOption = typer.Option(1e-3, "--lr", help="Adam learning rate.")
-BatchOption = typer.Option(32, "--batch-size", help="Images per class-balanced batch.")
-SaveOption = typer.Option(5, "--save-interval", help="Write a checkpoint every this many epochs (and at the end).")
-ResumeOption = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
-MinerOption = typer.Option("batch-hard", "--miner", help="Triplet miner: batch-hard, semi-hard or all.")
-MarginOption = typer.Option(0.2, "--margin", help="Triplet margin (embeddings have unit length).")
-ValOption = typer.Option(0.1, "--val-fraction", help="Stratified fraction held out for the validation loss.")
-PatienceOption = typer.Option(None, "--patience", help="Stop after this many epochs without a lower validation loss "
-                              "(default: run every epoch; model.pt is the best epoch either way).")
-SeedOption = typer.Option(0, "--seed", help="Seed of the split, batches, augmentation and initial weights.")
-RoiOption = typer.Option("none", "--roi", help="none, or hough: crop each image to its circular part first.")
-DeviceOption = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
-JsonOption = typer.Option(False, "--json", help="Print the result as one JSON object.")
 
 
 @contextlib.contextmanager
@@ -143,17 +146,17 @@ def _report(kind: str, result, counts: dict, as_json: bool, skips: SkippedInputs
 @train_app.command("triplet-ae")
 def triplet_ae(
     ctx: typer.Context,
-    data: Path = DataArgument,
+    data: Path = TrainingDataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-ae"), "--out", "-o", help="Run folder."),
-    epochs: int = EpochsOption, lr: float = LrOption, batch_size: int = BatchOption,
+    epochs: int = EpochsOption, lr: float = LrOption, batch_size: int = TripletBatchOption,
     save_interval: int = SaveOption, resume: bool = ResumeOption,
     embedding_dim: int = typer.Option(64, "--embedding-dim", help="Length of the embedding (bottleneck)."),
     miner: str = MinerOption, margin: float = MarginOption, val_fraction: float = ValOption,
     image_size: int = typer.Option(128, "--image-size", help="Square input size (a multiple of 16)."),
     grayscale: bool = typer.Option(False, "--grayscale", help="One input channel (for gray inspection images)."),
     triplet_weight: float = typer.Option(1.0, "--triplet-weight", help="Weight of the triplet loss vs reconstruction."),
-    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
-    patience: Optional[int] = PatienceOption,
+    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption,
+    as_json: bool = JsonResultOption, patience: Optional[int] = PatienceOption,
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
@@ -178,10 +181,10 @@ def triplet_ae(
 @train_app.command("triplet-head")
 def triplet_head(
     ctx: typer.Context,
-    data: Path = DataArgument,
+    data: Path = TrainingDataArgument,
     out: Path = typer.Option(Path("artifacts/train/triplet-head"), "--out", "-o", help="Run folder."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (in total, when resuming)."),
-    lr: float = LrOption, batch_size: int = BatchOption,
+    lr: float = LrOption, batch_size: int = TripletBatchOption,
     save_interval: int = typer.Option(10, "--save-interval",
                                       help="Checkpoint every this many epochs (and at the end)."),
     resume: bool = ResumeOption,
@@ -189,12 +192,12 @@ def triplet_head(
     hidden_dim: int = typer.Option(512, "--hidden-dim", help="Width of the head's hidden layer."),
     miner: str = MinerOption, margin: float = MarginOption, val_fraction: float = ValOption,
     backbone: str = typer.Option("resnet18", "--backbone", help="torchvision ResNet-family model (kept frozen)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone state-dict file."),
+    weights: Optional[Path] = BackboneWeightsOption,
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Random backbone (for tests and demos only)."),
     image_size: int = typer.Option(224, "--image-size", help="Backbone input size."),
     views: int = typer.Option(2, "--views", help="Cached views per image: the original + augmented copies."),
-    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption, as_json: bool = JsonOption,
-    patience: Optional[int] = PatienceOption,
+    roi: str = RoiOption, seed: int = SeedOption, device: Optional[str] = DeviceOption,
+    as_json: bool = JsonResultOption, patience: Optional[int] = PatienceOption,
     level: str = typer.Option("image", "--level", help="image: learn on pooled image vectors; patch: on patch "
                               "vectors (defect patches mined from image labels; for --mode patch indexes)."),
     joined: bool = typer.Option(True, "--joined/--head-only", help="Patch level: each patch vector is the "
@@ -226,7 +229,3 @@ def triplet_head(
         _report("triplet-head", result, counts, as_json, skips, data,
                 _hyperparameters(settings, triplet, result, head_config))
 
-
-def register(app: typer.Typer) -> None:
-    """Add the `train` command group to the main app."""
-    app.add_typer(train_app, name="train")

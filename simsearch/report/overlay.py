@@ -6,6 +6,7 @@ import hashlib
 import io
 import re
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -93,3 +94,23 @@ def overlay_name(path: str | None, number: int, taken: set[str] | None = None) -
     if taken is not None:
         taken.add(name)
     return name
+
+
+def write_overlays(results: Iterable[ScoreResult], folder: str | Path,
+                   threshold: Threshold | None = None) -> Iterator[ScoreResult]:
+    """Pass `results` through, writing each one's overlay PNG into `folder` (created now, before the first
+    result) as it goes by: the file named by `overlay_name` (distinct for images of the same name), the map
+    coloured by `threshold`."""
+    from simsearch.data.images import read_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def written() -> Iterator[ScoreResult]:
+        taken: set[str] = set()
+        for number, result in enumerate(results):
+            overlay_image(read_image(result.path), result, threshold).save(
+                folder / overlay_name(result.path, number, taken))
+            yield result
+
+    return written()
