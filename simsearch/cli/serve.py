@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
                                                  "connections, ones that sent no request are closed."),
         history: int = typer.Option(200, "--history",
                                     help="Scored images the inspection page (/) keeps, newest first."),
+        history_on_disk: bool = typer.Option(False, "--history-on-disk",
+                                             help="Also keep the history (and its uploads, within 256 MB) in "
+                                                  "INDEX/station/history/, read back at the next start."),
         drift_window: int = typer.Option(50, "--drift-window",
                                          help="Passed images per drift window (their scores vs the calibration "
                                               "goods)."),
@@ -66,7 +69,7 @@ def register(app: typer.Typer) -> None:
                                        max_batch=max_batch, max_wait_ms=max_wait_ms, read_timeout_s=read_timeout,
                                        header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
                                        max_requests=max_connections, history_size=history,
-                                       drift_window=drift_window,
+                                       drift_window=drift_window, history_on_disk=history_on_disk,
                                        token_name=token_file.name if token_file is not None else "token")
             application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
             sock = bind(host, port)

@@ -74,7 +74,7 @@ async def session(request: Request):
     index = svc.state.snapshot.index_
     return {"who": station_who(svc), "index": str(svc.state.folder), "generation": index.generation,
             "counts": index.counts(), "defect_types": index.defect_types(), "history_size": svc.station.history.size,
-            "drift_window": svc.station.drift.window}
+            "history": svc.station.history_info(), "drift_window": svc.station.drift.window}
 
 
 @station_api.get("/history", summary="The latest scored images, newest first")
@@ -163,6 +163,7 @@ async def review(request: Request, item_id: int, body: Review):
     try:
         if action == "skip":
             item.review = {"action": "skip", "by": station_who(svc), "time": now()}
+            svc.station.history.changed()
             return {"item": item.to_dict()}
         pixels = await _decode(svc, item, image)
         exemplar = await run_in_threadpool(svc.state.add, pixels, action, defect_type, f"station:{item.name[:200]}",
@@ -175,6 +176,7 @@ async def review(request: Request, item_id: int, body: Review):
                                          "before": _scores(before), "after": _scores(after)})
         item.review = {"action": action, "type": defect_type, "exemplar": exemplar.id, "by": station_who(svc),
                        "time": entry["time"], "after": after}
+        svc.station.history.changed()
         return {"item": item.to_dict(), "exemplar": exemplar.to_dict(), "before": before, "after": after,
                 "audit": entry}
     finally:
@@ -191,6 +193,7 @@ async def undo(request: Request, item_id: int):
         done = item.review
         if done.get("exemplar") is None:  # a skip: nothing in the index to take back
             item.review = None
+            svc.station.history.changed()
             return {"item": item.to_dict()}
         removed = None
         if svc.state.get(done["exemplar"]) is not None:
@@ -201,6 +204,7 @@ async def undo(request: Request, item_id: int):
                                          "history_id": item.id, "removed": removed is not None,
                                          "before": _scores(done.get("after")), "after": _scores(after)})
         item.review = None
+        svc.station.history.changed()
         return {"item": item.to_dict(), "after": after, "audit": entry}
     finally:
         item.busy = False
