@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from simsearch.data.datasets import check_defect_type
+from simsearch.data.datasets import check_defect_type, normalise_label
 from simsearch.data.images import DECODE_MAX_SIDE, decode_image
 from simsearch.report.overlay import overlay_png
 from simsearch.service.routes import AUTH_ERRORS, require_token, service, station_who
@@ -227,6 +227,37 @@ async def exemplars(request: Request, label: str | None = Query(None, pattern="^
     chosen.sort(key=lambda e: e.id, reverse=True)
     return {"total": len(chosen), "offset": offset, "items": [e.to_dict() for e in chosen[offset:offset + limit]],
             "counts": index.counts(), "defect_types": index.defect_types(), "generation": index.generation}
+
+
+class RelabelChange(BaseModel):
+    label: str = Field(..., description="good or defect")
+    type: str | None = Field(None, description="the defect type, with label=defect (an index type or a new one)")
+    undo: bool = Field(False, description="this relabel takes back an earlier one (so the audit log says)")
+
+
+@station_api.post("/exemplars/{exemplar_id}/relabel", summary="Relabel an exemplar (as PATCH /exemplars/{id})",
+                  responses={404: {"description": "no such exemplar"},
+                             409: {"description": "the last good exemplar cannot become a defect"},
+                             422: {"description": "a bad label or type, or the exemplar's file is not on the server"}})
+async def relabel(request: Request, exemplar_id: int, body: RelabelChange):
+    """The exemplar's file embedded again and added back under the new label with a new id, in one locked,
+    atomic change (`PATCH /exemplars/{id}`); audited with the label and type before and after. The page's
+    undo relabels the new exemplar back (`undo`: true)."""
+    svc = service(request)
+    label = normalise_label(body.label)  # DatasetError: 422
+    if body.type and label != "defect":
+        raise HTTPException(422, "type is only for label=defect")
+    defect_type = check_defect_type(body.type, "type") if label == "defect" else None  # 422 when unfit
+    old, new = await run_in_threadpool(svc.state.relabel, exemplar_id, label, defect_type or None)
+    entry = None
+    if new.id != old.id:
+        entry = svc.station.audit.write({"who": station_who(svc), "action": "undo relabel" if body.undo else "relabel",
+                                         "label": new.label, "type": new.defect_type, "exemplar": new.id,
+                                         "was": old.id, "image": new.path,
+                                         "before": {"label": old.label, "type": old.defect_type, "exemplar": old.id},
+                                         "after": {"label": new.label, "type": new.defect_type, "exemplar": new.id}})
+    return {"old": old.to_dict(), "new": new.to_dict(), "changed": new.id != old.id, "audit": entry,
+            "defect_types": svc.state.snapshot.index_.defect_types()}
 
 
 @station_api.get("/exemplars/{exemplar_id}/thumb", summary="An exemplar's thumbnail (JPEG)", response_class=Response,
