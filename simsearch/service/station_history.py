@@ -267,10 +267,12 @@ class HistoryFile:
                     rows.append(self._row(item, item.image))  # image read once: it may be let go meanwhile
                 record = {"format": FORMAT, "next_id": history.latest_id + 1, "items": rows}
                 write_bytes_atomic(self.path, json.dumps(record, ensure_ascii=True, allow_nan=False).encode("ascii"))
-                named = {row["id"] for row in rows if row["image"] is not None}
-                for stale in set(self._written) - named:
-                    (self.folder / f"{stale}.upload").unlink(missing_ok=True)
-                    self._written.pop(stale, None)
+                named = {row["image"]["file"] for row in rows if row["image"] is not None}
+                for path in self.folder.glob("*.upload"):  # left the history, over the budget, or never read back
+                    if path.name not in named:
+                        path.unlink(missing_ok=True)
+                self._written = {item_id: digest for item_id, digest in self._written.items()
+                                 if f"{item_id}.upload" in named}
             except (OSError, ValueError) as error:  # the history is a convenience: scoring goes on
                 log.warning("cannot keep the station history in %s: %s", self.folder,
                             getattr(error, "strerror", None) or error)

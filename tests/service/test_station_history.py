@@ -69,8 +69,11 @@ def test_bounded_and_unused_uploads_deleted(tmp_path):
     disk.write()
     uploads = sorted(p.name for p in (tmp_path / "history").glob("*.upload"))
     assert uploads == ["4.upload", "5.upload"]  # 3 rows, the uploads of the newest two within 700 bytes
-    again, _ = _kept(tmp_path, size=2, budget=700)  # a smaller --history at the next start: the newest rows
+    again, disk2 = _kept(tmp_path, size=2, budget=300)  # smaller at the next start: the newest rows and uploads
     assert [i.id for i in again.newest()] == [5, 4] and again.get(5).image == bytes([4]) * 300
+    assert again.get(4).image is None
+    disk2.write()  # what is no longer kept is deleted
+    assert sorted(p.name for p in (tmp_path / "history").glob("*.upload")) == ["5.upload"]
 
 
 def test_a_changed_upload_is_not_trusted(tmp_path, caplog):
