@@ -146,6 +146,7 @@ class HistoryFile:
         self._thread: threading.Thread | None = None
         self._written: dict[int, str] = {}  # upload files on disk: history id -> sha256
         self._write_lock = threading.Lock()
+        self._failing = False  # the last write failed (said once in the log)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def load(self, history: "History") -> int:
@@ -273,9 +274,12 @@ class HistoryFile:
                         path.unlink(missing_ok=True)
                 self._written = {item_id: digest for item_id, digest in self._written.items()
                                  if f"{item_id}.upload" in named}
+                self._failing = False
             except (OSError, ValueError) as error:  # the history is a convenience: scoring goes on
-                log.warning("cannot keep the station history in %s: %s", self.folder,
-                            getattr(error, "strerror", None) or error)
+                if not self._failing:  # once, not at every write while it lasts
+                    log.warning("cannot keep the station history in %s: %s", self.folder,
+                                getattr(error, "strerror", None) or error)
+                self._failing = True
 
     def _row(self, item: "HistoryItem", image: bytes | None) -> dict[str, Any]:
         record = None

@@ -180,3 +180,13 @@ def test_the_page_is_told_when_the_history_on_disk_was_damaged(station_index, sm
         warning = client.get("/ui/api/session").json()["history"]["warning"]
         assert "is damaged" in warning and "starting empty" in warning
         assert client.get("/ui/api/history").json()["items"] == []
+
+
+def test_a_folder_that_cannot_be_written_is_said_once(tmp_path, caplog):
+    (tmp_path / "history").write_text("a file where the folder would be")
+    history, disk = _kept(tmp_path)
+    history.record("a.png", 1, SUMMARY, THUMB, None)
+    with caplog.at_level(logging.WARNING, "simsearch.service"):
+        disk.write()
+        disk.write()
+    assert caplog.text.count("cannot keep the station history") == 1
