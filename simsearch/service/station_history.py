@@ -159,7 +159,11 @@ class HistoryFile:
             rows, next_id = self._read(history)
         except FileNotFoundError:
             return 0
-        except (DamagedHistory, OSError, ValueError, UnicodeDecodeError) as error:
+        except OSError as error:  # not a damaged file: left where it is
+            self.warning = f"cannot read the station history in {self.path} ({error.strerror or error}): starting empty"
+            log.warning("%s", self.warning)
+            return 0
+        except (DamagedHistory, ValueError, UnicodeDecodeError) as error:
             self._set_aside(str(error))
             return 0
         items, kept = [], 0

@@ -185,6 +185,8 @@ def test_the_page_is_told_when_the_history_on_disk_was_damaged(station_index, sm
 def test_a_folder_that_cannot_be_written_is_said_once(tmp_path, caplog):
     (tmp_path / "history").write_text("a file where the folder would be")
     history, disk = _kept(tmp_path)
+    assert disk.warning.startswith("cannot read the station history") and "starting empty" in disk.warning
+    assert (tmp_path / "history").read_text() == "a file where the folder would be"  # not set aside
     history.record("a.png", 1, SUMMARY, THUMB, None)
     with caplog.at_level(logging.WARNING, "simsearch.service"):
         disk.write()
