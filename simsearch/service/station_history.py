@@ -41,13 +41,13 @@ ACTIONS = ("good", "defect", "skip")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DamagedHistory(ValueError):
-    """What is wrong with a history file read back."""
+class _DamagedHistory(ValueError):
+    """What is wrong with a history file read back (control flow: never leaves this module)."""
 
 
 def _need(ok: bool, what: str) -> None:
     if not ok:
-        raise DamagedHistory(what)
+        raise _DamagedHistory(what)
 
 
 def _whole(value: Any, low: int = 0) -> bool:
@@ -113,7 +113,7 @@ def _check_row(row: Any, number: int, next_id: int, image_budget: int) -> dict[s
     try:
         data = base64.b64decode(thumb, validate=True)
     except (binascii.Error, ValueError):
-        raise DamagedHistory(f"{where}.thumb is not base64") from None
+        raise _DamagedHistory(f"{where}.thumb is not base64") from None
     _need(data.startswith(b"\xff\xd8\xff"), f"{where}.thumb is not a JPEG")
     image = row.get("image")
     if image is not None:
@@ -129,7 +129,7 @@ def _check_row(row: Any, number: int, next_id: int, image_budget: int) -> dict[s
 
 
 def _no_constant(name: str) -> Any:
-    raise DamagedHistory(f"{name} is not a number JSON allows")
+    raise _DamagedHistory(f"{name} is not a number JSON allows")
 
 
 class HistoryFile:
@@ -163,7 +163,7 @@ class HistoryFile:
             self.warning = f"cannot read the station history in {self.path} ({error.strerror or error}): starting empty"
             log.warning("%s", self.warning)
             return 0
-        except (DamagedHistory, ValueError, UnicodeDecodeError) as error:
+        except (_DamagedHistory, ValueError, UnicodeDecodeError) as error:
             self._set_aside(str(error))
             return 0
         items, kept = [], 0
@@ -267,7 +267,7 @@ class HistoryFile:
                     try:  # only what reads back: a row that would not (a score that is not finite) stays out
                         _check_summary(item.summary, "summary")
                         _check_review(item.review, "review")
-                    except DamagedHistory:
+                    except _DamagedHistory:
                         continue
                     rows.append(self._row(item, item.image))  # image read once: it may be let go meanwhile
                 record = {"format": FORMAT, "next_id": history.latest_id + 1, "items": rows}
@@ -299,4 +299,4 @@ class HistoryFile:
                 "thumb": base64.b64encode(item.thumb).decode("ascii"), "review": item.review, "image": record}
 
 
-__all__ = ["DamagedHistory", "HistoryFile"]
+__all__ = ["HistoryFile"]
