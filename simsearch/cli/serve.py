@@ -46,6 +46,9 @@ def serve(
                                              "oldest without the token is closed."),
     history: int = typer.Option(200, "--history",
                                 help="Scored images the inspection page (/) keeps, newest first."),
+    history_on_disk: bool = typer.Option(False, "--history-on-disk",
+                                         help="Also keep the history (and its uploads, within 256 MB) in "
+                                              "INDEX/station/history/, read back at the next start."),
     drift_window: int = typer.Option(50, "--drift-window",
                                      help="Passed images per drift window (their scores vs the calibration "
                                           "goods)."),
@@ -73,7 +76,7 @@ def serve(
                                    header_timeout_s=header_timeout, min_body_rate=min_upload_rate * 1000,
                                    send_timeout_s=send_timeout, min_send_rate=min_download_rate * 1000,
                                    max_requests=max_connections, history_size=history,
-                                   drift_window=drift_window,
+                                   drift_window=drift_window, history_on_disk=history_on_disk,
                                    token_name=token_file.name if token_file is not None else "token")
         application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
         sock = bind(host, port)

@@ -24,7 +24,13 @@ def random_projection(points: np.ndarray, dim: int | None, seed: int = 0) -> np.
     return np.ascontiguousarray(points @ matrix)
 
 
-def _initial_distances(points: np.ndarray, existing: np.ndarray | None) -> np.ndarray:
+def _initial_distances(points: np.ndarray, existing: np.ndarray | None,
+                       given: np.ndarray | None = None) -> np.ndarray:
+    if given is not None:  # measured by the caller (e.g. the bank's own search): one per point
+        given = np.asarray(given, dtype=np.float32).reshape(-1)
+        if len(given) != len(points):
+            raise ValueError(f"{len(given)} initial distances for {len(points)} points")
+        return given.copy()
     if existing is None or len(existing) == 0:
         return np.full(len(points), np.inf, dtype=np.float32)
     index = faiss.IndexFlatL2(points.shape[1])
@@ -40,19 +46,24 @@ def _distances_to(points: np.ndarray, squared_norms: np.ndarray, centre: np.ndar
 
 
 def greedy_coreset_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
-                             seed: int = 0) -> np.ndarray:
+                             seed: int = 0, initial: np.ndarray | None = None) -> np.ndarray:
     """Plain greedy k-centre, O(N*K*D): the textbook algorithm, kept for tests and benchmarks."""
     with threadpool_limits(1, user_api="blas"):  # the same arithmetic as greedy_coreset, bit for bit
-        return _greedy_reference(points, n_select, existing, seed)
+        return _greedy_reference(points, n_select, existing, seed, initial)
 
 
-def _greedy_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None, seed: int) -> np.ndarray:
+def _continues(existing: np.ndarray | None, initial: np.ndarray | None) -> bool:
+    return initial is not None or (existing is not None and len(existing) > 0)
+
+
+def _greedy_reference(points: np.ndarray, n_select: int, existing: np.ndarray | None, seed: int,
+                      initial: np.ndarray | None = None) -> np.ndarray:
     points = np.ascontiguousarray(points, dtype=np.float32)
     squared_norms = (points ** 2).sum(axis=1)
     n_select = min(int(n_select), len(points))
-    min_dist = _initial_distances(points, existing)
-    current = int(np.random.default_rng(seed).integers(len(points))) if existing is None or len(existing) == 0 \
-        else int(np.argmax(min_dist))
+    min_dist = _initial_distances(points, existing, initial)
+    current = int(np.argmax(min_dist)) if _continues(existing, initial) \
+        else int(np.random.default_rng(seed).integers(len(points)))
     selected = []
     for _ in range(n_select):
         if min_dist[current] <= 0.0:
@@ -64,28 +75,30 @@ def _greedy_reference(points: np.ndarray, n_select: int, existing: np.ndarray | 
 
 
 def greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | None = None,
-                   seed: int = 0, points_per_cell: int = 128) -> np.ndarray:
-    """Indices of up to n_select points picked by greedy k-centre, continuing from `existing` centres.
+                   seed: int = 0, points_per_cell: int = 128, initial: np.ndarray | None = None) -> np.ndarray:
+    """Indices of up to n_select points picked by greedy k-centre, continuing from `existing` centres, or
+    from centres the caller measured the points against: `initial`, each point's distance to its nearest
+    one (then `existing` is not read).
 
     Same selection as greedy_coreset_reference; stops early once every point is itself selected.
     """
     # thousands of small matrix-vector products: BLAS threads cost more to wake than they save
     with threadpool_limits(1, user_api="blas"):
-        return _greedy_coreset(points, n_select, existing, seed, points_per_cell)
+        return _greedy_coreset(points, n_select, existing, seed, points_per_cell, initial)
 
 
 def _greedy_coreset(points: np.ndarray, n_select: int, existing: np.ndarray | None, seed: int,
-                    points_per_cell: int) -> np.ndarray:
+                    points_per_cell: int, initial: np.ndarray | None = None) -> np.ndarray:
     points = np.ascontiguousarray(points, dtype=np.float32)
     count = len(points)
     n_select = min(int(n_select), count)
     if n_select <= 0:
         return np.zeros(0, dtype=np.int64)
-    min_dist_orig = _initial_distances(points, existing)
-    if existing is None or len(existing) == 0:
-        first = int(np.random.default_rng(seed).integers(count))
-    else:
+    min_dist_orig = _initial_distances(points, existing, initial)
+    if _continues(existing, initial):
         first = int(np.argmax(min_dist_orig))
+    else:
+        first = int(np.random.default_rng(seed).integers(count))
 
     # Cells: a quick k-means, then points sorted so each cell is one contiguous slice.
     n_cells = max(1, min(count // points_per_cell, 4096))

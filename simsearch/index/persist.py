@@ -440,15 +440,38 @@ def _committed_for_save(index: ExemplarIndex, folder: Path, force: bool) -> tupl
 
 
 def update_index(folder: str | Path, change: Callable[[ExemplarIndex], T], fingerprint: str | None = None,
-                 wait: float = DEFAULT_WAIT, data_root: str | Path | None = None) -> tuple[ExemplarIndex, T]:
+                 wait: float = DEFAULT_WAIT, data_root: str | Path | None = None,
+                 current: ExemplarIndex | None = None) -> tuple[ExemplarIndex, T]:
     """Read the committed index, apply `change` to it and save it, all under the folder's writer lock, so
     concurrent writers (processes, the service) never lose each other's changes. Returns the saved index and
-    what `change` returned; nothing is saved when `change` raises."""
+    what `change` returned; nothing is saved when `change` raises.
+
+    `current`: the caller's own copy of the committed index (a server's snapshot, read from or saved to this
+    folder). Where the folder still holds that generation (nobody committed since), a copy of it is changed
+    instead of reading and checking every file again; else the folder is read."""
     with IndexLock(folder, wait):
-        index = load_index(folder, fingerprint=fingerprint, data_root=data_root)
+        index = _still_committed(folder, current, fingerprint)
+        if index is None:
+            index = load_index(folder, fingerprint=fingerprint, data_root=data_root)
         result = change(index)
         index.save(folder, wait=wait)
     return index, result
+
+
+def _still_committed(folder: str | Path, current: ExemplarIndex | None, fingerprint: str | None,
+                     ) -> ExemplarIndex | None:
+    """A copy of `current` where it is what `folder` holds committed (same folder, generation and save
+    time, same embedder), else None. Under the folder's lock."""
+    if current is None or current.origin != os.path.realpath(folder):
+        return None
+    try:
+        manifest = read_manifest(Path(folder))
+    except StorageError:
+        return None  # load_index says what is wrong
+    if (manifest.get("generation", 0) != current.generation or manifest.get("updated") != current.updated
+            or (fingerprint is not None and current.fingerprint != fingerprint)):
+        return None
+    return current.copy()
 
 
 __all__ = ["FORMAT_VERSION", "check_fingerprint", "check_manifest", "format_version", "load_index", "manifest_of",

@@ -28,6 +28,7 @@ from simsearch.index.pruned_search import (
     CellSeed,
     build_partition,
     carry_partition,
+    extend_partition,
     pruned_largest_nearest,
     pruned_search,
 )
@@ -104,8 +105,12 @@ class VectorStore:
         if len(vectors) != len(ids):
             raise InputError(f"{len(vectors)} vectors but {len(ids)} ids")
         if len(vectors):
+            grown = self._partition
             self.index.add_with_ids(vectors, ids)
             self._changed()
+            if grown is not None and len(self) <= grown.trained_on * CELLS_REFIT:
+                # only appended: the cells grow with them now (cheaper than carrying them at the next search)
+                self._partition, self._seed = extend_partition(grown, vectors, ids), None
 
     def remove_ids(self, ids: np.ndarray) -> int:
         """Remove the vectors with these ids; returns how many went."""
@@ -218,9 +223,16 @@ class VectorStore:
         self._seed = CellSeed.of(other._partition) if other._partition is not None else other._seed
 
     def copy(self) -> "VectorStore":
-        """An independent copy (through `to_bytes`) that keeps this store's search cells."""
-        clone = VectorStore.from_bytes(self.to_bytes(), copy.deepcopy(self.record))
-        clone.carry_cells_from(self)
+        """An independent copy that keeps this store's search cells: its partition itself where it has one (the
+        contents are the same, and a partition is replaced on change, never changed in place)."""
+        try:
+            clone = VectorStore(self.dim, faiss.clone_index(self.index), copy.deepcopy(self.record))
+        except RuntimeError:  # a kind FAISS cannot clone: through its bytes
+            clone = VectorStore.from_bytes(self.to_bytes(), copy.deepcopy(self.record))
+        if self._partition is not None:
+            clone._partition = self._partition
+        else:
+            clone.carry_cells_from(self)
         return clone
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -14,11 +14,19 @@ from simsearch.embed.base import Embeddings
 from simsearch.errors import IndexProblem
 from simsearch.index.coreset import greedy_coreset, random_projection
 from simsearch.index.exemplar_index import ExemplarIndex
+from simsearch.index.kinds import EXACT
 from simsearch.index.roles import PATCH_ID_BITS, Role
+from simsearch.index.vectors import VectorStore
 
 PATCH_ROLES = {"patches": Role("good", per_patch=True), "defect_patches": Role("defect", per_patch=True)}
 REGION_ROLES = {"good_regions": Role("good"), "defect_regions": Role("defect")}
 CORESET_PROJECTION_DIM = 128
+# A small add next to a large bank (a click at the inspection station, `simsearch add` of a few images): at most
+# this many new patches, and at most 1/SMALL_ADD_SHARE of the bank. Its patches are measured against the bank by
+# the bank's own exact search and reduced by greedy k-centre in full dimension, instead of projecting the
+# whole bank and searching the projection flat at every add (most of an add's time before).
+SMALL_ADD_PATCHES = 8192
+SMALL_ADD_SHARE = 8
 COHERENCE_SAMPLE = 512  # defect exemplars enough to measure how they cluster
 # Without a mask, the share of a defect image's patches that carry the defect: those least like the good bank.
 # A defect usually covers a small part of the image; the rest of its patches look good and must not be banked.
@@ -83,11 +91,22 @@ def select_patches(index: ExemplarIndex, grids: np.ndarray, ids: np.ndarray) -> 
     local = np.tile(np.arange(per_image, dtype=np.int64), len(ids))
     if index.coreset_ratio < 1.0:
         bank = index.vectors["patches"]
-        existing = random_projection(bank.vectors(), CORESET_PROJECTION_DIM) if len(bank) else None
         n_select = max(1, int(round(len(flat) * index.coreset_ratio)))
-        keep = greedy_coreset(random_projection(flat, CORESET_PROJECTION_DIM), n_select, existing=existing)
+        if small_add(bank, len(flat)):
+            # the same greedy k-centre and count, on exact distances to the bank rather than a random
+            # projection's, without projecting or copying the bank
+            keep = greedy_coreset(flat, n_select, initial=bank.search(flat, 1)[0][:, 0])
+        else:
+            existing = random_projection(bank.vectors(), CORESET_PROJECTION_DIM) if len(bank) else None
+            keep = greedy_coreset(random_projection(flat, CORESET_PROJECTION_DIM), n_select, existing=existing)
         flat, owner, local = flat[keep], owner[keep], local[keep]
     return flat, (owner << PATCH_ID_BITS) | local
+
+
+def small_add(bank: VectorStore, new_patches: int) -> bool:
+    """Whether new patches are few next to an exact bank: reduced against the bank's own search (above)."""
+    return bank.kind == EXACT and 0 < new_patches <= SMALL_ADD_PATCHES and \
+        new_patches * SMALL_ADD_SHARE <= len(bank)
 
 
 def _distances_to_other_goods(index: ExemplarIndex, grids: np.ndarray, ids: np.ndarray) -> np.ndarray:

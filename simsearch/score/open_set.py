@@ -24,6 +24,7 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from simsearch.index.exemplar_index import ExemplarIndex
 from simsearch.index.roles import Role
@@ -183,10 +184,11 @@ def fit_direction(goods: np.ndarray, defects: np.ndarray) -> tuple[np.ndarray, n
     the goods' projections have unit spread; and the goods' mean, its origin."""
     goods, defects = np.asarray(goods, dtype=np.float64), np.asarray(defects, dtype=np.float64)
     origin = goods.mean(axis=0)
-    covariance = np.cov(goods, rowvar=False) if len(goods) > 1 else np.zeros((goods.shape[1],) * 2)
-    shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * (np.trace(covariance) / len(covariance) or 1.0) * \
-        np.eye(len(covariance))
-    direction = np.linalg.solve(shrunk, defects.mean(axis=0) - origin)
+    with threadpool_limits(1, user_api="blas"):  # small products: BLAS threads cost more to wake than they save
+        covariance = np.cov(goods, rowvar=False) if len(goods) > 1 else np.zeros((goods.shape[1],) * 2)
+        shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * (np.trace(covariance) / len(covariance) or 1.0) * \
+            np.eye(len(covariance))
+        direction = np.linalg.solve(shrunk, defects.mean(axis=0) - origin)
     direction /= np.sqrt(max(float(direction @ shrunk @ direction), 1e-24))
     return direction, origin
 

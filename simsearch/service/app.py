@@ -119,7 +119,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     metrics.gauge("simsearch_exemplars", lambda: {k: float(v) for k, v in state.snapshot.index_.counts().items()})
     metrics.gauge("simsearch_queue_waiting", lambda: {"": float(batcher.waiting)})
     station = Station(folder, settings.history_size, settings.history_image_bytes, settings.drift_window,
-                      settings.token_name, settings.max_pixels)
+                      settings.token_name, settings.max_pixels, settings.history_on_disk)
     for name, read in station.drift.gauges().items():
         metrics.gauge(name, read)
     metrics.gauge("simsearch_station_history", lambda: {"": float(len(station.history))})
@@ -127,12 +127,14 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        station.start()  # the history's disk writer, where kept on disk
         station.start_reference(lambda: state.snapshot)  # the calibration goods for drift, in the background
         log.info("serving %s (%s exemplars)", folder, state.snapshot.index_.counts())
         yield
         # uvicorn has stopped taking connections and let in-flight requests finish; drain and close.
         await batcher.stop()
         state.wait_for_writes()
+        station.close()  # the history written a last time, where kept on disk
         log.info("stopped; index %s at generation %s", folder, state.snapshot.index_.generation)
 
     # /docs from the swagger-ui-bundle package's files, so it works offline (docs.py); ReDoc only exists on a CDN.

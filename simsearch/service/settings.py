@@ -42,6 +42,7 @@ class ServiceSettings:
     history_size: int = 200  # scored images the inspection station keeps (newest first)
     history_image_bytes: int = 256 * 1024 * 1024  # of their uploads, kept for teaching; the oldest go first
     drift_window: int = 50  # passed images per drift window
+    history_on_disk: bool = False  # the history also kept in <index>/station/history/, read back at start
 
     @property
     def max_body_bytes(self) -> int:

@@ -123,8 +123,9 @@ class IndexState:
                 index.carry_search_cells(self._current.index_)
                 return change(index)
 
+            # the served snapshot stands in for reading the folder again where nobody committed since
             index, result = update_index(self.folder, carried_change, self._current.embedder.fingerprint,
-                                         self.wait)
+                                         self.wait, current=self._current.index_)
             self._publish(index)
             return index, result
 

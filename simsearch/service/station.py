@@ -26,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from simsearch.service.station_history import HistoryFile
+
 log = logging.getLogger("simsearch.service")
 
 STATION_FOLDER = "station"  # inside the index folder; index saves only touch their own generation files
@@ -105,6 +107,18 @@ class History:
         self._next_id = 1
         self._image_bytes = 0
         self.lock = threading.Lock()
+        self.on_change: Callable[[], None] = lambda: None  # the disk copy's writer, where kept on disk
+
+    def restore(self, items: list[HistoryItem], next_id: int) -> None:
+        """Start from items read back (oldest first, checked by the reader), ids continuing from next_id."""
+        with self.lock:
+            self._items = OrderedDict((item.id, item) for item in items[-self.size:])
+            self._next_id = max([next_id, *(item.id + 1 for item in items)])
+            self._image_bytes = sum(len(item.image or b"") for item in self._items.values())
+
+    def changed(self) -> None:
+        """A review or an undo changed an item (records call it themselves)."""
+        self.on_change()
 
     def record(self, name: str, generation: int, summary: dict, thumb: bytes, image: bytes | None) -> HistoryItem:
         with self.lock:
@@ -123,7 +137,8 @@ class History:
                     if older.image is not None and older is not item:
                         self._image_bytes -= len(older.image)
                         older.image = None
-            return item
+        self.on_change()
+        return item
 
     def get(self, item_id: int) -> HistoryItem | None:
         with self.lock:
@@ -343,15 +358,37 @@ class Station:
     """Everything the inspection page reads and the service records for it."""
 
     def __init__(self, folder: str | Path, history_size: int = 200, image_budget: int = 256 * 2**20,
-                 drift_window: int = 50, who: str = "anonymous", max_pixels: int = 100_000_000):
+                 drift_window: int = 50, who: str = "anonymous", max_pixels: int = 100_000_000,
+                 history_on_disk: bool = False):
         self.folder = Path(folder) / STATION_FOLDER
         self.history = History(history_size, image_budget)
+        self.history_file: HistoryFile | None = None
+        if history_on_disk:  # read back now (checked), written from a background thread from here on
+            self.history_file = HistoryFile(self.folder / "history")
+            self.history_file.load(self.history)
+            self.history.on_change = self.history_file.changed
         self.audit = AuditLog(self.folder / "audit.jsonl")
         self.drift = Drift(drift_window)
         self.thumbs = ThumbnailStore(self.folder / "thumbs", max_pixels)
         self.who = who
         self.reference_info: dict[str, Any] = {"state": "not computed"}
         self._reference_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the history's disk writer (where kept on disk)."""
+        if self.history_file is not None:
+            self.history_file.start()
+
+    def close(self) -> None:
+        """Write the history a last time (where kept on disk)."""
+        if self.history_file is not None:
+            self.history_file.close()
+
+    def history_info(self) -> dict[str, Any]:
+        """Where the history is kept, and why what was on disk was not used (for the page)."""
+        kept = self.history_file
+        return {"size": self.history.size, "on_disk": None if kept is None else str(kept.path),
+                "warning": None if kept is None else kept.warning}
 
     def record(self, name: str, generation: int, body: dict, pixels: np.ndarray, image: bytes | None) -> HistoryItem:
         """Keep one scored image (called by POST /score, in a worker thread)."""

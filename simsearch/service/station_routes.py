@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from simsearch.data.datasets import check_defect_type
+from simsearch.data.datasets import check_defect_type, normalise_label
 from simsearch.data.images import DECODE_MAX_SIDE, decode_image
 from simsearch.report.overlay import overlay_png
 from simsearch.service.routes import AUTH_ERRORS, require_token, service, station_who
@@ -74,7 +74,7 @@ async def session(request: Request):
     index = svc.state.snapshot.index_
     return {"who": station_who(svc), "index": str(svc.state.folder), "generation": index.generation,
             "counts": index.counts(), "defect_types": index.defect_types(), "history_size": svc.station.history.size,
-            "drift_window": svc.station.drift.window}
+            "history": svc.station.history_info(), "drift_window": svc.station.drift.window}
 
 
 @station_api.get("/history", summary="The latest scored images, newest first")
@@ -163,6 +163,7 @@ async def review(request: Request, item_id: int, body: Review):
     try:
         if action == "skip":
             item.review = {"action": "skip", "by": station_who(svc), "time": now()}
+            svc.station.history.changed()
             return {"item": item.to_dict()}
         pixels = await _decode(svc, item, image)
         exemplar = await run_in_threadpool(svc.state.add, pixels, action, defect_type, f"station:{item.name[:200]}",
@@ -175,6 +176,7 @@ async def review(request: Request, item_id: int, body: Review):
                                          "before": _scores(before), "after": _scores(after)})
         item.review = {"action": action, "type": defect_type, "exemplar": exemplar.id, "by": station_who(svc),
                        "time": entry["time"], "after": after}
+        svc.station.history.changed()
         return {"item": item.to_dict(), "exemplar": exemplar.to_dict(), "before": before, "after": after,
                 "audit": entry}
     finally:
@@ -191,6 +193,7 @@ async def undo(request: Request, item_id: int):
         done = item.review
         if done.get("exemplar") is None:  # a skip: nothing in the index to take back
             item.review = None
+            svc.station.history.changed()
             return {"item": item.to_dict()}
         removed = None
         if svc.state.get(done["exemplar"]) is not None:
@@ -201,6 +204,7 @@ async def undo(request: Request, item_id: int):
                                          "history_id": item.id, "removed": removed is not None,
                                          "before": _scores(done.get("after")), "after": _scores(after)})
         item.review = None
+        svc.station.history.changed()
         return {"item": item.to_dict(), "after": after, "audit": entry}
     finally:
         item.busy = False
@@ -223,6 +227,37 @@ async def exemplars(request: Request, label: str | None = Query(None, pattern="^
     chosen.sort(key=lambda e: e.id, reverse=True)
     return {"total": len(chosen), "offset": offset, "items": [e.to_dict() for e in chosen[offset:offset + limit]],
             "counts": index.counts(), "defect_types": index.defect_types(), "generation": index.generation}
+
+
+class RelabelChange(BaseModel):
+    label: str = Field(..., description="good or defect")
+    type: str | None = Field(None, description="the defect type, with label=defect (an index type or a new one)")
+    undo: bool = Field(False, description="this relabel takes back an earlier one (so the audit log says)")
+
+
+@station_api.post("/exemplars/{exemplar_id}/relabel", summary="Relabel an exemplar (as PATCH /exemplars/{id})",
+                  responses={404: {"description": "no such exemplar"},
+                             409: {"description": "the last good exemplar cannot become a defect"},
+                             422: {"description": "a bad label or type, or the exemplar's file is not on the server"}})
+async def relabel(request: Request, exemplar_id: int, body: RelabelChange):
+    """The exemplar's file embedded again and added back under the new label with a new id, in one locked,
+    atomic change (`PATCH /exemplars/{id}`); audited with the label and type before and after. The page's
+    undo relabels the new exemplar back (`undo`: true)."""
+    svc = service(request)
+    label = normalise_label(body.label)  # DatasetError: 422
+    if body.type and label != "defect":
+        raise HTTPException(422, "type is only for label=defect")
+    defect_type = check_defect_type(body.type, "type") if label == "defect" else None  # 422 when unfit
+    old, new = await run_in_threadpool(svc.state.relabel, exemplar_id, label, defect_type or None)
+    entry = None
+    if new.id != old.id:
+        entry = svc.station.audit.write({"who": station_who(svc), "action": "undo relabel" if body.undo else "relabel",
+                                         "label": new.label, "type": new.defect_type, "exemplar": new.id,
+                                         "was": old.id, "image": new.path,
+                                         "before": {"label": old.label, "type": old.defect_type, "exemplar": old.id},
+                                         "after": {"label": new.label, "type": new.defect_type, "exemplar": new.id}})
+    return {"old": old.to_dict(), "new": new.to_dict(), "changed": new.id != old.id, "audit": entry,
+            "defect_types": svc.state.snapshot.index_.defect_types()}
 
 
 @station_api.get("/exemplars/{exemplar_id}/thumb", summary="An exemplar's thumbnail (JPEG)", response_class=Response,

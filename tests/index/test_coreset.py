@@ -37,3 +37,12 @@ def test_covering_radius_shrinks_and_beats_random():
 def test_stops_when_every_point_is_selected():
     points = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 3 distinct points, 4 copies each
     assert len(greedy_coreset(points, 10)) == 3
+
+
+def test_continues_from_given_distances_as_from_the_centres_they_were_measured_to():
+    points = _clustered(seed=3)
+    existing, rest = points[:80], points[80:]
+    given = np.sqrt(((rest[:, None, :] - existing[None]) ** 2).sum(-1)).min(1)
+    chosen = greedy_coreset(rest, 100, initial=given, points_per_cell=32)
+    assert np.array_equal(chosen, greedy_coreset_reference(rest, 100, initial=given))
+    assert np.array_equal(chosen, greedy_coreset_reference(rest, 100, existing=existing))

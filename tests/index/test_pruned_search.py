@@ -1,7 +1,7 @@
 import faiss
 import numpy as np
 
-from simsearch.index.pruned_search import build_partition, pruned_search
+from simsearch.index.pruned_search import build_partition, carry_partition, pruned_search
 from simsearch.index.vectors import PRUNED_MIN_SIZE, VectorStore
 
 
@@ -108,3 +108,56 @@ def test_appended_and_removed_vectors_are_found_exactly_on_carried_cells(monkeyp
     big.add(_clustered(3 * len(bank), seed=3), np.arange(3 * len(bank)))
     big.search(bank[:100], 1)
     assert builds == [1]
+
+
+def test_a_copy_shares_the_cells_and_stays_independent():
+    """A copy of a store with cells takes the same partition (no cells carried again at its first search); a
+    change to either is not seen by the other, and both search exactly."""
+    bank, dim = _clustered(PRUNED_MIN_SIZE + 200), 32
+    store = VectorStore(dim)
+    store.add(bank, np.arange(len(bank)))
+    store.search(bank[:100], 1)
+    clone = store.copy()
+    assert clone._partition is store._partition and len(clone) == len(store)
+    far = np.full((3, dim), 50.0, dtype=np.float32)
+    clone.add(far, np.array([10**6, 10**6 + 1, 10**6 + 2]))
+    assert len(store) == len(bank) and store._partition is not None and clone._partition is not store._partition
+    assert store.search(far, 1)[1][0, 0] < len(bank) and clone.search(far, 1)[1][0, 0] >= 10**6
+    store.remove_ids(np.arange(10))
+    assert len(clone) == len(bank) + 3 and clone.search(bank[:5], 1)[1][:, 0].tolist() == list(range(5))
+
+
+def test_appended_vectors_extend_the_cells_and_are_found_exactly(monkeypatch):
+    """An add to a store with cells extends them at once (no carry at the next search): far vectors widen their
+    cell's radius, and searches still give what a flat search gives."""
+    import simsearch.index.vectors as vectors_module
+
+    bank, dim = _clustered(PRUNED_MIN_SIZE + 300), 32
+    store = VectorStore(dim)
+    store.add(bank, np.arange(len(bank)))
+    store.search(bank[:100], 1)
+    before = store._partition
+    carried = []
+    monkeypatch.setattr(vectors_module, "carry_partition",
+                        lambda *a, **kw: carried.append(1) or carry_partition(*a, **kw))
+    rng = np.random.default_rng(11)
+    added = np.concatenate([rng.normal(0, 0.5, (40, dim)) + bank[7], rng.normal(0, 8, (5, dim))]).astype(np.float32)
+    store.add(added, np.arange(45) + 10**6)
+    part = store._partition
+    assert part is not None and part is not before and part.centroids is before.centroids
+    assert (part.radius >= before.radius).all() and (part.radius > before.radius).any()
+    queries = np.concatenate([added, bank[::37]]) + rng.normal(0, 0.2, (45 + len(bank[::37]), dim))
+    queries = queries.astype(np.float32)  # not closer: float rounding would tie neighbours
+    vectors, ids = store.contents()
+    flat = faiss.IndexFlatL2(dim)
+    flat.add(vectors)
+    expected_d, expected_i = flat.search(queries, 1)
+    got_d, got_i = store.search(queries, 1)
+    assert np.array_equal(got_i[:, 0], ids[expected_i[:, 0]])
+    np.testing.assert_allclose(got_d[:, 0], np.sqrt(expected_d[:, 0]), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(store.largest_nearest(queries[:45].reshape(5, 9, dim)),
+                               np.sqrt(expected_d[:45, 0]).reshape(5, 9).max(axis=1), rtol=1e-4, atol=1e-4)
+    assert not carried
+    store.remove_ids(np.arange(10))  # a removal: the cells are carried at the next search
+    store.search(bank[:64], 1)
+    assert carried == [1]

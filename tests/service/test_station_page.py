@@ -180,6 +180,40 @@ def test_exemplars_view(page, served):
     shot(page, "exemplars")
 
 
+def test_relabel_from_the_exemplars_view_and_undo(page, served):
+    url, folder, _ = served
+    index = ExemplarIndex.load(folder)
+    good = min(e.id for e in index.exemplars.values() if e.label == "good" and not e.path.startswith("station:"))
+    sha256 = index.exemplars[good].sha256
+    page.goto(url + "/#exemplars")
+    tile = page.locator(f"#ex-grid .tile[data-id='{good}']")
+    tile.locator("button.relabel").click()
+    tile.locator("select.relabel-label").select_option("defect")
+    tile.locator("input.relabel-type").fill("<i>scratch</i>")
+    tile.locator("button.relabel-apply").click()
+    result = page.locator("#ex-grid .tile:has(.result)")
+    expect(result.locator(".result")).to_have_text(f"relabelled from #{good} good")
+    expect(result.locator(".label")).to_contain_text("defect · <i>scratch</i>")
+    assert page.locator("i").count() == 0  # the type stayed text
+    index = ExemplarIndex.load(folder)
+    [new] = [e for e in index.exemplars.values() if e.sha256 == sha256]
+    assert good not in index.exemplars and (new.label, new.defect_type) == ("defect", "<i>scratch</i>")
+    assert result.get_attribute("data-id") == str(new.id)
+    shot(page, "relabel")
+    audit = (folder / "station" / "audit.jsonl").read_text().splitlines()[-1]
+    assert '"action": "relabel"' in audit and '"who": "shift-lead.token"' in audit and f'"was": {good}' in audit
+    # undo: back to good (under another new id: ids are never reused), audited as the undo
+    result.locator("button.undo-relabel").click()
+    expect(page.locator("#status")).to_contain_text("good again")
+    [back] = [e for e in ExemplarIndex.load(folder).exemplars.values() if e.sha256 == sha256]
+    assert back.label == "good" and back.id not in (good, new.id)
+    expect(page.locator(f"#ex-grid .tile[data-id='{back.id}'] .label")).to_contain_text("good")
+    assert '"action": "undo relabel"' in (folder / "station" / "audit.jsonl").read_text().splitlines()[-1]
+    # an exemplar taught from an upload has no file on the server to embed again: no relabel offered
+    taught = max(e.id for e in ExemplarIndex.load(folder).exemplars.values() if e.path.startswith("station:"))
+    expect(page.locator(f"#ex-grid .tile[data-id='{taught}'] button.relabel")).to_be_disabled()
+
+
 def test_move_the_threshold_and_apply(page, served):
     url, folder, _ = served
     page.goto(url + "/#threshold")

@@ -92,6 +92,9 @@ async function signIn(token) {
   $("nav").hidden = false;
   $("login-error").textContent = "";
   $("who").textContent = `${session.who} · ${session.index} · generation ${session.generation}`;
+  const history = session.history || {};
+  $("history-warning").hidden = !history.warning;
+  $("history-warning").textContent = history.warning || "";
   showView();
   return true;
 }
@@ -289,6 +292,7 @@ function auditText(entry) {
 function auditScore(side) {
   if (!side) return "–";
   if ("threshold" in side) return `threshold ${fmt(side.threshold, 4)}`;
+  if ("label" in side) return `#${side.exemplar} ${labelText(side.label, side.type)}`;
   return `${fmt(side.score, 4)} (${side.verdict})`;
 }
 
@@ -312,7 +316,12 @@ async function showReview() {
 // -- exemplars -----------------------------------------------------------------------------------------
 let exOffset = 0;
 
-function exemplarTile(exemplar) {
+function labelText(label, type) { return `${label}${type ? ` · ${type}` : ""}`; }
+
+// An exemplar added from an upload has no file on the server to embed again under a new label.
+function fileOnServer(exemplar) { return !/^(upload|station):/.test(exemplar.path || ""); }
+
+function exemplarTile(exemplar, relabelled) {
   const tile = el("div", { class: "tile", dataset: { id: String(exemplar.id) } });
   const image = el("img", { alt: `exemplar ${exemplar.id}` });
   exemplarThumb(exemplar.id).then((url) => { if (url) image.src = url; else image.alt = "(no image on the server)"; });
@@ -326,10 +335,57 @@ function exemplarTile(exemplar) {
       say(`exemplar #${exemplar.id} removed`);
     } catch (error) { say(error.message, true); remove.disabled = false; }
   });
-  const relabel = el("button", { text: "relabel", disabled: "", title: "not available in this version" });
-  tile.append(image, el("div", { text: `#${exemplar.id} ${exemplar.label}${exemplar.defect_type ? ` · ${exemplar.defect_type}` : ""}` }),
-    el("div", { class: "muted", text: exemplar.path }), el("div", { class: "muted", text: exemplar.added }), remove, relabel);
+  const relabel = el("button", { text: "relabel", class: "relabel" });
+  if (!fileOnServer(exemplar)) {
+    relabel.disabled = true;
+    relabel.title = "added from an upload: its file is not on the server to embed again; remove it and teach the image again";
+  }
+  const form = relabelForm(exemplar, tile);
+  relabel.addEventListener("click", () => { form.hidden = !form.hidden; });
+  tile.append(image, el("div", { class: "label", text: `#${exemplar.id} ${labelText(exemplar.label, exemplar.defect_type)}` }),
+    el("div", { class: "muted", text: exemplar.path }), el("div", { class: "muted", text: exemplar.added }), remove, relabel, form);
+  if (relabelled) {
+    const undo = el("button", { text: "undo relabel", class: "undo-relabel" });
+    undo.addEventListener("click", () => applyRelabel(tile, exemplar, relabelled.label, relabelled.defect_type, null, undo));
+    tile.append(el("div", { class: "result", text: `relabelled from #${relabelled.id} ${labelText(relabelled.label, relabelled.defect_type)}` }), undo);
+  }
   return tile;
+}
+
+function relabelForm(exemplar, tile) {
+  const form = el("div", { class: "relabel-form", hidden: "" });
+  const label = el("select", { class: "relabel-label" }, el("option", { value: "good", text: "good" }),
+    el("option", { value: "defect", text: "defect" }));
+  label.value = exemplar.label === "good" ? "defect" : "good";
+  const type = el("input", { type: "text", list: "ex-type-list", placeholder: "defect type", class: "relabel-type",
+    maxlength: "200" });
+  const sync = () => { type.disabled = label.value !== "defect"; };
+  label.addEventListener("change", sync);
+  sync();
+  const apply = el("button", { text: "apply", class: "relabel-apply" });
+  apply.addEventListener("click", () => applyRelabel(tile, exemplar, label.value,
+    label.value === "defect" ? type.value.trim() || null : null, exemplar, apply));
+  form.append(label, type, apply);
+  return form;
+}
+
+// `previous`: the exemplar as it was before this relabel (the new tile then offers to undo it), or null for an undo.
+async function applyRelabel(tile, exemplar, label, type, previous, button) {
+  button.disabled = true;
+  say(`relabelling #${exemplar.id} as ${labelText(label, type)}…`);
+  try {
+    const body = await api(`/ui/api/exemplars/${encodeURIComponent(exemplar.id)}/relabel`,
+      { method: "POST", json: { label, type, undo: previous === null } });
+    updateTypeList(body.defect_types);
+    if (!body.changed) { say(`#${exemplar.id} is already ${labelText(label, type)}`); button.disabled = false; return; }
+    tile.replaceWith(exemplarTile(body.new, previous ? body.old : null));
+    say(`exemplar #${body.old.id} is now #${body.new.id} ${labelText(body.new.label, body.new.defect_type)}` +
+      (previous ? "" : " again"));
+  } catch (error) { say(error.message, true); button.disabled = false; }
+}
+
+function updateTypeList(types) {
+  $("ex-type-list").replaceChildren(...Object.keys(types || {}).map((type) => el("option", { value: type })));
 }
 
 async function loadExemplars(append) {
@@ -337,11 +393,12 @@ async function loadExemplars(append) {
   if ($("ex-label").value) params.set("label", $("ex-label").value);
   if ($("ex-type").value) params.set("type", $("ex-type").value);
   const body = await api(`/ui/api/exemplars?${params}`);
+  updateTypeList(body.defect_types);
   const chosen = $("ex-type").value;
   $("ex-type").replaceChildren(el("option", { value: "", text: "all types" }),
     ...Object.entries(body.defect_types).map(([type, count]) => el("option", { value: type, text: `${type} (${count})` })));
   $("ex-type").value = chosen;
-  const tiles = body.items.map(exemplarTile);
+  const tiles = body.items.map((exemplar) => exemplarTile(exemplar));
   if (append) $("ex-grid").append(...tiles); else $("ex-grid").replaceChildren(...tiles);
   exOffset = body.offset + body.items.length;
   $("ex-more").hidden = exOffset >= body.total;
