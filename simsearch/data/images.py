@@ -22,6 +22,9 @@ IMAGE_SUFFIXES = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 # Decompression bombs: refuse anything above this many pixels before decoding it.
 MAX_PIXELS = int(os.environ.get("SIMSEARCH_MAX_PIXELS", 100_000_000))
 MAX_FILE_BYTES = int(os.environ.get("SIMSEARCH_MAX_FILE_BYTES", 200 * 1024 * 1024))
+# What one decode may hold at its peak (`decode_cost`): JPEGs are decoded reduced (DCT scaling) and stay far
+# below it; a PNG or TIFF is decoded whole before it is reduced, so a very large one is refused, with the fix.
+MAX_DECODE_BYTES = int(float(os.environ.get("SIMSEARCH_MAX_DECODE_MB", 300)) * 1024 * 1024)
 
 log = logging.getLogger("simsearch.data")  # notes for the user; the CLI prints them as warning lines
 
@@ -197,7 +200,13 @@ def decode_image(source: str | Path | io.BytesIO, name: str, max_pixels: int = M
             if image.format == "JPEG" and target != image.size:
                 image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, target)  # DCT scaling
                 target = reduced_size(*image.size, max_side)
-            with budget.hold(decode_cost(image.mode, *image.size, target)) if budget else contextlib.nullcontext():
+            cost = decode_cost(image.mode, *image.size, target)
+            if cost > MAX_DECODE_BYTES:
+                raise ImageTooLargeError(
+                    f"decoding this {header[0]}x{header[1]} {image.format or ''} image would hold about "
+                    f"{cost / 2 ** 20:.0f} MB, over the {MAX_DECODE_BYTES / 2 ** 20:.0f} MB one decode may use",
+                    hint="save it smaller or as a JPEG (decoded reduced), or set SIMSEARCH_MAX_DECODE_MB")
+            with budget.hold(cost) if budget else contextlib.nullcontext():
                 image.load()
                 reduced = _reduce(image, target)
                 if orientation != 1:

@@ -167,3 +167,20 @@ def test_an_image_over_pillows_warning_and_under_the_cap_is_read_reduced_without
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and run.stdout.strip() == f"({height}, {width})", run.stderr
     assert "DecompressionBomb" not in run.stderr and run.stderr.strip() == ""
+
+
+def test_a_decode_over_the_per_image_memory_cap_is_refused_with_the_fix(tmp_path, monkeypatch):
+    """Issue 29 item 17: a PNG is decoded whole before it is reduced; one whose decode would hold more than
+    MAX_DECODE_BYTES (300 MB by default) is refused in one line naming what to do, never decoded."""
+    from PIL import Image
+
+    from simsearch.data import images
+
+    path = tmp_path / "large.png"
+    Image.new("RGB", (1000, 800)).save(path)
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 2 * 2 ** 20)  # 1000x800 RGB: about 9 MB at its peak
+    with pytest.raises(images.ImageTooLargeError, match="over the 2 MB one decode may use") as caught:
+        images.read_input(path)
+    assert "SIMSEARCH_MAX_DECODE_MB" in caught.value.hint and "\n" not in str(caught.value)
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 16 * 2 ** 20)
+    assert images.read_input(path)[0].shape == (800, 1000, 3)
