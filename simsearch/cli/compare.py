@@ -26,7 +26,9 @@ from simsearch.cli.options import (
 )
 from simsearch.cli.output import console, err_console, fail, handle_errors, progress_bar
 
-DEFAULT_METHODS = "knn-image,knn-patch,triplet-head,cnn,cam,probe"
+# the recommended similarity method (knn-open-set: build-index's mode with labelled defects) beside the plain
+# residual, the trained similarity head and the classifiers inspection teams try first
+DEFAULT_METHODS = "knn-image,knn-patch,knn-open-set,triplet-head,cnn,cam,probe"
 
 
 def _note(text: str) -> None:
