@@ -515,6 +515,13 @@ def remove(
             console.print(f"removed {len(chosen)} exemplar(s) from {index}")
 
 
+def _argument_or_option(folder: Optional[Path], index: Optional[Path]) -> Path:
+    """The index named as the argument or by --index (the same one if both), else the default."""
+    if folder is not None and index is not None and folder != index:
+        fail(f"two indexes named: {folder} and --index {index}; give one")
+    return chosen_index(index or folder)
+
+
 @app.command()
 def info(
     folder: Optional[Path] = IndexArgument,
@@ -529,9 +536,7 @@ def info(
         from simsearch.index import ExemplarIndex
         from simsearch.score.modes import describe_index
 
-        if folder is not None and index is not None and folder != index:
-            fail(f"two indexes named: {folder} and --index {index}; give one")
-        index = chosen_index(index or folder)
+        index = _argument_or_option(folder, index)
         store = ExemplarIndex.load(index, data_root=data_root)
         description = {"index": str(index), **describe_index(store)}  # the mode's own fields included
         if exemplars:
@@ -554,9 +559,7 @@ def export(
     with handle_errors():
         from simsearch.inspector import export_compiled
 
-        if folder is not None and index is not None and folder != index:
-            fail(f"two indexes named: {folder} and --index {index}; give one")
-        index = chosen_index(index or folder)
+        index = _argument_or_option(folder, index)
         record = export_compiled(index, weights=weights, **_wait(wait))
         if as_json:
             typer.echo(json.dumps({"index": str(index), **record}))
