@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -100,6 +101,17 @@ def load_inspector(folder: str | Path, settings: ServiceSettings, weights: str |
     return Inspector.load(folder, weights=weights, n_nearest=settings.n_nearest, runtime=runtime)
 
 
+def warm_up(inspector: Inspector) -> None:
+    """One blank image scored as the service starts, beside its first requests: the embedder's first run and
+    the bank's search cells (trained at a bank's first search) are paid for here, not by the first click."""
+    import numpy as np
+
+    try:
+        inspector.score(np.zeros((64, 64, 3), np.uint8))
+    except Exception as error:  # a warm-up only: the first request then pays, and says what is wrong
+        log.info("warm-up score failed: %s", error)
+
+
 def create_app(source: Inspector | str | Path, settings: ServiceSettings | None = None,
                folder: str | Path | None = None, weights: str | Path | None = None,
                device: str | None = None, compiled: bool | None = None) -> FastAPI:
@@ -129,6 +141,7 @@ def create_app(source: Inspector | str | Path, settings: ServiceSettings | None 
         batcher.start()
         station.start()  # the history's disk writer, where kept on disk
         station.start_reference(lambda: state.snapshot)  # the calibration goods for drift, in the background
+        threading.Thread(target=warm_up, args=(state.snapshot,), name="simsearch-warm-up", daemon=True).start()
         log.info("serving %s (%s exemplars)", folder, state.snapshot.index_.counts())
         yield
         # uvicorn has stopped taking connections and let in-flight requests finish; drain and close.
