@@ -498,7 +498,13 @@ def describe_embedder(config: dict) -> str:
     if isinstance(backbone, dict):
         return f"{config.get('kind')}: {config.get('weights_path')} on {describe_embedder(backbone)}"
     text = f"{config.get('kind')}: {backbone or config.get('weights_path') or ''}"
-    return text + (f" {'+'.join(config['layers'])}" if config.get("layers") else "")
+    text += f" {'+'.join(config['layers'])}" if config.get("layers") else ""
+    size = config.get("image_size")
+    if isinstance(size, list) and len(size) == 2:  # a kept aspect ratio: say the input is not square
+        text += f", input {size[0]}x{size[1]} px"
+    elif isinstance(size, int):
+        text += f", input {size} px"
+    return text
 
 
 def _threshold_text(record: dict | None, generation: int | None = None) -> str:
