@@ -12,6 +12,16 @@ from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)
+class NewExemplar:
+    """What `ExemplarIndex.add` needs to know of an exemplar besides its vectors."""
+
+    path: str
+    label: str = "good"
+    defect_type: str | None = None
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
 class Exemplar:
     """One stored exemplar; `id` is stable for the life of the index."""
 

@@ -6,9 +6,7 @@ keeps of new exemplars is its own (`StoreKeeper.bank`); the index names none. Sa
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 import datetime as _dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,7 +15,7 @@ import numpy as np
 from simsearch.data.datasets import check_defect_type
 from simsearch.embed.base import Embeddings
 from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
-from simsearch.index.catalogue import Exemplar
+from simsearch.index.catalogue import Exemplar, NewExemplar
 from simsearch.index.kinds import EXACT, describe_record, parse_kinds
 from simsearch.index.lock import DEFAULT_WAIT
 from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, PATCH_ID_BITS, Role, check_name, keeper_of
@@ -30,16 +28,6 @@ MAX_K = 1024
 
 class IndexMismatchError(IndexProblem, ValueError):
     """An index that cannot be used as asked: another embedder, a newer format, an unknown id."""
-
-
-@dataclass(frozen=True)
-class NewExemplar:
-    """What `ExemplarIndex.add` needs to know of an exemplar besides its vectors."""
-
-    path: str
-    label: str = "good"
-    defect_type: str | None = None
-    sha256: str = ""
 
 
 def now() -> str:
@@ -243,30 +231,6 @@ class ExemplarIndex:
         for name in ("embedder_config", "threshold", "map_scale", "artifact_records"):
             setattr(clone, name, _copy.deepcopy(getattr(self, name)))
         return clone
-
-    def carry_search_cells(self, earlier: "ExemplarIndex") -> None:
-        """Take the search cells of `earlier` (the index this one was read in place of: the same folder, an
-        earlier generation) for the stores of the same role, so the first search after a change does not
-        train them again (`VectorStore.carry_cells_from`; searches stay exact)."""
-        for role, store in self.vectors.items():
-            if role in earlier.vectors:
-                store.carry_cells_from(earlier.vectors[role])
-
-    def shift_ids(self, first_id: int) -> None:
-        """Renumber the exemplars to start at `first_id` or later, so that replacing an index never reuses ids."""
-        offset = first_id - min(self.exemplars, default=first_id)
-        if offset <= 0:
-            return
-        for role, old in self.vectors.items():  # the stores come back exact; save applies their kinds again
-            vectors, ids = old.contents()
-            if self.roles[role].per_patch:
-                ids = ((ids >> PATCH_ID_BITS) + offset) << PATCH_ID_BITS | (ids & ((1 << PATCH_ID_BITS) - 1))
-            else:
-                ids = ids + offset
-            self.vectors[role] = VectorStore(old.dim)
-            self.vectors[role].add(vectors, ids)
-        self.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in self.exemplars.items()}
-        self.next_id += offset
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, role: str, vectors: np.ndarray, k: int,

@@ -4,6 +4,7 @@ writer commits meanwhile, saving a new generation under the folder's lock, and r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sqlite3
@@ -23,7 +24,7 @@ from simsearch.index.catalogue import (
 from simsearch.index.exemplar_index import LABELS, MAX_K, ExemplarIndex, IndexMismatchError, now
 from simsearch.index.kinds import EXACT, ROLES, KindRecord
 from simsearch.index.lock import DEFAULT_WAIT, IndexLock
-from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, KEEPERS, Role, check_name
+from simsearch.index.roles import CATALOGUE_ROLES, ID_LIMIT, KEEPERS, PATCH_ID_BITS, Role, check_name
 from simsearch.index.storage import (
     EXTENSIONS,
     MANIFEST,
@@ -379,7 +380,7 @@ def save_index(index: ExemplarIndex, folder: str | Path, force: bool = False, wa
         if committed is not None:
             same = index.origin == os.path.realpath(folder) and committed[0] == index.generation
             if not same:
-                index.shift_ids(committed[1])
+                _shift_ids(index, committed[1])
         if index.next_id >= ID_LIMIT:  # ids continued after a replaced index's: refused before the commit
             raise IndexProblem(f"the index's ids reach {index.next_id}, not below {ID_LIMIT}; nothing was saved",
                                hint="build a new index in a new folder")
@@ -472,6 +473,23 @@ def _still_committed(folder: str | Path, current: ExemplarIndex | None, fingerpr
             or (fingerprint is not None and current.fingerprint != fingerprint)):
         return None
     return current.copy()
+
+
+def _shift_ids(index: ExemplarIndex, first_id: int) -> None:
+    """Renumber the exemplars to start at `first_id` or later, so that replacing an index never reuses ids."""
+    offset = first_id - min(index.exemplars, default=first_id)
+    if offset <= 0:
+        return
+    for role, old in index.vectors.items():  # the stores come back exact; save applies their kinds again
+        vectors, ids = old.contents()
+        if index.roles[role].per_patch:
+            ids = ((ids >> PATCH_ID_BITS) + offset) << PATCH_ID_BITS | (ids & ((1 << PATCH_ID_BITS) - 1))
+        else:
+            ids = ids + offset
+        index.vectors[role] = VectorStore(old.dim)
+        index.vectors[role].add(vectors, ids)
+    index.exemplars = {i + offset: dataclasses.replace(e, id=i + offset) for i, e in index.exemplars.items()}
+    index.next_id += offset
 
 
 __all__ = ["FORMAT_VERSION", "check_fingerprint", "check_manifest", "format_version", "load_index", "manifest_of",

@@ -29,6 +29,14 @@ log = logging.getLogger("simsearch.service")
 T = TypeVar("T")
 
 
+def carry_search_cells(index: ExemplarIndex, earlier: ExemplarIndex) -> None:
+    """Give `index` (read in place of `earlier`: the same folder, a later generation) the search cells of
+    `earlier`'s stores of the same role, so its first search does not train them again (searches stay exact)."""
+    for role, store in index.vectors.items():
+        if role in earlier.vectors:
+            store.carry_cells_from(earlier.vectors[role])
+
+
 @dataclass
 class ScoreRequest:
     """One image to score: its RGB pixels, and whether a heatmap is drawn from its map."""
@@ -120,7 +128,7 @@ class IndexState:
             # Re-read under the folder's lock: what `simsearch add` or another server committed is kept.
             def carried_change(index: ExemplarIndex) -> T:
                 # the served snapshot's search cells, carried over: no k-means at the first search after it
-                index.carry_search_cells(self._current.index_)
+                carry_search_cells(index, self._current.index_)
                 return change(index)
 
             # the served snapshot stands in for reading the folder again where nobody committed since
@@ -166,7 +174,7 @@ class IndexState:
             if index.generation == self._current.index_.generation:
                 self._seen = signature
                 return False
-            index.carry_search_cells(self._current.index_)
+            carry_search_cells(index, self._current.index_)
             self._publish(index)
             self._seen = signature  # the signature read before loading: a later commit is seen next time
             log.info("reloaded %s at generation %s (changed by another writer)", self.folder, index.generation)
