@@ -589,15 +589,13 @@ def calibrate(
     """Choose and store the reject threshold, and show what it gives."""
     with handle_errors():
         from simsearch.cli.output import print_calibration
+        from simsearch.decide.policies import policy_for_target
         from simsearch.inspector import calibrate_index
 
         if target_recall is not None and max_false_alarm is not None:
             fail("give --target-recall or --max-false-alarm, not both")
-        chosen_policy, target = policy, None
-        if target_recall is not None:
-            chosen_policy, target = policy or "target-recall", target_recall
-        elif max_false_alarm is not None:
-            chosen_policy, target = policy or "max-false-alarm", max_false_alarm
+        chosen_policy, target = policy_for_target(policy, {"target_recall": target_recall,
+                                                           "max_false_alarm": max_false_alarm})
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
         index = chosen_index(index)
         inspector = _load_inspector(index, weights, data_root=data_root)
