@@ -43,7 +43,8 @@ def test_ray_options_need_the_ray_engine(part_folder):
 
 @pytest.mark.parametrize("extra, message", [
     (["--model", "{folder}/model"], "--engine ray scores an index (--index); score a --model with the local engine"),
-    (["--heatmap", "{folder}/maps"], "--heatmap needs the local engine: with --engine ray the maps stay on the workers"),
+    (["--heatmap", "{folder}/maps"],
+     "--heatmap needs the local engine: with --engine ray the maps stay on the workers"),
 ])
 def test_what_the_ray_engine_cannot_score_is_refused_before_any_work(monkeypatch, part_folder, extra, message):
     monkeypatch.setattr(ray_engine, "import_ray", lambda: None)  # as if Ray were installed
