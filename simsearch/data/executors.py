@@ -9,7 +9,9 @@ process, `encode`s it there and `decode`s it here.
 - `RayExecutor` (`simsearch.engines.ray_engine`): a pool of Ray actors, each holding a copy of the job.
 
 A new way to run beyond one process is one `Executor` class with `@register_executor(name)`; `get_executor(name)`
-finds it (and imports the modules named in `EXECUTOR_MODULES` for those registered outside this one).
+finds it (and imports the modules named in `EXECUTOR_MODULES` for those registered outside this one). Its
+classmethods `check_options` (refuse at once what it cannot run) and `from_options` (built from a command's
+options) are all a face needs: no face branches on an executor's name.
 """
 
 from __future__ import annotations
