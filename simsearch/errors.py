@@ -1,7 +1,7 @@
 """One root for every error simsearch raises on purpose, in a few categories, with one exit-code table.
 
 The message says what is wrong; `hint` says what to do, naming the library `parameter` as `{param}` (and any
-other as `{param:name}` or `{param:name=False}`). The faces render it: the CLI as its flag
+other, in either, as `{param:name}` or `{param:name=False}`). The faces render it: the CLI as its flag
 (`--max-false-alarm`, `--no-pretrained`), the service as a JSON field (`max_false_alarm`).
 """
 
@@ -27,11 +27,12 @@ class SimsearchError(Exception):
 
     def render(self, name: Callable[[str], str] = lambda parameter: parameter) -> str:
         """The message and its hint as one line, the parameter written as `name(parameter)`."""
+        message = _OTHER_PARAMETER.sub(lambda match: name(match.group(1)), self.message)
         if not self.hint:
-            return self.message
+            return message
         hint = _OTHER_PARAMETER.sub(lambda match: name(match.group(1)), self.hint)
         hint = hint.replace("{param}", name(self.parameter)) if self.parameter else hint
-        return f"{self.message}; {hint}"
+        return f"{message}; {hint}"
 
     def __str__(self) -> str:
         return self.render()

@@ -20,7 +20,7 @@ from PIL import Image
 from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
 from simsearch.data.executors import Batch, BatchJob, Executor, LocalExecutor, check_readable
 from simsearch.data.images import ImageError, ImageLike, patch_mask
-from simsearch.data.inputs import OnSkip, Progress, expand_inputs
+from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
@@ -44,8 +44,6 @@ from simsearch.score.maps import add_boxes
 from simsearch.score.modes import anomaly_scores, get_scoring_mode
 from simsearch.score.results import ScoreResult, score_embeddings
 from simsearch.score.scorer import Scorer, check_maps
-
-Warn = Callable[[str], None]
 
 MAP_SCALE_IMAGES = 16  # good exemplars re-scored at build time for the heatmap scale: ~16 more images to embed
 FIT_CHUNK = 512  # good images embedded and coreset-reduced at a time: bounds memory on large sets
@@ -582,7 +580,7 @@ def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = No
 
 def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = None, policy: str | None = None,
                     target: float | None = None, source: str = "", on_progress: Progress | None = None,
-                    on_skip: OnSkip | None = None, warn: Warn | None = None) -> Threshold:
+                    on_skip: OnSkip | None = None, warn: Note | None = None) -> Threshold:
     """Choose a threshold on a labelled set (or, with none, on the index's own good exemplars left out one
     at a time) and store it in the index's manifest (in memory: save the index after)."""
     index = inspector.index_

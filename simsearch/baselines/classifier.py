@@ -12,11 +12,11 @@ import torch
 from simsearch.baselines.cam import class_activation_maps, map_to_box, upsample_map
 from simsearch.baselines.models import CamClassifier, SmallCNN
 from simsearch.baselines.persist import SavedBaseline, write_baseline
-from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import CARVE_OUT, FIXED, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
-from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import validation_split
 from simsearch.data.transforms import ImageSize, size_config, size_text
 from simsearch.decide.threshold import probability_threshold

@@ -22,6 +22,7 @@ import numpy as np
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
 from simsearch.data.datasets import Sample
+from simsearch.data.inputs import Note
 from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
 from simsearch.data.transforms import ImageSize, input_size_for, size_text
 from simsearch.decide.policies import threshold_for_f1
@@ -34,7 +35,6 @@ from simsearch.train.classifier import TrainConfig
 METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
 CURVE_METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "train_seconds")
 CURVE_COUNTS: tuple[int | None, ...] = (0, 1, 3, 10, None)  # None: every labelled defect
-Note = Callable[[str], None]
 
 
 def method_names() -> tuple[str, ...]:

@@ -16,9 +16,10 @@ from typing import Any, Sequence
 import torch
 
 from simsearch.baselines.persist import write_baseline
-from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.similarity import InspectorScorer, set_out_of_fold_threshold
 from simsearch.data.datasets import Sample
+from simsearch.data.inputs import Note
 from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.embed import Embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import OUT_OF_FOLD, basis, out_of_fold_predictions, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
-from simsearch.data.inputs import OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED
 from simsearch.data.transforms import ImageSize
 from simsearch.decide.threshold import probability_threshold
@@ -34,7 +34,6 @@ from simsearch.score.results import ScoreResult
 # Small to large, as seed 003 ranks ties by model size.
 DEFAULT_BACKBONES = ("mobilenet_v3_small", "efficientnet_b0", "resnet18", "resnet50", "convnext_tiny", "vgg16")
 DEFAULT_CACHE = Path("artifacts/cache/probe")
-Note = Callable[[str], None]
 
 
 def is_resnet(name: str) -> bool:

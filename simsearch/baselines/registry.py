@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from simsearch.data.inputs import Note
 from simsearch.errors import UnknownComponentError
 from simsearch.score.scorer import FAMILIES, Scorer
 
-Note = Callable[[str], None]
 # (options, on_note) -> an untrained scorer; options: a CompareSettings (backbone, weights, image size, ...)
 Build = Callable[[Any, "Note | None"], Scorer]
 # (config, tensors, weights, **runtime) -> the saved scorer (see simsearch.baselines.persist.load_baseline)

@@ -19,11 +19,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from simsearch.baselines.persist import write_baseline
-from simsearch.baselines.registry import Note, register_baseline
+from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import LEAVE_ONE_OUT, basis, place_threshold
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, patch_mask
-from simsearch.data.inputs import OnSkip, Progress
+from simsearch.data.inputs import Note, OnSkip, Progress
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings, iter_embedded

@@ -52,32 +52,24 @@ def _wait(wait: Optional[float]) -> dict:
 
 
 
-def _check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
-    from simsearch.data.executors import EXECUTOR_MODULES, EXECUTORS
+def _check_engine(engine: str, address: Optional[str], workers: Optional[int], model: bool = False,
+                  maps: bool = False) -> None:
+    from simsearch.data.executors import executor_class, executor_names
 
-    known = sorted(set(EXECUTORS) | set(EXECUTOR_MODULES))
+    known = executor_names()
     if engine not in known:
         fail(f"--engine must be {', '.join(known[:-1])} or {known[-1]}, not {engine!r}")
-    if engine == "local" and (address is not None or workers is not None):
-        fail("--address and --workers are for --engine ray")
-    if engine == "ray":
-        from simsearch.engines.ray_engine import check_reachable, import_ray
-        import_ray()  # before any work: a missing Ray is a one-line error with the install command
-        if address:
-            check_reachable(address)
+    executor_class(engine).check_options(address=address, workers=workers, model=model, maps=maps)
 
 
-@contextlib.contextmanager
-def _executor(engine: str, address: Optional[str], workers: Optional[int], device: Optional[str]):
+def _executor(engine: str, address: Optional[str], workers: Optional[int],
+              device: Optional[str]) -> contextlib.AbstractContextManager:
     """The executor --engine names (with --engine ray: its cluster, actors and device), or None: this process;
     closed after the command's work."""
-    from simsearch.data.executors import get_executor
+    from simsearch.data.executors import executor_class
 
-    if engine == "local":
-        yield None
-        return
-    with get_executor(engine, address=address, workers=workers, device=device) as executor:
-        yield executor
+    return executor_class(engine).from_options(address=address, workers=workers, device=device) \
+        or contextlib.nullcontext()
 
 
 def _load_inspector(index: Path, weights: Optional[Path], batch_size: Optional[int] = None,
@@ -345,11 +337,7 @@ def _check_score_options(engine: str, address: Optional[str], workers: Optional[
                          heatmap: Optional[Path], results_path: Optional[Path], results_format: str) -> None:
     from simsearch.engines.results import check_results_format
 
-    _check_engine(engine, address, workers)
-    if engine == "ray" and model is not None:
-        fail("--engine ray scores an index (--index); score a --model with the local engine")
-    if engine == "ray" and heatmap is not None:
-        fail("--heatmap needs the local engine: with --engine ray the maps stay on the workers")
+    _check_engine(engine, address, workers, model=model is not None, maps=heatmap is not None)
     check_results_format(results_format)
     if results_path is None and results_format != "jsonl":
         fail("--results-format is for --results: name the file to write")
@@ -589,15 +577,13 @@ def calibrate(
     """Choose and store the reject threshold, and show what it gives."""
     with handle_errors():
         from simsearch.cli.output import print_calibration
+        from simsearch.decide.policies import policy_for_target
         from simsearch.inspector import calibrate_index
 
         if target_recall is not None and max_false_alarm is not None:
             fail("give --target-recall or --max-false-alarm, not both")
-        chosen_policy, target = policy, None
-        if target_recall is not None:
-            chosen_policy, target = policy or "target-recall", target_recall
-        elif max_false_alarm is not None:
-            chosen_policy, target = policy or "max-false-alarm", max_false_alarm
+        chosen_policy, target = policy_for_target(policy, {"target_recall": target_recall,
+                                                           "max_false_alarm": max_false_alarm})
         samples = _labelled_samples(valdir, fold) if valdir is not None else None
         index = chosen_index(index)
         inspector = _load_inspector(index, weights, data_root=data_root)

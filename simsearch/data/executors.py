@@ -9,7 +9,9 @@ process, `encode`s it there and `decode`s it here.
 - `RayExecutor` (`simsearch.engines.ray_engine`): a pool of Ray actors, each holding a copy of the job.
 
 A new way to run beyond one process is one `Executor` class with `@register_executor(name)`; `get_executor(name)`
-finds it (and imports the modules named in `EXECUTOR_MODULES` for those registered outside this one).
+finds it (and imports the modules named in `EXECUTOR_MODULES` for those registered outside this one). Its
+classmethods `check_options` (refuse at once what it cannot run) and `from_options` (built from a command's
+options) are all a face needs: no face branches on an executor's name.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from simsearch.data.images import ImageError, ImageLike
 from simsearch.data.inputs import Item, iter_batches, read_item
-from simsearch.errors import UnknownComponentError
+from simsearch.errors import InputError, UnknownComponentError
 from simsearch.runtime import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, check_batch_size
 
 R = TypeVar("R")
@@ -81,6 +83,19 @@ class Executor(ABC):
     def map_batches(self, fn: Callable[[Batch], R], items: Sequence[ImageLike]) -> Iterator[R]:
         """fn(batch) for each batch of `items`, in input order."""
 
+    @classmethod  # noqa: B027 (most executors take every option)
+    def check_options(cls, address: str | None = None, workers: int | None = None, model: bool = False,
+                      maps: bool = False) -> None:
+        """Refuse at once, before any work, what this executor cannot run: a cluster `address` or a count of
+        `workers` (None: not given), scoring an in-memory `model` (not an index), every score's `maps` brought
+        back here; or a cluster it cannot reach. By default it takes them all."""
+
+    @classmethod
+    def from_options(cls, address: str | None = None, workers: int | None = None,
+                     device: str | None = None) -> "Executor | None":
+        """The executor a command runs on, from the command's options (None: the caller's own, in this process)."""
+        return cls(address=address, workers=workers, device=device)
+
     def close(self) -> None:  # noqa: B027 (most executors hold nothing)
         """Let go of what the executor holds (workers, threads); it may be used again after."""
 
@@ -105,15 +120,24 @@ def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
     return decorate
 
 
-def get_executor(name: str, **options: Any) -> Executor:
-    """The executor registered as `name`, built with `options`; an UnknownComponentError names the known ones."""
+def executor_names() -> list[str]:
+    """The names executors are registered (or will be, on first use) under."""
+    return sorted(set(EXECUTORS) | set(EXECUTOR_MODULES))
+
+
+def executor_class(name: str) -> type[Executor]:
+    """The executor class registered as `name`; an UnknownComponentError names the known ones."""
     if name not in EXECUTORS and name in EXECUTOR_MODULES:
         importlib.import_module(EXECUTOR_MODULES[name])
     if name not in EXECUTORS:
-        known = sorted(set(EXECUTORS) | set(EXECUTOR_MODULES))
-        raise UnknownComponentError(f"unknown executor {name!r}", hint=f"use one of {', '.join(known)} in {{param}}",
-                                    parameter="engine")
-    return EXECUTORS[name](**options)
+        raise UnknownComponentError(f"unknown executor {name!r}",
+                                    hint=f"use one of {', '.join(executor_names())} in {{param}}", parameter="engine")
+    return EXECUTORS[name]
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor registered as `name`, built with `options`; an UnknownComponentError names the known ones."""
+    return executor_class(name)(**options)
 
 
 def batch_size_of(fn: Callable[[Batch], Any]) -> int:
@@ -160,6 +184,18 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int = DEFAULT_WORKERS):
         self.workers = int(workers)
 
+    @classmethod
+    def check_options(cls, address: str | None = None, workers: int | None = None, model: bool = False,
+                      maps: bool = False) -> None:
+        if address is not None or workers is not None:  # a cluster's options: this process has no cluster
+            others = " or ".join(name for name in executor_names() if name != cls.name)
+            raise InputError(f"{{param:address}} and {{param:workers}} are for {{param:engine}} {others}")
+
+    @classmethod
+    def from_options(cls, address: str | None = None, workers: int | None = None,
+                     device: str | None = None) -> None:
+        return None  # the caller's own: its runtime sizes the loader threads and the device
+
     def map_batches(self, fn: Callable[[Batch], R], items: Sequence[ImageLike]) -> Iterator[R]:
         skipped: list[tuple[str, str]] = []
         batches = iter_batches(items, batch_size_of(fn), lambda name, reason: skipped.append((name, reason)),
@@ -193,5 +229,5 @@ def _with_skips(batches: Iterator[list[Item]], skipped: list[tuple[str, str]]) -
         yield Batch([], skipped[:])
 
 
-__all__ = ["EXECUTORS", "Batch", "BatchJob", "Executor", "LocalExecutor", "check_readable", "get_executor",
-           "read_batch", "register_executor"]
+__all__ = ["EXECUTORS", "Batch", "BatchJob", "Executor", "LocalExecutor", "check_readable", "executor_class",
+           "executor_names", "get_executor", "read_batch", "register_executor"]

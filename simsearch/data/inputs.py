@@ -27,6 +27,7 @@ from simsearch.runtime import DEFAULT_WORKERS
 
 Progress = Callable[[int], None]  # called with how many more images are done
 OnSkip = Callable[[str, str], None]  # called with (path, reason) for an unreadable file
+Note = Callable[[str], None]  # called with one line for the user: a choice made, a step skipped, a warning
 Prepare = Callable[[np.ndarray], np.ndarray]  # per-image work done on the loader's threads (e.g. resizing)
 
 

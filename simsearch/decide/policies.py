@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import ClassVar, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -32,13 +32,15 @@ class ThresholdPolicy:
     """How to place a threshold on labelled scores (reject when score >= threshold).
 
     `needs_defects` / `needs_good`: the classes the calibration set must hold; `parameter` names the library
-    parameter that carries the target (for hints); `without_defects`: the policy to use instead when the set
-    has no defects (None: refuse)."""
+    parameter that carries the target (for hints); `target_name`: the target that, given alone, asks for this
+    policy (`policy_for_target`); `without_defects`: the policy to use instead when the set has no defects
+    (None: refuse)."""
 
     name: ClassVar[str] = ""
     needs_defects: ClassVar[bool] = False
     needs_good: ClassVar[bool] = False
     parameter: ClassVar[str | None] = None
+    target_name: ClassVar[str | None] = None
     without_defects: ClassVar[str | None] = None
     # The target is a false-alarm rate read off the good scores: n goods cannot show one below 1 / (n + 1)
     # (the sample-size rule every such policy shares: see `rate_the_goods_allow`).
@@ -76,6 +78,16 @@ def get_policy(name: str) -> ThresholdPolicy:
         raise UnknownComponentError(f"unknown threshold policy {name!r}", hint=f"{{param}} is one of "
                                     f"{', '.join(_POLICIES)}", parameter="policy")
     return _POLICIES[name]()
+
+
+def policy_for_target(policy: str | None, targets: Mapping[str, float | None]) -> tuple[str | None, float | None]:
+    """The policy and target to calibrate with, from a policy name (None: the default) and targets by name
+    (None: not given; give one at most), e.g. (None, {"target_recall": 0.99}) -> ("target-recall", 0.99): a
+    target given alone picks the policy that declares it as its `target_name`."""
+    for name, target in targets.items():
+        if target is not None:
+            return policy or next(cls.name for cls in _POLICIES.values() if cls.target_name == name), target
+    return policy, None
 
 
 def candidate_thresholds(scores: np.ndarray) -> np.ndarray:
@@ -116,6 +128,7 @@ class TargetRecall(ThresholdPolicy):
     name = "target-recall"
     needs_defects = True
     parameter = "target_recall"
+    target_name = "target_recall"
 
     def check_target(self, target: float | None) -> float | None:
         return self._refuse_unless(target is not None and 0 < target <= 1, target, "a recall in (0, 1]", "0.99")
@@ -135,6 +148,7 @@ class MaxFalseAlarm(ThresholdPolicy):
     name = "max-false-alarm"
     needs_good = True
     parameter = "max_false_alarm"
+    target_name = "max_false_alarm"
     target_is_false_alarm_rate = True
     without_defects = "good-only"  # no defects to catch: the conformal quantile of the goods instead
 

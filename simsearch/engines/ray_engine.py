@@ -183,6 +183,19 @@ class RayExecutor(Executor):
         self._joined_here = False
         self._pools: dict[str, list[Any]] = {}  # one pool per job: the model is built once per actor
 
+    @classmethod
+    def check_options(cls, address: str | None = None, workers: int | None = None, model: bool = False,
+                      maps: bool = False) -> None:
+        import_ray()  # before any work: a missing Ray is a one-line error with the install command
+        if address:
+            check_reachable(address)
+        if model:
+            raise InputError("{param:engine} ray scores an index ({param:index}); score a {param:model} with the "
+                             "local engine")
+        if maps:
+            raise InputError("{param:heatmap} needs the local engine: with {param:engine} ray the maps stay on the "
+                             "workers")
+
     def _cluster(self) -> RayCluster:
         if self.cluster is None:
             self.cluster = self._stack.enter_context(ray_cluster(self.address, self.workers))

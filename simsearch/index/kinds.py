@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import faiss
 import numpy as np
+from faiss.contrib.exhaustive_search import knn_ground_truth
 
 from simsearch.errors import InputError
 
@@ -355,21 +356,20 @@ def search_parameters(index: faiss.Index, selector: faiss.IDSelector | None) -> 
 # -- recall -----------------------------------------------------------------------------------------------
 def exact_neighbours(queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
                      k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact squared L2 distances and ids of the k nearest, over vectors given in (vectors, ids) chunks."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    heap = faiss.ResultHeap(len(queries), k)
-    for vectors, ids in chunks:
-        for start in range(0, len(vectors), ADD_CHUNK):
-            block = np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32)
-            distances, positions = faiss.knn(queries, block, min(k, len(block)))
-            found = np.where(positions >= 0, np.asarray(ids[start:start + ADD_CHUNK])[np.maximum(positions, 0)], -1)
-            if distances.shape[1] < k:
-                pad = k - distances.shape[1]
-                distances = np.pad(distances, ((0, 0), (0, pad)), constant_values=np.inf)
-                found = np.pad(found, ((0, 0), (0, pad)), constant_values=-1)
-            heap.add_result(np.ascontiguousarray(distances, dtype=np.float32), np.ascontiguousarray(found))
-    heap.finalize()
-    return heap.D, heap.I
+    """Exact squared L2 distances and ids of the k nearest, over vectors given in (vectors, ids) chunks (one
+    block in memory at a time: FAISS contrib's ground truth); FLT_MAX and -1 where fewer than k exist."""
+    ids_seen: list[np.ndarray] = []
+
+    def blocks() -> Iterator[np.ndarray]:
+        for vectors, ids in chunks:
+            for start in range(0, len(vectors), ADD_CHUNK):
+                ids_seen.append(np.asarray(ids[start:start + ADD_CHUNK], dtype=np.int64))
+                yield np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32)
+
+    # on the CPU: the same distances wherever it runs
+    distances, positions = knn_ground_truth(np.ascontiguousarray(queries, dtype=np.float32), blocks(), k, ngpu=0)
+    ids = np.concatenate(ids_seen) if ids_seen else np.full(1, -1, np.int64)
+    return distances, np.where(positions >= 0, ids[np.clip(positions, 0, len(ids) - 1)], -1)
 
 
 def recall(exact_distances: np.ndarray, found_distances: np.ndarray, k: int) -> float:

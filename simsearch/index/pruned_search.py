@@ -122,6 +122,7 @@ def _squared_distances(queries: np.ndarray, query_norms: np.ndarray, part: CellP
 
 
 def _merge(best_d: np.ndarray, best_i: np.ndarray, new_d: np.ndarray, new_i: np.ndarray, k: int) -> tuple:
+    # by hand, not faiss.ResultHeap: each cell merges into a different subset of rows, a heap takes all of them
     if k == 1:  # the common case (patch scoring): a row minimum, no partial sort
         column = np.argmin(new_d, axis=1)
         rows = np.arange(len(new_d))

@@ -82,6 +82,26 @@ def test_a_new_policy_is_one_class_and_its_registry_entry(monkeypatch):
     assert "median" in policy_names() and threshold.value == pytest.approx(np.median(scores))
 
 
+def test_a_target_given_alone_picks_the_policy_that_declares_it(monkeypatch):
+    both = {"target_recall": None, "max_false_alarm": None}
+    assert policies.policy_for_target(None, both) == (None, None)
+    assert policies.policy_for_target("f1", both) == ("f1", None)
+    assert policies.policy_for_target(None, {**both, "target_recall": 0.9}) == ("target-recall", 0.9)
+    assert policies.policy_for_target(None, {**both, "max_false_alarm": 0.05}) == ("max-false-alarm", 0.05)
+    assert policies.policy_for_target("good-only", {**both, "max_false_alarm": 0.05}) == ("good-only", 0.05)
+    monkeypatch.setattr(policies, "_POLICIES", dict(policies._POLICIES))
+
+    @register_policy
+    class AtLeast(ThresholdPolicy):  # a new target is one class: the CLI needs no branch for it
+        name = "at-least"
+        target_name = "minimum"
+
+        def choose(self, labels, scores, target):
+            return float(target), "the minimum given"
+
+    assert policies.policy_for_target(None, {"minimum": 2.0}) == ("at-least", 2.0)
+
+
 def test_compare_and_calibrate_choose_the_same_f1_threshold():
     from simsearch.baselines.similarity import place_threshold
 

@@ -41,6 +41,19 @@ def test_ray_options_need_the_ray_engine(part_folder):
     assert result.exit_code == 2 and "--results-format is for --results" in result.output
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "{folder}/model"], "--engine ray scores an index (--index); score a --model with the local engine"),
+    (["--heatmap", "{folder}/maps"],
+     "--heatmap needs the local engine: with --engine ray the maps stay on the workers"),
+])
+def test_what_the_ray_engine_cannot_score_is_refused_before_any_work(monkeypatch, part_folder, extra, message):
+    monkeypatch.setattr(ray_engine, "import_ray", lambda: None)  # as if Ray were installed
+    args = ["score", str(part_folder / "good"), "--engine", "ray"] + [a.format(folder=part_folder) for a in extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.strip() == f"error: {message}", result.output
+    assert not (part_folder / "maps").exists()
+
+
 def test_pool_is_one_worker_per_gpu_else_per_cpu():
     assert ray_engine._size_pool({"CPU": 8.0}, None, None).workers == 8
     on_gpus = ray_engine._size_pool({"CPU": 32.0, "GPU": 4.0}, None, "auto")

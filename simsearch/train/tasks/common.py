@@ -11,17 +11,15 @@ from pytorch_metric_learning import distances, losses
 
 from simsearch.data.datasets import Sample, count_by_class
 from simsearch.data.images import ImageError, read_image
+from simsearch.data.inputs import OnSkip, Progress
 from simsearch.errors import TrainingError
 from simsearch.train.loop import TrainResult, TrainSettings
 from simsearch.train.samplers import ClassBalancedBatchSampler
 from simsearch.train.triplets import create_miner
 
-OnSkip = Callable[[str, str], None]
-OnProgress = Callable[[int], None]
-
 
 def read_samples(samples: Sequence[Sample], prepare: Callable[[np.ndarray], torch.Tensor],
-                 on_skip: OnSkip | None = None, on_progress: OnProgress | None = None) -> tuple[list[Sample], list]:
+                 on_skip: OnSkip | None = None, on_progress: Progress | None = None) -> tuple[list[Sample], list]:
     """Read and prepare each sample's image; unreadable ones (and ones the ROI crop refuses) are skipped."""
     kept, prepared = [], []
     for sample in samples:

@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from simsearch.data.datasets import Sample, class_ids
+from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.splits import validation_split
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
 from simsearch.train.tasks.common import (
-    OnProgress,
-    OnSkip,
     TripletObjective,
     TripletOptions,
     balanced_batches,
@@ -98,7 +97,7 @@ class _Batch:
 
 def train_triplet_ae(samples: Sequence[Sample], out_dir: str | Path, model_config: AutoencoderConfig | None = None,
                      settings: TrainSettings | None = None, resume: bool = False, on_event: OnEvent | None = None,
-                     on_read: OnProgress | None = None, on_skip: OnSkip | None = None,
+                     on_read: Progress | None = None, on_skip: OnSkip | None = None,
                      triplet: TripletOptions | None = None) -> TrainResult:
     """Split off a stratified validation set, read the images, and train; returns where the model went."""
     model_config = model_config or AutoencoderConfig()

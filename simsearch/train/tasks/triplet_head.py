@@ -22,6 +22,7 @@ import torch
 
 from simsearch.data.datasets import Sample, class_ids
 from simsearch.data.images import patch_mask
+from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.roi import apply_roi
 from simsearch.data.splits import validation_split
 from simsearch.data.transforms import to_uint8_arrays, to_unit_tensor
@@ -32,8 +33,6 @@ from simsearch.runtime import resolve_device
 from simsearch.train.augment import InspectionAugment
 from simsearch.train.loop import OnEvent, TrainResult, TrainSettings, run_training
 from simsearch.train.tasks.common import (
-    OnProgress,
-    OnSkip,
     TripletObjective,
     TripletOptions,
     balanced_batches,
@@ -113,7 +112,7 @@ class HeadTask:
 
 
 def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
-            read: Callable[[np.ndarray], torch.Tensor], on_read: OnProgress | None,
+            read: Callable[[np.ndarray], torch.Tensor], on_read: Progress | None,
             on_skip: OnSkip | None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, stacked tensors under `field`), reused from `cache` when it was made from the same inputs
     (`key_parts` plus the sample paths); else each sample read through `read`, then saved there."""
@@ -133,7 +132,7 @@ def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
 
 
 def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views: int, seed: int, roi: str | None,
-                   cache: Path, on_read: OnProgress | None = None,
+                   cache: Path, on_read: Progress | None = None,
                    on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, vectors (N, views, D)); reused from `cache` when made from the same inputs."""
     augment, generator = InspectionAugment(), torch.Generator().manual_seed(seed)
@@ -142,7 +141,7 @@ def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views:
 
 
 def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, roi: str | None, cache: Path,
-                         on_read: OnProgress | None = None,
+                         on_read: Progress | None = None,
                          on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, backbone patch grids (N, h, w, D) in float16); reused from `cache` when made from the
     same inputs."""
@@ -223,7 +222,7 @@ def join_sample(vectors: torch.Tensor, labels: Sequence[int], seed: int) -> torc
 def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: str | Path,
                        head_config: HeadConfig | None = None, settings: TrainSettings | None = None,
                        views: int = 2, resume: bool = False, on_event: OnEvent | None = None,
-                       on_read: OnProgress | None = None, on_skip: OnSkip | None = None,
+                       on_read: Progress | None = None, on_skip: OnSkip | None = None,
                        triplet: TripletOptions | None = None) -> TrainResult:
     """Cache the backbone's vectors of a stratified train/validation split, then train the head on them."""
     head_config = head_config or HeadConfig()
@@ -247,7 +246,7 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
 
 
 def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: Path, head_config: HeadConfig,
-                      settings: TrainSettings, resume: bool, on_event: OnEvent | None, on_read: OnProgress | None,
+                      settings: TrainSettings, resume: bool, on_event: OnEvent | None, on_read: Progress | None,
                       on_skip: OnSkip | None, triplet: TripletOptions | None) -> TrainResult:
     """The patch level: cache the backbone's patch grids, mine labelled patches, train the head on them."""
     kept, grids = cached_patch_vectors(samples, backbone, head_config.roi, out_dir / PATCH_FEATURES, on_read, on_skip)
