@@ -25,14 +25,18 @@ class SimsearchError(Exception):
         self.hint = hint
         self.parameter = parameter
 
-    def render(self, name: Callable[[str], str] = lambda parameter: parameter) -> str:
-        """The message and its hint as one line, the parameter written as `name(parameter)`."""
+    def named(self, name: Callable[[str], str] = lambda parameter: parameter) -> tuple[str, str | None]:
+        """The message and the hint with every parameter written as `name(parameter)` (a CLI flag, a field)."""
         message = _OTHER_PARAMETER.sub(lambda match: name(match.group(1)), self.message)
         if not self.hint:
-            return message
+            return message, self.hint
         hint = _OTHER_PARAMETER.sub(lambda match: name(match.group(1)), self.hint)
-        hint = hint.replace("{param}", name(self.parameter)) if self.parameter else hint
-        return f"{message}; {hint}"
+        return message, hint.replace("{param}", name(self.parameter)) if self.parameter else hint
+
+    def render(self, name: Callable[[str], str] = lambda parameter: parameter) -> str:
+        """The message and its hint as one line, the parameter written as `name(parameter)`."""
+        message, hint = self.named(name)
+        return f"{message}; {hint}" if hint else message
 
     def __str__(self) -> str:
         return self.render()

@@ -127,3 +127,14 @@ def test_build_index_modes_come_from_the_registry(part_folder, tmp_path):
     result = _run("build-index", part_folder / "good", "--out", tmp_path / "contrast", "--mode", "contrast", *FAST)
     assert result.exit_code == 0, result.output
     assert "patches in the" in result.output and "mode contrast" in result.output
+
+
+def test_the_service_names_parameters_by_field_in_the_message_and_the_hint():
+    from simsearch.errors import InputError
+    from simsearch.service.app import error_response
+
+    error = InputError("{param:max_false_alarm} and {param:target_recall} both given", hint="give one {param}",
+                       parameter="policy")
+    body = error_response(error).body.decode()
+    assert '"detail":"max_false_alarm and target_recall both given"' in body and '"hint":"give one policy"' in body
+    assert "{param" not in body

@@ -72,8 +72,7 @@ def error_status(error: SimsearchError) -> int:
 
 def error_response(error: SimsearchError) -> JSONResponse:
     """`{"detail", "hint", "parameter", "category"}`: the hint names the request's fields, not CLI flags."""
-    hint = error.hint.replace("{param}", error.parameter) if error.hint and error.parameter else error.hint
-    detail = error.message
+    detail, hint = error.named()  # parameters by their field names
     if isinstance(error, StorageError):
         detail = f"the index could not be saved; nothing changed: {detail}"
     return JSONResponse({"detail": detail, "hint": hint, "parameter": error.parameter, "category": error.category},
