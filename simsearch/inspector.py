@@ -621,7 +621,7 @@ def build_index(good: Sequence[Path], out: str | Path, defects: Sequence[Sample]
     `embedder`: KIND:ARG (`backbone:NAME` takes `layers`, and with `aspect` keep the good images' aspect ratio
     at `image_size` on the short side). Everything is checked before the first image is embedded (a wrong
     index kind, an index already in `out` without `force`)."""
-    from simsearch.data.transforms import input_size_for
+    from simsearch.data.transforms import check_aspect, input_size_for
     from simsearch.index.kinds import parse_kinds
     from simsearch.index.persist import refuse_to_replace
     from simsearch.score.modes import default_mode
@@ -632,6 +632,8 @@ def build_index(good: Sequence[Path], out: str | Path, defects: Sequence[Sample]
     start = time.perf_counter()
     if embedder.startswith("backbone:"):  # the other kinds keep the input size they were trained at
         image_size = input_size_for([str(p) for p in good], image_size, aspect)
+    else:
+        check_aspect(aspect)
     model = create_embedder(embedder, weights=weights, pretrained=pretrained, image_size=image_size,
                             layers=list(layers) if layers else None, **Runtime.of(runtime).embedder_options())
     kinds = parse_kinds(index_kind or None, model.dim)  # a wrong kind fails here, before any embedding

@@ -138,14 +138,6 @@ def _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epoc
                            **({"cache_dir": str(cache)} if cache else {}))
 
 
-def _aspect(aspect: str) -> str:
-    from simsearch.data.transforms import ASPECTS
-
-    if aspect not in ASPECTS:
-        fail(f"--aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
-    return aspect
-
-
 @app.command()
 def compare(
     data: Path = LabelledDataArgument,
@@ -211,7 +203,7 @@ def compare(
             fail(f"{data}: no such file or folder")
         settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                              batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
-                             _options(option), _aspect(aspect))
+                             _options(option), aspect)
         samples = training_samples(data)
         if limit is not None:
             samples = subsample(samples, limit, seed)
@@ -280,7 +272,7 @@ def train_baseline(
         if not data.exists():
             fail(f"{data}: no such file or folder")
         settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
-                             batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=_aspect(aspect))
+                             batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=aspect)
         samples = training_samples(data)  # an MVTec category: train/good joins test/
         settings = input_size_of(settings, [Split(0, samples, [])], _note)
         counts = count_by_class(samples)

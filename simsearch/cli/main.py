@@ -130,13 +130,6 @@ def _exemplar_inputs(good: List[Path], fold: Optional[str], as_json: bool) -> tu
     return [s.path for s in found if not s.is_defect], [s for s in found if s.is_defect], left_out
 
 
-def _check_aspect(aspect: str) -> None:
-    from simsearch.data.transforms import ASPECTS
-
-    if aspect not in ASPECTS:
-        fail(f"--aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
-
-
 @app.command("build-index")
 def build_index(
     good: List[Path] = typer.Argument(..., help="Folders or files of good images (an MVTec category: train/good)."),
@@ -188,7 +181,6 @@ def build_index(
         _check_engine(engine, address, workers)
         skips = SkippedInputs()
         good_files, defect_samples, left_out = _build_inputs(good, defects, out, fold, as_json, skips)
-        _check_aspect(aspect)
         backbone = embedder or backbone
         with _executor(engine, address, workers, device) as executor:
             summary = build(good_files, out, defect_samples, mode=mode, weights=weights, pretrained=not no_pretrained,

@@ -11,6 +11,7 @@ from PIL import Image
 
 from simsearch.data.images import gray_channel, image_shape
 from simsearch.data.roi import apply_roi
+from simsearch.errors import InputError
 
 if TYPE_CHECKING:  # torch on first use: a compiled embedder resizes with resize_rgb and never loads torch
     import torch
@@ -75,12 +76,18 @@ def kept_aspect(side: int, shapes: Iterable[tuple[int, int]]) -> ImageSize:
     return (side, long_side) if ratio > 1 else (long_side, side)
 
 
+def check_aspect(aspect: str) -> str:
+    """`aspect` where it is one of ASPECTS, else an InputError naming them (checked here for every face)."""
+    if aspect not in ASPECTS:
+        raise InputError(f"{{param:aspect}} must be one of {', '.join(ASPECTS)}, not {aspect!r}",
+                         hint=f"give {{param}} {' or '.join(ASPECTS)}", parameter="aspect")
+    return aspect
+
+
 def input_size_for(paths: Sequence[str | Path], side: int, aspect: str = "keep", sample: int = 50) -> ImageSize:
     """The input size for images like `paths` (the headers of up to `sample` of them, spread over the list):
     `side` square, or with aspect "keep" the images' aspect ratio kept (`kept_aspect`)."""
-    if aspect not in ASPECTS:
-        raise ValueError(f"aspect must be one of {', '.join(ASPECTS)}, not {aspect!r}")
-    if aspect == "square" or not len(paths):
+    if check_aspect(aspect) == "square" or not len(paths):
         return side
     step = max(1, len(paths) // sample)
     shapes = [image_shape(path) for path in list(paths)[::step][:sample]]
