@@ -181,10 +181,10 @@ class CompiledEmbedder(Embedder):
             self.session = _session(model)
         except Exception as error:  # ONNX Runtime's errors derive from Exception alone
             raise DamagedCopyError(f"ONNX Runtime cannot open it: {error}") from None
-        _check_outputs(self.session, record)
+        self.image_size = parse_size(record["image_size"])  # checked by _check_record
+        _check_outputs(self.session, self.image_size, record)
         self.record = record
         self._config = dict(config)
-        self.image_size = parse_size(record["image_size"])
         self.batch_size = check_batch_size(batch_size)
 
     @property
@@ -222,12 +222,12 @@ class CompiledEmbedder(Embedder):
                                     hint="open the index with Inspector.load")
 
 
-def _check_outputs(session: Any, record: dict) -> None:
+def _check_outputs(session: Any, size: ImageSize, record: dict) -> None:
     """One blank image through the model: it must give the vectors its record describes (a file is never
     trusted; the exporter may leave output sizes symbolic, so the model's declared shapes would not tell)."""
-    size, grid, dim = record["image_size"], record["grid"], record["dim"]
+    grid, dim = record["grid"], record["dim"]
     try:
-        outputs = session.run(None, {"images": np.zeros((1, *input_shape(parse_size(size)), 3), np.uint8)})
+        outputs = session.run(None, {"images": np.zeros((1, *input_shape(size), 3), np.uint8)})
     except Exception as error:  # ONNX Runtime's errors derive from Exception alone
         raise DamagedCopyError(f"it does not take the images its record describes ({error})") from None
     if [(o.shape, o.dtype) for o in outputs] != [((1, dim), np.float32), ((1, *grid, dim), np.float32)]:
