@@ -161,3 +161,27 @@ def test_the_discriminant_is_fitted_without_the_exemplars_it_projects():
     assert not np.allclose(projections, in_fold)  # out of fold: not the fit that saw them
     assert auroc(labels, projections) > 0.9  # and still telling them apart
     assert np.std((goods - origin) @ direction) == pytest.approx(1.0, rel=0.2)  # the goods' spread is the unit
+
+
+def test_among_equally_ranking_weights_the_widest_tail_gap_is_chosen():
+    rng = np.random.default_rng(7)
+    labels = np.r_[np.zeros(40), np.ones(10)].astype(bool)
+    residuals = np.r_[rng.uniform(1.0, 2.0, 40), rng.uniform(1.2, 3.0, 10)]  # they overlap
+    # both terms separate the exemplars perfectly: every non-zero weight ranks them alike (AUROC 1)
+    projections = np.where(labels, 3.0, 0.0) + 0.1 * rng.standard_normal(50)
+    ratios = np.where(labels, 0.3, 0.0) + 0.1 * rng.standard_normal(50)
+    choice = choose_weight(residuals, ratios, labels, projections)
+    tied = [ab for ab, value in choice.auroc.items() if value == 1.0]
+    assert len(tied) > 1 and (choice.weight, choice.direction_weight) in tied
+    gaps = {ab: open_set.tail_gap(labels, np.log(residuals) + ab[0] * choice.scales[0] * ratios
+                                  + ab[1] * choice.scales[1] * projections) for ab in tied}
+    assert gaps[choice.weight, choice.direction_weight] == max(gaps.values())
+    assert gaps[choice.weight, choice.direction_weight] > gaps[min(tied, key=sum)]  # not the smallest weights
+
+
+def test_the_tail_gap_is_in_the_goods_spread():
+    labels = np.r_[np.zeros(10), np.ones(10)].astype(bool)
+    scores = np.r_[np.arange(10.0), np.arange(10.0) + 20]
+    expected = (np.quantile(np.arange(10.0) + 20, 0.1) - np.quantile(np.arange(10.0), 0.9)) / np.std(np.arange(10.0))
+    assert open_set.tail_gap(labels, scores) == pytest.approx(expected)
+    assert open_set.tail_gap(labels, scores[::-1]) < 0  # overlap (here, reversed) is negative
