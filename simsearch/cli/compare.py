@@ -188,6 +188,7 @@ def compare(
         from simsearch.baselines.compare import compare as run_compare
         from simsearch.baselines.compare import learning_curve, parse_counts, write_report
         from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.datasets import training_samples
         from simsearch.data.splits import kfold_splits, subsample
         from simsearch.report import comparison_run, write_run
@@ -210,7 +211,7 @@ def compare(
         splits = kfold_splits(samples, folds, seed)
         with progress_bar("comparing", len(chosen) * len(splits)) as advance:
             report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
-                                 on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
+                                 Callbacks(note=_note, done=lambda what: advance(1)), report_dir=out)
         report["data"] = str(data)
         if limit is not None:
             report["limit"] = limit
@@ -218,8 +219,8 @@ def compare(
         if counts is not None:
             with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
                 report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,
-                                                 curve_repeats, report, on_note=_note,
-                                                 on_done=lambda name, count: advance(1))
+                                                 curve_repeats, report,
+                                                 Callbacks(note=_note, done=lambda what: advance(1)))
         json_path, csv_path = write_report(report, out)
         run_path = write_run(comparison_run(report), out)
         if as_json:
@@ -262,6 +263,7 @@ def train_baseline(
     with handle_errors():
         from simsearch.baselines.compare import input_size_of
         from simsearch.baselines.registry import build_baseline, resolve_methods
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.datasets import count_by_class, training_samples
         from simsearch.data.splits import Split
         from simsearch.report import training_run, write_run
@@ -274,11 +276,11 @@ def train_baseline(
         settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                              batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=aspect)
         samples = training_samples(data)  # an MVTec category: train/good joins test/
-        settings = input_size_of(settings, [Split(0, samples, [])], _note)
+        settings = input_size_of(settings, [Split(0, samples, [])], Callbacks(note=_note))
         counts = count_by_class(samples)
         err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
                           highlight=False)
-        model = build_baseline(method, settings, on_note=_note)
+        model = build_baseline(method, settings, Callbacks(note=_note))
         with progress_bar(f"training {method}", None):
             model.fit(samples)
         model.save(out)

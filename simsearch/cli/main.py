@@ -172,6 +172,7 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.inspector import build_index as build
         from simsearch.runtime import Runtime
         from simsearch.score.modes import SCORING_MODES
@@ -188,8 +189,8 @@ def build_index(
                             image_size=image_size, aspect=aspect, k=k, coreset_ratio=coreset_ratio,
                             layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                             index_kind=index_kind, runtime=Runtime.of(batch_size=batch_size, device=device),
-                            force=force, compile=compile_copy, executor=executor, progress=progress_bar,
-                            on_skip=skips, **_wait(wait))
+                            force=force, compile=compile_copy, executor=executor,
+                            callbacks=Callbacks(skip=skips, stage=progress_bar), **_wait(wait))
         summary |= {"skipped": skips.records,
                     "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
         if as_json:
@@ -264,6 +265,7 @@ def score(
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.images import list_image_files
         from simsearch.engines.results import ResultsWriter
         from simsearch.report.overlay import write_overlays
@@ -285,7 +287,7 @@ def score(
             executor = stack.enter_context(_executor(engine, address, workers, device))
             # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
             # a baseline from --model scores in this process (the Scorer contract has no executor)
-            scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
+            scored = inspector.iter_score(files, Callbacks(progress=advance, skip=skips),
                                           maps="all" if heatmap is not None else "needed",
                                           **({"executor": executor} if executor is not None else {}))
             if heatmap is not None:
@@ -350,6 +352,7 @@ def add(
 ) -> None:
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.data.images import list_image_files, shown_path
         from simsearch.inspector import describe_label
@@ -367,8 +370,8 @@ def add(
         inspector = _load_inspector(index, weights)
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
-                                               allow_duplicates=allow_duplicates, on_progress=advance,
-                                               on_skip=skips, **_wait(wait))
+                                               allow_duplicates=allow_duplicates,
+                                               callbacks=Callbacks(progress=advance, skip=skips), **_wait(wait))
         relabels = _held_otherwise(inspector.index_, skipped, label)
         same = [path for path in skipped if path not in relabels]
         if same and not as_json:
@@ -569,6 +572,7 @@ def calibrate(
     """Choose and store the reject threshold, and show what it gives."""
     with handle_errors():
         from simsearch.cli.output import print_calibration
+        from simsearch.data.callbacks import Callbacks
         from simsearch.decide.policies import policy_for_target
         from simsearch.inspector import calibrate_index
 
@@ -584,8 +588,7 @@ def calibrate(
         with progress_bar("scoring", total) as advance:
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
-                                          on_progress=advance, on_skip=skips,
-                                          warn=warn)
+                                          callbacks=Callbacks(progress=advance, skip=skips, note=warn))
         if max_false_alarm is not None and calibration.target is not None and calibration.target > max_false_alarm:
             warn(f"--max-false-alarm {max_false_alarm:g} needs more good images than the set holds: the strictest "
                  f"rate they allow, {calibration.target:.3g}, was used (add good images for a stricter one)")
@@ -616,6 +619,7 @@ def evaluate(
     exist), for an index or a saved baseline (--model)."""
     with handle_errors():
         from simsearch.cli.output import print_evaluation
+        from simsearch.data.callbacks import Callbacks
         from simsearch.evaluate.evaluation import evaluate_dataset
 
         samples = _labelled_samples(dataset, fold)
@@ -625,7 +629,7 @@ def evaluate(
             else _load_inspector(index, weights, batch_size, device)
         skips = SkippedInputs()
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=skips, warn=warn)
+            evaluation = evaluate_dataset(scorer, samples, Callbacks(progress=advance, skip=skips, note=warn))
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation
@@ -649,9 +653,10 @@ def demo(
     with handle_errors():
         from simsearch.cli.demo import run_demo
         from simsearch.cli.output import print_evaluation
+        from simsearch.data.callbacks import Callbacks
 
         with progress_bar("demo", None) as advance:
-            evaluation = run_demo(out, on_progress=advance)
+            evaluation = run_demo(out, Callbacks(progress=advance))
         if as_json:
             typer.echo(json.dumps(evaluation.to_dict()))
             return

@@ -280,7 +280,8 @@ def _allow_open_files(count: int) -> None:
 def serve(app: FastAPI, sock: socket.socket, max_connections: int = 512, access_log: bool = True,
           on_start: Callable[[], None] | None = None, header_timeout: float = 10.0, send_timeout: float = 30.0,
           min_send_rate: float = 10_000.0) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish, run shutdown."""
+    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish, run shutdown. `on_start`:
+    called once the socket is served (the CLI's listening line; a server's moment, not a Callbacks hook)."""
     # the cap, the connections over it before room is made, a burst asyncio accepts at once, and the rest:
     # the index, the model, logs
     _allow_open_files(max_connections + 2 * BACKLOG + 256)
