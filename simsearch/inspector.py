@@ -534,6 +534,18 @@ def describe_label(exemplar: Exemplar) -> str:
     return exemplar.label + (f", type {exemplar.defect_type}" if exemplar.defect_type else "")
 
 
+def held_otherwise(index: ExemplarIndex, paths: Sequence[str], label: str) -> dict[str, Exemplar]:
+    """Of files skipped as held already (same sha256), those the index holds under another label than `label`:
+    path -> the exemplar holding it (the lowest id, where several do)."""
+    from simsearch.files import file_sha256
+
+    if not paths:
+        return {}
+    by_sha = {e.sha256: e for _, e in sorted(index.exemplars.items(), reverse=True) if e.sha256}
+    held = {path: by_sha.get(file_sha256(path)) for path in paths}
+    return {path: exemplar for path, exemplar in held.items() if exemplar is not None and exemplar.label != label}
+
+
 def _is_samples(items: object) -> bool:
     """True for a non-empty list of labelled Samples (what Scorer.fit takes)."""
     return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, Sample) for i in items)

@@ -21,15 +21,16 @@ import numpy as np
 
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
-from simsearch.data.callbacks import Callbacks
-from simsearch.data.datasets import Sample
-from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
+from simsearch.data.callbacks import Callbacks, Progress
+from simsearch.data.datasets import Sample, training_samples
+from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects, kfold_splits, subsample
 from simsearch.data.transforms import ImageSize, input_size_for, size_text
 from simsearch.decide.policies import threshold_for_f1
 from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.runtime import DEFAULT_BATCH_SIZE
+from simsearch.score.scorer import Scorer
 from simsearch.train.classifier import TrainConfig
 
 METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
@@ -324,6 +325,58 @@ def _mean_std(values: Sequence[float | None]) -> dict[str, Any]:
     present = [float(v) for v in values if v is not None and v == v]
     return {"mean": float(np.mean(present)) if present else None,
             "std": float(np.std(present)) if present else None, "n": len(present)}
+
+
+def compare_dataset(data: str | Path, methods: str | Sequence[str], settings: CompareSettings, folds: int = 5,
+                    limit: int | None = None, curve_counts: str | None = None, curve_repeats: int = 3,
+                    out: str | Path = "artifacts/compare", save_models: bool = True,
+                    callbacks: Callbacks | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """`compare` on a labelled folder (an MVTec category: train/good joins test/): `folds` stratified folds of its
+    images (of a stratified subset of `limit` of them), seeded by settings.seed, with the learning curve at
+    `curve_counts` ('0,1,3,10,all') when given. The report is written to `out` as it grows, each fold's model
+    under out/models with `save_models`. Returns the report and its JSON and CSV files."""
+    chosen = resolve_methods(methods)
+    counts = parse_counts(curve_counts) if curve_counts is not None else None  # refused before any training
+    samples = training_samples(data)
+    if limit is not None:
+        samples = subsample(samples, limit, settings.seed)
+    splits = kfold_splits(samples, folds, settings.seed)
+    out, callbacks = Path(out), callbacks or Callbacks()
+    with callbacks.staged("comparing", len(chosen) * len(splits)) as advance:
+        report = compare(splits, chosen, settings, out / "models" if save_models else None,
+                         _counting(callbacks, advance), report_dir=out)
+    report["data"] = str(data)
+    if limit is not None:
+        report["limit"] = limit
+        report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
+    if counts is not None:
+        methods = list(report["methods"])
+        with callbacks.staged("learning curve", len(methods) * len(counts)) as advance:
+            report["curve"] = learning_curve(splits, methods, settings, counts, curve_repeats, report,
+                                             _counting(callbacks, advance))
+    return (report, *write_report(report, out))
+
+
+def _counting(callbacks: Callbacks, advance: Progress) -> Callbacks:
+    """The callbacks with each unit done also counted by `advance` (a stage's bar)."""
+    def done(what: str) -> None:
+        callbacks.done(what)
+        advance(1)
+    return replace(callbacks, done=done)
+
+
+def train_baseline(method: str, samples: Sequence[Sample], settings: CompareSettings, out: str | Path,
+                   callbacks: Callbacks | None = None) -> Scorer:
+    """One method trained on every labelled sample (its own validation part picks the epochs and the threshold),
+    at the input size `compare` runs it at, and saved to `out` (`simsearch.load` opens it); the training is the
+    stage "training METHOD"."""
+    callbacks = callbacks or Callbacks()
+    settings = input_size_of(settings, [Split(0, samples, [])], callbacks)
+    model = build_baseline(method, settings, Callbacks(note=callbacks.note))  # told only notes, as in compare
+    with callbacks.staged(f"training {method}", None):
+        model.fit(samples)
+    model.save(out)
+    return model
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> tuple[Path, Path]:

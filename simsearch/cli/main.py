@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -353,15 +352,11 @@ def add(
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
         from simsearch.data.callbacks import Callbacks
-        from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.data.images import list_image_files, shown_path
-        from simsearch.inspector import describe_label
+        from simsearch.inspector import describe_label, held_otherwise
 
         index, paths = _index_and_rest(index, paths, "images or folders to add")
-        label = normalise_label(label)
-        if defect_type and label != "defect":
-            fail("--type is only for --label defect")
-        defect_type = check_defect_type(defect_type, "type")  # refused before any image is embedded
+        label, defect_type = _label_and_type(label, defect_type)
         skips = SkippedInputs()
         files = _drop_non_utf8_names(list_image_files(paths), skips)
         if not files:
@@ -372,7 +367,7 @@ def add(
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
                                                allow_duplicates=allow_duplicates,
                                                callbacks=Callbacks(progress=advance, skip=skips), **_wait(wait))
-        relabels = _held_otherwise(inspector.index_, skipped, label)
+        relabels = held_otherwise(inspector.index_, skipped, label)
         same = [path for path in skipped if path not in relabels]
         if same and not as_json:
             warn(f"skipped {len(same)} file(s) the index already holds (same sha256), e.g. {same[0]}; "
@@ -394,15 +389,14 @@ def add(
         skips.finish()
 
 
-def _held_otherwise(index, skipped: list[str], label: str) -> dict:
-    """The skipped files the index holds under another label than `label`: path -> the exemplar holding it."""
-    from simsearch.files import file_sha256
+def _label_and_type(label: str, defect_type: Optional[str]) -> tuple[str, Optional[str]]:
+    """--label as stored (good or defect) and --type, checked before any image is embedded."""
+    from simsearch.data.datasets import check_defect_type, normalise_label
 
-    if not skipped:
-        return {}
-    by_sha = {e.sha256: e for _, e in sorted(index.exemplars.items(), reverse=True) if e.sha256}  # lowest id wins
-    held = {path: by_sha.get(file_sha256(path)) for path in skipped}
-    return {path: exemplar for path, exemplar in held.items() if exemplar is not None and exemplar.label != label}
+    label = normalise_label(label)
+    if defect_type and label != "defect":
+        fail("--type is only for --label defect")
+    return label, check_defect_type(defect_type, "type")
 
 
 @app.command()
@@ -418,15 +412,11 @@ def relabel(
     """Change an exemplar's label (and type): its file is embedded again and added back with a new id, in one
     transaction under the index lock."""
     with handle_errors():
-        from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.inspector import describe_label
 
         if index is None:
             fail("name the index with --index FOLDER")
-        label = normalise_label(label)
-        if defect_type and label != "defect":
-            fail("--type is only for --label defect")
-        defect_type = check_defect_type(defect_type, "type")
+        label, defect_type = _label_and_type(label, defect_type)
         inspector = _load_inspector(index, weights)
         old, new = inspector.relabel_saved(index, exemplar_id, label, defect_type, **_wait(wait))
         if as_json:
@@ -463,7 +453,7 @@ def remove(
 ) -> None:
     """Remove exemplars by id or source path (saved atomically)."""
     with handle_errors():
-        from simsearch.index import update_index
+        from simsearch.index.persist import remove_saved
 
         arguments = list(arguments or [])
         if index is None and arguments:
@@ -476,22 +466,7 @@ def remove(
         ids = [int(text) for text in arguments]
         if not ids and not path:
             fail("name the exemplars to remove: ids, or --path")
-
-        def change(store) -> list[int]:
-            chosen = list(ids or [])
-            for wanted in path or []:
-                matches = [e.id for e in store.exemplars.values()
-                           if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
-                if not matches:
-                    moved = store.data_root is not None and not os.path.isdir(store.data_root)
-                    fail(f"no exemplar in {index} was added from {wanted}"
-                         + (f" (its files were under {store.data_root}, which is gone: if they moved, say where "
-                            "with --data-root)" if moved else ""))
-                chosen.extend(matches)
-            return store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
-
-        # under the writer lock, on the committed index
-        _, chosen = update_index(index, change, data_root=data_root, **_wait(wait))
+        chosen = remove_saved(index, ids, path or [], data_root=data_root, **_wait(wait))
         if as_json:
             typer.echo(json.dumps({"removed": chosen}))
         else:
