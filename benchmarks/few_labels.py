@@ -152,13 +152,15 @@ def units(name: str, samples: list, args: argparse.Namespace) -> list[tuple[str,
 
 def run_unit(name: str, held: str | None, splits: list, methods: list[str], settings: Any) -> dict[str, Any]:
     from simsearch.baselines.compare import compare
+    from simsearch.data.callbacks import Callbacks
 
     label = name if held is None else f"{name} (without {held})"
     started = time.perf_counter()
 
-    def done(method: str, fold: int) -> None:
-        stage(f"[{label}] {method} fold {fold}/{len(splits)} done ({time.perf_counter() - started:.0f} s)")
-    return compare(splits, methods, settings, on_note=lambda text: stage(f"[{label}] note: {text}"), on_done=done)
+    def done(what: str) -> None:  # what: "METHOD fold F/N"
+        stage(f"[{label}] {what} done ({time.perf_counter() - started:.0f} s)")
+    return compare(splits, methods, settings,
+                   callbacks=Callbacks(note=lambda text: stage(f"[{label}] note: {text}"), done=done))
 
 
 def rows_of(name: str, held: str | None, report: dict[str, Any], samples: list, args: argparse.Namespace) -> list[dict]:

@@ -7,20 +7,20 @@ anomalib), `decision_function` the normalised score minus 0.5, and `predict` 1 f
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample, exemplar_samples, good_image_files
 from simsearch.data.executors import Batch, BatchJob, Executor, LocalExecutor, check_readable
 from simsearch.data.images import ImageError, ImageLike, patch_mask
-from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs
+from simsearch.data.inputs import expand_inputs
 from simsearch.decide.policies import calibrate
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
@@ -83,8 +83,7 @@ class Inspector(Scorer):
 
     def fit(self, good: Sequence[Sample] | ImageLike | Sequence[ImageLike],
             defects: ImageLike | Sequence[ImageLike] | None = None, defect_type: str | None = None,
-            on_progress: Progress | None = None, on_skip: OnSkip | None = None,
-            executor: Executor | None = None) -> "Inspector":
+            callbacks: Callbacks | None = None, executor: Executor | None = None) -> "Inspector":
         """Build a new index from labelled Samples (good ones index as good exemplars, defects as typed defect
         exemplars), or from good images (paths, folders, PIL images or arrays) and optional defects. `executor`:
         where the images are embedded (default: this process, `LocalExecutor`; `RayExecutor`: a Ray cluster);
@@ -116,7 +115,7 @@ class Inspector(Scorer):
         for start in range(0, len(good_inputs), FIT_CHUNK):
             chunk = good_inputs[start:start + FIT_CHUNK]
             try:
-                self.add(chunk, "good", on_progress=on_progress, on_skip=on_skip, executor=executor)
+                self.add(chunk, "good", callbacks=callbacks, executor=executor)
                 readable += 1
             except ImageError:
                 if len(good_inputs) == 1:
@@ -124,8 +123,8 @@ class Inspector(Scorer):
         if readable == 0:
             raise ImageError(f"none of the {len(good_inputs)} good inputs could be read as an image")
         if defects is not None:
-            self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, on_progress=on_progress,
-                     on_skip=on_skip, masks=defect_masks, executor=executor)
+            self.add(defects, "defect", defect_type=defect_type, defect_types=defect_types, callbacks=callbacks,
+                     masks=defect_masks, executor=executor)
         self.index_.apply_index_kinds()  # trained once on the whole bank, not chunk by chunk
         if mode.needs_patches:  # a mode that gives maps
             self.index_.map_scale = self._map_scale()
@@ -142,24 +141,24 @@ class Inspector(Scorer):
         return {"low": float(scores.min()), "high": float(scores.max()), "images": int(len(scores))}
 
     def add(self, images: ImageLike | Sequence[ImageLike], label: str = "good", defect_type: str | None = None,
-            defect_types: Sequence[str | None] | None = None, on_progress: Progress | None = None,
-            on_skip: OnSkip | None = None, allow_duplicates: bool = True,
+            defect_types: Sequence[str | None] | None = None, callbacks: Callbacks | None = None,
+            allow_duplicates: bool = True,
             masks: Sequence[str | Path | None] | None = None, executor: Executor | None = None) -> list[int]:
         """Embed and add exemplars; returns their ids. The index changes only once all are embedded. `masks`:
         a defect mask file (or None) per image, marking the patches that join the defect patch bank."""
         index = self._require_index()
-        new, embeddings, mask_grids = self._embed_exemplars(images, label, defect_type, defect_types, on_progress,
-                                                            on_skip, masks, executor)
+        new, embeddings, mask_grids = self._embed_exemplars(images, label, defect_type, defect_types, callbacks,
+                                                            masks, executor)
         return index.add(new, embeddings.image, embeddings.patches, allow_duplicates, mask_grids)
 
     def add_saved(self, folder: str | Path, images: ImageLike | Sequence[ImageLike], label: str = "good",
                   defect_type: str | None = None, defect_types: Sequence[str | None] | None = None,
-                  allow_duplicates: bool = False, wait: float = DEFAULT_WAIT, on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None) -> tuple[list[int], list[str]]:
+                  allow_duplicates: bool = False, wait: float = DEFAULT_WAIT,
+                  callbacks: Callbacks | None = None) -> tuple[list[int], list[str]]:
         """Embed images, then add them to the index saved in `folder` under its writer lock, on top of whatever
         other writers committed meanwhile (waiting up to `wait` s for them). Files the index already holds
         (same sha256) are skipped unless `allow_duplicates`. Returns the new ids and the skipped paths."""
-        new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, on_progress, on_skip)
+        new, embeddings, _ = self._embed_exemplars(images, label, defect_type, defect_types, callbacks)
 
         def change(index: ExemplarIndex) -> tuple[list[int], list[NewExemplar]]:
             if allow_duplicates:  # one file held as good and as defect at once would score against itself
@@ -195,7 +194,7 @@ class Inspector(Scorer):
         if not os.path.isfile(exemplar.path):
             raise InputError(f"exemplar {exemplar.id}'s file {exemplar.path} is not there: it cannot be embedded "
                              "again under a new label", hint="remove the exemplar and add the image again")
-        new, embeddings, _ = self._embed_exemplars([exemplar.path], label, defect_type or None, None, None, None)
+        new, embeddings, _ = self._embed_exemplars([exemplar.path], label, defect_type or None, None, None)
         if new[0].sha256 != exemplar.sha256:
             raise InputError(f"exemplar {exemplar.id}'s file {exemplar.path} changed since it was added (sha256 "
                              "differs)", hint="remove the exemplar and add the file again")
@@ -222,8 +221,8 @@ class Inspector(Scorer):
         return old, new
 
     def _embed_exemplars(self, images: ImageLike | Sequence[ImageLike], label: str, defect_type: str | None,
-                         defect_types: Sequence[str | None] | None, on_progress: Progress | None,
-                         on_skip: OnSkip | None, masks: Sequence[str | Path | None] | None = None,
+                         defect_types: Sequence[str | None] | None, callbacks: Callbacks | None,
+                         masks: Sequence[str | Path | None] | None = None,
                          executor: Executor | None = None,
                          ) -> tuple[list[NewExemplar], Embeddings, list[np.ndarray | None] | None]:
         embedder = self._require_embedder()
@@ -235,7 +234,7 @@ class Inspector(Scorer):
         new: list[NewExemplar] = []
         kept_masks: list[str | Path | None] = []
         parts: list[Embeddings] = []
-        for out in self._run(EmbedJob(embedder, sha256=True), inputs, executor, on_progress, on_skip):
+        for out in self._run(EmbedJob(embedder, sha256=True), inputs, executor, callbacks):
             for position, path, sha in zip(out.positions, out.paths, out.sha256):  # what the catalogue needs
                 kind = defect_types[position] if defect_types is not None else defect_type
                 # absolute (symlinks kept): nearest[].path and report thumbnails work from any folder
@@ -252,20 +251,20 @@ class Inspector(Scorer):
         return new, embeddings, [None if path is None else patch_mask(path, grid) for path in kept_masks]
 
     def _run(self, job: BatchJob, inputs: Sequence[ImageLike], executor: Executor | None,
-             on_progress: Progress | None, on_skip: OnSkip | None) -> Iterator[Any]:
+             callbacks: Callbacks | None) -> Iterator[Any]:
         """`job`'s outputs over `inputs` on `executor` (default: this process, with this inspector's loader
         threads), the batches with readable images only; skips and progress reported here, in input order."""
         executor = executor or LocalExecutor(self.workers)
+        callbacks = callbacks or Callbacks()
         readable, first_reason = 0, None
         for out in executor.map_batches(job, inputs):
             for name, reason in out.skipped:
                 first_reason = first_reason or reason
-                if on_skip is not None:
-                    on_skip(name, reason)
+                callbacks.skip(name, reason)
             done = _count(out)
             readable += done
-            if on_progress is not None and done + len(out.skipped):
-                on_progress(done + len(out.skipped))
+            if done + len(out.skipped):
+                callbacks.progress(done + len(out.skipped))
             if done:
                 yield out
         check_readable(len(inputs), readable, first_reason)
@@ -275,9 +274,8 @@ class Inspector(Scorer):
         self._require_index().remove(ids)
 
     # -- scoring ----------------------------------------------------------------------------------
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all",
-                   executor: Executor | None = None) -> Iterator[ScoreResult]:
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+                   maps: str = "all", executor: Executor | None = None) -> Iterator[ScoreResult]:
         """Score images, one result at a time as batches finish: raw and normalised score, verdict (once a
         threshold exists), nearest exemplars, and anomaly maps: for every image (maps="all"), or only where a
         reject's boxes need them ("needed": the same scores, from a search that skips most patches of the
@@ -286,7 +284,7 @@ class Inspector(Scorer):
         check_maps(maps)
         self._require_index()
         self._require_embedder()
-        for out in self._run(ScoreJob(self, maps), expand_inputs(images), executor, on_progress, on_skip):
+        for out in self._run(ScoreJob(self, maps), expand_inputs(images), executor, callbacks):
             yield from out.results
 
     def _apply_thresholds(self, index: ExemplarIndex, embeddings: Embeddings, results: list[ScoreResult],
@@ -536,6 +534,18 @@ def describe_label(exemplar: Exemplar) -> str:
     return exemplar.label + (f", type {exemplar.defect_type}" if exemplar.defect_type else "")
 
 
+def held_otherwise(index: ExemplarIndex, paths: Sequence[str], label: str) -> dict[str, Exemplar]:
+    """Of files skipped as held already (same sha256), those the index holds under another label than `label`:
+    path -> the exemplar holding it (the lowest id, where several do)."""
+    from simsearch.files import file_sha256
+
+    if not paths:
+        return {}
+    by_sha = {e.sha256: e for _, e in sorted(index.exemplars.items(), reverse=True) if e.sha256}
+    held = {path: by_sha.get(file_sha256(path)) for path in paths}
+    return {path: exemplar for path, exemplar in held.items() if exemplar is not None and exemplar.label != label}
+
+
 def _is_samples(items: object) -> bool:
     """True for a non-empty list of labelled Samples (what Scorer.fit takes)."""
     return isinstance(items, (list, tuple)) and bool(items) and all(isinstance(i, Sample) for i in items)
@@ -555,8 +565,8 @@ def _expand_good(good: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return list(good_image_files(paths)) + others if paths else others
 
 
-def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = None,
-                         on_skip: OnSkip | None = None, limit: int | None = None) -> np.ndarray:
+def leave_one_out_scores(inspector: Inspector, callbacks: Callbacks | None = None,
+                         limit: int | None = None) -> np.ndarray:
     """Scores of the index's own good exemplars, each against all the others (never against itself),
     re-embedded from their source files (`limit`: only that many, evenly spread over the ids)."""
     index = inspector.index_
@@ -569,7 +579,7 @@ def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = No
         raise InputError("good-only calibration re-scores the index's good exemplars from their files, and "
                          f"only {len(present)} of them can be found; pass a folder of good images instead")
     scores = []
-    for batch, embeddings in iter_embedded(inspector.embedder, present, on_progress, on_skip):
+    for batch, embeddings in iter_embedded(inspector.embedder, present, callbacks):
         for row, item in enumerate(batch):
             single = Embeddings(embeddings.image[row:row + 1],
                                 None if embeddings.patches is None else embeddings.patches[row:row + 1])
@@ -579,21 +589,18 @@ def leave_one_out_scores(inspector: Inspector, on_progress: Progress | None = No
 
 
 def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = None, policy: str | None = None,
-                    target: float | None = None, source: str = "", on_progress: Progress | None = None,
-                    on_skip: OnSkip | None = None, warn: Note | None = None) -> Threshold:
+                    target: float | None = None, source: str = "", callbacks: Callbacks | None = None) -> Threshold:
     """Choose a threshold on a labelled set (or, with none, on the index's own good exemplars left out one
     at a time) and store it in the index's manifest (in memory: save the index after)."""
     index = inspector.index_
     if samples is None:
-        scores = leave_one_out_scores(inspector, on_progress, on_skip)
+        scores = leave_one_out_scores(inspector, callbacks)
         calibration = calibrate(np.zeros(len(scores), int), scores, policy or "good-only", target)
         calibration.reason += " (leave-one-out on the index's good exemplars)"
         source = source or "index exemplars, leave-one-out"
     else:
-        fresh = leave_out_exemplars(inspector, samples, "calibration", warn)
-        if on_progress is not None and len(fresh) < len(samples):
-            on_progress(len(samples) - len(fresh))
-        kept, results = score_samples(inspector, fresh, on_progress, on_skip)
+        fresh = leave_out_exemplars(inspector, samples, "calibration", callbacks)
+        kept, results = score_samples(inspector, fresh, callbacks)
         labels = np.array([s.is_defect for s in kept], dtype=int)
         calibration = calibrate(labels, np.array([r.score for r in results]), policy, target)
         pixels = maps_and_masks(kept, results)
@@ -606,16 +613,12 @@ def calibrate_index(inspector: Inspector, samples: Sequence[Sample] | None = Non
     return calibration
 
 
-Stage = Callable[[str, int], ContextManager[Progress]]  # (stage name, images) -> a context yielding advance(n)
-
-
 def build_index(good: Sequence[Path], out: str | Path, defects: Sequence[Sample] = (), *, mode: str | None = None,
                 embedder: str = "backbone:resnet18", weights: str | Path | None = None, pretrained: bool = True,
                 image_size: int = 224, aspect: str = "keep", layers: Sequence[str] | None = None, k: int = 1,
                 coreset_ratio: float = 0.1, index_kind: Sequence[str] | None = None, runtime: Runtime | None = None,
                 force: bool = False, compile: bool = True, wait: float = DEFAULT_WAIT,
-                executor: Executor | None = None, progress: Stage | None = None,
-                on_skip: OnSkip | None = None) -> dict[str, Any]:
+                executor: Executor | None = None, callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Build an index of the `good` image files (and the labelled `defects`) in `out` and describe it: counts,
     mode (and `mode_reason` where none was named), embedder, seconds, bytes on disk, each store's index kind.
     `embedder`: KIND:ARG (`backbone:NAME` takes `layers`, and with `aspect` keep the good images' aspect ratio
@@ -639,11 +642,13 @@ def build_index(good: Sequence[Path], out: str | Path, defects: Sequence[Sample]
     kinds = parse_kinds(index_kind or None, model.dim)  # a wrong kind fails here, before any embedding
     refuse_to_replace(out, force)  # before the embedding; again when saving
     inspector = Inspector(model, mode=mode, k=k, coreset_ratio=coreset_ratio, index_kind=kinds)
-    with progress("embedding", len(good) + len(defects)) if progress else contextlib.nullcontext() as advance:
-        inspector.fit(list(good), on_progress=advance, on_skip=on_skip, executor=executor)
+    callbacks = callbacks or Callbacks()
+    with callbacks.staged("embedding", len(good) + len(defects)) as advance:  # its own bar, closed before saving
+        embedding = replace(callbacks, progress=advance)
+        inspector.fit(list(good), callbacks=embedding, executor=executor)
         if defects:
             inspector.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
-                          on_progress=advance, on_skip=on_skip, executor=executor)
+                          callbacks=embedding, executor=executor)
     inspector.save(out, force=force, compile=compile, wait=wait)
     index = inspector.index_
     return {"index": str(out), **index.counts(), "defect_types": index.defect_types(), "dim": index.dim,

@@ -178,6 +178,7 @@ def test_the_compiled_copy_is_kept_across_saves_without_rewriting(small_embedder
 
 
 def test_build_index_describes_what_it_built_and_refuses_a_replacement_before_embedding(part_folder, tmp_path):
+    from simsearch.data.callbacks import Callbacks
     from simsearch.data.datasets import typed_defect_samples
     from simsearch.errors import ConflictError
     from simsearch.index import ExemplarIndex
@@ -196,7 +197,7 @@ def test_build_index_describes_what_it_built_and_refuses_a_replacement_before_em
 
     out = tmp_path / "index"
     summary = build_index(good, out, defects, pretrained=False, image_size=64, aspect="square", compile=False,
-                          runtime=Runtime.of(device="cpu"), progress=progress)
+                          runtime=Runtime.of(device="cpu"), callbacks=Callbacks(stage=progress))
     assert (summary["good"], summary["defect"], summary["defect_types"]) == (12, 4, {"spot": 4})
     assert (summary["mode"], summary["embedder"]["image_size"]) == ("open-set", 64)
     assert summary["mode_reason"] and summary["bytes"] > 0
@@ -205,5 +206,5 @@ def test_build_index_describes_what_it_built_and_refuses_a_replacement_before_em
     stages.clear()
     with pytest.raises(ConflictError):
         build_index(good, out, mode="patch", pretrained=False, image_size=64, aspect="square", compile=False,
-                    progress=progress)
+                    callbacks=Callbacks(stage=progress))
     assert stages == []  # refused before any image was embedded

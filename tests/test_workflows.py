@@ -1,5 +1,6 @@
 import json
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import discover_samples
 from simsearch.data.splits import select_fold
 from simsearch.evaluate.evaluation import evaluate_dataset
@@ -30,7 +31,7 @@ def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_e
     inspector = Inspector(small_embedder, mode="patch", coreset_ratio=0.5).fit(first_six)
     samples = discover_samples(part_folder)
     warnings = []
-    calibrate_index(inspector, samples, "f1", warn=warnings.append)
+    calibrate_index(inspector, samples, "f1", callbacks=Callbacks(note=warnings.append))
     assert warnings and "left out 6" in warnings[0]
     evaluation = evaluate_dataset(inspector, samples)  # the 6 exemplars are left out here too
     assert evaluation.confusion is not None and sum(map(sum, evaluation.confusion)) == 10

@@ -14,9 +14,10 @@ from simsearch.baselines.models import CamClassifier, SmallCNN
 from simsearch.baselines.persist import SavedBaseline, write_baseline
 from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import CARVE_OUT, FIXED, basis, place_threshold
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
-from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.inputs import expand_inputs, iter_items
 from simsearch.data.splits import validation_split
 from simsearch.data.transforms import ImageSize, size_config, size_text
 from simsearch.decide.threshold import probability_threshold
@@ -55,16 +56,16 @@ def load_backbone_weights(model: CamClassifier, weights: str | Path | None = Non
     return source
 
 
-def build_cnn(options: Any, on_note: Note | None = None) -> "ImageClassifier":
+def build_cnn(options: Any, callbacks: Callbacks | None = None) -> "ImageClassifier":
     """Seed 000's small CNN from CompareSettings (its own image size and learning rate)."""
     return ImageClassifier("cnn", options.cnn_image_size, options.backbone, options.weights, options.pretrained,
-                           options.train_config("cnn"), **_runtime(options), on_note=on_note)
+                           options.train_config("cnn"), **_runtime(options), callbacks=callbacks)
 
 
-def build_cam(options: Any, on_note: Note | None = None) -> "ImageClassifier":
+def build_cam(options: Any, callbacks: Callbacks | None = None) -> "ImageClassifier":
     """Seeds 001/002's CAM classifier from CompareSettings (the shared backbone, weights and image size)."""
     return ImageClassifier("cam", options.image_size, options.backbone, options.weights, options.pretrained,
-                           options.train_config("cam"), **_runtime(options), on_note=on_note)
+                           options.train_config("cam"), **_runtime(options), callbacks=callbacks)
 
 
 def _runtime(options: Any) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class ImageClassifier(SavedBaseline):
     def __init__(self, kind: str = "cnn", image_size: ImageSize | None = None, backbone: str = "resnet18",
                  weights: str | Path | None = None, pretrained: bool = True, train: TrainConfig | None = None,
                  threshold: float = 0.5, batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None,
-                 val_fraction: float = 0.2, patience: int | None = 3, on_note: Note | None = None):
+                 val_fraction: float = 0.2, patience: int | None = 3, callbacks: Callbacks | None = None):
         if kind not in KINDS:
             raise UnknownComponentError(f"classifier kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
@@ -97,7 +98,7 @@ class ImageClassifier(SavedBaseline):
         self.device = torch.device(device or "cpu")
         self.val_fraction = val_fraction  # share of the training samples held out to pick epoch and threshold
         self.patience = patience
-        self.on_note = on_note
+        self.callbacks = callbacks or Callbacks()
         self.model_: torch.nn.Module | None = None
         self.history_: list[dict] = []
         self.best_epoch_: int | None = None
@@ -134,15 +135,11 @@ class ImageClassifier(SavedBaseline):
         held_labels = {s.is_defect for s in held}
         if held and held_labels != {True, False} or not {s.is_defect for s in train} >= {True, False}:
             # Too few defects to spare some: train on everything, keep the last epoch and threshold 0.5.
-            self._note(f"{self.kind}: too few defects to hold out a validation part with both classes; trained "
-                       "on every sample for the full epochs, threshold 0.5")
+            self.callbacks.note(f"{self.kind}: too few defects to hold out a validation part with both classes; "
+                                "trained on every sample for the full epochs, threshold 0.5")
             train, held = list(samples), []
         return self.fit_images([s.path for s in train], [int(s.is_defect) for s in train], on_epoch,
                                [s.path for s in held], [int(s.is_defect) for s in held])
-
-    def _note(self, text: str) -> None:
-        if self.on_note:
-            self.on_note(text)
 
     def fit_images(self, images: Sequence[ImageLike], labels: Sequence[int], on_epoch: EpochCallback | None = None,
                    val_images: Sequence[ImageLike] = (), val_labels: Sequence[int] = ()) -> "ImageClassifier":
@@ -199,22 +196,21 @@ class ImageClassifier(SavedBaseline):
             results.append(result)
         return results
 
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+                   maps: str = "all") -> Iterator[ScoreResult]:
         """Score images in batches: defect probability, verdict at the threshold, and CAM box (kind 'cam'); the
         CAM comes with the forward pass, so every image keeps its map whatever `maps` asks."""
+        callbacks = callbacks or Callbacks()
         batch = []
-        for item in iter_items(expand_inputs(images), on_skip):
+        for item in iter_items(expand_inputs(images), callbacks):
             batch.append(item)
             if len(batch) == self.batch_size:
                 yield from self._score_batch(batch)
-                if on_progress:
-                    on_progress(len(batch))
+                callbacks.progress(len(batch))
                 batch = []
         if batch:
             yield from self._score_batch(batch)
-            if on_progress:
-                on_progress(len(batch))
+            callbacks.progress(len(batch))
 
     def predict_proba(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """(N, 2) class probabilities, good then defect."""

@@ -15,21 +15,22 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from simsearch.baselines.probe import DEFAULT_BACKBONES, DEFAULT_CACHE
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline, resolve_methods
-from simsearch.data.datasets import Sample
-from simsearch.data.inputs import Note
-from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects
+from simsearch.data.callbacks import Callbacks, Progress
+from simsearch.data.datasets import Sample, training_samples
+from simsearch.data.splits import DEFAULT_SEED, Split, draw_defects, kfold_splits, subsample
 from simsearch.data.transforms import ImageSize, input_size_for, size_text
 from simsearch.decide.policies import threshold_for_f1
 from simsearch.embed import WeightsError
 from simsearch.errors import SimsearchError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc
 from simsearch.runtime import DEFAULT_BATCH_SIZE
+from simsearch.score.scorer import Scorer
 from simsearch.train.classifier import TrainConfig
 
 METRICS = ("image_auroc", "f1", "oracle_f1", "balanced_accuracy", "accuracy", "train_seconds", "images_per_second")
@@ -158,74 +159,77 @@ def same_scores(report: dict[str, Any]) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
-def mark_same_scores(report: dict[str, Any], note: Note) -> None:
+def mark_same_scores(report: dict[str, Any], callbacks: Callbacks | None = None) -> None:
     """Record `same_scores` in the report (`same_scores`, and `same_as` on each method after the first of its
     group) with a note, so that a table never shows one method as two."""
     report["same_scores"] = same_scores(report)
     for names in report["same_scores"]:
         for name in names[1:]:
             report["methods"][name]["same_as"] = names[0]
-        note(f"{', '.join(names[1:])} gave the same scores as {names[0]} on every fold here: one method, not "
-             f"{len(names)}")
+        (callbacks or Callbacks()).note(f"{', '.join(names[1:])} gave the same scores as {names[0]} on every fold "
+                                        f"here: one method, not {len(names)}")
 
 
 def compare(splits: Sequence[Split], methods: str | Sequence[str], settings: CompareSettings,
-            models_dir: str | Path | None = None, on_note: Note | None = None,
-            on_done: Callable[[str, int], None] | None = None,
+            models_dir: str | Path | None = None, callbacks: Callbacks | None = None,
             report_dir: str | Path | None = None) -> dict[str, Any]:
     """Run each method on each split (methods: names, or 'all'); methods whose weights are unavailable are
-    skipped with a note. With report_dir, the report is rewritten after each method, so a long run keeps what
-    it has finished."""
+    skipped with a note (each note once, kept in the report and told to callbacks.note; each method's fold to
+    callbacks.done). With report_dir, the report is rewritten after each method, so a long run keeps what it has
+    finished."""
     methods = resolve_methods(methods)
     notes: list[str] = []
-    note = _noter(notes, on_note)
-    settings = input_size_of(settings, splits, note)
+    callbacks = _noting(notes, callbacks)
+    note = callbacks.note
+    settings = input_size_of(settings, splits, callbacks)
     report: dict[str, Any] = {"settings": {**asdict(settings), "methods": list(methods)},
                               "splits": [s.describe() for s in splits], "methods": {}, "notes": notes}
     for name in methods:
         folds = []
         for split in splits:
             try:
-                method = build_baseline(name, settings, note)
+                method = build_baseline(name, settings, Callbacks(note=note))  # a method is told only notes
                 folds.append(run_fold(method, split))
             except WeightsError as error:
                 note(f"{name} skipped: {error}")
                 break
             if models_dir is not None:
                 method.save(Path(models_dir) / name / f"fold{split.fold}")
-            if on_done:
-                on_done(name, split.fold)
+            callbacks.done(f"{name} fold {split.fold}/{len(splits)}")
         if folds:
             report["methods"][name] = {"family": get_baseline(name).family, "summary": summarise(folds),
                                        "folds": folds}
         if report_dir is not None:
             write_report(report, report_dir)
-    mark_same_scores(report, note)
+    mark_same_scores(report, callbacks)
     if report_dir is not None:
         write_report(report, report_dir)
     return report
 
 
-def input_size_of(settings: CompareSettings, splits: Sequence[Split], note: Note | None = None) -> CompareSettings:
+def input_size_of(settings: CompareSettings, splits: Sequence[Split],
+                  callbacks: Callbacks | None = None) -> CompareSettings:
     """The settings with the input size the methods run at: with aspect "keep", the training images' aspect
     ratio at `image_size` on the short side (said in a note where the images are not square)."""
     if not isinstance(settings.image_size, int):
         return settings
     side = settings.image_size
     size = input_size_for([str(s.path) for split in splits for s in split.train], side, settings.aspect)
-    if size != side and note:
-        note(f"kNN, CAM and probe run at {size_text(size)} (height x width): the images' aspect ratio kept "
-             f"(aspect 'square' squashes them to {side} px)")
+    if size != side:
+        (callbacks or Callbacks()).note(f"kNN, CAM and probe run at {size_text(size)} (height x width): the images' "
+                                        f"aspect ratio kept (aspect 'square' squashes them to {side} px)")
     return replace(settings, image_size=size)
 
 
-def _noter(notes: list[str], on_note: Note | None) -> Note:
+def _noting(notes: list[str], callbacks: Callbacks | None) -> Callbacks:
+    """The callbacks with each note kept in `notes` (a report's), and told once."""
+    callbacks = callbacks or Callbacks()
+
     def note(text: str) -> None:
         if text not in notes:
             notes.append(text)
-            if on_note:
-                on_note(text)
-    return note
+            callbacks.note(text)
+    return replace(callbacks, note=note)
 
 
 def held_out_types(samples: Sequence[Sample]) -> list[str]:
@@ -271,8 +275,7 @@ def count_label(count: int | None) -> str:
 
 def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settings: CompareSettings,
                    counts: Sequence[int | None] = CURVE_COUNTS, repeats: int = 3,
-                   comparison: dict[str, Any] | None = None, on_note: Note | None = None,
-                   on_done: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+                   comparison: dict[str, Any] | None = None, callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Each method's AUROC and F1 when given `count` labelled defects per type of each fold's training part
     (every good image kept; the test parts unchanged). Draws are seeded by (seed, repeat) and nested; a count
     that draws the same images every time (0, all) runs once. The 'all' point reuses `comparison`'s folds
@@ -283,7 +286,8 @@ def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settin
     if repeats < 1:
         raise InputError("repeats must be at least 1", hint="raise {param}", parameter="curve_repeats")
     notes: list[str] = []
-    note = _noter(notes, on_note)
+    callbacks = _noting(notes, callbacks)
+    note = callbacks.note
     curve: dict[str, Any] = {"counts": [count_label(c) for c in counts], "repeats": repeats,
                              "per": "defect type", "methods": {}, "notes": notes}
     for name in methods:
@@ -299,7 +303,7 @@ def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settin
                         drawn = draw_defects(split.train, count, settings.seed, repeat)
                         run = {"fold": split.fold, "repeat": repeat, "defects": sum(s.is_defect for s in drawn)}
                         try:
-                            result = run_fold(build_baseline(name, settings, note),
+                            result = run_fold(build_baseline(name, settings, Callbacks(note=note)),
                                               Split(split.fold, drawn, split.test))
                             run.update(_curve_row(result))
                         except (SimsearchError, ValueError) as error:
@@ -308,8 +312,7 @@ def learning_curve(splits: Sequence[Split], methods: str | Sequence[str], settin
                         runs.append(run)
             points[count_label(count)] = {**{m: _mean_std([r.get(m) for r in runs]) for m in CURVE_METRICS},
                                           "defects": _mean_std([r["defects"] for r in runs]), "runs": runs}
-            if on_done:
-                on_done(name, count_label(count))
+            callbacks.done(f"{name} with {count_label(count)} defect(s) per type")
         curve["methods"][name] = {"family": get_baseline(name).family, "points": points}
     return curve
 
@@ -322,6 +325,58 @@ def _mean_std(values: Sequence[float | None]) -> dict[str, Any]:
     present = [float(v) for v in values if v is not None and v == v]
     return {"mean": float(np.mean(present)) if present else None,
             "std": float(np.std(present)) if present else None, "n": len(present)}
+
+
+def compare_dataset(data: str | Path, methods: str | Sequence[str], settings: CompareSettings, folds: int = 5,
+                    limit: int | None = None, curve_counts: str | None = None, curve_repeats: int = 3,
+                    out: str | Path = "artifacts/compare", save_models: bool = True,
+                    callbacks: Callbacks | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """`compare` on a labelled folder (an MVTec category: train/good joins test/): `folds` stratified folds of its
+    images (of a stratified subset of `limit` of them), seeded by settings.seed, with the learning curve at
+    `curve_counts` ('0,1,3,10,all') when given. The report is written to `out` as it grows, each fold's model
+    under out/models with `save_models`. Returns the report and its JSON and CSV files."""
+    chosen = resolve_methods(methods)
+    counts = parse_counts(curve_counts) if curve_counts is not None else None  # refused before any training
+    samples = training_samples(data)
+    if limit is not None:
+        samples = subsample(samples, limit, settings.seed)
+    splits = kfold_splits(samples, folds, settings.seed)
+    out, callbacks = Path(out), callbacks or Callbacks()
+    with callbacks.staged("comparing", len(chosen) * len(splits)) as advance:
+        report = compare(splits, chosen, settings, out / "models" if save_models else None,
+                         _counting(callbacks, advance), report_dir=out)
+    report["data"] = str(data)
+    if limit is not None:
+        report["limit"] = limit
+        report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
+    if counts is not None:
+        methods = list(report["methods"])
+        with callbacks.staged("learning curve", len(methods) * len(counts)) as advance:
+            report["curve"] = learning_curve(splits, methods, settings, counts, curve_repeats, report,
+                                             _counting(callbacks, advance))
+    return (report, *write_report(report, out))
+
+
+def _counting(callbacks: Callbacks, advance: Progress) -> Callbacks:
+    """The callbacks with each unit done also counted by `advance` (a stage's bar)."""
+    def done(what: str) -> None:
+        callbacks.done(what)
+        advance(1)
+    return replace(callbacks, done=done)
+
+
+def train_baseline(method: str, samples: Sequence[Sample], settings: CompareSettings, out: str | Path,
+                   callbacks: Callbacks | None = None) -> Scorer:
+    """One method trained on every labelled sample (its own validation part picks the epochs and the threshold),
+    at the input size `compare` runs it at, and saved to `out` (`simsearch.load` opens it); the training is the
+    stage "training METHOD"."""
+    callbacks = callbacks or Callbacks()
+    settings = input_size_of(settings, [Split(0, samples, [])], callbacks)
+    model = build_baseline(method, settings, Callbacks(note=callbacks.note))  # told only notes, as in compare
+    with callbacks.staged(f"training {method}", None):
+        model.fit(samples)
+    model.save(out)
+    return model
 
 
 def write_report(report: dict[str, Any], folder: str | Path) -> tuple[Path, Path]:

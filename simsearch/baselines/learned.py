@@ -18,8 +18,8 @@ import torch
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.similarity import InspectorScorer, set_out_of_fold_threshold
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
-from simsearch.data.inputs import Note
 from simsearch.data.splits import DEFAULT_SEED, validation_split
 from simsearch.embed import Embedder, embedder_from_config
 from simsearch.embed.backbone import BackboneEmbedder
@@ -46,13 +46,14 @@ class TripletPatchScorer(InspectorScorer):
                  epochs: int = 10, seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str | None = None, pretrained: bool = True, k: int = 1, coreset_ratio: float = 0.1,
                  val_fraction: float = VAL_FRACTION, patience: int | None = PATIENCE, mode: str = "patch",
-                 joined: bool = True, on_note: Note | None = None):
+                 joined: bool = True, callbacks: Callbacks | None = None):
         self.mode = mode  # a scoring mode with a patch bank: "patch" or "contrast"
         self.joined = joined  # the backbone's patch vectors beside the head's (HeadConfig.joined)
         self.backbone, self.weights, self.image_size = backbone, weights, image_size
         self.epochs, self.seed, self.batch_size, self.device = epochs, seed, batch_size, device
         self.pretrained, self.k, self.coreset_ratio = pretrained, k, coreset_ratio
-        self.val_fraction, self.patience, self.on_note = val_fraction, patience, on_note
+        self.val_fraction, self.patience = val_fraction, patience
+        self.callbacks = callbacks or Callbacks()
         self.inspector_: Inspector | None = None
         self.head_checkpoint_: Path | None = None  # None: no head was learned (no labelled defects)
         self.best_epoch_: int | None = None
@@ -85,8 +86,8 @@ class TripletPatchScorer(InspectorScorer):
             (work / "run" / PATCH_FEATURES).unlink(missing_ok=True)  # the cached grids: hundreds of MB at 224 px
             embedder = TripletHeadEmbedder(result.model_path, weights=self.weights, batch_size=self.batch_size,
                                            device=self.device)
-        elif self.on_note:
-            self.on_note(f"{NAME}: no labelled defects to learn from; the frozen backbone scores alone")
+        else:
+            self.callbacks.note(f"{NAME}: no labelled defects to learn from; the frozen backbone scores alone")
         self.inspector_ = Inspector(embedder, mode=self.mode, k=self.k, coreset_ratio=self.coreset_ratio)
         self.inspector_.fit(samples)
         set_out_of_fold_threshold(self, samples)
@@ -138,14 +139,14 @@ class TripletPatchScorer(InspectorScorer):
             embedder: Embedder = TripletHeadEmbedder(head, weights=weights, **runtime)
         else:
             embedder = embedder_from_config(config["backbone"], weights=weights, **runtime)
-        scorer = cls(on_note=None)
+        scorer = cls()
         scorer.inspector_ = Inspector.load(files["index"], embedder=embedder)
         scorer.head_checkpoint_ = Path(head) if head else None
         scorer.best_epoch_ = config.get("best_epoch")
         return scorer
 
 
-def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
+def build(settings: Any, callbacks: Callbacks | None = None) -> TripletPatchScorer:
     """From compare's CompareSettings (val_fraction and options read where present)."""
     options = (getattr(settings, "options", None) or {}).get(NAME, {})  # --option triplet-patch.NAME=VALUE
     joined = options.get("joined", True)
@@ -161,7 +162,7 @@ def build(settings: Any, on_note: Note | None = None) -> TripletPatchScorer:
         val_fraction=getattr(settings, "val_fraction", VAL_FRACTION),
         patience=options.get("patience", getattr(settings, "patience", PATIENCE)),
         mode=str(options.get("mode", "patch")),
-        joined=joined, on_note=on_note)
+        joined=joined, callbacks=callbacks)
 
 
 register_baseline(NAME, build, family="similarity",

@@ -18,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 from simsearch.baselines.persist import SavedBaseline, write_baseline
 from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import OUT_OF_FOLD, basis, out_of_fold_predictions, place_threshold
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, read_image
-from simsearch.data.inputs import Note, OnSkip, Progress, expand_inputs, iter_items
+from simsearch.data.inputs import expand_inputs, iter_items
 from simsearch.data.splits import DEFAULT_SEED
 from simsearch.data.transforms import ImageSize
 from simsearch.decide.threshold import probability_threshold
@@ -66,7 +67,7 @@ class EmbeddingCache:
     def __init__(self, folder: str | Path | None = DEFAULT_CACHE):
         self.folder = Path(folder) if folder is not None else None
 
-    def vectors(self, embedder: Embedder, paths: Sequence[Path], on_progress: Progress | None = None) -> np.ndarray:
+    def vectors(self, embedder: Embedder, paths: Sequence[Path], callbacks: Callbacks | None = None) -> np.ndarray:
         """(N, D) vectors for image files, computing only those not cached yet."""
         hashes = [file_sha256(p) for p in paths]
         stored: dict[str, np.ndarray] = {}
@@ -80,8 +81,7 @@ class EmbeddingCache:
             rows = missing[start:start + embedder.batch_size]
             vectors = embedder.embed([read_image(paths[i]) for i in rows]).image
             stored.update({hashes[i]: v for i, v in zip(rows, vectors)})
-            if on_progress:
-                on_progress(len(rows))
+            (callbacks or Callbacks()).progress(len(rows))
         if file is not None and missing:
             file.parent.mkdir(parents=True, exist_ok=True)
             keys = sorted(stored)
@@ -113,14 +113,14 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-logits))
 
 
-def build_probe(options: Any, on_note: Note | None = None) -> "BackboneProbe":
+def build_probe(options: Any, callbacks: Callbacks | None = None) -> "BackboneProbe":
     """The probe from CompareSettings: its candidate backbones, the shared weights file for --backbone."""
     weights = {options.backbone: options.weights} if options.weights else {}
     runtime = Runtime.of(batch_size=options.batch_size, device=options.device).embedder_options()
     return BackboneProbe(options.probe_backbones, weights, options.image_size,
                          class_weights=options.class_weights,
                          seed=options.seed, cache_dir=options.cache_dir, pretrained=options.pretrained,
-                         on_note=on_note, **runtime)
+                         callbacks=callbacks, **runtime)
 
 
 @register_baseline("probe", build_probe, help="linear head on the best of several pretrained backbones (seed 003)")
@@ -133,7 +133,7 @@ class BackboneProbe(SavedBaseline):
                  image_size: ImageSize = 224, class_weights: Sequence[float] = (1.0, 3.0),
                  threshold: float = 0.5, seed: int = DEFAULT_SEED, cache_dir: str | Path | None = DEFAULT_CACHE,
                  batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None, pretrained: bool = True,
-                 on_note: Note | None = None):
+                 callbacks: Callbacks | None = None):
         self.backbones = tuple(backbones)
         self.weights = dict(weights or {})
         self.image_size = image_size
@@ -144,7 +144,7 @@ class BackboneProbe(SavedBaseline):
         self.batch_size = batch_size
         self.device = device
         self.pretrained = pretrained  # False: random ResNets, for tests only
-        self.on_note = on_note  # told of each backbone skipped for want of weights
+        self.callbacks = callbacks or Callbacks()  # notes: each backbone skipped for want of weights
         self.embedder_: Embedder | None = None
         self.head_: LinearHead | None = None
         self.candidates_: list[dict] = []
@@ -152,7 +152,7 @@ class BackboneProbe(SavedBaseline):
         self.threshold_basis_: str | None = None  # e.g. "out-of-fold f1"
         self.threshold_paths_: list[str] = []  # the training images whose out-of-fold scores placed it
 
-    def _embedders(self, on_note: Note | None) -> Iterator[tuple[str, Embedder]]:
+    def _embedders(self, callbacks: Callbacks) -> Iterator[tuple[str, Embedder]]:
         runtime = Runtime.of(batch_size=self.batch_size, device=self.device).embedder_options()
         for name in self.backbones:
             try:
@@ -161,16 +161,14 @@ class BackboneProbe(SavedBaseline):
             except WeightsError as error:
                 note = f"probe skipped {name}: {error}"
                 self.notes_.append(note)
-                if on_note:
-                    on_note(note)
+                callbacks.note(note)
 
-    def fit(self, samples: Sequence[Sample], on_note: Note | None = None,
-            on_progress: Progress | None = None) -> "BackboneProbe":
+    def fit(self, samples: Sequence[Sample], callbacks: Callbacks | None = None) -> "BackboneProbe":
         """Embed the training samples with each backbone; score each of them with a head fitted on the other
         internal folds (`thresholds.out_of_fold_predictions`, 3 folds), choose the backbone by the F1 of those
         out-of-fold scores at the threshold they place (`place_threshold`: F1-best, or good-only with too few
-        defects), then fit the head on every sample."""
-        on_note = on_note or self.on_note
+        defects), then fit the head on every sample. `callbacks`: instead of the ones it was built with."""
+        callbacks = callbacks or self.callbacks
         self.notes_, self.candidates_ = [], []
         samples = list(samples)
         labels = np.array([int(s.is_defect) for s in samples])
@@ -178,8 +176,8 @@ class BackboneProbe(SavedBaseline):
             raise InputError("the probe needs good and defect images to train on",
                              hint="label at least one defect image", parameter="samples")
         best = None
-        for name, embedder in self._embedders(on_note):
-            vectors = self.cache.vectors(embedder, [s.path for s in samples], on_progress)
+        for name, embedder in self._embedders(callbacks):
+            vectors = self.cache.vectors(embedder, [s.path for s in samples], callbacks)
 
             def fit_predict(fit_rows: np.ndarray, held_rows: np.ndarray, vectors: np.ndarray = vectors) -> np.ndarray:
                 head = LinearHead.fit(vectors[fit_rows], labels[fit_rows], self.class_weights, self.seed)
@@ -216,13 +214,14 @@ class BackboneProbe(SavedBaseline):
     def backbone_(self) -> str | None:
         return self.embedder_.config.get("backbone") if self.embedder_ is not None else None
 
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+                   maps: str = "all") -> Iterator[ScoreResult]:
         """Defect probability per image from the chosen backbone and head (no maps: `maps` changes nothing)."""
         if self.embedder_ is None or self.head_ is None:
             raise NotFittedError("this probe is not trained: call fit() or load_baseline()")
+        callbacks = callbacks or Callbacks()
         batch = []
-        items = iter_items(expand_inputs(images), on_skip)
+        items = iter_items(expand_inputs(images), callbacks)
         while True:
             batch = [item for _, item in zip(range(self.embedder_.batch_size), items)]
             if not batch:
@@ -233,8 +232,7 @@ class BackboneProbe(SavedBaseline):
                 normalised, rejected = threshold.verdict(float(probability))
                 yield ScoreResult(path=item.path, score=float(probability), nearest=[], normalised_score=normalised,
                                   is_anomaly=rejected, image_size=item.pixels.shape[:2])
-            if on_progress:
-                on_progress(len(batch))
+            callbacks.progress(len(batch))
 
     def save(self, folder: str | Path) -> None:
         """Write the head as tensors and the chosen embedder's config (its weights stay where they are)."""

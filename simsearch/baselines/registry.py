@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from simsearch.data.inputs import Note
+from simsearch.data.callbacks import Callbacks
 from simsearch.errors import UnknownComponentError
 from simsearch.score.scorer import FAMILIES, Scorer
 
-# (options, on_note) -> an untrained scorer; options: a CompareSettings (backbone, weights, image size, ...)
-Build = Callable[[Any, "Note | None"], Scorer]
+# (options, callbacks) -> an untrained scorer; options: a CompareSettings (backbone, weights, image size, ...);
+# the scorer tells its notes (a backbone skipped, no defects to learn from) to callbacks.note
+Build = Callable[[Any, "Callbacks | None"], Scorer]
 # (config, tensors, weights, **runtime) -> the saved scorer (see simsearch.baselines.persist.load_baseline)
 Load = Callable[..., Scorer]
 
@@ -90,9 +91,9 @@ def get_baseline(name: str) -> BaselineEntry:
     return _REGISTRY[name]
 
 
-def build_baseline(name: str, options: Any, on_note: Note | None = None) -> Scorer:
+def build_baseline(name: str, options: Any, callbacks: Callbacks | None = None) -> Scorer:
     """A fresh, untrained baseline built from options (a CompareSettings)."""
-    return get_baseline(name).build(options, on_note)
+    return get_baseline(name).build(options, callbacks)
 
 
 def open_baseline(name: str, config: dict[str, Any], tensors: dict, weights: str | Path | None = None,

@@ -21,9 +21,9 @@ import numpy as np
 from simsearch.baselines.persist import write_baseline
 from simsearch.baselines.registry import register_baseline
 from simsearch.baselines.thresholds import LEAVE_ONE_OUT, basis, place_threshold
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike, patch_mask
-from simsearch.data.inputs import Note, OnSkip, Progress
 from simsearch.decide.threshold import Threshold
 from simsearch.embed import Embedder, create_embedder
 from simsearch.embed.base import Embeddings, iter_embedded
@@ -136,10 +136,10 @@ class InspectorScorer(Scorer):
             raise NotFittedError(f"this {self.name} method is not fitted: call fit() or load it")
         return self.inspector_
 
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+                   maps: str = "all") -> Iterator[ScoreResult]:
         """The Inspector's results: kNN score, verdict at the validation threshold, maps and nearest exemplars."""
-        return self._require().iter_score(images, on_progress, on_skip, maps)
+        return self._require().iter_score(images, callbacks, maps)
 
     @property
     def threshold_(self) -> Threshold | None:
@@ -151,10 +151,10 @@ class SimilarityMethod(InspectorScorer):
 
     family = "similarity"
 
-    def __init__(self, name: str, settings: Any, on_note: Note | None = None):
+    def __init__(self, name: str, settings: Any, callbacks: Callbacks | None = None):
         self.name = name
         self.settings = settings
-        self.on_note = on_note
+        self.callbacks = callbacks or Callbacks()
         # the triplet embedders give image vectors
         self.mode = {"knn-patch": "patch", "knn-contrast": "contrast", "knn-open-set": "open-set"}.get(name, "image")
         self.inspector_: Inspector | None = None
@@ -355,8 +355,8 @@ BUILDERS = {"knn-image": SimilarityMethod, "knn-patch": SimilarityMethod, "knn-c
 
 
 def _builder(name: str):
-    def build(settings: Any, on_note: Note | None = None) -> SimilarityMethod:
-        return BUILDERS[name](name, settings, on_note)
+    def build(settings: Any, callbacks: Callbacks | None = None) -> SimilarityMethod:
+        return BUILDERS[name](name, settings, callbacks)
     build.__name__ = f"build_{name.replace('-', '_')}"
     return build
 

@@ -185,53 +185,42 @@ def compare(
     """Train every method on each fold's training part (thresholds placed on out-of-fold scores of it), test
     on the fold's test part; one table, saved as JSON, CSV and run.json (`simsearch report OUT`)."""
     with handle_errors():
-        from simsearch.baselines.compare import compare as run_compare
-        from simsearch.baselines.compare import learning_curve, parse_counts, write_report
-        from simsearch.baselines.registry import baseline_names, get_baseline, resolve_methods
-        from simsearch.data.datasets import training_samples
-        from simsearch.data.splits import kfold_splits, subsample
+        from simsearch.baselines.compare import compare_dataset
+        from simsearch.data.callbacks import Callbacks
         from simsearch.report import comparison_run, write_run
 
         if list_methods:
-            for name in baseline_names():
-                entry = get_baseline(name)
-                console.print(f"{escape(name):14} {entry.family:11} {escape(entry.help)}", highlight=False)
+            _print_methods()
             return
-        chosen = resolve_methods(methods)
-        counts = parse_counts(curve_counts) if curve else None
         if not data.exists():
             fail(f"{data}: no such file or folder")
         settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                              batch_size, device, probe_backbones, cache, lr, cnn_lr, val_fraction, patience,
                              _options(option), aspect)
-        samples = training_samples(data)
-        if limit is not None:
-            samples = subsample(samples, limit, seed)
-        splits = kfold_splits(samples, folds, seed)
-        with progress_bar("comparing", len(chosen) * len(splits)) as advance:
-            report = run_compare(splits, chosen, settings, out / "models" if save_models else None,
-                                 on_note=_note, on_done=lambda name, fold: advance(1), report_dir=out)
-        report["data"] = str(data)
-        if limit is not None:
-            report["limit"] = limit
-            report["subset"] = {"images": len(samples), "defect": sum(s.is_defect for s in samples)}
-        if counts is not None:
-            with progress_bar("learning curve", len(report["methods"]) * len(counts)) as advance:
-                report["curve"] = learning_curve(splits, list(report["methods"]), settings, counts,
-                                                 curve_repeats, report, on_note=_note,
-                                                 on_done=lambda name, count: advance(1))
-        json_path, csv_path = write_report(report, out)
+        report, json_path, csv_path = compare_dataset(data, methods, settings, folds, limit,
+                                                      curve_counts if curve else None, curve_repeats, out,
+                                                      save_models, Callbacks(note=_note, stage=progress_bar))
         run_path = write_run(comparison_run(report), out)
         if as_json:
             typer.echo(json.dumps(report, default=str))
             return
         print_comparison(report)
-        if counts is not None:
+        if "curve" in report:
             print_curve(report["curve"])
         # the console has markup off: paths print as they are (escape() would add backslashes)
         console.print(f"saved {json_path}, {csv_path} and {run_path}"
                       + (f"; models under {out / 'models'}" if save_models else ""), highlight=False)
         console.print(f"next: simsearch report {out}", highlight=False, soft_wrap=True)  # whole, to paste
+
+
+def _print_methods() -> None:
+    """`compare --list`: each registered method, its family and what it is."""
+    from simsearch.baselines.registry import baseline_names, get_baseline
+
+    for name in baseline_names():
+        entry = get_baseline(name)
+        console.print(f"{escape(name):14} {entry.family:11} {escape(entry.help)}", highlight=False)
+
 
 @app.command("train-baseline")
 def train_baseline(
@@ -260,10 +249,10 @@ def train_baseline(
     """Train one method on every labelled image (a validation part held out for epochs and threshold) and save
     it with run.json for `simsearch score --model` and `simsearch report`."""
     with handle_errors():
-        from simsearch.baselines.compare import input_size_of
-        from simsearch.baselines.registry import build_baseline, resolve_methods
+        from simsearch.baselines.compare import train_baseline as train
+        from simsearch.baselines.registry import resolve_methods
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.datasets import count_by_class, training_samples
-        from simsearch.data.splits import Split
         from simsearch.report import training_run, write_run
 
         if "," in method or method.strip() == "all":
@@ -274,22 +263,16 @@ def train_baseline(
         settings = _settings(backbone, weights, no_pretrained, image_size, cnn_image_size, epochs, seed,
                              batch_size, device, probe_backbones, lr=lr, cnn_lr=cnn_lr, aspect=aspect)
         samples = training_samples(data)  # an MVTec category: train/good joins test/
-        settings = input_size_of(settings, [Split(0, samples, [])], _note)
         counts = count_by_class(samples)
         err_console.print("images: " + ", ".join(f"{key} {count}" for key, count in counts.items()),
                           highlight=False)
-        model = build_baseline(method, settings, on_note=_note)
-        with progress_bar(f"training {method}", None):
-            model.fit(samples)
-        model.save(out)
-        history = getattr(model, "history_", None) or []
-        run = training_run(method, history, data, counts, setup={
+        model = train(method, samples, settings, out, Callbacks(note=_note, stage=progress_bar))
+        run = training_run(method, getattr(model, "history_", None) or [], data, counts, setup={
             "model": str(out), "backbone": settings.backbone, "hyperparameters": model.describe()},
             best_epoch=getattr(model, "best_epoch_", None))
-        run_path = write_run(run, out)
         summary = {"model": str(out), "method": method, "images": len(samples),
                    "defect": sum(s.is_defect for s in samples), "images_per_class": counts,
-                   "run": str(run_path)}
+                   "run": str(write_run(run, out))}
         if as_json:
             typer.echo(json.dumps(summary))
         else:

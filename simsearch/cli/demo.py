@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import discover_samples
-from simsearch.data.inputs import Progress
 from simsearch.embed.backbone import BackboneEmbedder
 from simsearch.evaluate.evaluation import Evaluation, evaluate_dataset
 from simsearch.inspector import Inspector, calibrate_index
@@ -71,13 +71,13 @@ def make_demo_dataset(root: str | Path, n_train: int = 30, n_test_good: int = 10
     return root
 
 
-def run_demo(out: str | Path = "artifacts/demo", on_progress: Progress | None = None) -> Evaluation:
+def run_demo(out: str | Path = "artifacts/demo", callbacks: Callbacks | None = None) -> Evaluation:
     """Make the data, build a patch index with random weights, and evaluate it on the test images."""
     out = Path(out)
     data = make_demo_dataset(out / "data")
     embedder = BackboneEmbedder("resnet18", image_size=SIZE, pretrained=False)
-    inspector = Inspector(embedder, mode="patch", coreset_ratio=0.25).fit(data, on_progress=on_progress)
+    inspector = Inspector(embedder, mode="patch", coreset_ratio=0.25).fit(data, callbacks=callbacks)
     # no defects are needed to set a threshold: 5% false alarms from the good exemplars, left out one at a time
-    calibrate_index(inspector, None, "good-only", 0.05, on_progress=on_progress)
+    calibrate_index(inspector, None, "good-only", 0.05, callbacks=callbacks)
     inspector.save(out / "index", force=True, compile=True)  # the demo remakes its own index, as build-index
-    return evaluate_dataset(inspector, discover_samples(data), on_progress=on_progress)
+    return evaluate_dataset(inspector, discover_samples(data), callbacks)

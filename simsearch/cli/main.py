@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -172,6 +171,7 @@ def build_index(
 ) -> None:
     """Build an index of good exemplars (and optional defect exemplars) from image folders."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.inspector import build_index as build
         from simsearch.runtime import Runtime
         from simsearch.score.modes import SCORING_MODES
@@ -188,8 +188,8 @@ def build_index(
                             image_size=image_size, aspect=aspect, k=k, coreset_ratio=coreset_ratio,
                             layers=[n.strip() for n in layers.split(",") if n.strip()] if layers else None,
                             index_kind=index_kind, runtime=Runtime.of(batch_size=batch_size, device=device),
-                            force=force, compile=compile_copy, executor=executor, progress=progress_bar,
-                            on_skip=skips, **_wait(wait))
+                            force=force, compile=compile_copy, executor=executor,
+                            callbacks=Callbacks(skip=skips, stage=progress_bar), **_wait(wait))
         summary |= {"skipped": skips.records,
                     "left_out": [{"where": e.where, "count": e.count, "reason": e.reason} for e in left_out]}
         if as_json:
@@ -264,6 +264,7 @@ def score(
 ) -> None:
     """Score images against an index (or a saved baseline): anomaly score, verdict, nearest exemplars."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.images import list_image_files
         from simsearch.engines.results import ResultsWriter
         from simsearch.report.overlay import write_overlays
@@ -285,7 +286,7 @@ def score(
             executor = stack.enter_context(_executor(engine, address, workers, device))
             # maps for every image only where overlays are drawn; else the rejects' boxes need theirs
             # a baseline from --model scores in this process (the Scorer contract has no executor)
-            scored = inspector.iter_score(files, on_progress=advance, on_skip=skips,
+            scored = inspector.iter_score(files, Callbacks(progress=advance, skip=skips),
                                           maps="all" if heatmap is not None else "needed",
                                           **({"executor": executor} if executor is not None else {}))
             if heatmap is not None:
@@ -350,15 +351,12 @@ def add(
 ) -> None:
     """Add exemplars to an index without rebuilding it (saved atomically; a failure changes nothing)."""
     with handle_errors():
-        from simsearch.data.datasets import check_defect_type, normalise_label
+        from simsearch.data.callbacks import Callbacks
         from simsearch.data.images import list_image_files, shown_path
-        from simsearch.inspector import describe_label
+        from simsearch.inspector import describe_label, held_otherwise
 
         index, paths = _index_and_rest(index, paths, "images or folders to add")
-        label = normalise_label(label)
-        if defect_type and label != "defect":
-            fail("--type is only for --label defect")
-        defect_type = check_defect_type(defect_type, "type")  # refused before any image is embedded
+        label, defect_type = _label_and_type(label, defect_type)
         skips = SkippedInputs()
         files = _drop_non_utf8_names(list_image_files(paths), skips)
         if not files:
@@ -367,9 +365,9 @@ def add(
         inspector = _load_inspector(index, weights)
         with progress_bar("embedding", len(files), enabled=len(files) > 1) as advance:
             ids, skipped = inspector.add_saved(index, files, label, defect_type=defect_type,
-                                               allow_duplicates=allow_duplicates, on_progress=advance,
-                                               on_skip=skips, **_wait(wait))
-        relabels = _held_otherwise(inspector.index_, skipped, label)
+                                               allow_duplicates=allow_duplicates,
+                                               callbacks=Callbacks(progress=advance, skip=skips), **_wait(wait))
+        relabels = held_otherwise(inspector.index_, skipped, label)
         same = [path for path in skipped if path not in relabels]
         if same and not as_json:
             warn(f"skipped {len(same)} file(s) the index already holds (same sha256), e.g. {same[0]}; "
@@ -391,15 +389,14 @@ def add(
         skips.finish()
 
 
-def _held_otherwise(index, skipped: list[str], label: str) -> dict:
-    """The skipped files the index holds under another label than `label`: path -> the exemplar holding it."""
-    from simsearch.files import file_sha256
+def _label_and_type(label: str, defect_type: Optional[str]) -> tuple[str, Optional[str]]:
+    """--label as stored (good or defect) and --type, checked before any image is embedded."""
+    from simsearch.data.datasets import check_defect_type, normalise_label
 
-    if not skipped:
-        return {}
-    by_sha = {e.sha256: e for _, e in sorted(index.exemplars.items(), reverse=True) if e.sha256}  # lowest id wins
-    held = {path: by_sha.get(file_sha256(path)) for path in skipped}
-    return {path: exemplar for path, exemplar in held.items() if exemplar is not None and exemplar.label != label}
+    label = normalise_label(label)
+    if defect_type and label != "defect":
+        fail("--type is only for --label defect")
+    return label, check_defect_type(defect_type, "type")
 
 
 @app.command()
@@ -415,15 +412,11 @@ def relabel(
     """Change an exemplar's label (and type): its file is embedded again and added back with a new id, in one
     transaction under the index lock."""
     with handle_errors():
-        from simsearch.data.datasets import check_defect_type, normalise_label
         from simsearch.inspector import describe_label
 
         if index is None:
             fail("name the index with --index FOLDER")
-        label = normalise_label(label)
-        if defect_type and label != "defect":
-            fail("--type is only for --label defect")
-        defect_type = check_defect_type(defect_type, "type")
+        label, defect_type = _label_and_type(label, defect_type)
         inspector = _load_inspector(index, weights)
         old, new = inspector.relabel_saved(index, exemplar_id, label, defect_type, **_wait(wait))
         if as_json:
@@ -460,7 +453,7 @@ def remove(
 ) -> None:
     """Remove exemplars by id or source path (saved atomically)."""
     with handle_errors():
-        from simsearch.index import update_index
+        from simsearch.index.persist import remove_saved
 
         arguments = list(arguments or [])
         if index is None and arguments:
@@ -473,22 +466,7 @@ def remove(
         ids = [int(text) for text in arguments]
         if not ids and not path:
             fail("name the exemplars to remove: ids, or --path")
-
-        def change(store) -> list[int]:
-            chosen = list(ids or [])
-            for wanted in path or []:
-                matches = [e.id for e in store.exemplars.values()
-                           if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
-                if not matches:
-                    moved = store.data_root is not None and not os.path.isdir(store.data_root)
-                    fail(f"no exemplar in {index} was added from {wanted}"
-                         + (f" (its files were under {store.data_root}, which is gone: if they moved, say where "
-                            "with --data-root)" if moved else ""))
-                chosen.extend(matches)
-            return store.remove(chosen)  # refuses unknown ids and the last good exemplar; each id once
-
-        # under the writer lock, on the committed index
-        _, chosen = update_index(index, change, data_root=data_root, **_wait(wait))
+        chosen = remove_saved(index, ids, path or [], data_root=data_root, **_wait(wait))
         if as_json:
             typer.echo(json.dumps({"removed": chosen}))
         else:
@@ -569,6 +547,7 @@ def calibrate(
     """Choose and store the reject threshold, and show what it gives."""
     with handle_errors():
         from simsearch.cli.output import print_calibration
+        from simsearch.data.callbacks import Callbacks
         from simsearch.decide.policies import policy_for_target
         from simsearch.inspector import calibrate_index
 
@@ -584,8 +563,7 @@ def calibrate(
         with progress_bar("scoring", total) as advance:
             calibration = calibrate_index(inspector, samples, chosen_policy, target,
                                           source=f"{valdir}" + (f" fold {fold}" if fold else "") if valdir else "",
-                                          on_progress=advance, on_skip=skips,
-                                          warn=warn)
+                                          callbacks=Callbacks(progress=advance, skip=skips, note=warn))
         if max_false_alarm is not None and calibration.target is not None and calibration.target > max_false_alarm:
             warn(f"--max-false-alarm {max_false_alarm:g} needs more good images than the set holds: the strictest "
                  f"rate they allow, {calibration.target:.3g}, was used (add good images for a stricter one)")
@@ -616,6 +594,7 @@ def evaluate(
     exist), for an index or a saved baseline (--model)."""
     with handle_errors():
         from simsearch.cli.output import print_evaluation
+        from simsearch.data.callbacks import Callbacks
         from simsearch.evaluate.evaluation import evaluate_dataset
 
         samples = _labelled_samples(dataset, fold)
@@ -625,7 +604,7 @@ def evaluate(
             else _load_inspector(index, weights, batch_size, device)
         skips = SkippedInputs()
         with progress_bar("scoring", len(samples)) as advance:
-            evaluation = evaluate_dataset(scorer, samples, on_progress=advance, on_skip=skips, warn=warn)
+            evaluation = evaluate_dataset(scorer, samples, Callbacks(progress=advance, skip=skips, note=warn))
         written = None
         if report or run_dir is not None:
             from simsearch.report.writers import report_evaluation
@@ -649,9 +628,10 @@ def demo(
     with handle_errors():
         from simsearch.cli.demo import run_demo
         from simsearch.cli.output import print_evaluation
+        from simsearch.data.callbacks import Callbacks
 
         with progress_bar("demo", None) as advance:
-            evaluation = run_demo(out, on_progress=advance)
+            evaluation = run_demo(out, Callbacks(progress=advance))
         if as_json:
             typer.echo(json.dumps(evaluation.to_dict()))
             return

@@ -59,9 +59,7 @@ def serve(
 ) -> None:
     """Serve an index over HTTP: POST /score, /exemplars; GET /info, /metrics, /docs (see docs/service.md)."""
     with handle_errors():
-        from simsearch.service.app import create_app
-        from simsearch.service.server import bind
-        from simsearch.service.server import serve as run
+        from simsearch.service.server import serve_index
         from simsearch.service.settings import ServiceSettings, read_token_file
 
         index = chosen_index(index)
@@ -78,20 +76,13 @@ def serve(
                                    max_requests=max_connections, history_size=history,
                                    drift_window=drift_window, history_on_disk=history_on_disk,
                                    token_name=token_file.name if token_file is not None else "token")
-        application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
-        sock = bind(host, port)
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
 
-        def announce() -> None:
+        def announce(bound_host: str, bound_port: int) -> None:
             # On stdout, flushed: scripts starting the server with --port 0 read the port from here.
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             print(f"simsearch serving {index} on http://{shown}:{bound_port} "
                   "(inspection page at /, API docs at /docs)", flush=True)
 
-        try:
-            run(application, sock, max_connections=max_connections, access_log=access_log, on_start=announce,
-                header_timeout=settings.header_timeout_s, send_timeout=settings.send_timeout_s,
-                min_send_rate=settings.min_send_rate)
-        finally:
-            sock.close()
+        serve_index(index, settings, host, port, weights=weights, device=device, compiled=compiled,
+                    access_log=access_log, on_start=announce)
         sys.stdout.flush()

@@ -160,6 +160,7 @@ def triplet_ae(
 ) -> None:
     """Train the triplet-loss convolutional autoencoder (reconstruction + triplet loss on its embedding)."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.embed.triplet_ae import AUTOENCODER_LIMITS, AutoencoderConfig
         from simsearch.train.tasks.triplet_ae import train_triplet_ae
 
@@ -172,8 +173,8 @@ def triplet_ae(
         samples, counts = _samples(data)
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
-            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event, on_read, skips,
-                                      triplet)
+            result = train_triplet_ae(samples, out, model_config, settings, resume, on_event,
+                                      Callbacks(progress=on_read, skip=skips), triplet)
         _report("triplet-ae", result, counts, as_json, skips, data,
                 _hyperparameters(settings, triplet, result, model_config))
 
@@ -205,6 +206,7 @@ def triplet_head(
 ) -> None:
     """Train a projection head on a frozen pretrained backbone with the triplet loss."""
     with handle_errors():
+        from simsearch.data.callbacks import Callbacks
         from simsearch.embed.backbone import BackboneEmbedder
         from simsearch.embed.triplet_head import HEAD_LIMITS, LEVELS, HeadConfig
         from simsearch.errors import InputError
@@ -225,7 +227,7 @@ def triplet_head(
         skips = SkippedInputs()
         with _training_progress(len(samples)) as (on_read, on_event):
             result = train_triplet_head(samples, frozen, out, head_config, settings, views, resume, on_event,
-                                        on_read, skips, triplet)
+                                        Callbacks(progress=on_read, skip=skips), triplet)
         _report("triplet-head", result, counts, as_json, skips, data,
                 _hyperparameters(settings, triplet, result, head_config))
 

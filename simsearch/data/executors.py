@@ -20,12 +20,12 @@ import importlib
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from simsearch.data.images import ImageError, ImageLike
+from simsearch.data.callbacks import Callbacks
+from simsearch.data.images import ImageError, ImageLike, input_name
 from simsearch.data.inputs import Item, iter_batches, read_item
 from simsearch.errors import InputError, UnknownComponentError
 from simsearch.runtime import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, check_batch_size
@@ -158,9 +158,7 @@ def read_batch(sources: Sequence[ImageLike], prepare: Callable[[np.ndarray], np.
         try:
             item = read_item(sources, offset, prepare)
         except ImageError as error:
-            source = sources[offset]
-            name = str(source) if isinstance(source, (str, Path)) else f"input {start + offset}"
-            batch.skipped.append((name, str(error)))
+            batch.skipped.append((input_name(sources[offset], start + offset), str(error)))
             continue
         item.position = start + offset
         batch.items.append(item)
@@ -198,8 +196,8 @@ class LocalExecutor(Executor):
 
     def map_batches(self, fn: Callable[[Batch], R], items: Sequence[ImageLike]) -> Iterator[R]:
         skipped: list[tuple[str, str]] = []
-        batches = iter_batches(items, batch_size_of(fn), lambda name, reason: skipped.append((name, reason)),
-                               prepare_of(fn), self.workers)
+        skips = Callbacks(skip=lambda name, reason: skipped.append((name, reason)))
+        batches = iter_batches(items, batch_size_of(fn), skips, prepare_of(fn), self.workers)
         stages = fn.stages() if isinstance(fn, BatchJob) and self.workers > 0 else None
         if stages is None:
             for batch in _with_skips(batches, skipped):

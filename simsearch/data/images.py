@@ -10,11 +10,12 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
@@ -408,13 +409,18 @@ def read_input(image: ImageLike, gray_view: bool = False) -> tuple[np.ndarray, t
     return pixels, (int(pixels.shape[0]), int(pixels.shape[1]))
 
 
+def input_name(image: ImageLike, position: int) -> str:
+    """How an input is named where it is skipped: its path, or `input N` (its position) for an in-memory image."""
+    return str(image) if isinstance(image, (str, Path)) else f"input {position}"
+
+
 def iter_readable_images(
     images: Sequence[ImageLike],
-    on_skip: Callable[[str, str], None] | None = None,
+    callbacks: Callbacks | None = None,
     gray_view: bool = False,
 ) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:
     """Yield (position, RGB array, original size) for each readable input (path, PIL image or array; files larger
-    than DECODE_MAX_SIDE reduced, see `read_input`); unreadable ones go to on_skip(name, reason). A single
+    than DECODE_MAX_SIDE reduced, see `read_input`); unreadable ones go to callbacks.skip(name, reason). A single
     unreadable input is an error, and so is a list where none is readable. gray_view: gray files as read-only
     views of their one channel (see `read_image`)."""
     readable = 0
@@ -424,8 +430,7 @@ def iter_readable_images(
         except ImageError as error:
             if len(images) == 1:
                 raise
-            if on_skip is not None:
-                on_skip(str(image) if isinstance(image, (str, Path)) else f"input {position}", str(error))
+            (callbacks or Callbacks()).skip(input_name(image, position), str(error))
             continue
         readable += 1
         yield position, array, size

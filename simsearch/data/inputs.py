@@ -1,5 +1,5 @@
 """Inputs of every stage: paths, folders, PIL images or arrays -> readable items, and the one batch loop
-with progress and skip callbacks that embedding, scoring and the baselines share."""
+(unreadable inputs told to `Callbacks.skip`) that embedding, scoring and the baselines share."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.images import (
     ImageError,
     ImageLike,
     as_rgb_array,
     gray_channel,
+    input_name,
     iter_readable_images,
     list_image_files,
     read_input,
@@ -25,9 +27,6 @@ from simsearch.data.images import (
 from simsearch.files import file_sha256
 from simsearch.runtime import DEFAULT_WORKERS
 
-Progress = Callable[[int], None]  # called with how many more images are done
-OnSkip = Callable[[str, str], None]  # called with (path, reason) for an unreadable file
-Note = Callable[[str], None]  # called with one line for the user: a choice made, a step skipped, a warning
 Prepare = Callable[[np.ndarray], np.ndarray]  # per-image work done on the loader's threads (e.g. resizing)
 
 
@@ -79,12 +78,12 @@ def _item(source: ImageLike, position: int, pixels: np.ndarray, prepare: Prepare
                 size or tuple(pixels.shape[:2]), None if is_path else source)
 
 
-def iter_items(images: Sequence[ImageLike], on_skip: OnSkip | None = None,
+def iter_items(images: Sequence[ImageLike], callbacks: Callbacks | None = None,
                prepare: Prepare | None = None) -> Iterator[Item]:
     """Read inputs one by one, in this thread; unreadable files are reported and skipped."""
     # gray files as views of their one channel, here as on the loader's threads: a resize then does a third of
     # the work (_item hands on plain arrays)
-    for position, pixels, size in iter_readable_images(images, on_skip, gray_view=True):
+    for position, pixels, size in iter_readable_images(images, callbacks, gray_view=True):
         yield _item(images[position], position, pixels, prepare, size)
 
 
@@ -94,12 +93,12 @@ def read_item(images: Sequence[ImageLike], position: int, prepare: Prepare | Non
     return _item(images[position], position, pixels, prepare, size)
 
 
-def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prepare: Prepare | None = None,
+def iter_loaded(images: Sequence[ImageLike], callbacks: Callbacks | None = None, prepare: Prepare | None = None,
                 workers: int = DEFAULT_WORKERS, prefetch: int = 32) -> Iterator[Item]:
     """Like iter_items, with up to `prefetch` inputs read and prepared ahead on `workers` threads; items and
     skips come in input order. workers=0 reads in this thread."""
     if workers <= 0 or len(images) <= 1:
-        yield from iter_items(images, on_skip, prepare)
+        yield from iter_items(images, callbacks, prepare)
         return
     readable = 0
     pending: deque[tuple[int, Future]] = deque()
@@ -115,9 +114,7 @@ def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prep
             try:
                 item = future.result()
             except ImageError as error:
-                if on_skip is not None:
-                    image = images[position]
-                    on_skip(str(image) if isinstance(image, (str, Path)) else f"input {position}", str(error))
+                (callbacks or Callbacks()).skip(input_name(images[position], position), str(error))
                 continue
             readable += 1
             yield item
@@ -128,12 +125,12 @@ def iter_loaded(images: Sequence[ImageLike], on_skip: OnSkip | None = None, prep
         raise ImageError(f"none of the {len(images)} inputs could be read as an image")
 
 
-def iter_batches(images: Sequence[ImageLike], batch_size: int, on_skip: OnSkip | None = None,
+def iter_batches(images: Sequence[ImageLike], batch_size: int, callbacks: Callbacks | None = None,
                  prepare: Prepare | None = None, workers: int = DEFAULT_WORKERS) -> Iterator[list[Item]]:
-    """Readable inputs in lists of up to batch_size items, in input order (unreadable ones go to on_skip),
+    """Readable inputs in lists of up to batch_size items, in input order (unreadable ones go to callbacks.skip),
     read and prepared ahead on `workers` loader threads (0: in this thread)."""
     batch: list[Item] = []
-    for item in iter_loaded(images, on_skip, prepare, workers, prefetch=2 * batch_size):
+    for item in iter_loaded(images, callbacks, prepare, workers, prefetch=2 * batch_size):
         batch.append(item)
         if len(batch) == batch_size:
             yield batch

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.images import ImageLike
-from simsearch.data.inputs import DEFAULT_WORKERS, Item, OnSkip, Progress, iter_batches
+from simsearch.data.inputs import DEFAULT_WORKERS, Item, iter_batches
 from simsearch.runtime import DEFAULT_BATCH_SIZE, check_batch_size
 
 if TYPE_CHECKING:
@@ -106,17 +107,16 @@ def tensor_digest(state: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None,
+def iter_embedded(embedder: Embedder, images: Sequence[ImageLike], callbacks: Callbacks | None = None,
                   workers: int = DEFAULT_WORKERS) -> Iterator[tuple[list[Item], Embeddings]]:
     """Embed inputs in the embedder's batches, yielding (items, embeddings) per batch; `workers` loader threads
     read and prepare the next batches while the network runs (0: all in this thread)."""
     # A batch size below 1 would make the whole input one batch: refuse it here, for every embedder.
-    batches = iter_batches(images, check_batch_size(embedder.batch_size), on_skip, embedder.prepare, workers)
+    callbacks = callbacks or Callbacks()
+    batches = iter_batches(images, check_batch_size(embedder.batch_size), callbacks, embedder.prepare, workers)
     for batch in batches:
         yield batch, embedder.embed([i.pixels for i in batch])
-        if on_progress:
-            on_progress(len(batch))
+        callbacks.progress(len(batch))
 
 
 def concat_embeddings(parts: Sequence[Embeddings]) -> Embeddings:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample, class_key
 from simsearch.data.images import read_mask
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.errors import InputError
 from simsearch.evaluate.metrics import binary_metrics, image_auroc, pixel_auroc, pro_score
 from simsearch.files import file_sha256
@@ -89,12 +89,12 @@ def type_accuracy(samples: Sequence[Sample], results: Sequence[ScoreResult],
     return record
 
 
-def score_samples(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
-                  on_skip: OnSkip | None = None) -> tuple[list[Sample], list[ScoreResult]]:
+def score_samples(scorer: Scorer, samples: Sequence[Sample],
+                  callbacks: Callbacks | None = None) -> tuple[list[Sample], list[ScoreResult]]:
     """Score labelled samples; returns the samples that could be read and their results, aligned."""
     by_path = {str(s.path): s for s in samples}
     kept, results = [], []
-    for result in scorer.iter_score([s.path for s in samples], on_progress, on_skip):
+    for result in scorer.iter_score([s.path for s in samples], callbacks):
         kept.append(by_path[result.path])
         results.append(result)
     return kept, results
@@ -112,10 +112,10 @@ def maps_and_masks(samples: Sequence[Sample], results: Sequence[ScoreResult]) ->
 
 
 def leave_out_exemplars(scorer: Scorer, samples: Sequence[Sample], purpose: str,
-                        warn: Callable[[str], None] | None = None) -> list[Sample]:
+                        callbacks: Callbacks | None = None) -> list[Sample]:
     """The samples that are not exemplars of the scorer's index (same file bytes, by sha256): an exemplar
-    scored against itself has distance 0 and says nothing. Warns with how many were left out; InputError when
-    none is left. A scorer without an index (a baseline) keeps every sample."""
+    scored against itself has distance 0 and says nothing. Notes how many were left out, and counts them as done
+    (progress); InputError when none is left. A scorer without an index (a baseline) keeps every sample."""
     index = getattr(scorer, "index_", None)
     if index is None:
         return list(samples)
@@ -125,21 +125,20 @@ def leave_out_exemplars(scorer: Scorer, samples: Sequence[Sample], purpose: str,
         raise InputError(f"every {purpose} image is an exemplar of the index (a score against itself says "
                          f"nothing)", hint=f"{purpose} on images the index was not built from, e.g. another "
                          "--fold or a held-out folder")
-    if len(fresh) < len(samples) and warn is not None:
-        warn(f"left out {len(samples) - len(fresh)} {purpose} image(s) that are exemplars of the index "
-             "(a score against itself says nothing)")
+    if len(fresh) < len(samples):
+        callbacks = callbacks or Callbacks()
+        callbacks.note(f"left out {len(samples) - len(fresh)} {purpose} image(s) that are exemplars of the index "
+                       "(a score against itself says nothing)")
+        callbacks.progress(len(samples) - len(fresh))  # the left-out images count as done
     return fresh
 
 
-def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], on_progress: Progress | None = None,
-                     on_skip: OnSkip | None = None, warn: Callable[[str], None] | None = None) -> Evaluation:
+def evaluate_dataset(scorer: Scorer, samples: Sequence[Sample], callbacks: Callbacks | None = None) -> Evaluation:
     """Score a labelled set, leaving out the index's own exemplars: image AUROC, the confusion matrix at the
     index's threshold (if any), and pixel AUROC and PRO where ground-truth masks exist (at the anomaly maps'
     resolution). `extra["left_out_exemplars"]` says how many samples were exemplars."""
-    fresh = leave_out_exemplars(scorer, samples, "evaluation", warn)
-    if on_progress is not None and len(fresh) < len(samples):
-        on_progress(len(samples) - len(fresh))  # the left-out images count as done
-    kept, results = score_samples(scorer, fresh, on_progress, on_skip)
+    fresh = leave_out_exemplars(scorer, samples, "evaluation", callbacks)
+    kept, results = score_samples(scorer, fresh, callbacks)
     threshold = scorer.threshold_
     index = getattr(scorer, "index_", None)
     known_types = None if index is None else {e.defect_type for e in index.exemplars.values()

@@ -9,9 +9,9 @@ import math
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
-from simsearch.errors import ConflictError, IndexProblem, InputError
+from simsearch.errors import ConflictError, IndexProblem, InputError, NotFoundError
 from simsearch.index.catalogue import (
     common_folder,
     find_data_root,
@@ -459,6 +459,28 @@ def update_index(folder: str | Path, change: Callable[[ExemplarIndex], T], finge
     return index, result
 
 
+def remove_saved(folder: str | Path, ids: Sequence[int] = (), paths: Sequence[str] = (),
+                 data_root: str | Path | None = None, wait: float = DEFAULT_WAIT) -> list[int]:
+    """Remove exemplars from the index saved in `folder`, under its writer lock: by id, and every one added from
+    one of `paths` (as given, or made absolute); a path no exemplar came from is refused, and so are unknown ids
+    and the last good exemplar (`ExemplarIndex.remove`): then nothing is saved. Returns the ids removed."""
+
+    def change(index: ExemplarIndex) -> list[int]:
+        chosen = list(ids)
+        for wanted in paths:
+            matches = [e.id for e in index.exemplars.values()
+                       if e.path == wanted or Path(e.path) == Path(wanted) or e.path == os.path.abspath(wanted)]
+            if not matches:
+                moved = index.data_root is not None and not os.path.isdir(index.data_root)
+                raise NotFoundError(f"no exemplar in {folder} was added from {wanted}"
+                                    + (f" (its files were under {index.data_root}, which is gone: if they moved, "
+                                       "say where with {param:data_root})" if moved else ""))
+            chosen.extend(matches)
+        return index.remove(chosen)  # each id once
+
+    return update_index(folder, change, data_root=data_root, wait=wait)[1]
+
+
 def _still_committed(folder: str | Path, current: ExemplarIndex | None, fingerprint: str | None,
                      ) -> ExemplarIndex | None:
     """A copy of `current` where it is what `folder` holds committed (same folder, generation and save
@@ -493,4 +515,4 @@ def _shift_ids(index: ExemplarIndex, first_id: int) -> None:
 
 
 __all__ = ["FORMAT_VERSION", "check_fingerprint", "check_manifest", "format_version", "load_index", "manifest_of",
-           "refuse_to_replace", "resolve_data_root", "save_index", "size_on_disk", "update_index"]
+           "refuse_to_replace", "remove_saved", "resolve_data_root", "save_index", "size_on_disk", "update_index"]

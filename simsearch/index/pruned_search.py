@@ -121,21 +121,13 @@ def _squared_distances(queries: np.ndarray, query_norms: np.ndarray, part: CellP
     return np.maximum(squared, 0.0)
 
 
-def _merge(best_d: np.ndarray, best_i: np.ndarray, new_d: np.ndarray, new_i: np.ndarray, k: int) -> tuple:
-    # by hand, not faiss.ResultHeap: each cell merges into a different subset of rows, a heap takes all of them
-    if k == 1:  # the common case (patch scoring): a row minimum, no partial sort
-        column = np.argmin(new_d, axis=1)
-        rows = np.arange(len(new_d))
-        closer = new_d[rows, column] < best_d[:, 0]
-        return (np.where(closer, new_d[rows, column], best_d[:, 0])[:, None],
-                np.where(closer, new_i[rows, column], best_i[:, 0])[:, None])
-    distances = np.concatenate([best_d, new_d], axis=1)
-    positions = np.concatenate([best_i, new_i], axis=1)
-    if distances.shape[1] > k:
-        top = np.argpartition(distances, k - 1, axis=1)[:, :k]
-        distances = np.take_along_axis(distances, top, axis=1)
-        positions = np.take_along_axis(positions, top, axis=1)
-    return distances, positions
+def _search_cell(heap: faiss.ResultHeap, part: CellPartition, queries: np.ndarray, query_norms: np.ndarray,
+                 cell: int, rows: np.ndarray) -> None:
+    """Cell `cell` searched for the query rows `rows`, merged into their heaps (FAISS's, as its contrib merges
+    partial results; a cell answers only some rows: `add_result_subset`). Ids are positions in the sorted bank."""
+    start, end = int(part.starts[cell]), int(part.ends[cell])
+    distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
+    heap.add_result_subset(rows, distances, np.arange(start, end))
 
 
 def pruned_search(part: CellPartition, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
@@ -165,32 +157,22 @@ def _pruned_search(part: CellPartition, queries: np.ndarray, k: int) -> tuple[np
     k = min(k, len(part.vectors))
     query_norms = (queries ** 2).sum(axis=1)
     to_centroid = _centroid_distances(part, queries, query_norms)
-    best_d = np.full((count, k), np.inf, dtype=np.float32)
-    best_i = np.full((count, k), -1, dtype=np.int64)
+    heap = faiss.ResultHeap(count, k)  # each row's k nearest so far (the largest first, until `finalize`)
     # first the nearest cell of each query: a tight bound from the start
     first = np.argmin(to_centroid, axis=1)
     for cell, rows in _rows_by_cell(first, len(part.starts)):
-        start, end = part.starts[cell], part.ends[cell]
-        distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
-        positions = np.broadcast_to(np.arange(start, end), distances.shape)
-        best_d[rows], best_i[rows] = _merge(best_d[rows], best_i[rows], distances, positions, k)
-    # then every other cell that the bound cannot rule out
-    bound = np.sqrt(best_d.max(axis=1)) * (1 + SLACK) + 1e-6
+        _search_cell(heap, part, queries, query_norms, cell, rows)
+    # then every other cell that the bound cannot rule out (a row with fewer than k found so far: FLT_MAX, no bound)
+    bound = np.sqrt(heap.D.max(axis=1)) * (1 + SLACK) + 1e-6
     needed = (to_centroid - part.radius[None]) < bound[:, None]
     needed[np.arange(count), first] = False
     sizes = part.ends - part.starts
     if (needed * sizes[None]).sum() > MAX_WORK * count * len(part.vectors):
         return None
     for cell in np.flatnonzero(needed.any(axis=0)):
-        rows = np.flatnonzero(needed[:, cell])
-        start, end = part.starts[cell], part.ends[cell]
-        distances = _squared_distances(queries[rows], query_norms[rows], part, start, end)
-        positions = np.broadcast_to(np.arange(start, end), distances.shape)
-        best_d[rows], best_i[rows] = _merge(best_d[rows], best_i[rows], distances, positions, k)
-    order = np.argsort(best_d, axis=1)
-    best_d = np.take_along_axis(best_d, order, axis=1)
-    best_i = np.take_along_axis(best_i, order, axis=1)
-    return best_d, np.where(best_i >= 0, part.ids[np.maximum(best_i, 0)], -1)
+        _search_cell(heap, part, queries, query_norms, cell, np.flatnonzero(needed[:, cell]))
+    heap.finalize()  # nearest first
+    return heap.D, np.where(heap.I >= 0, part.ids[np.maximum(heap.I, 0)], -1)
 
 
 def pruned_largest_nearest(part: CellPartition, queries: np.ndarray) -> np.ndarray:

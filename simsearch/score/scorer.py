@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
 from simsearch.data.images import ImageLike
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.errors import InputError
 from simsearch.score.results import ScoreResult
 
@@ -38,17 +38,17 @@ class Scorer(ABC):
         """Learn from labelled good/defect samples (with defect types where known); returns self."""
 
     @abstractmethod
-    def iter_score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-                   on_skip: OnSkip | None = None, maps: str = "all") -> Iterator[ScoreResult]:
-        """One ScoreResult per readable image (unreadable ones go to on_skip), as batches finish. Anomaly maps
-        for every image (maps="all"), or where a reject's boxes need them ("needed": the same scores; a
-        scorer whose maps cost nothing extra may make them all the same)."""
+    def iter_score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+                   maps: str = "all") -> Iterator[ScoreResult]:
+        """One ScoreResult per readable image, as batches finish (unreadable ones go to callbacks.skip, the images
+        done to callbacks.progress). Anomaly maps for every image (maps="all"), or where a reject's boxes need them
+        ("needed": the same scores; a scorer whose maps cost nothing extra may make them all the same)."""
 
-    def score(self, images: ImageLike | Sequence[ImageLike], on_progress: Progress | None = None,
-              on_skip: OnSkip | None = None, maps: str = "all") -> list[ScoreResult]:
+    def score(self, images: ImageLike | Sequence[ImageLike], callbacks: Callbacks | None = None,
+              maps: str = "all") -> list[ScoreResult]:
         """Like iter_score(), as a list."""
         check_maps(maps)
-        return list(self.iter_score(images, on_progress, on_skip, maps))
+        return list(self.iter_score(images, callbacks, maps))
 
     @property
     @abstractmethod

@@ -40,7 +40,8 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_queue = max_queue
-        self._on_batch = on_batch  # called with (batch size, seconds) after each model call
+        # called with (batch size, seconds) after each model call: the service's metrics, not a Callbacks hook
+        self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._accepting = False

@@ -9,6 +9,7 @@ import asyncio
 import resource
 import socket
 import struct
+from pathlib import Path
 from typing import Any, Callable
 
 import h11
@@ -18,6 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from simsearch.errors import InputError
 from simsearch.service.middleware import PROTECTED
+from simsearch.service.settings import ServiceSettings
 
 try:  # the kernel's unsent bytes (POSIX); elsewhere the floor sees the transport's buffer only
     import fcntl
@@ -280,7 +282,8 @@ def _allow_open_files(count: int) -> None:
 def serve(app: FastAPI, sock: socket.socket, max_connections: int = 512, access_log: bool = True,
           on_start: Callable[[], None] | None = None, header_timeout: float = 10.0, send_timeout: float = 30.0,
           min_send_rate: float = 10_000.0) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish, run shutdown."""
+    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish, run shutdown. `on_start`:
+    called once the socket is served (the CLI's listening line; a server's moment, not a Callbacks hook)."""
     # the cap, the connections over it before room is made, a burst asyncio accepts at once, and the rest:
     # the index, the model, logs
     _allow_open_files(max_connections + 2 * BACKLOG + 256)
@@ -295,3 +298,22 @@ def serve(app: FastAPI, sock: socket.socket, max_connections: int = 512, access_
     if on_start is not None:
         on_start()
     server.run(sockets=[sock])
+
+
+def serve_index(index: str | Path, settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, *,
+                weights: str | Path | None = None, device: str | None = None, compiled: bool | None = None,
+                access_log: bool = True, on_start: Callable[[str, int], None] | None = None) -> None:
+    """Serve the index saved in `index` on host:port (port 0: a free one) until SIGTERM/SIGINT: the service's app
+    (`create_app`), then its socket; `on_start(host, port)` is told the bound address once it is served."""
+    from simsearch.service.app import create_app
+
+    application = create_app(index, settings, weights=weights, device=device, compiled=compiled)
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        serve(application, sock, max_connections=settings.max_requests, access_log=access_log,
+              on_start=None if on_start is None else lambda: on_start(bound_host, bound_port),
+              header_timeout=settings.header_timeout_s, send_timeout=settings.send_timeout_s,
+              min_send_rate=settings.min_send_rate)
+    finally:
+        sock.close()

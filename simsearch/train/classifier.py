@@ -16,7 +16,8 @@ from simsearch.data.transforms import ImageSize, unit_pixels
 from simsearch.train.loop import TrainEvent, TrainSettings, run_training
 from simsearch.train.tasks.classify import ClassificationTask, ClassifierOptions, augmentation, classifier_settings
 
-EpochCallback = Callable[[int, float, float], None]  # (epoch, loss, training accuracy)
+# (epoch, loss, training accuracy): its own hook, not a Callbacks one, for training's own payload
+EpochCallback = Callable[[int, float, float], None]
 _DEFAULTS, _OPTIONS = classifier_settings(), ClassifierOptions()
 
 

@@ -93,6 +93,7 @@ class TrainingTask(Protocol):
     # before_validation() (each epoch, model in eval mode, before its validation and checkpoints).
 
 
+# its own hook, not a Callbacks one: a TrainEvent (stage, epoch, step, losses) is training's payload alone
 OnEvent = Callable[[TrainEvent], None]
 
 

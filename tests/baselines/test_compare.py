@@ -9,6 +9,7 @@ import pytest
 
 from simsearch.baselines.compare import CompareSettings, compare
 from simsearch.baselines.registry import baseline_names, resolve_methods
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import discover_samples
 from simsearch.data.splits import kfold_splits
 from simsearch.errors import UnknownComponentError
@@ -113,7 +114,8 @@ def test_methods_with_identical_scores_are_named_in_the_report_and_csv(tmp_path)
     samples = discover_samples(write_parts(tmp_path / "parts", seed=6, n_good=10, n_defect=2))
     splits = kfold_splits(samples, 2, seed=0)
     notes = []
-    report = compare(splits, ["knn-patch", "knn-contrast", "knn-image"], settings(), on_note=notes.append)
+    report = compare(splits, ["knn-patch", "knn-contrast", "knn-image"], settings(),
+                     callbacks=Callbacks(note=notes.append))
     assert report["same_scores"] == [["knn-patch", "knn-contrast"]]
     assert report["methods"]["knn-contrast"]["same_as"] == "knn-patch"
     assert "same_as" not in report["methods"]["knn-image"] and "same_as" not in report["methods"]["knn-patch"]

@@ -5,6 +5,7 @@ import pytest
 
 from simsearch.baselines.persist import load_baseline
 from simsearch.baselines.probe import BackboneProbe, LinearHead
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import discover_samples
 
 
@@ -27,7 +28,7 @@ def test_probe_skips_unavailable_backbones_caches_and_round_trips(part_folder, t
     probe = BackboneProbe(("mobilenet_v3_small", "resnet18"), image_size=64, pretrained=False,
                           cache_dir=tmp_path / "cache", device="cpu")
     computed = []
-    probe.fit(samples, on_progress=computed.append)
+    probe.fit(samples, Callbacks(progress=computed.append))
     assert probe.backbone_ == "resnet18" and sum(computed) == len(samples)
     assert any("mobilenet_v3_small" in note for note in probe.notes_)
     assert [c["backbone"] for c in probe.candidates_] == ["resnet18"]
@@ -35,7 +36,7 @@ def test_probe_skips_unavailable_backbones_caches_and_round_trips(part_folder, t
 
     computed.clear()
     BackboneProbe(("resnet18",), image_size=64, pretrained=False, cache_dir=tmp_path / "cache",
-                  device="cpu").fit(samples, on_progress=computed.append)
+                  device="cpu").fit(samples, Callbacks(progress=computed.append))
     assert sum(computed) == 0  # every vector came from the cache
 
     probe.save(tmp_path / "probe")

@@ -122,13 +122,15 @@ def test_build_index_keeps_the_aspect_and_scores_maps_over_the_whole_picture(tmp
 
 def test_compare_runs_its_methods_at_the_kept_aspect_and_says_so(tmp_path):
     from simsearch.baselines.compare import CompareSettings, input_size_of
+    from simsearch.data.callbacks import Callbacks
     from simsearch.data.datasets import Sample
     from simsearch.data.splits import Split
 
     path = tmp_path / "a.png"
     Image.new("RGB", (300, 100)).save(path)
     notes = []
-    settings = input_size_of(CompareSettings(image_size=64), [Split(0, [Sample(path, False)], [])], notes.append)
+    settings = input_size_of(CompareSettings(image_size=64), [Split(0, [Sample(path, False)], [])],
+                             Callbacks(note=notes.append))
     assert settings.image_size == (64, 192) and "aspect ratio kept" in notes[0]
     square = input_size_of(CompareSettings(image_size=64, aspect="square"), [Split(0, [Sample(path, False)], [])])
     assert square.image_size == 64

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.images import ImageError, as_rgb_array, iter_readable_images, list_image_files, read_image
 
 
@@ -64,7 +65,7 @@ def test_folder_walk_is_recursive_and_skips_bad_files(tmp_path):
     files = list_image_files([tmp_path])
     assert [f.name for f in files] == ["x.png", "broken.png", "y.bmp"]  # sorted by path parts
     skipped = []
-    kept = list(iter_readable_images(files, on_skip=lambda name, reason: skipped.append(name)))
+    kept = list(iter_readable_images(files, Callbacks(skip=lambda name, reason: skipped.append(name))))
     assert [files[i].name for i, _, _ in kept] == ["x.png", "y.bmp"] and skipped == [str(files[1])]
 
 

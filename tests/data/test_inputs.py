@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.images import ImageError
 from simsearch.data.inputs import iter_batches, iter_loaded
 
@@ -47,7 +48,8 @@ def test_items_come_in_input_order_with_their_size_as_read(tmp_path, workers):
 def test_unreadable_inputs_are_reported_one_by_one_in_order(tmp_path, workers):
     paths = _write(tmp_path, 12, broken={2, 3, 9})
     skipped = []
-    items = list(iter_loaded(paths, lambda name, reason: skipped.append((name, reason)), workers=workers))
+    items = list(iter_loaded(paths, Callbacks(skip=lambda name, reason: skipped.append((name, reason))),
+                             workers=workers))
     assert [item.position for item in items] == [0, 1, 4, 5, 6, 7, 8, 10, 11]
     assert [name for name, _ in skipped] == [str(paths[n]) for n in (2, 3, 9)]
     assert all("not a readable image" in reason for _, reason in skipped)
@@ -66,7 +68,8 @@ def test_in_memory_inputs_are_skipped_by_position_and_hash_as_read(tmp_path):
     good = np.full((6, 6, 3), 9, np.uint8)
     skipped = []
     items = list(iter_loaded([good, np.zeros((2, 2, 2, 2)), Image.fromarray(good)],
-                             lambda name, reason: skipped.append(name), prepare=lambda p: p[:1, :1], workers=2))
+                             Callbacks(skip=lambda name, reason: skipped.append(name)), prepare=lambda p: p[:1, :1],
+                             workers=2))
     assert [name for name in skipped] == ["input 1"]
     assert items[0].path is None and items[0].pixels.shape == (1, 1, 3)
     # the hash is the image's as read, not the prepared pixels': an exemplar keeps one identity

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample
 from tests.conftest import ELPV, need_shared
 
@@ -69,9 +70,9 @@ def test_build_index_on_ray_is_the_single_process_index(cluster, embedder, elpv_
     defects = elpv_split["index_defects"]
     with ray_engine.RayExecutor(cluster) as executor:  # as build-index --engine ray does
         built = Inspector(embedder, mode="patch", k=1, coreset_ratio=0.1).fit(
-            elpv_split["index_good"], on_progress=progress.append, executor=executor)
+            elpv_split["index_good"], callbacks=Callbacks(progress=progress.append), executor=executor)
         built.add([s.path for s in defects], "defect", defect_types=[s.defect_type for s in defects],
-                  on_progress=progress.append, executor=executor)
+                  callbacks=Callbacks(progress=progress.append), executor=executor)
     assert sum(progress) == N_GOOD_INDEXED + N_DEFECT_INDEXED
     ours, theirs = built.index_, local.index_
     assert ours.counts() == theirs.counts()
@@ -92,8 +93,8 @@ def test_scores_on_ray_are_the_single_process_scores(cluster, elpv_split, single
     skipped = []
     loaded = Inspector.load(folder)
     with ray_engine.RayExecutor(cluster) as executor:
-        got = list(loaded.iter_score(files, on_skip=lambda path, reason: skipped.append(path), maps="needed",
-                                     executor=executor))
+        got = list(loaded.iter_score(files, Callbacks(skip=lambda path, reason: skipped.append(path)),
+                                     maps="needed", executor=executor))
     assert skipped == [str(broken)]
     assert [r.path for r in got] == [r.path for r in expected]
     np.testing.assert_allclose([r.score for r in got], [r.score for r in expected], rtol=1e-5, atol=1e-6)

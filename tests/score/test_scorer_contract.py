@@ -9,6 +9,7 @@ import pytest
 
 import simsearch
 from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import discover_samples
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import FAMILIES, Scorer
@@ -53,7 +54,7 @@ def test_every_scorer_keeps_the_contract(name, parts, small_embedder, tmp_path):
 
     skipped = []
     inputs = test[:2] + [broken] + test[2:]
-    results = list(scorer.iter_score(inputs, on_skip=lambda item, error: skipped.append(item)))
+    results = list(scorer.iter_score(inputs, Callbacks(skip=lambda item, error: skipped.append(item))))
     assert len(results) == len(test) and len(skipped) == 1
     assert all(isinstance(r, ScoreResult) and isinstance(r.score, float) and math.isfinite(r.score)
                for r in results)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from pytorch_metric_learning import distances, losses
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample, count_by_class
 from simsearch.data.images import ImageError, read_image
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.errors import TrainingError
 from simsearch.train.loop import TrainResult, TrainSettings
 from simsearch.train.samplers import ClassBalancedBatchSampler
@@ -19,18 +19,17 @@ from simsearch.train.triplets import create_miner
 
 
 def read_samples(samples: Sequence[Sample], prepare: Callable[[np.ndarray], torch.Tensor],
-                 on_skip: OnSkip | None = None, on_progress: Progress | None = None) -> tuple[list[Sample], list]:
+                 callbacks: Callbacks | None = None) -> tuple[list[Sample], list]:
     """Read and prepare each sample's image; unreadable ones (and ones the ROI crop refuses) are skipped."""
+    callbacks = callbacks or Callbacks()
     kept, prepared = [], []
     for sample in samples:
         try:
             prepared.append(prepare(read_image(sample.path)))
             kept.append(sample)
         except (ImageError, ValueError) as error:
-            if on_skip:
-                on_skip(str(sample.path), str(error))
-        if on_progress:
-            on_progress(1)
+            callbacks.skip(str(sample.path), str(error))
+        callbacks.progress(1)
     if not kept:
         raise TrainingError("none of the training images could be read")
     return kept, prepared

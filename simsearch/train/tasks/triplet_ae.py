@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample, class_ids
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.splits import validation_split
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.runtime import resolve_device
@@ -97,14 +97,15 @@ class _Batch:
 
 def train_triplet_ae(samples: Sequence[Sample], out_dir: str | Path, model_config: AutoencoderConfig | None = None,
                      settings: TrainSettings | None = None, resume: bool = False, on_event: OnEvent | None = None,
-                     on_read: Progress | None = None, on_skip: OnSkip | None = None,
-                     triplet: TripletOptions | None = None) -> TrainResult:
-    """Split off a stratified validation set, read the images, and train; returns where the model went."""
+                     callbacks: Callbacks | None = None, triplet: TripletOptions | None = None) -> TrainResult:
+    """Split off a stratified validation set, read the images (each told to callbacks.progress, the unreadable
+    ones to callbacks.skip), and train; returns where the model went. `on_event`: the training loop's events (a
+    TrainEvent each, not a Callbacks hook)."""
     model_config = model_config or AutoencoderConfig()
     settings = settings or TrainSettings()
     model_config.build()  # fail on a bad architecture before reading any image
     train, val = validation_split(samples, settings.val_fraction, settings.seed)
-    train, train_pixels = read_samples(train, model_config.prepare, on_skip, on_read)
-    val, val_pixels = read_samples(val, model_config.prepare, on_skip, on_read) if val else ([], [])
+    train, train_pixels = read_samples(train, model_config.prepare, callbacks)
+    val, val_pixels = read_samples(val, model_config.prepare, callbacks) if val else ([], [])
     task = AutoencoderTask(model_config, settings, train, train_pixels, val, val_pixels, triplet=triplet)
     return with_splits(run_training(task, settings, out_dir, resume, on_event), train, val)

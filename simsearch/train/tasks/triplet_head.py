@@ -20,9 +20,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from simsearch.data.callbacks import Callbacks
 from simsearch.data.datasets import Sample, class_ids
 from simsearch.data.images import patch_mask
-from simsearch.data.inputs import OnSkip, Progress
 from simsearch.data.roi import apply_roi
 from simsearch.data.splits import validation_split
 from simsearch.data.transforms import to_uint8_arrays, to_unit_tensor
@@ -112,8 +112,8 @@ class HeadTask:
 
 
 def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
-            read: Callable[[np.ndarray], torch.Tensor], on_read: Progress | None,
-            on_skip: OnSkip | None) -> tuple[list[Sample], torch.Tensor]:
+            read: Callable[[np.ndarray], torch.Tensor],
+            callbacks: Callbacks | None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, stacked tensors under `field`), reused from `cache` when it was made from the same inputs
     (`key_parts` plus the sample paths); else each sample read through `read`, then saved there."""
     key = hashlib.sha256(json.dumps([*key_parts, [str(s.path) for s in samples]]).encode()).hexdigest()
@@ -121,10 +121,9 @@ def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
         stored = torch.load(cache, map_location="cpu", weights_only=True)
         if stored.get("key") == key:
             by_path = {str(s.path): s for s in samples}
-            if on_read:
-                on_read(len(samples))
+            (callbacks or Callbacks()).progress(len(samples))
             return [by_path[p] for p in stored["paths"]], stored[field]
-    kept, tensors = read_samples(samples, read, on_skip, on_read)
+    kept, tensors = read_samples(samples, read, callbacks)
     stacked = torch.stack(tensors)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"key": key, "paths": [str(s.path) for s in kept], field: stacked}, cache)
@@ -132,22 +131,20 @@ def _cached(samples: Sequence[Sample], key_parts: list, cache: Path, field: str,
 
 
 def cached_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, views: int, seed: int, roi: str | None,
-                   cache: Path, on_read: Progress | None = None,
-                   on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
+                   cache: Path, callbacks: Callbacks | None = None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, vectors (N, views, D)); reused from `cache` when made from the same inputs."""
     augment, generator = InspectionAugment(), torch.Generator().manual_seed(seed)
     return _cached(samples, [backbone.fingerprint, views, seed, roi], cache, "vectors",
-                   lambda image: view_vectors(backbone, image, views, augment, generator, roi), on_read, on_skip)
+                   lambda image: view_vectors(backbone, image, views, augment, generator, roi), callbacks)
 
 
 def cached_patch_vectors(samples: Sequence[Sample], backbone: BackboneEmbedder, roi: str | None, cache: Path,
-                         on_read: Progress | None = None,
-                         on_skip: OnSkip | None = None) -> tuple[list[Sample], torch.Tensor]:
+                         callbacks: Callbacks | None = None) -> tuple[list[Sample], torch.Tensor]:
     """(kept samples, backbone patch grids (N, h, w, D) in float16); reused from `cache` when made from the
     same inputs."""
     return _cached(samples, [backbone.fingerprint, "patches", roi], cache, "patches",
                    lambda image: torch.from_numpy(backbone.embed([apply_roi(image, roi)]).patches[0]).half(),
-                   on_read, on_skip)
+                   callbacks)
 
 
 def _nearest_distance(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -222,9 +219,10 @@ def join_sample(vectors: torch.Tensor, labels: Sequence[int], seed: int) -> torc
 def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: str | Path,
                        head_config: HeadConfig | None = None, settings: TrainSettings | None = None,
                        views: int = 2, resume: bool = False, on_event: OnEvent | None = None,
-                       on_read: Progress | None = None, on_skip: OnSkip | None = None,
-                       triplet: TripletOptions | None = None) -> TrainResult:
-    """Cache the backbone's vectors of a stratified train/validation split, then train the head on them."""
+                       callbacks: Callbacks | None = None, triplet: TripletOptions | None = None) -> TrainResult:
+    """Cache the backbone's vectors of a stratified train/validation split (each image read told to
+    callbacks.progress, the unreadable ones to callbacks.skip), then train the head on them. `on_event`: the
+    training loop's events (a TrainEvent each, not a Callbacks hook)."""
     head_config = head_config or HeadConfig()
     settings = settings or TrainSettings()
     head_config.backbone, head_config.in_dim = backbone.config, backbone.dim
@@ -233,10 +231,10 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
         raise TrainingError("a joined head is trained at the patch level", hint="set {param} to patch",
                             parameter="level")
     if head_config.level == "patch":
-        return _train_patch_head(samples, backbone, out_dir, head_config, settings, resume, on_event, on_read,
-                                 on_skip, triplet)
+        return _train_patch_head(samples, backbone, out_dir, head_config, settings, resume, on_event, callbacks,
+                                 triplet)
     kept, vectors = cached_vectors(samples, backbone, max(1, views), settings.seed, head_config.roi,
-                                   out_dir / FEATURES, on_read, on_skip)
+                                   out_dir / FEATURES, callbacks)
     position = {str(s.path): i for i, s in enumerate(kept)}
     train, val = validation_split(kept, settings.val_fraction, settings.seed)
     train_rows, val_rows = ([position[str(s.path)] for s in part] for part in (train, val))
@@ -246,10 +244,10 @@ def train_triplet_head(samples: Sequence[Sample], backbone: BackboneEmbedder, ou
 
 
 def _train_patch_head(samples: Sequence[Sample], backbone: BackboneEmbedder, out_dir: Path, head_config: HeadConfig,
-                      settings: TrainSettings, resume: bool, on_event: OnEvent | None, on_read: Progress | None,
-                      on_skip: OnSkip | None, triplet: TripletOptions | None) -> TrainResult:
+                      settings: TrainSettings, resume: bool, on_event: OnEvent | None, callbacks: Callbacks | None,
+                      triplet: TripletOptions | None) -> TrainResult:
     """The patch level: cache the backbone's patch grids, mine labelled patches, train the head on them."""
-    kept, grids = cached_patch_vectors(samples, backbone, head_config.roi, out_dir / PATCH_FEATURES, on_read, on_skip)
+    kept, grids = cached_patch_vectors(samples, backbone, head_config.roi, out_dir / PATCH_FEATURES, callbacks)
     position = {str(s.path): i for i, s in enumerate(kept)}
     train, val = validation_split(kept, settings.val_fraction, settings.seed)
     labels, names = class_ids(train)
