@@ -1,7 +1,6 @@
 import json
 
 from simsearch.data.datasets import discover_samples
-from simsearch.data.splits import select_fold
 from simsearch.evaluate.evaluation import evaluate_dataset
 from simsearch.inspector import Inspector, calibrate_index, leave_one_out_scores
 
@@ -35,10 +34,3 @@ def test_calibration_leaves_out_exemplars_and_evaluate_reports_confusion(small_e
     evaluation = evaluate_dataset(inspector, samples)  # the 6 exemplars are left out here too
     assert evaluation.confusion is not None and sum(map(sum, evaluation.confusion)) == 10
     assert evaluation.to_dict()["left_out_exemplars"] == 6
-
-
-def test_folds_are_stratified_and_disjoint(part_folder):
-    samples = discover_samples(part_folder)
-    first, second = select_fold(samples, 1, 2), select_fold(samples, 2, 2)
-    assert not set(first) & set(second) and len(first) + len(second) == len(samples)
-    assert sum(s.is_defect for s in first) == 2 and sum(s.is_defect for s in second) == 2

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "simsearch"
+PACKAGE = Path(__file__).resolve().parents[2] / "simsearch"
 
 BASE = ["errors", "runtime", "files"]  # shared by every layer, import nothing of simsearch but errors
 PIPELINE = ["data", "embed", "index", "score", "evaluate", "decide", "inspector"]  # each imports only earlier ones

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 SPEC = importlib.util.spec_from_file_location("pseudo_defects",
-                                              Path(__file__).resolve().parents[1] / "benchmarks" / "pseudo_defects.py")
+                                              Path(__file__).resolve().parents[2] / "benchmarks" / "pseudo_defects.py")
 pseudo = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pseudo)
 

@@ -41,15 +41,3 @@ def test_a_wrong_field_is_refused_naming_its_parameter(options, parameter):
 def test_an_unknown_keyword_is_refused():
     with pytest.raises(InputError, match="unknown runtime option"):
         Runtime.of(batchsize=8)
-
-
-def test_load_takes_a_runtime_or_its_fields_as_keywords(small_embedder, part_folder, tmp_path):
-    from simsearch.inspector import Inspector
-
-    Inspector(small_embedder).fit(part_folder / "good").save(tmp_path / "idx")
-    by_keywords = Inspector.load(tmp_path / "idx", device="cpu", batch_size=5, workers=0)
-    by_value = Inspector.load(tmp_path / "idx", runtime=Runtime(device="cpu", batch_size=5, workers=0))
-    for inspector in (by_keywords, by_value):
-        assert inspector.embedder.batch_size == 5 and inspector.workers == 0
-    image = part_folder / "good" / "00.png"
-    assert by_keywords.score_samples([image]) == pytest.approx(by_value.score_samples([image]))

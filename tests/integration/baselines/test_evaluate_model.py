@@ -2,16 +2,7 @@
 
 import json
 
-from typer.testing import CliRunner
-
-from simsearch.cli.main import app
-
-runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--epochs", "1", "--device", "cpu"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.unit.baselines.test_evaluate_model import FAST, _run
 
 
 def test_evaluate_a_saved_baseline_with_its_report(part_folder, fresh_parts, tmp_path):
@@ -28,8 +19,3 @@ def test_evaluate_a_saved_baseline_with_its_report(part_folder, fresh_parts, tmp
     assert (run_dir / "report.html").is_file()
     setup = json.loads((run_dir / "run.json").read_text())["setup"]
     assert setup["scorer"] == "cam" and setup["family"] == "classifier" and setup["model"] == str(model)
-
-
-def test_train_baseline_refuses_an_unregistered_method(part_folder, tmp_path):
-    result = _run("train-baseline", part_folder, "--method", "nope", "--out", tmp_path / "m", *FAST)
-    assert result.exit_code != 0 and "cnn, cam, probe" in result.stderr

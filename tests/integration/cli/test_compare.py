@@ -3,34 +3,10 @@
 import csv
 import json
 
-import pytest
-from typer.testing import CliRunner
-
-from simsearch.cli.main import app
-
-runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--cnn-image-size", "64", "--epochs", "1", "--device", "cpu",
-        "--probe-backbones", "resnet18"]
+from tests.unit.cli.test_compare import FAST, _run, parts  # noqa: F401  (fixture)
 
 
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def parts(part_folder):
-    """part_folder with more defects, so that two folds each get some."""
-    import numpy as np
-    from PIL import Image
-
-    from tests.conftest import part_image
-    rng = np.random.default_rng(5)
-    for i in range(4, 8):
-        Image.fromarray(part_image(rng, defect=True)).save(part_folder / "defect" / "spot" / f"{i:02d}.png")
-    return part_folder
-
-
-def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_path):
+def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_path):  # noqa: F811
     """--methods all: every registered method, trained per fold, with its family; then `simsearch report`."""
     from simsearch.baselines.registry import baseline_names, get_baseline
 
@@ -70,7 +46,7 @@ def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_
     assert "triplet-head, fold 1" in html and "cam, fold 2" in html  # per-fold training curves
 
 
-def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):
+def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):  # noqa: F811
     out = tmp_path / "curve"
     result = _run("compare", parts, "--methods", "knn-image,cam", "--folds", "2", "--out", out, "--curve",
                   "--curve-counts", "0,1,all", "--curve-repeats", "2", "--no-save-models", *FAST)
@@ -88,17 +64,7 @@ def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):
     assert "Learning curve" in (out / "report.html").read_text()
 
 
-def test_compare_method_errors_are_one_line(parts, tmp_path):
-    for methods in ("knn-patch,nope", ""):
-        result = _run("compare", parts, "--methods", methods, "--out", tmp_path / "x", *FAST)
-        assert result.exit_code != 0 and result.stderr.startswith("error: ")
-        assert len(result.stderr.strip().splitlines()) == 1 and "--methods" in result.stderr
-    assert "triplet-head" in _run("compare", parts, "--methods", "knn-patch,nope", *FAST).stderr
-    listed = _run("compare", parts, "--list")
-    assert listed.exit_code == 0 and "triplet-ae" in listed.stdout and "classifier" in listed.stdout
-
-
-def test_train_baseline_writes_a_run_the_report_renders(parts, tmp_path):
+def test_train_baseline_writes_a_run_the_report_renders(parts, tmp_path):  # noqa: F811
     model = tmp_path / "cam"
     trained = _run("train-baseline", parts, "--method", "cam", "--out", model, "--epochs", "3", *FAST[:-2])
     assert trained.exit_code == 0, trained.output
@@ -108,7 +74,7 @@ def test_train_baseline_writes_a_run_the_report_renders(parts, tmp_path):
     assert "Training curves" in (model / "report.html").read_text()
 
 
-def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):
+def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):  # noqa: F811
     model = tmp_path / "cam"
     trained = _run("train-baseline", parts, "--method", "cam", "--out", model, *FAST[:-2])
     assert trained.exit_code == 0, trained.output
@@ -127,14 +93,7 @@ def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):
         assert all(box["x1"] <= 64 and box["y1"] <= 64 for box in row["boxes"])
 
 
-def test_score_model_errors_are_one_line(tmp_path, part_folder):
-    result = _run("score", part_folder / "good" / "00.png", "--model", tmp_path)
-    assert result.exit_code != 0 and result.stderr.startswith("error: ") and "baseline" in result.stderr
-    result = _run("compare", part_folder, "--methods", "nope", *FAST)
-    assert result.exit_code != 0 and result.stderr.startswith("error: ")
-
-
-def test_compare_next_command_prints_whole_on_a_narrow_terminal(parts, tmp_path):
+def test_compare_next_command_prints_whole_on_a_narrow_terminal(parts, tmp_path):  # noqa: F811
     out = tmp_path / "a-rather-long-folder-name-for-the-comparison" / "of-the-second-shift-on-line-three"
     result = _run("compare", parts, "--methods", "knn-image", "--folds", "2", "--out", out, *FAST)
     assert result.exit_code == 0, result.output

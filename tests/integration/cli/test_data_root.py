@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 
-from tests.cli.test_cli import FAST, _run, built  # noqa: F401  (fixture)
+from tests.integration.cli.test_cli import FAST, _run, built  # noqa: F401  (fixture)
 
 
 def test_moved_with_the_index_scores_and_removes_by_the_new_path(built, part_folder, tmp_path):  # noqa: F811

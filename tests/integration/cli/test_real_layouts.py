@@ -8,24 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
-from tests.conftest import ROOT, part_image, write_parts
-
-runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result) -> bool:
-    return result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+from tests.conftest import ROOT
+from tests.unit.cli.test_real_layouts import FAST, _one_line_error, _run, tiles  # noqa: F401  (fixture)
 
 
 def _ends_in_one_line_error(result) -> bool:
@@ -35,29 +21,13 @@ def _ends_in_one_line_error(result) -> bool:
 
 
 @pytest.fixture
-def tiles(tmp_path):
-    """Magnetic-tile style: good/, defect/spot/, ground_truth/{good,spot}/ masks, extra/derived_crops/ NG
-    crops and uncertain/ cells."""
-    root = write_parts(tmp_path / "tiles", seed=3, n_good=8, n_defect=3)
-    rng = np.random.default_rng(4)
-    for name, defect in (("extra/derived_crops/ng_0.png", True), ("uncertain/u_0.png", False)):
-        (root / name).parent.mkdir(parents=True)
-        Image.fromarray(part_image(rng, defect=defect)).save(root / name)
-    for folder, count in (("good", 8), ("spot", 3)):
-        (root / "ground_truth" / folder).mkdir(parents=True)
-        for i in range(count):
-            Image.new("L", (64, 64)).save(root / "ground_truth" / folder / f"{i:02d}_mask.png")
-    return root
-
-
-@pytest.fixture
 def built(part_folder, tmp_path):
     index = tmp_path / "index"
     assert _run("build-index", part_folder / "good", "--out", index, *FAST).exit_code == 0
     return index
 
 
-def test_build_index_on_a_labelled_folder_leaves_out_masks_and_unlabelled_folders(tiles, built, tmp_path):
+def test_build_index_on_a_labelled_folder_leaves_out_masks_and_unlabelled_folders(tiles, built, tmp_path):  # noqa: F811
     result = _run("build-index", tiles, "--out", tmp_path / "tiles_index", *FAST, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -72,14 +42,7 @@ def test_build_index_on_a_labelled_folder_leaves_out_masks_and_unlabelled_folder
     assert (evaluated["good"], evaluated["defect"]) == (8, 3)
 
 
-def test_defects_given_a_labelled_parent_is_refused(tiles, tmp_path):
-    result = _run("build-index", tiles / "good", "--defects", tiles, "--out", tmp_path / "index", *FAST)
-    assert result.exit_code == 2 and _one_line_error(result)
-    assert "good/ folder" in result.stderr and "--defects" in result.stderr
-    assert not (tmp_path / "index").exists()
-
-
-def test_score_a_folder_skips_mask_folders(tiles, built):
+def test_score_a_folder_skips_mask_folders(tiles, built):  # noqa: F811
     rows = [json.loads(line) for line in _run("score", tiles, "--index", built, "--json").stdout.splitlines()]
     assert len(rows) == 13 and not any("ground_truth" in row["path"] for row in rows)
 
@@ -119,18 +82,6 @@ def test_score_json_into_a_closed_pipe_exits_quietly(built, part_folder):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) in (0, 141), stderr
     assert "Traceback" not in stderr and "please report" not in stderr and "BrokenPipe" not in stderr
-
-
-@pytest.mark.parametrize("wait", ["nan", "-1", "inf"])
-def test_wait_must_be_finite_and_not_negative(wait, part_folder, tmp_path):
-    result = _run("build-index", part_folder / "good", "--out", tmp_path / "index", "--wait", wait, *FAST)
-    assert result.exit_code == 2 and _one_line_error(result) and "--wait" in result.stderr
-    assert not (tmp_path / "index").exists()  # refused before any work
-    from simsearch.errors import InputError
-    from simsearch.index.lock import IndexLock
-
-    with pytest.raises(InputError, match="not a finite number"):  # the library (and the service) too
-        IndexLock(tmp_path, wait=float(wait))
 
 
 def test_piped_runs_print_a_line_per_stage(part_folder, tmp_path, monkeypatch):

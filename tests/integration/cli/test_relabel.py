@@ -5,7 +5,7 @@ import os
 
 from simsearch.errors import ConflictError, InputError
 from simsearch.index.persist import load_index
-from tests.cli.test_cli import FAST, _run, built  # noqa: F401  (fixture)
+from tests.integration.cli.test_cli import FAST, _run, built  # noqa: F401  (fixture)
 
 
 def _held(index, path):

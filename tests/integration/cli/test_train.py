@@ -2,19 +2,12 @@
 
 import json
 
-from typer.testing import CliRunner
-
-from simsearch.cli.main import app
 from simsearch.cli.output import EXIT_BAD_INPUT
 from simsearch.embed import create_embedder
+from tests.unit.cli.test_train import _run
 
-runner = CliRunner()
 TINY_AE = ["--epochs", "1", "--image-size", "32", "--batch-size", "8", "--embedding-dim", "8", "--grayscale",
            "--device", "cpu"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_train_ae_then_build_index_and_score(part_folder, tmp_path):
@@ -91,11 +84,6 @@ def test_patch_level_head_trains_and_indexes_with_its_defect_patches(part_folder
                      "--batch-size", "8", "--device", "cpu", "--json")
     assert head_only.exit_code == 0, head_only.output
     assert "joined" not in create_embedder(f"triplet-head:{tmp_path / 'head-only' / 'model.pt'}").config
-
-
-def test_an_unknown_level_is_a_one_line_error(part_folder, tmp_path):
-    level = _run("train", "triplet-head", part_folder, "--level", "pixel", "--out", tmp_path / "r")
-    assert level.exit_code == EXIT_BAD_INPUT and "--level" in level.stderr and "patch" in level.stderr
 
 
 def test_next_commands_print_whole_on_a_narrow_terminal(part_folder, tmp_path):

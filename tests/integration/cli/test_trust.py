@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from simsearch.cli.output import EXIT_INDEX
 from simsearch.embed.compiled import CompiledEmbedder, UntrustedCopyError, check_self_contained
 from simsearch.index.signing import SIGNING_KEY_ENV
-from tests.cli.test_cli import _run, built  # noqa: F401 - the fixture
+from tests.integration.cli.test_cli import _run, built  # noqa: F401 - the fixture
 
 
 def _swap_copy(index, model: bytes) -> None:

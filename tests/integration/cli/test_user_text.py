@@ -3,12 +3,11 @@ and defect types over the length limit or with control characters are refused in
 
 import shutil
 
-import pytest
 from typer.testing import CliRunner
 
 from simsearch.cli.main import app
 from simsearch.cli.output import EXIT_BAD_INPUT
-from tests.cli.test_cli import built  # noqa: F401  (fixture)
+from tests.integration.cli.test_cli import built  # noqa: F401  (fixture)
 
 runner = CliRunner()
 
@@ -40,18 +39,3 @@ def test_defect_type_limits_in_the_cli(built, part_folder):  # noqa: F811
         result = _run("add", built, image, "--label", "defect", "--type", bad)
         assert result.exit_code == EXIT_BAD_INPUT, result.output
         assert result.stderr.count("\n") == 1 and "--type" in result.stderr and "Traceback" not in result.output
-
-
-def test_a_missing_torch_in_the_scoring_only_install_is_one_line_that_says_what_to_do(capsys):
-    """The scoring-only install has no torch: `score --no-compiled` there must not say "(please report this)"."""
-    import typer
-
-    from simsearch.cli.output import handle_errors
-
-    error = ModuleNotFoundError("No module named 'torch'", name="torch")
-    with pytest.raises(typer.Exit) as stopped:
-        with handle_errors():
-            raise error
-    assert stopped.value.exit_code == EXIT_BAD_INPUT
-    message = capsys.readouterr().err
-    assert "scoring-only install" in message and "please report" not in message

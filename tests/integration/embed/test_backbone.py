@@ -63,12 +63,6 @@ def test_offline_without_cache_says_how_to_supply_weights(tmp_path, monkeypatch)
     assert "{param}" in info.value.hint
 
 
-def test_unknown_backbone():
-    with pytest.raises(UnknownComponentError, match="unknown backbone") as info:
-        BackboneEmbedder("resnet9000", pretrained=False)
-    assert info.value.parameter == "backbone"
-
-
 # Recorded before the move to FeatureExtractor: indexes built before must still open.
 RESNET18_RANDOM_FINGERPRINT = "e4adfdc62306f5cb"
 
@@ -205,13 +199,3 @@ def test_channels_last_and_bfloat16_keep_the_vectors_and_the_fingerprint(small_e
     assert half.fingerprint == last.fingerprint == small_embedder.fingerprint  # an index opens with either
     reopened = embedder_from_config(small_embedder.config, device="cpu", precision="bfloat16", channels_last=True)
     assert reopened.precision == "bfloat16" and reopened.channels_last  # runtime options, as load(...) passes them
-
-
-def test_unknown_precision_and_float16_on_cpu_are_refused():
-    from simsearch.errors import InputError
-
-    with pytest.raises(InputError, match="unknown precision 'fp8'") as error:
-        BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", precision="fp8")
-    assert error.value.parameter == "precision"
-    with pytest.raises(InputError, match="CUDA GPU only"):
-        BackboneEmbedder("resnet18", image_size=64, pretrained=False, device="cpu", precision="float16")

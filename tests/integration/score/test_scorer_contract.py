@@ -8,7 +8,7 @@ import math
 import pytest
 
 import simsearch
-from simsearch.baselines.registry import baseline_names, build_baseline, get_baseline
+from simsearch.baselines.registry import baseline_names, build_baseline
 from simsearch.data.datasets import discover_samples
 from simsearch.score.results import ScoreResult
 from simsearch.score.scorer import FAMILIES, Scorer
@@ -107,15 +107,3 @@ def test_inspector_fit_on_samples_indexes_defects_with_their_types(parts, small_
     train, _, _ = parts
     inspector = Inspector(small_embedder, mode="image").fit(train)
     assert inspector.index_.counts()["good"] == 8 and inspector.index_.defect_types() == {"spot": 4}
-
-
-@pytest.mark.parametrize("name", baseline_names())
-def test_every_baseline_has_one_registry_entry(name):
-    entry = get_baseline(name)
-    assert entry.name == name and entry.family in FAMILIES and issubclass(entry.scorer, Scorer)
-
-
-def test_unknown_baseline_names_the_choices():
-    from simsearch.errors import UnknownComponentError
-    with pytest.raises(UnknownComponentError, match="cam"):
-        get_baseline("nope")

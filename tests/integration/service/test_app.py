@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from simsearch.index import ExemplarIndex
-from tests.service.conftest import TOKEN, make_client, png_bytes
+from tests.integration.service.conftest import TOKEN, make_client, png_bytes
 
 
 def _file(pixels: np.ndarray, name: str = "part.png") -> dict:
@@ -237,7 +237,7 @@ def test_add_while_another_process_holds_the_lock_is_409_not_a_hang(index_copy, 
     import subprocess
     import sys
 
-    from tests.service.conftest import TOKEN, make_client
+    from tests.integration.service.conftest import TOKEN, make_client
 
     _, folder = index_copy
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "

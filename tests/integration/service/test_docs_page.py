@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from simsearch.service.docs import DOCS_SCHEMA, openapi_30
-from tests.service.conftest import TOKEN
-from tests.service.test_station_page import CHROMIUM, start_server, sync_playwright
+from simsearch.service.docs import DOCS_SCHEMA
+from tests.integration.service.conftest import TOKEN
+from tests.integration.service.test_station_page import CHROMIUM, start_server, sync_playwright
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -22,30 +22,6 @@ def walk(node):
     elif isinstance(node, list):
         for value in node:
             yield from walk(value)
-
-
-def test_the_docs_schema_is_openapi_30_with_nothing_of_31():
-    schema = {"openapi": "3.1.0", "paths": {"/x": {"post": {
-        "parameters": [{"name": "label", "in": "query", "schema": {"anyOf": [{"type": "string"}, {"type": "null"}],
-                                                                    "title": "Label"}}],
-        "requestBody": {"content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/Body"}}}},
-        "responses": {"200": {"content": {"application/json": {"example": {"anyOf": [1], "type": "null"}}}}}}}},
-        "components": {"schemas": {"Body": {"type": "object", "properties": {
-            "image": {"type": "string", "contentMediaType": "application/octet-stream"},
-            "kind": {"const": "defect"}, "size": {"type": ["integer", "null"], "exclusiveMinimum": 0},
-            "ref": {"anyOf": [{"$ref": "#/components/schemas/Other"}, {"type": "null"}], "description": "d"}}}}}}
-    converted = openapi_30(schema)
-    assert converted["openapi"] == "3.0.3" and schema["openapi"] == "3.1.0"  # the 3.1 document is untouched
-    label = converted["paths"]["/x"]["post"]["parameters"][0]["schema"]
-    assert label == {"type": "string", "title": "Label", "nullable": True}
-    body = converted["components"]["schemas"]["Body"]["properties"]
-    assert body["image"] == {"type": "string", "format": "binary"}
-    assert body["kind"] == {"enum": ["defect"]}
-    assert body["size"] == {"type": "integer", "nullable": True, "minimum": 0, "exclusiveMinimum": True}
-    assert body["ref"] == {"allOf": [{"$ref": "#/components/schemas/Other"}], "description": "d", "nullable": True}
-    # examples are data, not schemas: left as they are
-    assert converted["paths"]["/x"]["post"]["responses"]["200"]["content"]["application/json"]["example"] == \
-        {"anyOf": [1], "type": "null"}
 
 
 def test_the_service_schema_reads_as_30(client):

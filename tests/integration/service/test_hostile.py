@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import part_image
-from tests.service.conftest import TOKEN, png_bytes
-from tests.service.test_server import _multipart, _read_response, folder, start_server, stop  # noqa: F401
+from tests.integration.service.conftest import TOKEN, png_bytes
+from tests.integration.service.test_server import _multipart, _read_response, folder, start_server, stop  # noqa: F401
 
 UNFINISHED = 40  # over --max-connections 24: the server must evict them, not refuse real work
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from simsearch.index import ExemplarIndex
 from tests.conftest import part_image
-from tests.service.conftest import TOKEN, make_client
+from tests.integration.service.conftest import TOKEN, make_client
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simsearch.index import ExemplarIndex
-from tests.service.conftest import make_client
+from tests.integration.service.conftest import make_client
 
 
 def test_a_folder_rebuilt_with_another_embedder_is_not_ready_and_info_says_why(index_copy):

@@ -22,7 +22,7 @@ from simsearch.index import ExemplarIndex
 from simsearch.inspector import Inspector
 from simsearch.service.state import IndexState, ScoreRequest
 from tests.conftest import part_image
-from tests.service.conftest import png_bytes
+from tests.integration.service.conftest import png_bytes
 
 STARTUP_S = 120
 

@@ -7,7 +7,6 @@ wall-clock time: waits are polls with a generous limit."""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import socket
 import struct
@@ -18,10 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
-from simsearch.service.middleware import PROTECTED, AccessGuardMiddleware
 from tests.conftest import part_image
-from tests.service.conftest import TOKEN, png_bytes
-from tests.service.test_server import folder, start_server, stop  # noqa: F401
+from tests.integration.service.conftest import TOKEN, png_bytes
+from tests.integration.service.test_server import folder, start_server, stop  # noqa: F401
 
 CAP = 24  # --max-connections: open connections and requests at once (a quarter of the requests kept for the token)
 ASSET = "/docs-assets/swagger-ui-bundle.js"  # the largest answer a client without the token can ask for
@@ -128,46 +126,3 @@ def test_a_client_that_does_not_read_its_answer_is_cut_off(folder, tmp_path):  #
         reader.close()
     finally:
         stop(process)
-
-
-def test_requests_without_the_token_leave_a_reserve_for_those_with_it():
-    """The access guard marks a request with the token as protected (the connection cap never closes it) and keeps a
-    quarter of the request slots for such requests: open paths alone cannot fill the server."""
-    async def scenario() -> list:
-        release = asyncio.Event()
-        scopes = []
-
-        async def app(scope, receive, send):
-            scopes.append(scope)
-            await release.wait()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
-
-        guard = AccessGuardMiddleware(app, token="t" * 16, open_paths={"/healthz"}, max_requests=4)
-        statuses: list[int] = []
-
-        async def request(path: str, token: bool) -> None:
-            headers = [(b"authorization", b"Bearer " + b"t" * 16)] if token else []
-
-            async def send(message):
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-
-            async def receive():
-                return {"type": "http.disconnect"}
-
-            await guard({"type": "http", "path": path, "headers": headers}, receive, send)
-
-        held = [asyncio.create_task(request("/healthz", token=False)) for _ in range(3)]
-        await asyncio.sleep(0)
-        await request("/healthz", token=False)  # 3 without the token in flight: the 4th slot is kept
-        protected = asyncio.create_task(request("/score", token=True))
-        await asyncio.sleep(0)
-        await request("/info", token=True)  # all 4 in flight: 503 for everyone
-        release.set()
-        await asyncio.gather(*held, protected)
-        return [statuses, [scope[PROTECTED] for scope in scopes]]
-
-    statuses, marks = asyncio.run(asyncio.wait_for(scenario(), 30))  # a request let through would wait for ever
-    assert statuses == [503, 503, 200, 200, 200, 200]
-    assert marks == [False, False, False, True]

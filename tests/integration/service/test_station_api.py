@@ -13,7 +13,7 @@ from PIL import Image
 
 from simsearch.index import ExemplarIndex
 from tests.conftest import part_image
-from tests.service.conftest import TOKEN, png_bytes
+from tests.integration.service.conftest import TOKEN, png_bytes
 
 
 def build_station_index(embedder, folder: Path, images: Path) -> None:
@@ -208,16 +208,3 @@ def test_drift_warns_when_passed_scores_rise(station):
     metrics = client.get("/metrics").text
     assert "simsearch_drift_windows 2" in metrics and "simsearch_drift_warning 1" in metrics
     assert "simsearch_drift_ks_statistic 1" in metrics
-
-
-def test_the_page_paths_open_no_other_path_without_the_token():
-    """"/" and "/ui/" are pages, not folders: a request below them still needs the token before its body is read."""
-    from simsearch.service.middleware import AccessGuardMiddleware
-    from simsearch.service.station_routes import PAGE_PATHS
-
-    guard = AccessGuardMiddleware(None, token="t", open_paths={"/healthz", "/docs-assets/"}, max_requests=4,
-                                  open_pages=PAGE_PATHS)
-    assert guard._authorised({"path": "/", "headers": []}) and guard._authorised({"path": "/ui/", "headers": []})
-    assert guard._authorised({"path": "/docs-assets/swagger-ui.css", "headers": []})  # a real folder stays open
-    for path in ("/score", "/exemplars", "/ui/api/history", "/info"):
-        assert not guard._authorised({"path": path, "headers": []}), path

@@ -16,8 +16,8 @@ import pytest
 
 from simsearch.index import ExemplarIndex
 from tests.conftest import ROOT, part_image
-from tests.service.conftest import TOKEN, png_bytes
-from tests.service.test_station_api import build_station_index
+from tests.integration.service.conftest import TOKEN, png_bytes
+from tests.integration.service.test_station_api import build_station_index
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "docs" / "station"

@@ -9,8 +9,8 @@ import numpy as np
 
 from simsearch.index import ExemplarIndex
 from tests.conftest import part_image
-from tests.service.conftest import png_bytes
-from tests.service.test_station_api import station, station_index  # noqa: F401  (fixtures)
+from tests.integration.service.conftest import png_bytes
+from tests.integration.service.test_station_api import station, station_index  # noqa: F401  (fixtures)
 
 
 def test_relabel_is_audited_and_undone(station):  # noqa: F811

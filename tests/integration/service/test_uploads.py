@@ -10,8 +10,7 @@ from PIL import Image
 
 from simsearch.data.datasets import MAX_NAME_LENGTH
 from simsearch.data.images import DECODE_MAX_SIDE
-from simsearch.score.results import Box
-from tests.service.conftest import png_bytes
+from tests.integration.service.conftest import png_bytes
 
 
 def test_large_sixteen_bit_upload_is_scored_in_its_own_frame(client, images, monkeypatch):
@@ -52,8 +51,3 @@ def test_defect_types_are_limited_over_http(client, images):
         assert response.status_code == 422, response.text
         assert response.json()["parameter"] == "type" and len(response.text) < 500
     assert client.post("/exemplars", files=upload, data={"label": "defect", "type": "[/]"}).status_code == 200
-
-
-def test_box_scaled_back_to_the_original_frame():
-    box = Box(10, 20, 30, 40, 0.5).scaled(4.0, 5.0, 150, 120)
-    assert (box.x0, box.y0, box.x1, box.y1, box.score) == (50, 80, 120, 150, 0.5)  # clipped to the image

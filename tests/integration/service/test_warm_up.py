@@ -3,7 +3,7 @@ there, not by the first click); a warm-up that fails never takes the service dow
 
 import threading
 
-from tests.service.conftest import make_client
+from tests.integration.service.conftest import make_client
 
 
 def test_the_service_warms_its_snapshot_up_once_as_it_starts(index_copy, monkeypatch):

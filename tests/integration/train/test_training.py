@@ -6,12 +6,11 @@ import torch
 
 from simsearch.data.datasets import Sample
 from simsearch.data.images import read_image
-from simsearch.data.splits import validation_split
 from simsearch.embed import create_embedder, embedder_from_config
 from simsearch.embed.checkpoint import read_checkpoint
 from simsearch.embed.triplet_ae import AutoencoderConfig
 from simsearch.embed.triplet_head import ProjectionHead
-from simsearch.errors import TrainingError, WeightsError
+from simsearch.errors import TrainingError
 from simsearch.train.loop import TrainSettings
 from simsearch.train.tasks.common import TripletObjective, TripletOptions
 from simsearch.train.tasks.triplet_ae import AutoencoderTask, train_triplet_ae
@@ -117,20 +116,3 @@ def test_resume_continues_and_an_existing_run_is_not_overwritten(tmp_path):
     settings.epochs = 3
     with pytest.raises(TrainingError, match="other model settings"):
         train_triplet_ae(samples, tmp_path / "run", other, settings, resume=True)
-
-
-def test_not_a_checkpoint_is_refused(tmp_path):
-    bogus = tmp_path / "x.pt"
-    torch.save({"w": torch.zeros(2)}, bogus)
-    with pytest.raises(WeightsError, match="not a simsearch training checkpoint"):
-        create_embedder(f"triplet-ae:{bogus}")
-    with pytest.raises(WeightsError, match="does not exist"):
-        create_embedder(f"triplet-ae:{tmp_path / 'none.pt'}")
-
-
-def test_validation_split_keeps_class_proportions():
-    samples = [Sample(f"g{i}", "good") for i in range(40)] + [Sample(f"d{i}", "defect", "a") for i in range(20)]
-    rest, held = validation_split(samples, 0.25, seed=0)
-    assert len(held) == 15 and sum(s.is_defect for s in held) == 5
-    assert not {s.path for s in rest} & {s.path for s in held}
-    assert validation_split(samples, 0.25, seed=0)[1] == held

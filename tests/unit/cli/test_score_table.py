@@ -4,23 +4,10 @@ scales they are, and an image that is itself an exemplar of the index is marked.
 from simsearch.cli import output
 from simsearch.index.catalogue import Exemplar
 from simsearch.score.results import Neighbour, ScoreResult
-from tests.cli.test_cli import _run, built  # noqa: F401  (fixture)
 
 
 def _lines(text):
     return [line.rstrip() for line in text.splitlines()]
-
-
-def test_an_exemplar_scored_is_marked_and_the_scales_are_named(built, part_folder, fresh_parts):  # noqa: F811
-    result = _run("score", part_folder / "good" / "00.png", fresh_parts / "good" / "00.png", "--index", built)
-    assert result.exit_code == 0, result.output
-    lines = _lines(result.stdout)
-    assert max(len(line) for line in lines) <= 80
-    marked = [line for line in lines if "00.png *" in line]
-    assert len(marked) == 1 and "parts/" in marked[0]  # the index's own file, not the fresh one
-    assert any(line.startswith("score: anomaly score (patch level") for line in lines)
-    assert "nearest: exemplar file, whole-image vector distance (not the score's scale)" in lines
-    assert any(line.startswith("*: is exemplar ") and "of the index (same file or vector)" in line for line in lines)
 
 
 def test_the_mark_by_file_hash_and_by_distance_zero(tmp_path, capsys):

@@ -82,17 +82,3 @@ def test_a_defect_folder_given_as_good_is_refused(tmp_path):
     _image(tmp_path / "NG/a.png")
     with pytest.raises(DatasetError, match="named like a folder of defects"):
         exemplar_samples([tmp_path / "NG"])
-
-
-def test_on_the_shared_data():
-    from simsearch.data.datasets import count_by_class
-    from tests.conftest import BOTTLE, ELPV
-
-    missing = [p for p in (BOTTLE, ELPV) if not p.exists()]
-    if missing:
-        pytest.skip(f"../shared material absent: {missing}")
-    assert count_by_class(exemplar_samples([ELPV])) == {"good": 700, "defect": 350}  # no defect indexed as good
-    assert count_by_class(read_label_csv(ELPV / "labels.csv")) == {"good": 700, "defect": 350}  # no mono/poly types
-    assert count_by_class(exemplar_samples([BOTTLE])) == {"good": 209}  # train/good
-    inputs = list_image_files([BOTTLE])
-    assert len(inputs) == 209 + 83 and not any(p.name.endswith("_mask.png") for p in inputs)

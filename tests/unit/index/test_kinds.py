@@ -4,10 +4,7 @@ on clustered vectors, is chosen by size under auto, and a wrong kind is a one-li
 import faiss
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
-from simsearch.cli.output import EXIT_BAD_INPUT
 from simsearch.errors import InputError
 from simsearch.index import kinds
 from simsearch.index.exemplar_index import ExemplarIndex, NewExemplar
@@ -189,16 +186,6 @@ def test_role_kinds_apply_to_their_store_and_a_bare_kind_to_all():
     assert kinds.parse_kinds("HNSW32", DIM) == {"good": "HNSW32", "defect": "HNSW32", "patches": "HNSW32"}
     assert kinds.parse_kinds(["patches=IVF64,Flat", "good=Flat"], DIM) == \
         {"good": "Flat", "defect": "auto", "patches": "IVF64,Flat"}
-
-
-def test_cli_wrong_index_kind_is_a_one_line_error_before_any_embedding(part_folder, tmp_path):
-    result = CliRunner().invoke(app, ["build-index", str(part_folder / "good"), "--out", str(tmp_path / "idx"),
-                                      "--no-pretrained", "--image-size", "64", "--device", "cpu",
-                                      "--index-kind", "IVF64,PQ7"])
-    assert result.exit_code == EXIT_BAD_INPUT
-    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
-    assert "--index-kind" in result.stderr or "IVF64,PQ7" in result.stderr
-    assert not (tmp_path / "idx").exists()
 
 
 @pytest.mark.parametrize("kind", ["IVF16_HNSW8,Flat", "IVF16_HNSW8,SQ8", "IVF16_HNSW8,PQ8x4", "IVF16,SQ8", "Flat"])

@@ -1,10 +1,7 @@
 """Service settings, the token file, and `simsearch serve`'s refusals before it listens."""
 
 import pytest
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
-from simsearch.cli.output import EXIT_BAD_INPUT, EXIT_INDEX
 from simsearch.service.settings import ServiceSettings, TokenFileError, read_token_file
 
 
@@ -31,17 +28,6 @@ def test_settings_refuse_nonsense():
         ServiceSettings(max_upload_bytes=0)
     with pytest.raises(ValueError):
         ServiceSettings(read_timeout_s=0)
-
-
-def test_serve_fails_in_one_line_before_listening(tmp_path, served_index):
-    runner = CliRunner()
-    result = runner.invoke(app, ["serve", "--index", str(tmp_path / "nowhere"), "--port", "0"])
-    assert result.exit_code == EXIT_INDEX and result.stderr.strip().startswith("error:")
-    assert "Traceback" not in result.output
-    result = runner.invoke(app, ["serve", "--index", str(served_index[1]), "--token-file", str(tmp_path / "none")])
-    assert result.exit_code == EXIT_BAD_INPUT and "token file" in result.stderr
-    result = runner.invoke(app, ["serve", "--index", str(served_index[1]), "--port", "70000"])
-    assert result.exit_code == EXIT_BAD_INPUT and "--port" in result.stderr
 
 
 def test_token_file_readable_by_the_group_is_refused_before_it_is_read(tmp_path):
