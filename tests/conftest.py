@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The index hands new exemplars to its scoring mode's `bank`, and simsearch.index may not import simsearch.score:
+# register the built-in modes for the index's tests, unit and integration alike.
+import simsearch.score.modes  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 BOTTLE = SHARED / "data" / "mvtec_bottle"
