@@ -110,8 +110,8 @@ def choose_weight(residuals: np.ndarray, log_ratios: np.ndarray, labels: np.ndar
     # Where several weights rank the exemplars equally well (where they separate, most do), the widest gap
     # between the goods' and the defects' tails: the threshold placed in that gap holds better on new parts.
     # On MPDD the smallest tied weights left a narrow gap, and new defects fell below the threshold.
-    best = max((ab for ab in grid if scores[ab] >= top - 1e-12), key=lambda ab: (tail_gap(labels, combined(*ab)),
-                                                                                  -sum(ab)))
+    tied = [ab for ab in grid if scores[ab] >= top - 1e-12]
+    best = max(tied, key=lambda ab: (tail_gap(labels, combined(*ab)), -sum(ab)))
     confidence = _gain_confidence(labels, log_residual, combined(*best)) if any(best) else 0.0
     if not any(best) or scores[best] <= scores[0.0, 0.0] or confidence < CONFIDENCE:
         return WeightChoice(0.0, scores, f"the {defects} labelled defects do not help out of fold (AUROC "
