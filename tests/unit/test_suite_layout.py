@@ -10,12 +10,13 @@ import pytest
 from tests.unit.conftest import BUILT
 
 TESTS = Path(__file__).resolve().parents[1]
+SHARED_HELPERS = ("conftest.py", "__init__.py", "cli_runner.py")  # used by both halves, hold no tests
 
 
 def test_every_test_file_is_under_unit_or_integration():
     misplaced = [path.relative_to(TESTS).as_posix() for path in TESTS.rglob("*.py")
                  if path.relative_to(TESTS).parts[0] not in ("unit", "integration")
-                 and path.relative_to(TESTS).as_posix() not in ("conftest.py", "__init__.py")]
+                 and path.relative_to(TESTS).as_posix() not in SHARED_HELPERS]
     assert misplaced == [], f"move these under tests/unit or tests/integration: {misplaced}"
 
 

@@ -2,15 +2,16 @@
 
 import json
 
-from tests.unit.baselines.test_evaluate_model import FAST, _run
+from tests.cli_runner import run_cli
+from tests.unit.baselines.test_evaluate_model import FAST
 
 
 def test_evaluate_a_saved_baseline_with_its_report(part_folder, fresh_parts, tmp_path):
     model = tmp_path / "cam"
-    trained = _run("train-baseline", part_folder, "--method", "cam", "--out", model, *FAST)
+    trained = run_cli("train-baseline", part_folder, "--method", "cam", "--out", model, *FAST)
     assert trained.exit_code == 0, trained.output
     run_dir = tmp_path / "run"
-    result = _run("evaluate", fresh_parts, "--model", model, "--json", "--report", "--run-dir", run_dir)
+    result = run_cli("evaluate", fresh_parts, "--model", model, "--json", "--report", "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     saved = json.loads((model / "baseline.json").read_text())["threshold"]  # placed on its validation part

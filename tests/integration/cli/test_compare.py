@@ -3,7 +3,8 @@
 import csv
 import json
 
-from tests.unit.cli.test_compare import FAST, _run, parts  # noqa: F401  (fixture)
+from tests.cli_runner import run_cli
+from tests.unit.cli.test_compare import FAST, parts  # noqa: F401  (fixture)
 
 
 def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_path):  # noqa: F811
@@ -11,8 +12,8 @@ def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_
     from simsearch.baselines.registry import baseline_names, get_baseline
 
     out = tmp_path / "cmp"
-    result = _run("compare", parts, "--methods", "all", "--folds", "2", "--out", out,
-                  "--cache", tmp_path / "cache", "--option", "triplet-head.epochs=2", *FAST)
+    result = run_cli("compare", parts, "--methods", "all", "--folds", "2", "--out", out,
+                     "--cache", tmp_path / "cache", "--option", "triplet-head.epochs=2", *FAST)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "compare.json").read_text())
     ran = list(baseline_names())
@@ -35,11 +36,11 @@ def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_
     assert (out / "models" / "knn-patch" / "fold2" / "index" / "manifest.json").is_file()
     assert (out / "models" / "triplet-head" / "fold2" / "embedder.pt").is_file()
     assert "compare.json" in result.stdout and "run.json" in result.stdout
-    scored = _run("score", parts / "defect", "--model", out / "models" / "triplet-head" / "fold1", "--json")
+    scored = run_cli("score", parts / "defect", "--model", out / "models" / "triplet-head" / "fold1", "--json")
     assert scored.exit_code == 0, scored.output
     assert len(scored.stdout.splitlines()) == 8
 
-    page = _run("report", out)
+    page = run_cli("report", out)
     assert page.exit_code == 0, page.output
     html = (out / "report.html").read_text()
     assert "Method comparison" in html and "similarity" in html and "classifier" in html
@@ -48,8 +49,8 @@ def test_compare_all_writes_json_csv_run_and_report_for_every_method(parts, tmp_
 
 def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):  # noqa: F811
     out = tmp_path / "curve"
-    result = _run("compare", parts, "--methods", "knn-image,cam", "--folds", "2", "--out", out, "--curve",
-                  "--curve-counts", "0,1,all", "--curve-repeats", "2", "--no-save-models", *FAST)
+    result = run_cli("compare", parts, "--methods", "knn-image,cam", "--folds", "2", "--out", out, "--curve",
+                     "--curve-counts", "0,1,all", "--curve-repeats", "2", "--no-save-models", *FAST)
     assert result.exit_code == 0, result.output
     curve = json.loads((out / "compare.json").read_text())["curve"]
     assert curve["counts"] == ["0", "1", "all"] and curve["repeats"] == 2
@@ -60,29 +61,29 @@ def test_compare_learning_curve_is_in_json_table_and_report(parts, tmp_path):  #
     assert knn["points"]["0"]["image_auroc"]["mean"] is not None  # kNN needs no defects
     assert cam["points"]["0"]["image_auroc"]["n"] == 0  # a classifier cannot train without defects
     assert "learning curve" in result.stdout
-    assert _run("report", out).exit_code == 0
+    assert run_cli("report", out).exit_code == 0
     assert "Learning curve" in (out / "report.html").read_text()
 
 
 def test_train_baseline_writes_a_run_the_report_renders(parts, tmp_path):  # noqa: F811
     model = tmp_path / "cam"
-    trained = _run("train-baseline", parts, "--method", "cam", "--out", model, "--epochs", "3", *FAST[:-2])
+    trained = run_cli("train-baseline", parts, "--method", "cam", "--out", model, "--epochs", "3", *FAST[:-2])
     assert trained.exit_code == 0, trained.output
     run = json.loads((model / "run.json").read_text())
     assert run["kind"] == "cam" and run["training"][0]["rows"][0]["val_loss"] >= 0
-    assert _run("report", model).exit_code == 0
+    assert run_cli("report", model).exit_code == 0
     assert "Training curves" in (model / "report.html").read_text()
 
 
 def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):  # noqa: F811
     model = tmp_path / "cam"
-    trained = _run("train-baseline", parts, "--method", "cam", "--out", model, *FAST[:-2])
+    trained = run_cli("train-baseline", parts, "--method", "cam", "--out", model, *FAST[:-2])
     assert trained.exit_code == 0, trained.output
     index = tmp_path / "index"
-    built = _run("build-index", parts / "good", "--out", index, "--no-pretrained", "--image-size", "64")
+    built = run_cli("build-index", parts / "good", "--out", index, "--no-pretrained", "--image-size", "64")
     assert built.exit_code == 0, built.output
-    knn = _run("score", parts / "defect", "--index", index, "--json")
-    baseline = _run("score", parts / "defect", "--model", model, "--json")
+    knn = run_cli("score", parts / "defect", "--index", index, "--json")
+    baseline = run_cli("score", parts / "defect", "--model", model, "--json")
     assert baseline.exit_code == 0, baseline.output
     knn_rows = [json.loads(line) for line in knn.stdout.splitlines()]
     rows = [json.loads(line) for line in baseline.stdout.splitlines()]
@@ -95,6 +96,6 @@ def test_score_with_a_saved_baseline_gives_knn_json_keys(parts, tmp_path):  # no
 
 def test_compare_next_command_prints_whole_on_a_narrow_terminal(parts, tmp_path):  # noqa: F811
     out = tmp_path / "a-rather-long-folder-name-for-the-comparison" / "of-the-second-shift-on-line-three"
-    result = _run("compare", parts, "--methods", "knn-image", "--folds", "2", "--out", out, *FAST)
+    result = run_cli("compare", parts, "--methods", "knn-image", "--folds", "2", "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     assert f"next: simsearch report {out}" in result.stdout.splitlines()

@@ -12,22 +12,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.unit.cli.test_index_safety import _one_line_error, _run
+from tests.cli_runner import FAST, run_cli
+from tests.unit.cli.test_index_safety import _one_line_error
 
-FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
 def built(part_folder, tmp_path):
     index = tmp_path / "index"
-    result = _run("build-index", part_folder / "good", "--out", index, *FAST)
+    result = run_cli("build-index", part_folder / "good", "--out", index, *FAST)
     assert result.exit_code == 0, result.output
     return index
 
 
 def _exemplars(index: Path) -> list[dict]:
-    return json.loads(_run("info", index, "--exemplars", "--json").stdout)["exemplars"]
+    return json.loads(run_cli("info", index, "--exemplars", "--json").stdout)["exemplars"]
 
 
 def test_concurrent_cli_adds_lose_nothing(built, part_folder, tmp_path):
@@ -52,38 +52,39 @@ def test_concurrent_cli_adds_lose_nothing(built, part_folder, tmp_path):
 
 def test_build_index_refuses_to_replace_an_index_without_force_and_ids_continue(built, part_folder):
     before = max(e["id"] for e in _exemplars(built))
-    output = _one_line_error(_run("build-index", part_folder / "good", "--out", built, *FAST), 5)
+    output = _one_line_error(run_cli("build-index", part_folder / "good", "--out", built, *FAST), 5)
     assert "already holds an index" in output and "--force" in output
-    result = _run("build-index", part_folder / "good", "--out", built, "--force", *FAST)
+    result = run_cli("build-index", part_folder / "good", "--out", built, "--force", *FAST)
     assert result.exit_code == 0, result.output
     assert min(e["id"] for e in _exemplars(built)) > before  # ids never restart
 
 
 def test_adding_the_same_file_twice_is_skipped_unless_asked(built, part_folder):
     file = part_folder / "good" / "03.png"
-    result = _run("add", built, file, "--json")
+    result = run_cli("add", built, file, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == {
         "added": [], "label": "good", "type": None, "skipped_duplicates": [str(file)], "skipped": []}
-    said = _run("add", built, file)
+    said = run_cli("add", built, file)
     assert said.exit_code == 0 and "skipped 1 file" in said.output and "--allow-duplicates" in said.output
-    again = _run("add", built, file, "--allow-duplicates", "--json")
+    again = run_cli("add", built, file, "--allow-duplicates", "--json")
     assert again.exit_code == 0 and len(json.loads(again.stdout)["added"]) == 1
 
 
 def test_remove_takes_a_repeated_id_once_and_unknown_ids_are_bad_input(built):
-    result = _run("remove", built, "3", "3", "--json")
+    result = run_cli("remove", built, "3", "3", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == {"removed": [3]}
-    assert "999" in _one_line_error(_run("remove", built, "999"), 2)
+    assert "999" in _one_line_error(run_cli("remove", built, "999"), 2)
 
 
 def test_the_cli_cannot_remove_every_good_exemplar(built):
     ids = [str(e["id"]) for e in _exemplars(built)]
-    assert "last good exemplar" in _one_line_error(_run("remove", built, *ids), 5)
+    assert "last good exemplar" in _one_line_error(run_cli("remove", built, *ids), 5)
     assert len(_exemplars(built)) == len(ids)
 
 
 def test_a_negative_batch_size_is_refused(built, part_folder):
-    output = _one_line_error(_run("score", part_folder / "good" / "00.png", "--index", built, "--batch-size", "-1"), 2)
+    score = run_cli("score", part_folder / "good" / "00.png", "--index", built, "--batch-size", "-1")
+    output = _one_line_error(score, 2)
     assert "--batch-size" in output
 
 
@@ -93,7 +94,7 @@ def test_the_lock_wait_is_a_flag_and_a_busy_index_is_exit_5(built, part_folder):
                                str(built / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        output = _one_line_error(_run("remove", built, "1", "--wait", "0.2"), 5)
+        output = _one_line_error(run_cli("remove", built, "1", "--wait", "0.2"), 5)
         assert "another writer" in output and "--wait" in output
     finally:
         holder.kill()
@@ -104,26 +105,26 @@ def test_damaged_catalogue_and_manifest_are_exit_3_naming_the_file(built):
     manifest = json.loads((built / "manifest.json").read_text())
     catalogue = built / manifest["files"]["catalogue"]
     catalogue.write_bytes(b"SQLite format 3\0" + bytes(100))
-    assert catalogue.name in _one_line_error(_run("info", built), 3)
+    assert catalogue.name in _one_line_error(run_cli("info", built), 3)
     (built / "manifest.json").write_text(json.dumps({**manifest, "dim": "wide"}))
-    assert "manifest.json" in _one_line_error(_run("info", built), 3)
+    assert "manifest.json" in _one_line_error(run_cli("info", built), 3)
     (built / "manifest.json").write_text("{not json")
-    assert "manifest.json" in _one_line_error(_run("info", built), 3)
+    assert "manifest.json" in _one_line_error(run_cli("info", built), 3)
 
 
 def test_image_mode_info_shows_no_patch_settings_and_the_time_of_the_last_save(part_folder, tmp_path):
     index = tmp_path / "image-index"
-    assert _run("build-index", part_folder / "good", "--out", index, "--mode", "image", *FAST).exit_code == 0
-    output = _run("info", index).output
+    assert run_cli("build-index", part_folder / "good", "--out", index, "--mode", "image", *FAST).exit_code == 0
+    output = run_cli("info", index).output
     assert "coreset" not in output and "patches" not in output
     saved = json.loads((index / "manifest.json").read_text())["updated"]
-    assert json.loads(_run("info", index, "--json").stdout)["updated"] == saved
+    assert json.loads(run_cli("info", index, "--json").stdout)["updated"] == saved
 
 
 def test_a_pickled_weights_file_is_refused_plainly(part_folder, tmp_path):
     evil = tmp_path / "evil.pt"
     torch.save({"conv1.weight": torch.zeros(1), "extra": Path("x")}, evil)
-    output = _one_line_error(_run("build-index", part_folder / "good", "--out", tmp_path / "i", "--weights", evil,
-                                  "--image-size", "64", "--device", "cpu"), 4)
+    output = _one_line_error(run_cli("build-index", part_folder / "good", "--out", tmp_path / "i", "--weights", evil,
+                                     "--image-size", "64", "--device", "cpu"), 4)
     assert "refused" in output and "not a plain state dict" in output
     assert "weights_only" not in output and "arbitrary code" not in output

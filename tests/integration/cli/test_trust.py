@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from simsearch.cli.output import EXIT_INDEX
 from simsearch.embed.compiled import CompiledEmbedder, UntrustedCopyError, check_self_contained
 from simsearch.index.signing import SIGNING_KEY_ENV
-from tests.integration.cli.test_cli import _run, built  # noqa: F401 - the fixture
+from tests.cli_runner import run_cli
+from tests.integration.cli.test_cli import built  # noqa: F401 - the fixture
 
 
 def _swap_copy(index, model: bytes) -> None:
@@ -73,7 +74,7 @@ def test_a_copy_with_external_data_is_refused_at_load(built, part_folder, tmp_pa
         with pytest.raises(UntrustedCopyError, match="external data"):
             CompiledEmbedder(hostile, record, {})
         _swap_copy(built, hostile)
-        result = _run("score", part_folder / "good" / "00.png", "--index", built)
+        result = run_cli("score", part_folder / "good" / "00.png", "--index", built)
         assert result.exit_code == EXIT_INDEX, result.output
         assert "external data" in result.stderr and "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1
@@ -90,32 +91,32 @@ def test_an_operator_outside_standard_onnx_is_refused(built):  # noqa: F811
 
 
 def test_verify_passes_on_an_intact_index_and_fails_on_a_swapped_copy(built, part_folder):  # noqa: F811
-    result = _run("verify", built, "--json")
+    result = run_cli("verify", built, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["verified"] and {c["name"] for c in report["checks"]} >= {"fingerprint", "compiled vectors",
                                                                             "stored vectors"}
     assert all(path.startswith(str(part_folder)) for path in report["images"])  # the index's own exemplars
-    assert _run("verify", built).stdout.strip().endswith(f"verified {built}")
+    assert run_cli("verify", built).stdout.strip().endswith(f"verified {built}")
 
     image = part_folder / "good" / "00.png"
-    intact = json.loads(_run("score", image, "--index", built, "--json").stdout)["score"]
+    intact = json.loads(run_cli("score", image, "--index", built, "--json").stdout)["score"]
     _, record = _copy(built)
     _swap_copy(built, _constant_model(record))
-    scored = _run("score", image, "--index", built, "--json")  # the attack: without a key it scores, silently
+    scored = run_cli("score", image, "--index", built, "--json")  # the attack: without a key it scores, silently
     assert scored.exit_code == 0 and json.loads(scored.stdout)["score"] != pytest.approx(intact, rel=0.01)
-    result = _run("verify", built, "--json")
+    result = run_cli("verify", built, "--json")
     assert result.exit_code == EXIT_INDEX, result.output
     failed = {c["name"] for c in json.loads(result.stdout)["checks"] if not c["ok"]}
     assert failed == {"compiled vectors"}
-    plain = _run("verify", built)
+    plain = run_cli("verify", built)
     assert plain.exit_code == EXIT_INDEX and "DIFFERS compiled vectors" in plain.stdout
     assert "compiled vectors differ" in plain.stderr
 
 
 def test_verify_uses_synthetic_images_when_the_exemplar_files_are_gone(built, part_folder):  # noqa: F811
     shutil.rmtree(part_folder)
-    report = json.loads(_run("verify", built, "--json", "--images", "3").stdout)
+    report = json.loads(run_cli("verify", built, "--json", "--images", "3").stdout)
     assert report["verified"] and report["images"] == ["synthetic:0:0", "synthetic:0:1", "synthetic:0:2"]
 
 
@@ -126,31 +127,31 @@ def test_a_signing_key_signs_saves_and_refuses_changes_made_without_it(built, pa
     key.write_text("0123456789abcdef0123456789abcdef")
     monkeypatch.setenv(SIGNING_KEY_ENV, str(key))
     image = part_folder / "good" / "00.png"
-    unsigned = _run("score", image, "--index", built)  # built before the key: refused until checked and signed
+    unsigned = run_cli("score", image, "--index", built)  # built before the key: refused until checked and signed
     assert unsigned.exit_code == EXIT_INDEX and "is not signed" in unsigned.stderr
     assert "Traceback" not in unsigned.output
-    assert _run("verify", built, "--json").exit_code == EXIT_INDEX  # the signature is missing: said as a difference
-    signed = _run("verify", built, "--sign", "--json")
+    assert run_cli("verify", built, "--json").exit_code == EXIT_INDEX  # the signature is missing: said as a difference
+    signed = run_cli("verify", built, "--sign", "--json")
     assert signed.exit_code == 0 and json.loads(signed.stdout)["signed"], signed.output
-    assert _run("score", image, "--index", built).exit_code == 0
+    assert run_cli("score", image, "--index", built).exit_code == 0
     # a save with the key keeps the folder signed
-    assert _run("calibrate", "--index", built, "--max-false-alarm", "0.1").exit_code == 0
-    assert _run("score", image, "--index", built).exit_code == 0
+    assert run_cli("calibrate", "--index", built, "--max-false-alarm", "0.1").exit_code == 0
+    assert run_cli("score", image, "--index", built).exit_code == 0
 
     original = (built / "manifest.json").read_text()
     manifest = json.loads(original)
     manifest["threshold"]["value"] = 1e9  # nothing would ever be rejected
     (built / "manifest.json").write_text(json.dumps(manifest))
-    result = _run("score", image, "--index", built)
+    result = run_cli("score", image, "--index", built)
     assert result.exit_code == EXIT_INDEX and "signature that is not this key's" in result.stderr
     (built / "manifest.json").write_text(original)
-    assert _run("score", image, "--index", built).exit_code == 0
+    assert run_cli("score", image, "--index", built).exit_code == 0
     key.write_text("another key, as long as the first one")  # the signed manifest, another key: refused too
-    assert _run("score", image, "--index", built).exit_code == EXIT_INDEX
+    assert run_cli("score", image, "--index", built).exit_code == EXIT_INDEX
 
     monkeypatch.setenv(SIGNING_KEY_ENV, str(built / "key"))  # a key inside the folder it signs protects nothing
     (built / "key").write_text("0123456789abcdef0123456789abcdef")
-    inside = _run("score", image, "--index", built)
+    inside = run_cli("score", image, "--index", built)
     assert inside.exit_code == 2 and "inside the index folder" in inside.stderr
     monkeypatch.delenv(SIGNING_KEY_ENV)  # without a key nothing is checked
-    assert _run("score", image, "--index", built).exit_code == 0
+    assert run_cli("score", image, "--index", built).exit_code == 0

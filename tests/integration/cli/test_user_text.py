@@ -3,17 +3,9 @@ and defect types over the length limit or with control characters are refused in
 
 import shutil
 
-from typer.testing import CliRunner
-
-from simsearch.cli.main import app
 from simsearch.cli.output import EXIT_BAD_INPUT
+from tests.cli_runner import run_cli
 from tests.integration.cli.test_cli import built  # noqa: F401  (fixture)
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path):  # noqa: F811
@@ -22,13 +14,13 @@ def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path)
     shutil.copy(next((part_folder / "defect").rglob("*.png")), odd)
     for kind in ("[/]", "[link=https://evil.example]click[/link]"):
         # the same file twice on purpose: each add must record its type, so duplicates are allowed here
-        added = _run("add", built, odd, "--label", "defect", "--type", kind, "--allow-duplicates")
+        added = run_cli("add", built, odd, "--label", "defect", "--type", kind, "--allow-duplicates")
         assert added.exit_code == 0, added.output
-    info = _run("info", built)
+    info = run_cli("info", built)
     assert info.exit_code == 0, info.output
     assert "[/]: 1" in info.stdout and "[link=https://evil.example]click[/link]: 1" in info.stdout
     assert "\x1b]8;" not in info.stdout  # no terminal hyperlink escape
-    scored = _run("score", odd, "--index", built)
+    scored = run_cli("score", odd, "--index", built)
     assert scored.exit_code == 0, scored.output
     assert "[b]c[i].png" in scored.stdout, scored.stdout
 
@@ -36,6 +28,6 @@ def test_markup_in_types_and_paths_prints_as_typed(built, part_folder, tmp_path)
 def test_defect_type_limits_in_the_cli(built, part_folder):  # noqa: F811
     image = next((part_folder / "good").glob("*.png"))
     for bad in ("x" * 65, "nul\x01byte"):
-        result = _run("add", built, image, "--label", "defect", "--type", bad)
+        result = run_cli("add", built, image, "--label", "defect", "--type", bad)
         assert result.exit_code == EXIT_BAD_INPUT, result.output
         assert result.stderr.count("\n") == 1 and "--type" in result.stderr and "Traceback" not in result.output

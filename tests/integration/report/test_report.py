@@ -13,11 +13,11 @@ from simsearch.inspector import Inspector, calibrate_index
 from simsearch.report import read_run
 from simsearch.report.html import SECTIONS
 from simsearch.report.writers import report_evaluation
+from tests.cli_runner import FAST
 from tests.conftest import write_parts
 from tests.unit.report.test_report import Page, _no_external_references
 
 runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,11 @@
 """`simsearch compare` end to end on a tiny synthetic set, `train-baseline`, and `score --model` output."""
 
 import pytest
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
+from tests.cli_runner import run_cli
 
-runner = CliRunner()
 FAST = ["--no-pretrained", "--image-size", "64", "--cnn-image-size", "64", "--epochs", "1", "--device", "cpu",
         "--probe-backbones", "resnet18"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -29,16 +23,16 @@ def parts(part_folder):
 
 def test_compare_method_errors_are_one_line(parts, tmp_path):
     for methods in ("knn-patch,nope", ""):
-        result = _run("compare", parts, "--methods", methods, "--out", tmp_path / "x", *FAST)
+        result = run_cli("compare", parts, "--methods", methods, "--out", tmp_path / "x", *FAST)
         assert result.exit_code != 0 and result.stderr.startswith("error: ")
         assert len(result.stderr.strip().splitlines()) == 1 and "--methods" in result.stderr
-    assert "triplet-head" in _run("compare", parts, "--methods", "knn-patch,nope", *FAST).stderr
-    listed = _run("compare", parts, "--list")
+    assert "triplet-head" in run_cli("compare", parts, "--methods", "knn-patch,nope", *FAST).stderr
+    listed = run_cli("compare", parts, "--list")
     assert listed.exit_code == 0 and "triplet-ae" in listed.stdout and "classifier" in listed.stdout
 
 
 def test_score_model_errors_are_one_line(tmp_path, part_folder):
-    result = _run("score", part_folder / "good" / "00.png", "--model", tmp_path)
+    result = run_cli("score", part_folder / "good" / "00.png", "--model", tmp_path)
     assert result.exit_code != 0 and result.stderr.startswith("error: ") and "baseline" in result.stderr
-    result = _run("compare", part_folder, "--methods", "nope", *FAST)
+    result = run_cli("compare", part_folder, "--methods", "nope", *FAST)
     assert result.exit_code != 0 and result.stderr.startswith("error: ")

@@ -1,21 +1,15 @@
 """Issue 12: what a new user hits in the first hour, through the CLI."""
 
 import pytest
-from typer.testing import CliRunner
 
 from simsearch.cli.main import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.cli_runner import run_cli
 
 
 @pytest.mark.parametrize("args", [["score", "--bogus", "x"], ["score"], ["build-index", "x", "--k", "abc"],
                                   ["train", "triplet-ae", "--bogus"], ["nosuch"]])
 def test_usage_errors_are_one_line(args):
-    result = _run(*args)
+    result = run_cli(*args)
     assert result.exit_code == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "--help" in result.stderr and "╭" not in result.stderr
@@ -29,8 +23,8 @@ def test_help_and_version():
 
     import simsearch
 
-    assert _run("score", "--help").exit_code == 0 and "--index" in _run("score", "--help").stdout
-    result = _run("--version")
+    assert run_cli("score", "--help").exit_code == 0 and "--index" in run_cli("score", "--help").stdout
+    result = run_cli("--version")
     assert result.exit_code == 0 and result.stdout == f"simsearch {version('simsearch')}\n"
     pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == simsearch.__version__ == "0.2.0"

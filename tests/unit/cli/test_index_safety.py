@@ -7,15 +7,8 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.cli_runner import run_cli
 
 
 def _one_line_error(result, code: int) -> str:
@@ -31,8 +24,8 @@ def test_a_checkpoint_with_absurd_settings_is_refused_before_building(part_folde
     checkpoint = tmp_path / "head.pt"
     write_checkpoint(checkpoint, "triplet-head", {"backbone": {}, "in_dim": 384, "embedding_dim": 128,
                                                   "hidden_dim": hidden_dim, "roi": None}, {})
-    output = _one_line_error(_run("build-index", part_folder / "good", "--out", tmp_path / "i",
-                                  "--embedder", f"triplet-head:{checkpoint}", "--device", "cpu"), 4)
+    output = _one_line_error(run_cli("build-index", part_folder / "good", "--out", tmp_path / "i",
+                                     "--embedder", f"triplet-head:{checkpoint}", "--device", "cpu"), 4)
     assert "hidden_dim" in output and str(checkpoint) in output
 
 
@@ -43,5 +36,5 @@ def test_a_malformed_baseline_is_exit_3(part_folder, tmp_path):
     for config in ([1, 2], {"format_version": 1, "kind": "cnn"},
                    {"format_version": 1, "kind": "cnn", "image_size": 10**9}):
         (folder / "baseline.json").write_text(json.dumps(config))
-        output = _one_line_error(_run("score", part_folder / "good" / "00.png", "--model", folder), 3)
+        output = _one_line_error(run_cli("score", part_folder / "good" / "00.png", "--model", folder), 3)
         assert "baseline.json" in output

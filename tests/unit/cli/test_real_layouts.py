@@ -4,17 +4,9 @@
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from simsearch.cli.main import app
+from tests.cli_runner import FAST, run_cli
 from tests.conftest import part_image, write_parts
-
-runner = CliRunner()
-FAST = ["--no-pretrained", "--image-size", "64", "--device", "cpu"]
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def _one_line_error(result) -> bool:
@@ -38,7 +30,7 @@ def tiles(tmp_path):
 
 
 def test_defects_given_a_labelled_parent_is_refused(tiles, tmp_path):
-    result = _run("build-index", tiles / "good", "--defects", tiles, "--out", tmp_path / "index", *FAST)
+    result = run_cli("build-index", tiles / "good", "--defects", tiles, "--out", tmp_path / "index", *FAST)
     assert result.exit_code == 2 and _one_line_error(result)
     assert "good/ folder" in result.stderr and "--defects" in result.stderr
     assert not (tmp_path / "index").exists()
@@ -46,7 +38,7 @@ def test_defects_given_a_labelled_parent_is_refused(tiles, tmp_path):
 
 @pytest.mark.parametrize("wait", ["nan", "-1", "inf"])
 def test_wait_must_be_finite_and_not_negative(wait, part_folder, tmp_path):
-    result = _run("build-index", part_folder / "good", "--out", tmp_path / "index", "--wait", wait, *FAST)
+    result = run_cli("build-index", part_folder / "good", "--out", tmp_path / "index", "--wait", wait, *FAST)
     assert result.exit_code == 2 and _one_line_error(result) and "--wait" in result.stderr
     assert not (tmp_path / "index").exists()  # refused before any work
     from simsearch.errors import InputError
