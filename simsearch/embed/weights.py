@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -11,6 +12,10 @@ from torch import nn
 from simsearch.errors import WeightsError
 
 SHARED_RESNET18 = "../shared/weights/resnet18-imagenet1k-v1-layers1to3.pth"
+# A download that failed is not tried again for this long in the same process: a compare run asks for the same
+# backbones on every fold, and offline each try costs a wait and a "Downloading:" line from torch.hub.
+DOWNLOAD_RETRY_S = 600.0
+_failed_downloads: dict[str, tuple[float, str]] = {}  # weights url -> (when, the error's class name)
 
 
 def torchvision_cache_dir() -> Path:
@@ -79,14 +84,23 @@ def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], str]:
         raise WeightsError(f"torchvision has no pretrained weights for {name!r}",
                            hint="pass a state-dict file in {param}", parameter="weights") from None
     filename = Path(weights.url).name
+    failed = _failed_downloads.get(weights.url)
+    recent = failed is not None and time.monotonic() - failed[0] < DOWNLOAD_RETRY_S
+    if recent and not (torchvision_cache_dir() / filename).is_file():
+        raise _not_downloaded(name, filename, failed[1])
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except Exception as error:  # offline, a proxy, a hub or HTTP error, a bad hash: all one "could not download"
-        # Only ResNet-18 has a ready-made partial file in the shared folder.
-        example = f" (e.g. {SHARED_RESNET18})" if name == "resnet18" else ""
-        raise WeightsError(
-            f"pretrained weights for {name} are not cached and could not be downloaded "
-            f"({error.__class__.__name__}): put {filename} in {torchvision_cache_dir()} (or set TORCH_HOME)",
-            hint=f"or pass a state-dict file as {{param}} FILE{example}, or random weights (tests and demos "
-                 "only) with {param:pretrained=False}", parameter="weights") from None
+        _failed_downloads[weights.url] = (time.monotonic(), error.__class__.__name__)
+        raise _not_downloaded(name, filename, error.__class__.__name__) from None
     return state, f"torchvision:{weights}"
+
+
+def _not_downloaded(name: str, filename: str, error_kind: str) -> WeightsError:
+    """The error for pretrained weights that are not cached and could not be downloaded."""
+    example = f" (e.g. {SHARED_RESNET18})" if name == "resnet18" else ""  # the shared folder has only ResNet-18's
+    return WeightsError(
+        f"pretrained weights for {name} are not cached and could not be downloaded ({error_kind}): put {filename} "
+        f"in {torchvision_cache_dir()} (or set TORCH_HOME)",
+        hint=f"or pass a state-dict file as {{param}} FILE{example}, or random weights (tests and demos only) with "
+             "{param:pretrained=False}", parameter="weights")
