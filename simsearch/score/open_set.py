@@ -125,6 +125,7 @@ def choose_weight(residuals: np.ndarray, log_ratios: np.ndarray, labels: np.ndar
 def tail_gap(labels: np.ndarray, scores: np.ndarray) -> float:
     """How far the defects' lower tail lies above the goods' upper tail (their TAIL quantiles), in the goods'
     spread: the room a threshold has between them (negative where they overlap)."""
+    labels = np.asarray(labels, dtype=bool)  # 0/1 labels as auroc takes them: `~` of an int array is not a mask
     good, defect = scores[~labels], scores[labels]
     return float((np.quantile(defect, TAIL) - np.quantile(good, 1 - TAIL)) / (np.std(good) or 1.0))
 

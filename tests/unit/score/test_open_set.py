@@ -185,3 +185,4 @@ def test_the_tail_gap_is_in_the_goods_spread():
     expected = (np.quantile(np.arange(10.0) + 20, 0.1) - np.quantile(np.arange(10.0), 0.9)) / np.std(np.arange(10.0))
     assert open_set.tail_gap(labels, scores) == pytest.approx(expected)
     assert open_set.tail_gap(labels, scores[::-1]) < 0  # overlap (here, reversed) is negative
+    assert open_set.tail_gap(labels.astype(int), scores) == pytest.approx(expected)  # 0/1 labels as well
